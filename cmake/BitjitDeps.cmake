@@ -1,0 +1,24 @@
+# External dependencies, all from Debian's apt (see README.md for the package names).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(FFI REQUIRED IMPORTED_TARGET libffi)
+pkg_check_modules(CRITERION IMPORTED_TARGET criterion)
+find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
+find_library(XXHASH_LIBRARY xxhash REQUIRED)
+
+# LLVM: 19 is the baseline, 22 is kept working. -DBJ_LLVM_VERSION=22 picks the other one.
+set(BJ_LLVM_VERSION 19 CACHE STRING "LLVM major version to build against")
+# (LLVMConfigVersion only accepts an exact major.minor, so find by path and check the major.)
+find_package(LLVM REQUIRED CONFIG NO_DEFAULT_PATH
+             PATHS /usr/lib/llvm-${BJ_LLVM_VERSION}/lib/cmake/llvm /usr/lib/llvm-${BJ_LLVM_VERSION}/cmake)
+if(NOT LLVM_VERSION_MAJOR EQUAL BJ_LLVM_VERSION)
+  message(FATAL_ERROR "bitjit: wanted LLVM ${BJ_LLVM_VERSION}, found ${LLVM_PACKAGE_VERSION} in ${LLVM_DIR}")
+endif()
+message(STATUS "bitjit: LLVM ${LLVM_PACKAGE_VERSION} from ${LLVM_DIR}")
+add_library(bj_llvm INTERFACE)
+target_include_directories(bj_llvm SYSTEM INTERFACE ${LLVM_INCLUDE_DIRS})
+separate_arguments(_llvm_defs NATIVE_COMMAND "${LLVM_DEFINITIONS}")
+target_compile_definitions(bj_llvm INTERFACE ${_llvm_defs})
+target_link_libraries(bj_llvm INTERFACE LLVM)

@@ -1,0 +1,100 @@
+/* ir/support.h -- the small shared corner every layer uses: status + error reporting,
+ * an arena allocator, read-only file maps, and half-float conversions.
+ *
+ * Error model (style.md C13): library functions return bj_status and fill a caller-owned
+ * bj_error whose message names the file, tensor or key and what was expected. Only the
+ * drivers (bitjit, bitjitc) print. BJ_ASSERT is for internal invariants and stays on in
+ * release builds. */
+#ifndef BJ_SUPPORT_H
+#define BJ_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum bj_status {
+    BJ_OK = 0,
+    BJ_E_IO,          /* a file could not be opened, read, mapped or written */
+    BJ_E_FORMAT,      /* malformed input: bad header, out-of-range offset, wrong type */
+    BJ_E_UNSUPPORTED, /* well-formed but not something bitjit handles (dtype, arch) */
+    BJ_E_NOMEM,       /* an allocation failed */
+    BJ_E_INVALID,     /* bad argument or malformed IR */
+    BJ_E_LLVM,        /* LLVM reported an error */
+    BJ_E_INTERNAL,    /* a bitjit bug */
+} bj_status;
+
+typedef struct bj_error {
+    bj_status code;
+    char msg[1024];
+    const char *file; /* where in bitjit it was raised */
+    int line;
+} bj_error;
+
+/* Fills err (if non-NULL) and returns code. The message is printf-formatted. */
+bj_status bj_error_set(bj_error *err, bj_status code, const char *file, int line,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Prepends "context: " to an existing message (e.g. the file name). Returns err->code. */
+bj_status bj_error_prefix(bj_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *bj_status_name(bj_status s);
+
+#define BJ_FAIL(err, code, ...) bj_error_set((err), (code), __FILE__, __LINE__, __VA_ARGS__)
+#define BJ_TRY(expr) do { bj_status bj_s_ = (expr); if (bj_s_ != BJ_OK) return bj_s_; } while (0)
+
+_Noreturn void bj_abort(const char *file, int line, const char *what);
+#define BJ_ASSERT(x) ((x) ? (void)0 : bj_abort(__FILE__, __LINE__, #x))
+#define BJ_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- arena: bump allocator, freed all at once ---------------------------------------- */
+typedef struct bj_arena_block bj_arena_block;
+typedef struct bj_arena {
+    bj_arena_block *head;
+    size_t bytes; /* total bytes handed out */
+} bj_arena;
+
+void bj_arena_init(bj_arena *a);
+void bj_arena_free(bj_arena *a);
+/* Zeroed memory, aligned to align (a power of two <= 64); NULL when out of memory. */
+void *bj_arena_alloc(bj_arena *a, size_t n, size_t align);
+char *bj_arena_strdup(bj_arena *a, const char *s);
+char *bj_arena_strndup(bj_arena *a, const char *s, size_t n);
+
+/* ---- read-only file map ---------------------------------------------------------------- */
+typedef struct bj_fmap {
+    const uint8_t *data;
+    size_t size;
+    char *path; /* malloc'd copy, for error messages */
+} bj_fmap;
+
+bj_status bj_fmap_open(bj_fmap *m, const char *path, bj_error *err);
+void bj_fmap_close(bj_fmap *m);
+/* Reads a whole (small) file into a malloc'd NUL-terminated buffer. */
+bj_status bj_read_file(const char *path, char **out, size_t *len, bj_error *err);
+int bj_path_is_dir(const char *path);
+/* dir + "/" + name into buf; BJ_E_INVALID if it does not fit. */
+bj_status bj_path_join(char *buf, size_t cap, const char *dir, const char *name, bj_error *err);
+
+/* ---- checked size arithmetic (never trust a size field before checking it) -------------- */
+static inline int bj_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline int bj_add_overflow(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+
+/* ---- half floats ------------------------------------------------------------------------ */
+static inline float bj_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+uint16_t bj_f32_to_bf16(float f); /* round to nearest even, NaN stays NaN */
+float bj_f16_to_f32(uint16_t h);
+uint16_t bj_f32_to_f16(float f);  /* round to nearest even */
+
+/* Little-endian loads from unaligned bytes. */
+static inline uint16_t bj_rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t bj_rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t bj_rd64(const uint8_t *p) { return bj_rd32(p) | (uint64_t)bj_rd32(p + 4) << 32; }
+
+#endif
