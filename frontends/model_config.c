@@ -1,0 +1,251 @@
+/* frontends/model_config.c -- the Hugging Face config.json reader for BitNetForCausalLM
+ * (formats.md §3.2) into bj_model_config.
+ *
+ * Every field is looked up by name and checked for its JSON type before use; a missing
+ * required field, a wrong type (hidden_size "384" or 384.5) or an out-of-range value is
+ * BJ_E_FORMAT with a message naming the file and the key; a well-formed value bitjit does
+ * not handle (another architecture, activation or quantization method) is
+ * BJ_E_UNSUPPORTED. A JSON null counts as absent, since HF writes None as null. Defaults
+ * follow HF's BitNetConfig / BitNetQuantConfig. Sizes are capped at INT32_MAX so that
+ * products of two of them (hidden * vocab, ...) cannot overflow int64 downstream.
+ *
+ * Two keys that would change the forward pass but have no field in bj_model_config are
+ * refused rather than ignored: attention_bias true and quantization_config.use_rms_norm
+ * true. */
+#include "frontends/model_config.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BJ_HF_ARCH "BitNetForCausalLM"
+#define BJ_HF_MAX_DIM INT32_MAX
+
+/* Where the values come from: the file (for messages), the object, and the key prefix
+ * ("" at top level, "quantization_config." inside it). */
+typedef struct hf_obj {
+    const char *path;
+    const json_t *obj;
+    const char *scope;
+} hf_obj;
+
+static const char *hf_json_desc(const json_t *v, char *buf, size_t cap) {
+    switch (json_typeof(v)) {
+    case JSON_INTEGER: snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return buf;
+    case JSON_REAL: snprintf(buf, cap, "%g", json_real_value(v)); return buf;
+    case JSON_STRING: snprintf(buf, cap, "string \"%.40s\"", json_string_value(v)); return buf;
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_TRUE: case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* The value of key, or NULL when absent or null. */
+static const json_t *hf_get(const hf_obj *o, const char *key) {
+    const json_t *v = json_object_get(o->obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+static bj_status hf_type_error(const hf_obj *o, const char *key, const char *want, const json_t *v, bj_error *err) {
+    char d[64];
+    return BJ_FAIL(err, BJ_E_FORMAT, "%s: key '%s%s': expected %s, got %s", o->path, o->scope, key, want,
+                   hf_json_desc(v, d, sizeof d));
+}
+
+static bj_status hf_missing(const hf_obj *o, const char *key, const char *want, bj_error *err) {
+    return BJ_FAIL(err, BJ_E_FORMAT, "%s: missing required key '%s%s' (%s)", o->path, o->scope, key, want);
+}
+
+/* ---- typed getters ------------------------------------------------------------------------ */
+
+/* A positive integer <= BJ_HF_MAX_DIM; def when absent (required: an error). */
+static bj_status hf_int(const hf_obj *o, const char *key, bool required, int64_t def, int64_t *out, bj_error *err) {
+    const json_t *v = hf_get(o, key);
+    *out = def;
+    if (!v) return required ? hf_missing(o, key, "a positive integer", err) : BJ_OK;
+    if (!json_is_integer(v)) return hf_type_error(o, key, "a positive integer", v, err);
+    if (json_integer_value(v) < 1 || json_integer_value(v) > BJ_HF_MAX_DIM)
+        return hf_type_error(o, key, "a positive integer <= 2147483647", v, err);
+    *out = json_integer_value(v);
+    return BJ_OK;
+}
+
+/* A positive number (integer or real); def when absent. */
+static bj_status hf_num(const hf_obj *o, const char *key, double def, double *out, bj_error *err) {
+    const json_t *v = hf_get(o, key);
+    *out = def;
+    if (!v) return BJ_OK;
+    if (!json_is_number(v) || !(json_number_value(v) > 0)) return hf_type_error(o, key, "a positive number", v, err);
+    *out = json_number_value(v);
+    return BJ_OK;
+}
+
+static bj_status hf_bool(const hf_obj *o, const char *key, bool def, bool *out, bj_error *err) {
+    const json_t *v = hf_get(o, key);
+    *out = def;
+    if (!v) return BJ_OK;
+    if (!json_is_boolean(v)) return hf_type_error(o, key, "true or false", v, err);
+    *out = json_is_true(v);
+    return BJ_OK;
+}
+
+/* A string that must be one of names[] (its index into *out); def when absent. A string not
+ * in the list is unsupported, anything else a format error. */
+static bj_status hf_enum(const hf_obj *o, const char *key, const char *const *names, int n, int def, int *out,
+                         bj_error *err) {
+    const json_t *v = hf_get(o, key);
+    *out = def;
+    if (!v) return BJ_OK;
+    if (!json_is_string(v)) return hf_type_error(o, key, "a string", v, err);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(json_string_value(v), names[i]) == 0) {
+            *out = i;
+            return BJ_OK;
+        }
+    }
+    char list[128] = "";
+    for (int i = 0; i < n; i++) {
+        strncat(list, names[i], sizeof list - strlen(list) - 1);
+        if (i + 1 < n) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    }
+    return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported %s%s '%.60s' (bitjit supports %s)", o->path, o->scope,
+                   key, json_string_value(v), list);
+}
+
+/* bos/eos: a non-negative integer below vocab, or (eos) an array whose first element is
+ * one; -1 when absent or an empty array. */
+static bj_status hf_token(const hf_obj *o, const char *key, bool list_ok, int64_t vocab, int64_t *out,
+                          bj_error *err) {
+    const json_t *v = hf_get(o, key);
+    const char *want = list_ok ? "a token id or an array of token ids" : "a token id (a non-negative integer)";
+    *out = -1;
+    if (v && list_ok && json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (!json_is_integer(json_array_get(v, i))) return hf_type_error(o, key, want, v, err);
+        v = json_array_get(v, 0);
+    }
+    if (!v) return BJ_OK;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return hf_type_error(o, key, want, v, err);
+    if (json_integer_value(v) >= vocab)
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: key '%s': token id %" JSON_INTEGER_FORMAT " is not below vocab_size %"
+                       PRId64, o->path, key, json_integer_value(v), vocab);
+    *out = json_integer_value(v);
+    return BJ_OK;
+}
+
+/* ---- sections ------------------------------------------------------------------------------ */
+
+static bj_status hf_arch(bj_model_config *c, const hf_obj *o, bj_error *err) {
+    const json_t *v = hf_get(o, "architectures");
+    if (!v) return hf_missing(o, "architectures", "an array of strings", err);
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return hf_type_error(o, "architectures", "a non-empty array of strings", v, err);
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!json_is_string(json_array_get(v, i)))
+            return hf_type_error(o, "architectures", "an array of strings", v, err);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        if (strcmp(json_string_value(json_array_get(v, i)), BJ_HF_ARCH) == 0) {
+            snprintf(c->arch, sizeof c->arch, "%s", BJ_HF_ARCH);
+            return BJ_OK;
+        }
+    }
+    return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported architecture '%.60s' (bitjit supports " BJ_HF_ARCH ")",
+                   o->path, json_string_value(json_array_get(v, 0)));
+}
+
+static bj_status hf_sizes(bj_model_config *c, const hf_obj *o, bj_error *err) {
+    BJ_TRY(hf_int(o, "hidden_size", true, 0, &c->hidden, err));
+    BJ_TRY(hf_int(o, "intermediate_size", true, 0, &c->intermediate, err));
+    BJ_TRY(hf_int(o, "num_hidden_layers", true, 0, &c->n_layer, err));
+    BJ_TRY(hf_int(o, "num_attention_heads", true, 0, &c->n_head, err));
+    BJ_TRY(hf_int(o, "vocab_size", true, 0, &c->vocab, err));
+    BJ_TRY(hf_int(o, "num_key_value_heads", false, c->n_head, &c->n_kv_head, err));
+    BJ_TRY(hf_int(o, "max_position_embeddings", false, 2048, &c->max_seq, err));
+    if (c->n_head % c->n_kv_head)
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: num_attention_heads %" PRId64 " is not a multiple of "
+                       "num_key_value_heads %" PRId64, o->path, c->n_head, c->n_kv_head);
+    if (!hf_get(o, "head_dim") && c->hidden % c->n_head)
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: hidden_size %" PRId64 " is not divisible by num_attention_heads %"
+                       PRId64 " (and there is no head_dim)", o->path, c->hidden, c->n_head);
+    BJ_TRY(hf_int(o, "head_dim", false, c->hidden / c->n_head, &c->head_dim, err));
+    if (c->head_dim % 2)
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: head_dim %" PRId64 " is odd (rotary embeddings need an even head_dim)",
+                       o->path, c->head_dim);
+    return BJ_OK;
+}
+
+static bj_status hf_misc(bj_model_config *c, const hf_obj *o, bj_error *err) {
+    static const char *const acts[] = { [BJ_ACT_RELU2] = "relu2", [BJ_ACT_SILU] = "silu" };
+    int act;
+    bool bias;
+    BJ_TRY(hf_num(o, "rms_norm_eps", 1e-6, &c->rms_eps, err));
+    BJ_TRY(hf_num(o, "rope_theta", 500000.0, &c->rope_theta, err));
+    BJ_TRY(hf_enum(o, "hidden_act", acts, (int)BJ_COUNTOF(acts), BJ_ACT_RELU2, &act, err));
+    c->act = (bj_act)act;
+    BJ_TRY(hf_bool(o, "tie_word_embeddings", false, &c->tie_embeddings, err));
+    BJ_TRY(hf_token(o, "bos_token_id", false, c->vocab, &c->bos_id, err));
+    BJ_TRY(hf_token(o, "eos_token_id", true, c->vocab, &c->eos_id, err));
+    BJ_TRY(hf_bool(o, "attention_bias", false, &bias, err));
+    if (bias)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported attention_bias true (BitNet has no biases)", o->path);
+    return BJ_OK;
+}
+
+static bj_status hf_quant(bj_model_config *c, const char *path, const json_t *q, bj_error *err) {
+    static const char *const methods[] = { "bitnet" };
+    static const char *const classes[] = { [BJ_LC_BITLINEAR] = "bitlinear", [BJ_LC_AUTOBITLINEAR] = "autobitlinear" };
+    static const char *const modes[] = { "offline", "online" };
+    static const char *const wquants[] = { [BJ_WQ_TERNARY] = "ternary", [BJ_WQ_BINARY] = "binary" };
+    hf_obj o = { path, q, "quantization_config." };
+    int method, lc, mode, wq;
+    bool rms;
+    BJ_TRY(hf_enum(&o, "quant_method", methods, 1, 0, &method, err));
+    BJ_TRY(hf_enum(&o, "linear_class", classes, 2, BJ_LC_BITLINEAR, &lc, err));
+    BJ_TRY(hf_enum(&o, "quantization_mode", modes, 2, 0, &mode, err));
+    BJ_TRY(hf_enum(&o, "weight_quant", wquants, 2, BJ_WQ_TERNARY, &wq, err));
+    BJ_TRY(hf_bool(&o, "use_rms_norm", false, &rms, err));
+    if (rms)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported quantization_config.use_rms_norm true "
+                       "(an RMSNorm inside each BitLinear)", path);
+    c->linear_class = (bj_linear_class)lc;
+    c->online_quant = mode == 1;
+    c->weight_quant = (bj_wquant)wq;
+    return BJ_OK;
+}
+
+static bj_status hf_config(bj_model_config *c, const char *path, const json_t *root, bj_error *err) {
+    char d[64];
+    if (!json_is_object(root))
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: expected a JSON object, got %s", path, hf_json_desc(root, d, sizeof d));
+    hf_obj o = { path, root, "" };
+    BJ_TRY(hf_arch(c, &o, err));
+    BJ_TRY(hf_sizes(c, &o, err));
+    BJ_TRY(hf_misc(c, &o, err));
+    const json_t *q = hf_get(&o, "quantization_config");
+    if (q && !json_is_object(q)) return hf_type_error(&o, "quantization_config", "an object", q, err);
+    return q ? hf_quant(c, path, q, err) : BJ_OK;
+}
+
+bj_status bj_hf_config_parse(bj_model_config *c, const char *json, size_t len, const char *path, bj_error *err) {
+    memset(c, 0, sizeof *c);
+    c->bos_id = c->eos_id = -1;
+    json_error_t je;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return BJ_FAIL(err, BJ_E_FORMAT, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
+    bj_status s = hf_config(c, path, root, err);
+    json_decref(root);
+    return s;
+}
+
+bj_status bj_hf_config_load(bj_model_config *c, const char *path, bj_error *err) {
+    char *text;
+    size_t len;
+    memset(c, 0, sizeof *c);
+    BJ_TRY(bj_read_file(path, &text, &len, err));
+    bj_status s = bj_hf_config_parse(c, text, len, path, err);
+    free(text);
+    return s;
+}
