@@ -1,0 +1,69 @@
+/* frontends/model.c -- load a model from a path: detect the format, read the config,
+ * map the weights, load the tokenizer and build the graph. Today: HF directories
+ * (config.json + safetensors, single or sharded) and a bare .safetensors file whose
+ * directory holds config.json. */
+#include "frontends/model.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static bj_status model_dir(const char *path, char *dir, size_t cap, bj_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return BJ_FAIL(err, BJ_E_IO, "%s: model path does not exist: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        if (strlen(path) >= cap) return BJ_FAIL(err, BJ_E_INVALID, "%s: path too long", path);
+        strcpy(dir, path);
+        return BJ_OK;
+    }
+    size_t n = strlen(path);
+    if (n < 12 || strcmp(path + n - 12, ".safetensors") != 0)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED,
+                       "%s: not a model directory or .safetensors file (GGUF is not supported yet)", path);
+    char tmp[4096];
+    if (n >= sizeof tmp) return BJ_FAIL(err, BJ_E_INVALID, "%s: path too long", path);
+    strcpy(tmp, path);
+    const char *d = dirname(tmp);
+    if (strlen(d) >= cap) return BJ_FAIL(err, BJ_E_INVALID, "%s: path too long", path);
+    strcpy(dir, d);
+    return BJ_OK;
+}
+
+static bj_status load_parts(bj_model *m, const char *path, const char *dir, bj_error *err) {
+    char buf[4096];
+    BJ_TRY(bj_path_join(buf, sizeof buf, dir, "config.json", err));
+    BJ_TRY(bj_hf_config_load(&m->cfg, buf, err));
+    BJ_TRY(bj_st_open(&m->st, path, err));
+    BJ_TRY(bj_tok_load_hf(&m->tok, dir, err));
+    if (bj_tok_vocab_size(m->tok) > m->cfg.vocab)
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: tokenizer has %d tokens but config.json vocab_size is %lld",
+                       dir, bj_tok_vocab_size(m->tok), (long long)m->cfg.vocab);
+    BJ_TRY(bj_graph_init(&m->graph, "bitnet", err));
+    bj_status s = bj_fe_build_bitnet_hf(&m->graph, &m->cfg, &m->st, err);
+    if (s != BJ_OK) bj_error_prefix(err, "%s", path);
+    return s;
+}
+
+bj_status bj_model_load(bj_model *m, const char *path, bj_error *err) {
+    memset(m, 0, sizeof *m);
+    bj_arena_init(&m->st.arena);
+    char dir[4096];
+    bj_status s = model_dir(path, dir, sizeof dir, err);
+    if (s == BJ_OK) {
+        m->path = strdup(path);
+        s = m->path ? load_parts(m, path, dir, err) : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    }
+    if (s != BJ_OK) bj_model_free(m);
+    return s;
+}
+
+void bj_model_free(bj_model *m) {
+    bj_tok_free(m->tok);
+    bj_graph_free(&m->graph);
+    bj_st_close(&m->st);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,96 @@
+/* tests/unit/test_cli.c -- `bitjit` as a user runs it: oracle ids through the CLI, help,
+ * seeds, and bad flags / bad paths giving clear errors and non-zero exits. */
+#include "support/oracle.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+/* Runs `bitjit ARGS 2>&1` (or with stderr dropped), returns the exit code; output in out. */
+static int run(const char *args, char *out, size_t cap, bool with_stderr) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' %s %s", BJ_BITJIT_EXE, args, with_stderr ? "2>&1" : "2>/dev/null");
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void oracle_ids_text(const char *key, int prompt, char *buf, size_t cap, char *prompt_text, size_t pcap) {
+    json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json");
+    json_t *p = json_array_get(json_object_get(o, "prompts"), (size_t)prompt);
+    snprintf(prompt_text, pcap, "%s", json_string_value(json_object_get(p, "prompt")));
+    size_t n, off = 0;
+    int32_t *ids = bj_test_ids(json_object_get(p, key), &n);
+    for (size_t i = 0; i < n; i++) off += (size_t)snprintf(buf + off, cap - off, "%s%d", i ? " " : "", ids[i]);
+    snprintf(buf + off, cap - off, "\n");
+    free(ids);
+    json_decref(o);
+}
+
+Test(cli, run_ids_match_oracle_packed_and_master, .timeout = 300) {
+    const char *models[] = { "packed", "master" }, *keys[] = { "packed_greedy_ids", "master_greedy_ids" };
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < 4; i++) {
+            char want[4096], prompt[512], args[1024], out[8192];
+            oracle_ids_text(keys[m], i, want, sizeof want, prompt, sizeof prompt);
+            snprintf(args, sizeof args, "run -m '%s/models/kjv-bitnet-11m/%s' -p '%s' -n 48 --temp 0 --ids",
+                     BJ_SOURCE_DIR, models[m], prompt);
+            cr_assert_eq(run(args, out, sizeof out, false), 0, "%s", args);
+            cr_expect_str_eq(out, want, "%s '%s'", models[m], prompt);
+        }
+}
+
+Test(cli, default_model_and_text_output, .timeout = 120) {
+    char out[8192], want[4096], prompt[512];
+    oracle_ids_text("packed_greedy_ids", 0, want, sizeof want, prompt, sizeof prompt);
+    cr_assert_eq(run("run -p 'In the beginning' -n 48 --temp 0 --ids", out, sizeof out, false), 0);
+    cr_expect_str_eq(out, want);
+    json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json");
+    const char *text = json_string_value(json_object_get(json_array_get(json_object_get(o, "prompts"), 0), "packed_greedy_text"));
+    cr_assert_eq(run("run -p 'In the beginning' -n 48 --temp 0", out, sizeof out, false), 0);
+    char expect[4096];
+    snprintf(expect, sizeof expect, "In the beginning%s\n", text);
+    cr_expect_str_eq(out, expect);
+    json_decref(o);
+}
+
+Test(cli, seed_reproducible, .timeout = 120) {
+    char a[8192], b[8192];
+    cr_assert_eq(run("run -p 'Blessed are the' -n 24 --temp 1 --seed 7 --ids", a, sizeof a, false), 0);
+    cr_assert_eq(run("run -p 'Blessed are the' -n 24 --temp 1 --seed 7 --ids", b, sizeof b, false), 0);
+    cr_expect_str_eq(a, b);
+    cr_assert_gt(strlen(a), 10);
+}
+
+Test(cli, help) {
+    char out[16384];
+    cr_assert_eq(run("--help", out, sizeof out, true), 0);
+    cr_assert(strstr(out, "run"));
+    cr_assert_eq(run("run --help", out, sizeof out, true), 0);
+    const char *opts[] = { "--model", "--prompt", "--file", "--n-predict", "--threads", "--temp", "--top-k",
+                           "--top-p", "--min-p", "--repeat-penalty", "--seed", "--ids" };
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) cr_expect(strstr(out, opts[i]), "help lacks %s", opts[i]);
+}
+
+static void expect_fail(const char *args, const char *needle) {
+    char out[16384];
+    int rc = run(args, out, sizeof out, true);
+    cr_expect_neq(rc, 0, "'%s' exited 0", args);
+    cr_expect(strstr(out, needle), "'%s': output lacks '%s':\n%s", args, needle, out);
+}
+
+Test(cli, bad_input) {
+    expect_fail("frobnicate", "unknown command");
+    expect_fail("run --temp abc", "--temp");
+    expect_fail("run -n -3", "-n");
+    expect_fail("run --bogus", "--bogus");
+    expect_fail("run -p", "needs a value");
+    expect_fail("run -m /nonexistent/model -p hi", "/nonexistent/model");
+    expect_fail("run -f /nonexistent/prompt.txt", "/nonexistent/prompt.txt");
+    expect_fail("run --engine warp", "warp");
+    expect_fail("run -p a -f b", "not both");
+}
