@@ -18,7 +18,10 @@
  * materialises an f32 tensor we round at the same point, and where torch reduces (sums,
  * dots, means) we sum in double and round once, which is what torch's accurate cascade
  * reductions get close to. Tested against torch 1.13 and the HF oracle: with sequential f32
- * sums, 3 of the 12 oracle continuations diverged at such ties; as written, none do. */
+ * sums, 3 of the 12 oracle continuations diverged at such ties; as written, none do.
+ * BitLinear keeps the integer form y = f32(acc) / s * scale for packed and master weights
+ * alike (HF's master path dequantizes first; the difference moved no oracle token), so the
+ * generated kernels can reproduce it bit for bit. */
 #include "runtime/runtime.h"
 
 #include <float.h>
@@ -35,8 +38,6 @@ typedef struct ref_value { /* one node's result for the current step */
 typedef struct ref_lowbit { /* a ternary/binary weight prepared once */
     int8_t *v;              /* [N, K] values in {-1, 0, +1} */
     double scale;           /* W = v * scale */
-    bool online;            /* quantized here from a master (weight_quant) */
-    float c;                /* online: the dequantized magnitude (f32(1 / f32(1/g)), or beta) */
 } ref_lowbit;
 
 typedef struct ref_engine {
@@ -108,12 +109,10 @@ static bj_status quantize_weight(ref_lowbit *w, const bj_node *q, const bj_node 
     }
     /* torch's mean: an (accurate) f32 sum times f32(1/N) */
     float mean = (float)sum * (1.0f / (float)NK), mean_abs = (float)sum_abs * (1.0f / (float)NK);
-    w->online = true;
     if (q->iattr[0] == 1) { /* binary: beta * Sign(W - alpha) */
         for (int64_t i = 0; i < NK; i++)
             w->v[i] = load_float(m->dtype, m->data, (uint64_t)i) - mean > 0 ? 1 : -1;
         w->scale = mean_abs;
-        w->c = mean_abs;
         return BJ_OK;
     }
     float g = fmaxf(mean_abs, 1e-5f), inv = 1.0f / g; /* HF WeightQuant multiplies by 1/g */
@@ -122,7 +121,6 @@ static bj_status quantize_weight(ref_lowbit *w, const bj_node *q, const bj_node 
         w->v[i] = (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
     }
     w->scale = g;
-    w->c = 1.0f / inv; /* HF divides the rounded values by 1/g: v / (1/g) */
     return BJ_OK;
 }
 
@@ -199,25 +197,12 @@ static void op_act_quant(step *s) {
     }
 }
 
-/* HF's online path (AutoBitLinear) does not multiply integers: it dequantizes first,
- * x' = q / s and w' = v / (1/g), then F.linear(x', w') in f32. The products are exact in
- * double, so one rounding of the double sum is as close as we can get to it. Computing
- * acc / s * g instead differs by an ulp here and there, and near an activation rounding
- * boundary an ulp changes a greedy token (seen on the kjv master oracle). */
-static float dequant_dot(const ref_value *x, const ref_lowbit *w, int64_t t, int64_t n, int64_t K) {
-    double acc = 0;
-    for (int64_t k = 0; k < K; k++)
-        acc += (double)((float)x->q[t * K + k] / x->qs[t]) * (double)(w->v[n * K + k] * w->c);
-    return (float)acc;
-}
-
 static void op_matmul_t(step *s) {
     const ref_value *x = IN(s, 0);
     const ref_lowbit *w = &s->e->lowbit[s->n->in[1]];
     int64_t N = bj_shape_cols(s->n->shape), K = bj_shape_cols(INNODE(s, 0)->shape);
     for (int64_t t = 0; t < s->T; t++)
         for (int64_t n = 0; n < N; n++) {
-            if (w->online) { s->out->f[t * N + n] = dequant_dot(x, w, t, n, K); continue; }
             int32_t acc = 0; /* ternary x int8: adds and subtracts, exact */
             for (int64_t k = 0; k < K; k++) acc += w->v[n * K + k] * x->q[t * K + k];
             s->out->f[t * N + n] = (float)acc / x->qs[t] * (float)w->scale;
