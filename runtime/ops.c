@@ -1,0 +1,242 @@
+/* runtime/ops.c -- the plain C ops every engine shares (see ops.h).
+ * Rounding follows torch: f32 where torch materialises a tensor, reductions summed in
+ * double and rounded once (torch's cascade sums are close to exact), means as sum * (1/N). */
+#include "runtime/ops.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+float bj_rt_load_float(bj_dtype dt, const void *data, uint64_t i) {
+    const uint8_t *p = data;
+    switch (dt) {
+    case BJ_DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
+    case BJ_DT_F16: return bj_f16_to_f32(bj_rd16(p + 2 * i));
+    case BJ_DT_BF16: return bj_bf16_to_f32(bj_rd16(p + 2 * i));
+    default: BJ_ASSERT(!"not a float dtype");
+    }
+    return 0;
+}
+
+/* ---- weights ----------------------------------------------------------------------------- */
+bj_status bj_rt_weight_check(const bj_node *n, bj_error *err) {
+    uint64_t need;
+    int64_t rows = n->shape.ndim == 2 ? n->shape.d[0] : 1;
+    if (!bj_dtype_nbytes(n->dtype, (uint64_t)rows, (uint64_t)bj_shape_cols(n->shape), &need) || !n->data ||
+        n->nbytes < need)
+        return BJ_FAIL(err, BJ_E_INVALID, "weight '%s' is not bound to its %llu bytes of data", n->name,
+                       (unsigned long long)need);
+    return BJ_OK;
+}
+
+/* Ternary value (n, k) of an [N, K] lowbit weight in any packing (code 3 comes back as 2). */
+static int lowbit_get(bj_dtype dt, const uint8_t *d, int64_t N, int64_t K, int64_t n, int64_t k) {
+    switch (dt) {
+    case BJ_DT_T8:
+    case BJ_DT_B8: return (int8_t)d[n * K + k];
+    case BJ_DT_T2HF: { /* u8[N/4][K]: row n lives in byte row n % (N/4), lane n / (N/4) */
+        int64_t R = N / 4;
+        return ((d[(n % R) * K + k] >> (2 * (n / R))) & 3) - 1;
+    }
+    case BJ_DT_T2: return ((d[n * ((K + 3) / 4) + k / 4] >> (2 * (k % 4))) & 3) - 1;
+    default: BJ_ASSERT(!"not a lowbit dtype");
+    }
+    return 0;
+}
+
+static bj_status unpack(const bj_node *n, int8_t *v, double *scale, bj_error *err) {
+    int64_t N = n->shape.d[0], K = n->shape.d[1];
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t k = 0; k < K; k++) {
+            int x = lowbit_get(n->dtype, n->data, N, K, r, k);
+            if (x < -1 || x > 1 || (n->dtype == BJ_DT_B8 && x == 0))
+                return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
+                               bj_dtype_name(n->dtype), (long long)r, (long long)k);
+            v[r * K + k] = (int8_t)x;
+        }
+    *scale = n->fattr[0];
+    return BJ_OK;
+}
+
+/* weight_quant of a float master m, as the model was trained: mode 0 absmean ternary
+ * (HF WeightQuant: rint(W * (1/g)) clipped), mode 1 the 1-bit rule mean|W| * Sign(W - mean W). */
+static void quantize(const bj_node *m, int64_t mode, int8_t *v, double *scale) {
+    int64_t NK = m->shape.d[0] * m->shape.d[1];
+    double sum = 0, sum_abs = 0;
+    for (int64_t i = 0; i < NK; i++) {
+        float x = bj_rt_load_float(m->dtype, m->data, (uint64_t)i);
+        sum += x;
+        sum_abs += fabsf(x);
+    }
+    float mean = (float)sum * (1.0f / (float)NK), mean_abs = (float)sum_abs * (1.0f / (float)NK);
+    if (mode == 1) {
+        for (int64_t i = 0; i < NK; i++) v[i] = bj_rt_load_float(m->dtype, m->data, (uint64_t)i) - mean > 0 ? 1 : -1;
+        *scale = mean_abs;
+        return;
+    }
+    float g = fmaxf(mean_abs, 1e-5f), inv = 1.0f / g;
+    for (int64_t i = 0; i < NK; i++) {
+        float r = rintf(bj_rt_load_float(m->dtype, m->data, (uint64_t)i) * inv);
+        v[i] = (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
+    }
+    *scale = g;
+}
+
+bj_status bj_rt_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err) {
+    const bj_node *n = &g->nodes[node];
+    *t8 = NULL;
+    bool is_quant = n->op == BJ_OP_WEIGHT_QUANT;
+    const bj_node *src = is_quant ? &g->nodes[n->in[0]] : n;
+    if (src->op != BJ_OP_WEIGHT || (!is_quant && !bj_dtype_is_lowbit(n->dtype)))
+        return BJ_FAIL(err, BJ_E_INVALID, "node %%%u: not a ternary/binary weight", node);
+    BJ_TRY(bj_rt_weight_check(src, err));
+    size_t nk = (size_t)(n->shape.d[0] * n->shape.d[1]);
+    int8_t *v = malloc(nk ? nk : 1);
+    if (!v) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes for '%s')", nk, src->name);
+    bj_status s = BJ_OK;
+    if (is_quant) quantize(src, n->iattr[0], v, scale);
+    else s = unpack(n, v, scale, err);
+    if (s != BJ_OK) { free(v); return s; }
+    *t8 = v;
+    return BJ_OK;
+}
+
+/* ---- ops --------------------------------------------------------------------------------- */
+void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, float *y) {
+    int64_t D = table->shape.d[1];
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t d = 0; d < D; d++)
+            y[t * D + d] = bj_rt_load_float(table->dtype, table->data, (uint64_t)(tokens[t] * D + d));
+}
+
+/* As HF's BitNetRMSNorm: x^2 in f32, mean = sum * (1/D), r = 1/sqrt(mean + eps), w * (x * r). */
+void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, float *y) {
+    for (int64_t t = t0; t < t1; t++) {
+        const float *xr = x + t * D;
+        double ss = 0;
+        for (int64_t d = 0; d < D; d++) {
+            float sq = xr[d] * xr[d];
+            ss += sq;
+        }
+        float mean = (float)ss * (1.0f / (float)D);
+        float r = 1.0f / sqrtf(mean + (float)eps);
+        for (int64_t d = 0; d < D; d++) {
+            float xn = xr[d] * r;
+            y[t * D + d] = bj_rt_load_float(w->dtype, w->data, (uint64_t)d) * xn;
+        }
+    }
+}
+
+void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int64_t t1, int8_t *q, float *qs) {
+    for (int64_t t = t0; t < t1; t++) {
+        const float *xr = x + t * K;
+        float amax = 0;
+        for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
+        float sc = 127.0f / fmaxf(amax, 1e-5f);
+        for (int64_t k = 0; k < K; k++) {
+            float r = rintf(xr[k] * sc); /* half to even, as torch.round */
+            q[t * qstride + k] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
+        }
+        memset(q + t * qstride + K, 0, (size_t)(qstride - K));
+        qs[t] = sc;
+    }
+}
+
+void bj_rt_rescale(const int32_t *acc, const float *qs, double scale, int64_t N, int64_t t0, int64_t t1,
+                   int64_t n0, int64_t n1, float *y) {
+    float sc = (float)scale;
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t n = n0; n < n1; n++) y[t * N + n] = (float)acc[t * N + n] / qs[t] * sc;
+}
+
+void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t K, int64_t N, int64_t t0,
+                     int64_t t1, int64_t n0, int64_t n1, int32_t *acc) {
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t n = n0; n < n1; n++) {
+            int32_t a = 0; /* ternary x int8: adds and subtracts, exact */
+            for (int64_t k = 0; k < K; k++) a += w[n * K + k] * q[t * qstride + k];
+            acc[t * N + n] = a;
+        }
+}
+
+void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
+                    float *y) {
+    float *row = malloc((size_t)K * sizeof *row);
+    BJ_ASSERT(row);
+    for (int64_t n = n0; n < n1; n++) {
+        for (int64_t k = 0; k < K; k++) row[k] = bj_rt_load_float(w->dtype, w->data, (uint64_t)(n * K + k));
+        for (int64_t t = 0; t < T; t++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += (double)x[t * K + k] * row[k];
+            y[t * N + n] = (float)acc;
+        }
+    }
+    free(row);
+}
+
+/* HF rotate_half: pairs (i, i + d/2) rotated by pos * theta^(-2i/d), inv_freq in f32. */
+void bj_rt_rope(const float *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
+                int64_t t1, float *y) {
+    int64_t half = head_dim / 2, W = n_head * head_dim;
+    for (int64_t t = t0; t < t1; t++) {
+        float pos = (float)(pos0 + t);
+        for (int64_t i = 0; i < half; i++) {
+            float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)head_dim);
+            float c = cosf(pos * inv), sn = sinf(pos * inv);
+            for (int64_t h = 0; h < n_head; h++) {
+                const float *a = x + t * W + h * head_dim;
+                float *o = y + t * W + h * head_dim;
+                float a_c = a[i] * c, b_s = a[i + half] * sn, b_c = a[i + half] * c, a_s = a[i] * sn;
+                o[i] = a_c - b_s;
+                o[i + half] = b_c + a_s;
+            }
+        }
+    }
+}
+
+void bj_rt_kv_store(const float *k, const float *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1,
+                    float *kc, float *vc) {
+    memcpy(kc + (pos0 + t0) * width, k + t0 * width, (size_t)((t1 - t0) * width) * sizeof(float));
+    memcpy(vc + (pos0 + t0) * width, v + t0 * width, (size_t)((t1 - t0) * width) * sizeof(float));
+}
+
+/* Scores as one f32 gemm gives them (dot in higher precision, rounded once), scaled,
+ * numerators exp(score - max), then (sum_j p_j v_j) / sum_j p_j, torch's CPU order. */
+void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
+                     int64_t head_dim, int64_t pos0, int64_t T, int64_t h0, int64_t h1, float *p, float *y) {
+    int64_t d = head_dim, Wq = n_head * d, Wkv = n_kv * d, group = n_head / n_kv;
+    float scale = 1.0f / sqrtf((float)d);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = h0; h < h1; h++) {
+            const float *qr = q + t * Wq + h * d;
+            const float *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
+            int64_t L = pos0 + t + 1; /* causal: positions 0 .. pos0+t */
+            float mx = -FLT_MAX;
+            for (int64_t j = 0; j < L; j++) {
+                double dot = 0;
+                for (int64_t i = 0; i < d; i++) dot += (double)qr[i] * kh[j * Wkv + i];
+                p[j] = (float)dot * scale;
+                mx = fmaxf(mx, p[j]);
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
+            float *o = y + t * Wq + h * d;
+            for (int64_t i = 0; i < d; i++) {
+                double acc = 0;
+                for (int64_t j = 0; j < L; j++) acc += (double)p[j] * vh[j * Wkv + i];
+                o[i] = (float)acc / (float)sum;
+            }
+        }
+}
+
+void bj_rt_elementwise(bj_op op, const float *a, const float *b, int64_t i0, int64_t i1, float *y) {
+    switch (op) {
+    case BJ_OP_ADD: for (int64_t i = i0; i < i1; i++) y[i] = a[i] + b[i]; break;
+    case BJ_OP_MUL: for (int64_t i = i0; i < i1; i++) y[i] = a[i] * b[i]; break;
+    case BJ_OP_RELU_SQR: for (int64_t i = i0; i < i1; i++) y[i] = a[i] > 0 ? a[i] * a[i] : 0; break;
+    case BJ_OP_SILU: for (int64_t i = i0; i < i1; i++) y[i] = a[i] / (1.0f + expf(-a[i])); break;
+    case BJ_OP_OUTPUT: memcpy(y + i0, a + i0, (size_t)(i1 - i0) * sizeof *y); break;
+    default: BJ_ASSERT(!"not an elementwise op");
+    }
+}

@@ -1,0 +1,53 @@
+/* runtime/ops.h -- the forward-pass ops in plain C, shared by every engine.
+ *
+ * The reference executor runs them over whole tensors on one thread; the JIT engine runs
+ * the same functions over row ranges on its thread pool and replaces only the ternary
+ * matmul with generated kernels. So the two engines agree bit for bit wherever they share
+ * code, and a JIT kernel is checked against exactly the arithmetic it replaces.
+ * The f32 rounding points follow torch (see runtime/ref/ref_exec.c for why that matters).
+ *
+ * Ranges: [t0, t1) are token rows, [n0, n1) output columns, [h0, h1) attention heads.
+ * Row strides are given where a buffer is padded (the int8 activations of the JIT are
+ * padded to the kernel's x stride). */
+#ifndef BJ_RT_OPS_H
+#define BJ_RT_OPS_H
+
+#include "ir/ir.h"
+
+/* Element i of a float weight (f32, f16 or bf16 bytes, possibly unaligned). */
+float bj_rt_load_float(bj_dtype dt, const void *data, uint64_t i);
+
+/* The ternary/binary values of a lowbit weight: node is a lowbit WEIGHT (any packing) or a
+ * WEIGHT_QUANT of a float master, evaluated as the model was trained. *t8 is malloc'd
+ * (rows x cols int8 in {-1,0,1}); *scale the multiplier. Checks the bound data's size. */
+bj_status bj_rt_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err);
+/* BJ_OK when a WEIGHT node is bound to at least the bytes its type needs. */
+bj_status bj_rt_weight_check(const bj_node *n, bj_error *err);
+
+void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, float *y);
+void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, float *y);
+/* q rows have stride qstride >= K; the padding [K, qstride) is zeroed. qs[t] = 127/max|x|. */
+void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int64_t t1, int8_t *q, float *qs);
+/* BitLinear rescale of exact integer sums: y = f32(acc) / s[t] * scale. */
+void bj_rt_rescale(const int32_t *acc, const float *qs, double scale, int64_t N, int64_t t0, int64_t t1,
+                   int64_t n0, int64_t n1, float *y);
+/* Reference integer matmul over unpacked values: acc[t,n] = sum_k q[t,k] * w[n,k]. */
+void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t K, int64_t N, int64_t t0,
+                     int64_t t1, int64_t n0, int64_t n1, int32_t *acc);
+/* High-precision matmul (the LM head): y[t,n] = sum_k x[t,k] * W[n,k], W float weight. */
+void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
+                    float *y);
+void bj_rt_rope(const float *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
+                int64_t t1, float *y);
+/* Appends k, v rows [t0, t1) of this step (positions pos0 + t) to the caches. */
+void bj_rt_kv_store(const float *k, const float *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1,
+                    float *kc, float *vc);
+/* Causal attention of T query rows at positions pos0.. over the cache, heads [h0, h1).
+ * scratch holds pos0 + T floats. */
+void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
+                     int64_t head_dim, int64_t pos0, int64_t T, int64_t h0, int64_t h1, float *scratch,
+                     float *y);
+/* ADD, MUL, RELU_SQR, SILU, OUTPUT (copy) over elements [i0, i1). */
+void bj_rt_elementwise(bj_op op, const float *a, const float *b, int64_t i0, int64_t i1, float *y);
+
+#endif
