@@ -1,0 +1,194 @@
+/* codegen/bench_cg_kernels.c -- micro-benchmark of the generated ternary matmul kernels (a
+ * tool, not a test): for each shape, variant and ISA path the target allows, it JIT-compiles
+ * the kernel (reporting compile time), checks one call against the C reference, and times
+ * one thread on
+ *   decode  T = 1: GB/s of packed weight bytes, from cache ("hot": one weight buffer) and
+ *           streamed from memory ("mem": rotating through copies totalling >= 512 MiB);
+ *   prefill T = 16 and 64: G int8 MAC/s.
+ *
+ *   bj_cg_bench_cg_kernels [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME]
+ *                          [--tile tile_m,tile_t,unroll] [--quick]
+ * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner.)
+ * Default shapes: 2560x2560, 6912x2560 (M x K: the FFN up/gate), 2560x6912 (down).
+ * Prints a table to stdout. */
+#include "codegen/codegen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STREAM_BYTES (512ull << 20)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct bench {
+    const bj_cg_target *t;
+    bj_cg_jit *jit;
+    int64_t M, K;
+    int8_t *t8, *x;
+    int32_t *y, *ref;
+    bool quick;
+    int tile_m, tile_t, unroll; /* 0: the path's default */
+    int only_variant;           /* 0: all */
+} bench;
+
+/* Seconds per call: the best of 5 rounds, each long enough to be timed. wsets weight copies
+ * of wbytes each are used in turn (1: the same, cache-resident buffer). */
+static double time_calls(bj_cg_matmul_fn fn, const bench *b, const uint8_t *w, size_t wbytes, size_t wsets,
+                         int64_t T, double min_s) {
+    double best = 1e30;
+    for (int round = 0; round < 5; round++) {
+        long n = 0;
+        double t0 = now_s(), t1;
+        do {
+            fn(b->x, w + (size_t)(n % (long)wsets) * wbytes, b->y, T, 0, b->M);
+            n++;
+        } while ((t1 = now_s()) - t0 < min_s || n < 3);
+        if ((t1 - t0) / n < best) best = (t1 - t0) / n;
+    }
+    return best;
+}
+
+static int check(bj_cg_matmul_fn fn, const bench *b, const uint8_t *w, int64_t T) {
+    bj_cg_ref_matmul(b->x, b->t8, b->ref, T, b->M, b->K, 0, b->M);
+    fn(b->x, w, b->y, T, 0, b->M);
+    return memcmp(b->y, b->ref, (size_t)(T * b->M) * 4) != 0;
+}
+
+static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
+    bj_error err = { 0 };
+    bj_cg_kdesc d;
+    bj_cg_object o;
+    bj_cg_times tm;
+    void *addr;
+    bj_status s = bj_cg_kdesc_init(&d, b->t, v, isa, BJ_CG_W_TERNARY, (uint32_t)b->M, (uint32_t)b->K, b->t8, &err);
+    if (b->tile_m) d.tile_m = (uint8_t)b->tile_m;
+    if (b->tile_t) d.tile_t = (uint8_t)b->tile_t;
+    if (b->unroll) d.unroll = (uint8_t)b->unroll;
+    if (s || bj_cg_kdesc_check(&d, b->t, &err) || bj_cg_compile(b->t, &d, b->t8, &o, &tm, &err) || bj_cg_jit_add_object(b->jit, o.data, o.size, &err) ||
+        bj_cg_jit_lookup(b->jit, o.sym, &addr, &err)) {
+        printf("%-8s %-10s %5lldx%-5lld  error: %s\n", bj_cg_variant_name(v), bj_cg_isa_name(isa), (long long)b->M,
+               (long long)b->K, err.msg);
+        return;
+    }
+    bj_cg_matmul_fn fn = (bj_cg_matmul_fn)addr;
+    size_t wbytes = bj_cg_packed_size(&d) ? bj_cg_packed_size(&d) : 64;
+    size_t wsets = b->quick ? 1 : (STREAM_BYTES + wbytes - 1) / wbytes;
+    uint8_t *w = malloc(wbytes * wsets);
+    if (!w || bj_cg_pack(&d, b->t8, w, &err)) {
+        printf("pack failed: %s\n", err.msg);
+        exit(1);
+    }
+    for (size_t i = 1; i < wsets; i++) memcpy(w + i * wbytes, w, wbytes);
+    int bad = check(fn, b, w, 1) || check(fn, b, w, 64);
+    double min_s = b->quick ? 0.02 : 0.1;
+    double hot = time_calls(fn, b, w, wbytes, 1, 1, min_s);
+    double mem = wsets > 1 ? time_calls(fn, b, w, wbytes, wsets, 1, min_s) : hot;
+    double p16 = time_calls(fn, b, w, wbytes, 1, 16, min_s), p64 = time_calls(fn, b, w, wbytes, 1, 64, min_s);
+    double macs = (double)b->M * b->K;
+    printf("%-8s %-10s %5lldx%-5lld %8.1f %9zu %8.1f %8.1f %9.1f %9.1f %8.1f  %s\n", bj_cg_variant_name(v),
+           bj_cg_isa_name(isa), (long long)b->M, (long long)b->K, tm.build_ms + tm.opt_ms + tm.emit_ms, o.size,
+           wbytes / hot / 1e9, wbytes / mem / 1e9, macs * 16 / p16 / 1e9, macs * 64 / p64 / 1e9, hot * 1e6,
+           bad ? "MISMATCH" : "ok");
+    fflush(stdout);
+    bj_cg_object_free(&o);
+    free(w);
+}
+
+static void run_shape(bench *b) {
+    uint64_t s = 1;
+    int64_t xs = bj_cg_x_stride(b->K);
+    b->t8 = malloc((size_t)(b->M * b->K));
+    b->x = calloc((size_t)(64 * xs), 1);
+    b->y = malloc((size_t)(64 * b->M) * 4);
+    b->ref = malloc((size_t)(64 * b->M) * 4);
+    for (int64_t i = 0; i < b->M * b->K; i++) {
+        unsigned r = (unsigned)(rng_next(&s) & 0xff);
+        b->t8[i] = r < 77 ? 0 : (r & 1) ? 1 : -1; /* ~30% zeros, as absmean quantisation gives */
+    }
+    for (int64_t t = 0; t < 64; t++)
+        for (int64_t k = 0; k < b->K; k++) b->x[t * xs + k] = (int8_t)rng_next(&s);
+    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
+        for (int isa = BJ_CG_ISA_COUNT - 1; isa > BJ_CG_ISA_AUTO; isa--) {
+            if (!bj_cg_isa_supported(b->t, (bj_cg_isa)isa) || (b->only_variant && b->only_variant != v)) continue;
+            if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)b->M, (uint32_t)b->K)) continue;
+            run_one(b, (bj_cg_variant)v, (bj_cg_isa)isa);
+        }
+    free(b->t8);
+    free(b->x);
+    free(b->y);
+    free(b->ref);
+}
+
+int main(int argc, char **argv) {
+    const char *mcpu = NULL, *mattr = NULL;
+    int64_t shapes[16][2], n = 0;
+    bench b = { 0 };
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--mcpu") && i + 1 < argc) mcpu = argv[++i];
+        else if (!strcmp(argv[i], "--mattr") && i + 1 < argc) mattr = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) b.quick = true;
+        else if (!strcmp(argv[i], "--tile") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d,%d,%d", &b.tile_m, &b.tile_t, &b.unroll) != 3) {
+                fprintf(stderr, "bad --tile %s (want tile_m,tile_t,unroll; 0 = default)\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
+            const char *name = argv[++i];
+            for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
+                if (!strcmp(name, bj_cg_variant_name((bj_cg_variant)v))) b.only_variant = v;
+        }
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && n < 16) {
+            long long m, k;
+            if (sscanf(argv[++i], "%lldx%lld", &m, &k) != 2 || m < 1 || k < 1) {
+                fprintf(stderr, "bad --shape %s (want MxK)\n", argv[i]);
+                return 2;
+            }
+            shapes[n][0] = m;
+            shapes[n++][1] = k;
+        } else {
+            fprintf(stderr, "usage: %s [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME] "
+                            "[--tile tile_m,tile_t,unroll] [--quick]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!n) {
+        static const int64_t def[3][2] = { { 2560, 2560 }, { 6912, 2560 }, { 2560, 6912 } };
+        memcpy(shapes, def, sizeof def);
+        n = 3;
+    }
+    bj_error err = { 0 };
+    bj_cg_target t;
+    char info[2048];
+    if (bj_cg_target_detect(&t, mcpu, mattr, &err) || bj_cg_target_check_host(&t, &err) ||
+        bj_cg_jit_create(&b.jit, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    bj_cg_target_describe(&t, info, sizeof info);
+    printf("%s", info);
+    printf("one thread; decode T=1 GB/s of packed weights (hot: cache-resident, mem: streamed); "
+           "prefill G int8 MAC/s\n");
+    printf("%-8s %-10s %11s %8s %9s %8s %8s %9s %9s %8s\n", "variant", "path", "M x K", "comp ms", "obj B",
+           "hot GB/s", "mem GB/s", "T=16 GMAC", "T=64 GMAC", "T=1 us");
+    b.t = &t;
+    for (int64_t i = 0; i < n; i++) {
+        b.M = shapes[i][0];
+        b.K = shapes[i][1];
+        run_shape(&b);
+    }
+    bj_cg_jit_free(b.jit);
+    return 0;
+}

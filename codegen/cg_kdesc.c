@@ -1,0 +1,149 @@
+/* codegen/cg_kdesc.c -- kernel descriptors: which ISA paths a target allows, the default
+ * tiles of each (variant, path), the cost rule that picks a variant, validation, names and
+ * the kernel's symbol.
+ *
+ * Invariants: a descriptor that passed bj_cg_kdesc_check has every field in range, a
+ * resolved variant and path the target supports, and zero reserved bytes, so its 32 bytes
+ * can be hashed as a key and handed to a generator without further checks. */
+#include "codegen/cg_llvm.h"
+
+#include <xxhash.h>
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const bj_cg_variant_names[BJ_CG_V_COUNT] = {
+    [BJ_CG_V_AUTO] = "auto", [BJ_CG_V_DOT2] = "dot2", [BJ_CG_V_BITPLANE] = "bitplane",
+    [BJ_CG_V_WCODE] = "wcode",
+};
+
+/* One row per path: name, vector bytes, the features it needs (all of req, and one of any
+ * when any != 0). */
+static const struct { const char *name; unsigned vbytes; uint32_t req, any; } bj_cg_isas[BJ_CG_ISA_COUNT] = {
+    [BJ_CG_ISA_AUTO] = { "auto", 16, 0, 0 },
+    [BJ_CG_ISA_GENERIC] = { "generic", 16, BJ_CG_F_SSE2, 0 },
+    [BJ_CG_ISA_AVX2] = { "avx2", 32, BJ_CG_F_AVX2, 0 },
+    [BJ_CG_ISA_AVXVNNI] = { "avxvnni", 32, BJ_CG_F_AVX2, BJ_CG_F_AVXVNNI },
+    [BJ_CG_ISA_AVX512] = { "avx512bw", 64, BJ_CG_F_V512 | BJ_CG_F_AVX512BW, 0 },
+    [BJ_CG_ISA_AVX512VNNI] = { "avx512vnni", 64, BJ_CG_F_V512 | BJ_CG_F_AVX512BW | BJ_CG_F_AVX512VNNI, 0 },
+};
+
+const char *bj_cg_variant_name(bj_cg_variant v) {
+    return (unsigned)v < BJ_CG_V_COUNT ? bj_cg_variant_names[v] : "?";
+}
+const char *bj_cg_isa_name(bj_cg_isa isa) {
+    return (unsigned)isa < BJ_CG_ISA_COUNT ? bj_cg_isas[isa].name : "?";
+}
+unsigned bj_cg_isa_vector_bytes(bj_cg_isa isa) {
+    return (unsigned)isa < BJ_CG_ISA_COUNT ? bj_cg_isas[isa].vbytes : 16;
+}
+
+bool bj_cg_isa_supported(const bj_cg_target *t, bj_cg_isa isa) {
+    if (isa <= BJ_CG_ISA_AUTO || isa >= BJ_CG_ISA_COUNT) return false;
+    uint32_t req = bj_cg_isas[isa].req, any = bj_cg_isas[isa].any;
+    if (isa == BJ_CG_ISA_AVXVNNI && (t->flags & BJ_CG_F_AVX512VNNI) && (t->flags & BJ_CG_F_AVX512VL))
+        any = 0; /* the EVEX encoding of vpdpbusd ymm */
+    return (t->flags & req) == req && (!any || (t->flags & any));
+}
+
+bj_cg_isa bj_cg_best_isa(const bj_cg_target *t) {
+    for (int i = BJ_CG_ISA_COUNT - 1; i > BJ_CG_ISA_AUTO; i--)
+        if (bj_cg_isa_supported(t, (bj_cg_isa)i)) return (bj_cg_isa)i;
+    return BJ_CG_ISA_GENERIC; /* x86-64 has SSE2; the flag may only be missing after -sse2 */
+}
+
+bool bj_cg_wcode_fits(uint32_t M, uint32_t K) {
+    return (uint64_t)M * K <= BJ_CG_WCODE_MAX_MK && K <= BJ_CG_WCODE_MAX_K;
+}
+
+/* The cost rule (measured on Zen 5, see the codegen notes): dot2 streams 2 bits a weight
+ * at memory speed and does 64 MACs per instruction where VNNI exists; bit planes read the
+ * same bytes with more instructions per weight; weights-as-code only pays for tiny layers
+ * run on many tokens, so it is never picked without the weights and a prefill-sized T. */
+bj_cg_variant bj_cg_pick_variant(const bj_cg_target *t, uint32_t M, uint32_t K, uint32_t T_hint,
+                                 bool have_weights) {
+    (void)t;
+    if (have_weights && T_hint >= 16 && (uint64_t)M * K <= 4096 && bj_cg_wcode_fits(M, K))
+        return BJ_CG_V_WCODE;
+    return BJ_CG_V_DOT2;
+}
+
+/* Default tiles: about eight independent accumulator chains in the registers of the path. */
+static void bj_cg_default_tiles(bj_cg_kdesc *d) {
+    unsigned vb = bj_cg_isa_vector_bytes((bj_cg_isa)d->isa);
+    switch (d->variant) {
+    case BJ_CG_V_DOT2:
+        d->tile_m = vb == 64 ? 2 : 1;  /* 16-row blocks */
+        d->tile_t = vb == 16 ? 2 : 4;
+        d->unroll = 1;                 /* k-groups of 16 per iteration; O3 unrolls small loops */
+        break;
+    case BJ_CG_V_BITPLANE:
+        d->tile_m = vb == 64 ? 4 : vb == 32 ? 2 : 1;
+        d->tile_t = vb == 64 ? 2 : 1;
+        d->unroll = 1;
+        break;
+    default: /* WCODE: tokens across the i16 lanes of one vector, 8 rows per function */
+        d->tile_m = 8;
+        d->tile_t = (uint8_t)(vb / 2);
+        d->unroll = 1;                 /* unused */
+        break;
+    }
+}
+
+bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err) {
+    if (d->abi != BJ_CG_ABI_VERSION || d->kind != BJ_CG_KIND_MATMUL_T)
+        return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: abi %u kind %u, expected %u and %u",
+                       d->abi, d->kind, BJ_CG_ABI_VERSION, BJ_CG_KIND_MATMUL_T);
+    if (d->variant <= BJ_CG_V_AUTO || d->variant >= BJ_CG_V_COUNT || d->wtype > BJ_CG_W_BINARY)
+        return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: variant %u / wtype %u out of range",
+                       d->variant, d->wtype);
+    if (d->m < 1 || d->m > BJ_CG_MAX_M || d->k < 1 || d->k > BJ_CG_MAX_K)
+        return BJ_FAIL(err, BJ_E_INVALID, "matmul %u x %u: M must be in [1, %d], K in [1, %d]",
+                       d->m, d->k, BJ_CG_MAX_M, BJ_CG_MAX_K);
+    if (d->tile_m < 1 || d->tile_m > 16 || d->tile_t < 1 || d->tile_t > 64 || d->unroll < 1 ||
+        d->unroll > 64 || (d->reserved[0] | d->reserved[1] | d->reserved[2]) || d->flags)
+        return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: tile_m %u tile_t %u unroll %u out of range",
+                       d->tile_m, d->tile_t, d->unroll);
+    if (!bj_cg_isa_supported(t, (bj_cg_isa)d->isa))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "kernel path %s is not available on CPU '%s'",
+                       bj_cg_isa_name((bj_cg_isa)d->isa), t->cpu);
+    if (d->variant == BJ_CG_V_WCODE && !bj_cg_wcode_fits(d->m, d->k))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED,
+                       "weights-as-code is limited to M*K <= %d and K <= %d; got %u x %u",
+                       BJ_CG_WCODE_MAX_MK, BJ_CG_WCODE_MAX_K, d->m, d->k);
+    return BJ_OK;
+}
+
+bj_status bj_cg_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_variant v, bj_cg_isa isa,
+                           bj_cg_wtype wt, uint32_t M, uint32_t K, const int8_t *t8, bj_error *err) {
+    memset(d, 0, sizeof *d);
+    if (v == BJ_CG_V_AUTO) v = bj_cg_pick_variant(t, M, K, 1, t8 != NULL);
+    if (v == BJ_CG_V_WCODE && !t8)
+        return BJ_FAIL(err, BJ_E_INVALID, "weights-as-code for %u x %u needs the weights", M, K);
+    d->abi = BJ_CG_ABI_VERSION;
+    d->kind = BJ_CG_KIND_MATMUL_T;
+    d->variant = (uint8_t)v;
+    d->isa = (uint8_t)(isa == BJ_CG_ISA_AUTO ? bj_cg_best_isa(t) : isa);
+    d->wtype = (uint8_t)wt;
+    d->m = M;
+    d->k = K;
+    bj_cg_default_tiles(d);
+    BJ_TRY(bj_cg_kdesc_check(d, t, err));
+    if (v == BJ_CG_V_WCODE) d->whash = XXH3_64bits(t8, (size_t)M * K);
+    return BJ_OK;
+}
+
+void bj_cg_kernel_symbol(const bj_cg_kdesc *d, char *buf, size_t cap) {
+    snprintf(buf, cap, "bjk_%016llx", (unsigned long long)XXH3_64bits(d, sizeof *d));
+}
+
+int64_t bj_cg_row_block(const bj_cg_kdesc *d) { return d->variant == BJ_CG_V_DOT2 ? 16 : 1; }
+
+uint64_t bj_cg_packed_size(const bj_cg_kdesc *d) {
+    uint64_t xs = (uint64_t)bj_cg_x_stride(d->k);
+    switch (d->variant) {
+    case BJ_CG_V_DOT2: return ((uint64_t)d->m + 15) / 16 * 16 * xs / 4;
+    case BJ_CG_V_BITPLANE: return (uint64_t)d->m * xs / 4;
+    default: return 0;
+    }
+}

@@ -1,0 +1,320 @@
+/* codegen/cg_kernel_dot2.c -- generator of the 2-bit-code ternary matmul (variant DOT2).
+ *
+ * Weights are codes c = w + 1 in {0,1,2}, row-interleaved (layout in codegen.h): one 64-byte
+ * group holds 16 rows x 16 k. Shifting the group by 2s and masking with 3 leaves, in 32-bit
+ * lane r, row r's codes for k = 16g+4s .. +3, so one unsigned x signed byte dot product
+ * against the broadcast x[16g+4s .. +3] adds 4 MACs to every row's lane, and the 16 rows'
+ * sums come out as one vector: no horizontal reductions. sum(c*x) - sum(x) = sum(w*x), with
+ * sum(x) computed once per token per call. The dot product is vpdpbusd (zmm or ymm) where
+ * VNNI exists, pmaddubsw + pmaddwd on AVX2/AVX-512BW (exact: |2*c*x| <= 512 per i16, four
+ * slots sum to <= 2048), and widening multiplies in plain vector IR for generic x86-64.
+ *
+ * Loop nest: token chunks of 64 (their sums on the stack) > row tiles of tile_m blocks >
+ * token tiles of tile_t > k-groups (unroll per iteration), with remainder tiles of one block
+ * and one token. Accumulators: tile_m * (64 / vector bytes) * tokens * split, split chosen
+ * to keep about eight independent chains. Rows outside [m0, m1) are computed where they share
+ * a block but never stored. */
+#include "codegen/cg_llvm.h"
+
+#include <stdio.h>
+
+#define BJ_DOT2_TCHUNK 64
+
+typedef struct bj_dot2 {
+    bj_cg *cg;
+    unsigned vb, lanes, nh;   /* vector bytes, i32 lanes (rows) per vector, vectors per block */
+    unsigned acc_lanes;       /* lanes, or 2 * lanes where the accumulator keeps byte pairs */
+    int64_t groups, blk_bytes; /* k-groups of 16 per row block, bytes per row block */
+    LLVMTypeRef vbytes, vacc, vrow; /* <vb x i8>, <acc_lanes x i32>, <lanes x i32> */
+    LLVMValueRef v_sums, v_tc, v_nt, v_tilebuf; /* tilebuf: [8 tokens][4 blocks * 16 rows] i32 */
+} bj_dot2;
+
+/* One tile: nb row blocks starting at v_rb, nt tokens starting at v_t (chunk-relative). */
+typedef struct bj_dot2_tile {
+    unsigned nb, nt, split;
+    LLVMValueRef v_rb, v_t;
+    LLVMValueRef acc[4][4][8][4]; /* [block][sub-vector][token][split] allocas */
+} bj_dot2_tile;
+
+/* acc += sum over the given slots of codes[s] . x[s] (u8 x s8 in groups of 4 bytes). */
+static LLVMValueRef bj_dot2_vnni(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *codes,
+                                 LLVMValueRef *xs, unsigned n) {
+    const char *name = k->vb == 64 ? "llvm.x86.avx512.vpdpbusd.512" : "llvm.x86.avx512.vpdpbusd.256";
+    for (unsigned i = 0; i < n; i++) {
+        LLVMValueRef a[] = { v_acc, codes[i], xs[i] };
+        v_acc = LLVMBuildBitCast(k->cg->b, bj_cg_intrinsic(k->cg, name, NULL, 0, a, 3), k->vacc, "");
+    }
+    return v_acc;
+}
+
+static LLVMValueRef bj_dot2_pmadd(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *codes,
+                                  LLVMValueRef *xs, unsigned n) {
+    bj_cg *cg = k->cg;
+    const char *ubsw = k->vb == 64 ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw";
+    const char *wd = k->vb == 64 ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd";
+    LLVMTypeRef v16 = bj_cg_vec(cg->i16, k->vb / 2);
+    LLVMValueRef v_sum = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        LLVMValueRef a[] = { codes[i], xs[i] };
+        LLVMValueRef v = LLVMBuildBitCast(cg->b, bj_cg_intrinsic(cg, ubsw, NULL, 0, a, 2), v16, "");
+        v_sum = v_sum ? bj_cg_add(cg, v_sum, v) : v;
+    }
+    LLVMValueRef a[] = { v_sum, bj_cg_splat(cg, LLVMConstInt(cg->i16, 1, 0), k->vb / 2) };
+    LLVMValueRef v = LLVMBuildBitCast(cg->b, bj_cg_intrinsic(cg, wd, NULL, 0, a, 2), k->vacc, "");
+    return bj_cg_add(cg, v_acc, v);
+}
+
+/* Plain vector IR: i16 products summed over the slots, then adjacent i16 pairs widened and
+ * added (the pmaddwd shape). The accumulator keeps pairs; bj_dot2_final adds them to rows. */
+static LLVMValueRef bj_dot2_generic(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *codes,
+                                    LLVMValueRef *xs, unsigned n) {
+    bj_cg *cg = k->cg;
+    LLVMTypeRef v16 = bj_cg_vec(cg->i16, k->vb);
+    LLVMValueRef v_sum = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        LLVMValueRef v = bj_cg_mul(cg, LLVMBuildZExt(cg->b, codes[i], v16, ""),
+                                   LLVMBuildSExt(cg->b, xs[i], v16, ""));
+        v_sum = v_sum ? bj_cg_add(cg, v_sum, v) : v;
+    }
+    for (unsigned q = 0; q < 2; q++) {
+        int64_t idx[32];
+        for (unsigned p = 0; p < k->vb / 2; p++) idx[p] = 2 * p + q;
+        LLVMValueRef v = LLVMBuildShuffleVector(cg->b, v_sum, LLVMGetUndef(v16),
+                                                bj_cg_const_vec(cg, cg->i32, idx, k->vb / 2), "");
+        v_acc = bj_cg_add(cg, v_acc, LLVMBuildSExt(cg->b, v, k->vacc, ""));
+    }
+    return v_acc;
+}
+
+/* The accumulator as one i32 per row: generic keeps byte pairs, so add them. */
+static LLVMValueRef bj_dot2_final(bj_dot2 *k, LLVMValueRef v_acc) {
+    bj_cg *cg = k->cg;
+    if (k->acc_lanes == k->lanes) return v_acc;
+    LLVMValueRef v_sum = NULL;
+    for (unsigned q = 0; q < 2; q++) {
+        int64_t idx[16];
+        for (unsigned p = 0; p < k->lanes; p++) idx[p] = 2 * p + q;
+        LLVMValueRef v = LLVMBuildShuffleVector(cg->b, v_acc, LLVMGetUndef(k->vacc),
+                                                bj_cg_const_vec(cg, cg->i32, idx, k->lanes), "");
+        v_sum = v_sum ? bj_cg_add(cg, v_sum, v) : v;
+    }
+    return v_sum;
+}
+
+static LLVMValueRef bj_dot2_dot(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *codes,
+                                LLVMValueRef *xs, unsigned n) {
+    switch ((bj_cg_isa)k->cg->d->isa) {
+    case BJ_CG_ISA_AVX512VNNI:
+    case BJ_CG_ISA_AVXVNNI: return bj_dot2_vnni(k, v_acc, codes, xs, n);
+    case BJ_CG_ISA_AVX512:
+    case BJ_CG_ISA_AVX2: return bj_dot2_pmadd(k, v_acc, codes, xs, n);
+    default: return bj_dot2_generic(k, v_acc, codes, xs, n);
+    }
+}
+
+/* x[t][16g + 4s .. +3] broadcast to every 32-bit lane, as bytes. */
+static LLVMValueRef bj_dot2_xbcast(bj_dot2 *k, LLVMValueRef v_xrow, LLVMValueRef v_goff, unsigned s) {
+    bj_cg *cg = k->cg;
+    LLVMValueRef v_p = bj_cg_gepc(cg, bj_cg_gep(cg, v_xrow, v_goff), 4 * s);
+    LLVMValueRef v = bj_cg_splat(cg, bj_cg_load(cg, cg->i32, v_p), k->lanes);
+    return LLVMBuildBitCast(cg->b, v, k->vbytes, "");
+}
+
+static LLVMValueRef bj_dot2_codes(bj_dot2 *k, LLVMValueRef v_w, unsigned s) {
+    bj_cg *cg = k->cg;
+    if (s) v_w = LLVMBuildLShr(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, 2 * s, 0), k->vb), "");
+    return LLVMBuildAnd(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, 3, 0), k->vb), "");
+}
+
+static LLVMValueRef bj_dot2_xrow(bj_dot2 *k, bj_dot2_tile *tl, unsigned j) {
+    bj_cg *cg = k->cg;
+    LLVMValueRef v_tok = bj_cg_add(cg, bj_cg_add(cg, k->v_tc, tl->v_t), bj_cg_i64c(cg, j));
+    return bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, bj_cg_x_stride(cg->d->k))));
+}
+
+/* One k-group (16 k values) of the tile. */
+static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
+    bj_cg *cg = k->cg;
+    LLVMValueRef xb[8][4], v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 16));
+    for (unsigned j = 0; j < tl->nt; j++)
+        for (unsigned s = 0; s < 4; s++) xb[j][s] = bj_dot2_xbcast(k, bj_dot2_xrow(k, tl, j), v_goff, s);
+    for (unsigned i = 0; i < tl->nb; i++) {
+        LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
+        LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
+        for (unsigned h = 0; h < k->nh; h++) {
+            LLVMValueRef v_w = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb)), codes[4];
+            for (unsigned s = 0; s < 4; s++) codes[s] = bj_dot2_codes(k, v_w, s);
+            for (unsigned j = 0; j < tl->nt; j++)
+                for (unsigned p = 0; p < tl->split; p++) {
+                    LLVMValueRef cs[4], xs[4];
+                    unsigned n = 0;
+                    for (unsigned s = p; s < 4; s += tl->split) { cs[n] = codes[s]; xs[n++] = xb[j][s]; }
+                    LLVMValueRef v_a = tl->acc[i][h][j][p];
+                    bj_cg_st(cg, bj_dot2_dot(k, bj_cg_ld(cg, v_a, k->vacc), cs, xs, n), v_a);
+                }
+        }
+    }
+}
+
+/* y row of token (chunk-relative) v_tj. */
+static LLVMValueRef bj_dot2_yrow(bj_dot2 *k, LLVMValueRef v_tj) {
+    bj_cg *cg = k->cg;
+    LLVMValueRef v_tok = bj_cg_add(cg, k->v_tc, v_tj);
+    return bj_cg_gep(cg, cg->v_y, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, 4 * (int64_t)cg->d->m)));
+}
+
+/* Results of the tile, (rows - token sum), to y directly (fast) or to the tile buffer. */
+static void bj_dot2_tile_put(bj_dot2 *k, bj_dot2_tile *tl, bool direct) {
+    bj_cg *cg = k->cg;
+    for (unsigned j = 0; j < tl->nt; j++) {
+        LLVMValueRef v_tj = bj_cg_add(cg, tl->v_t, bj_cg_i64c(cg, j));
+        LLVMValueRef v_sp = LLVMBuildGEP2(cg->b, cg->i32, k->v_sums, &v_tj, 1, "");
+        LLVMValueRef v_sum = bj_cg_splat(cg, bj_cg_ld(cg, v_sp, cg->i32), k->lanes);
+        LLVMValueRef v_yrow = bj_dot2_yrow(k, v_tj);
+        for (unsigned i = 0; i < tl->nb; i++)
+            for (unsigned h = 0; h < k->nh; h++) {
+                LLVMValueRef v = bj_cg_ld(cg, tl->acc[i][h][j][0], k->vacc);
+                for (unsigned p = 1; p < tl->split; p++) v = bj_cg_add(cg, v, bj_cg_ld(cg, tl->acc[i][h][j][p], k->vacc));
+                v = bj_cg_sub(cg, bj_dot2_final(k, v), v_sum);
+                int64_t row = 16 * i + h * k->lanes; /* tile-relative */
+                if (direct) {
+                    LLVMValueRef v_row = bj_cg_add(cg, bj_cg_mul(cg, tl->v_rb, bj_cg_i64c(cg, 16)), bj_cg_i64c(cg, row));
+                    bj_cg_store(cg, v, bj_cg_gep(cg, v_yrow, bj_cg_mul(cg, v_row, bj_cg_i64c(cg, 4))));
+                } else {
+                    bj_cg_store(cg, v, bj_cg_gepc(cg, k->v_tilebuf, 4 * (64 * j + row)));
+                }
+            }
+    }
+}
+
+/* Edge tile: copy rows of the tile buffer inside [m0, m1) to y, token by token. */
+static void bj_dot2_tile_copy(bj_dot2 *k, bj_dot2_tile *tl) {
+    bj_cg *cg = k->cg;
+    LLVMValueRef v_r0 = bj_cg_mul(cg, tl->v_rb, bj_cg_i64c(cg, 16));
+    LLVMValueRef v_lo = bj_cg_sub(cg, cg->v_m0, v_r0), v_hi = bj_cg_sub(cg, cg->v_m1, v_r0);
+    v_lo = LLVMBuildSelect(cg->b, bj_cg_lt(cg, v_lo, bj_cg_i64c(cg, 0)), bj_cg_i64c(cg, 0), v_lo, "");
+    v_hi = bj_cg_min(cg, v_hi, bj_cg_i64c(cg, 16 * tl->nb));
+    bj_cg_loop lj, lr;
+    bj_cg_loop_begin(cg, &lj, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, tl->nt), bj_cg_i64c(cg, 1), "cj");
+    LLVMValueRef v_yrow = bj_dot2_yrow(k, bj_cg_add(cg, tl->v_t, lj.v_iv));
+    bj_cg_loop_begin(cg, &lr, v_lo, v_hi, bj_cg_i64c(cg, 1), "cr");
+    LLVMValueRef v_src = bj_cg_add(cg, bj_cg_mul(cg, lj.v_iv, bj_cg_i64c(cg, 64)), lr.v_iv);
+    LLVMValueRef v = bj_cg_ld(cg, LLVMBuildGEP2(cg->b, cg->i32, k->v_tilebuf, &v_src, 1, ""), cg->i32);
+    LLVMValueRef v_dst = bj_cg_add(cg, v_r0, lr.v_iv);
+    bj_cg_store(cg, v, LLVMBuildGEP2(cg->b, cg->i32, v_yrow, &v_dst, 1, ""));
+    bj_cg_loop_end(cg, &lr);
+    bj_cg_loop_end(cg, &lj);
+}
+
+/* A tile whose rows all lie in [m0, m1) stores straight to y; an edge tile goes through
+ * the stack buffer and a row-range copy. */
+static void bj_dot2_tile_store(bj_dot2 *k, bj_dot2_tile *tl) {
+    bj_cg *cg = k->cg;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef v_r0 = bj_cg_mul(cg, tl->v_rb, bj_cg_i64c(cg, 16));
+    LLVMValueRef v_full = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, v_r0, cg->v_m0, ""),
+                                       LLVMBuildICmp(b, LLVMIntSLE, bj_cg_add(cg, v_r0, bj_cg_i64c(cg, 16 * tl->nb)),
+                                                     cg->v_m1, ""), "");
+    LLVMBasicBlockRef b_full = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "full");
+    LLVMBasicBlockRef b_edge = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "edge");
+    LLVMBasicBlockRef b_done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "stored");
+    LLVMBuildCondBr(b, v_full, b_full, b_edge);
+    LLVMPositionBuilderAtEnd(b, b_full);
+    bj_dot2_tile_put(k, tl, true);
+    LLVMBuildBr(b, b_done);
+    LLVMPositionBuilderAtEnd(b, b_edge);
+    bj_dot2_tile_put(k, tl, false);
+    bj_dot2_tile_copy(k, tl);
+    LLVMBuildBr(b, b_done);
+    LLVMPositionBuilderAtEnd(b, b_done);
+}
+
+/* Emits the whole tile: zero accumulators, the k-group loops, the stores. */
+static void bj_dot2_tile_emit(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb, LLVMValueRef v_t, unsigned nt) {
+    bj_cg *cg = k->cg;
+    unsigned chains = nb * k->nh * nt, unroll = cg->d->unroll;
+    bj_dot2_tile tl = { .nb = nb, .nt = nt, .v_rb = v_rb, .v_t = v_t };
+    /* Only vpdpbusd has the accumulator on its long-latency input; the other paths add the
+     * finished products to it with a one-cycle add, so they keep one accumulator. */
+    bool vnni = cg->d->isa == BJ_CG_ISA_AVX512VNNI || cg->d->isa == BJ_CG_ISA_AVXVNNI;
+    tl.split = !vnni || chains >= 8 ? 1 : chains >= 4 ? 2 : 4;
+    for (unsigned i = 0; i < nb; i++)
+        for (unsigned h = 0; h < k->nh; h++)
+            for (unsigned j = 0; j < nt; j++)
+                for (unsigned p = 0; p < tl.split; p++) tl.acc[i][h][j][p] = bj_cg_alloca_zero(cg, k->vacc, "acc");
+    bj_cg_loop l, r;
+    bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, k->groups - unroll + 1), bj_cg_i64c(cg, unroll), "g");
+    for (unsigned u = 0; u < unroll; u++) bj_dot2_group(k, &tl, bj_cg_add(cg, l.v_iv, bj_cg_i64c(cg, u)));
+    bj_cg_loop_end(cg, &l);
+    if (k->groups % unroll) {
+        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), bj_cg_i64c(cg, k->groups), bj_cg_i64c(cg, 1), "gr");
+        bj_dot2_group(k, &tl, r.v_iv);
+        bj_cg_loop_end(cg, &r);
+    }
+    bj_dot2_tile_store(k, &tl);
+}
+
+/* All token tiles of the chunk for nb row blocks at v_rb. */
+static void bj_dot2_tokens(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb) {
+    bj_cg *cg = k->cg;
+    unsigned tt = cg->d->tile_t;
+    bj_cg_loop l, r;
+    bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_sub(cg, k->v_nt, bj_cg_i64c(cg, tt - 1)), bj_cg_i64c(cg, tt), "t");
+    bj_dot2_tile_emit(k, v_rb, nb, l.v_iv, tt);
+    bj_cg_loop_end(cg, &l);
+    if (tt > 1) {
+        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), k->v_nt, bj_cg_i64c(cg, 1), "tr");
+        bj_dot2_tile_emit(k, v_rb, nb, r.v_iv, 1);
+        bj_cg_loop_end(cg, &r);
+    }
+}
+
+static void bj_dot2_chunk(bj_dot2 *k) {
+    bj_cg *cg = k->cg;
+    LLVMBuilderRef b = cg->b;
+    unsigned tm = cg->d->tile_m;
+    bj_cg_loop ls;
+    bj_cg_loop_begin(cg, &ls, bj_cg_i64c(cg, 0), k->v_nt, bj_cg_i64c(cg, 1), "sum");
+    LLVMValueRef v_xrow = bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, bj_cg_add(cg, k->v_tc, ls.v_iv),
+                                                          bj_cg_i64c(cg, bj_cg_x_stride(cg->d->k))));
+    LLVMValueRef v_sp = LLVMBuildGEP2(b, cg->i32, k->v_sums, &ls.v_iv, 1, "");
+    bj_cg_st(cg, bj_cg_emit_act_sum(cg, v_xrow), v_sp);
+    bj_cg_loop_end(cg, &ls);
+    LLVMValueRef v_b0 = LLVMBuildSDiv(b, cg->v_m0, bj_cg_i64c(cg, 16), "");
+    LLVMValueRef v_b1 = LLVMBuildSDiv(b, bj_cg_add(cg, cg->v_m1, bj_cg_i64c(cg, 15)), bj_cg_i64c(cg, 16), "");
+    bj_cg_loop l, r;
+    bj_cg_loop_begin(cg, &l, v_b0, bj_cg_sub(cg, v_b1, bj_cg_i64c(cg, tm - 1)), bj_cg_i64c(cg, tm), "rb");
+    bj_dot2_tokens(k, l.v_iv, tm);
+    bj_cg_loop_end(cg, &l);
+    if (tm > 1) {
+        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), v_b1, bj_cg_i64c(cg, 1), "rbr");
+        bj_dot2_tokens(k, r.v_iv, 1);
+        bj_cg_loop_end(cg, &r);
+    }
+}
+
+bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err) {
+    const bj_cg_kdesc *d = cg->d;
+    if (d->tile_m > 4 || d->tile_t > 8)
+        return BJ_FAIL(err, BJ_E_INVALID, "dot2: tile_m %u (at most 4) tile_t %u (at most 8)", d->tile_m, d->tile_t);
+    bj_dot2 k = { .cg = cg, .vb = bj_cg_isa_vector_bytes((bj_cg_isa)d->isa) };
+    k.lanes = k.vb / 4;
+    k.nh = 64 / k.vb;
+    k.groups = bj_cg_x_stride(d->k) / 16;
+    k.blk_bytes = k.groups * 64;
+    k.vbytes = bj_cg_vec(cg->i8, k.vb);
+    k.acc_lanes = d->isa == BJ_CG_ISA_GENERIC ? 2 * k.lanes : k.lanes;
+    k.vacc = bj_cg_vec(cg->i32, k.acc_lanes);
+    k.vrow = bj_cg_vec(cg->i32, k.lanes);
+    bj_cg_kernel_begin(cg, name);
+    k.v_sums = bj_cg_alloca(cg, LLVMArrayType(cg->i32, BJ_DOT2_TCHUNK), "sums");
+    k.v_tilebuf = bj_cg_alloca(cg, LLVMArrayType(cg->i32, 8 * 64), "tilebuf");
+    bj_cg_loop l;
+    bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), cg->v_T, bj_cg_i64c(cg, BJ_DOT2_TCHUNK), "tc");
+    k.v_tc = l.v_iv;
+    k.v_nt = bj_cg_min(cg, bj_cg_sub(cg, cg->v_T, l.v_iv), bj_cg_i64c(cg, BJ_DOT2_TCHUNK));
+    bj_dot2_chunk(&k);
+    bj_cg_loop_end(cg, &l);
+    LLVMBuildRetVoid(cg->b);
+    return BJ_OK;
+}

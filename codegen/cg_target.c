@@ -1,0 +1,179 @@
+/* codegen/cg_target.c -- what CPU the code is for: host detection through LLVM, --mcpu and
+ * --mattr overrides, the parsed feature flags generators choose paths from, the check that
+ * refuses to run code built for a richer CPU, and the `bitjit info` text.
+ *
+ * Invariants: t->features is exactly what LLVM gets; t->flags only ever under-states what
+ * LLVM will enable (unknown named CPUs get no flags), so a generator never emits an
+ * instruction LLVM cannot select. Flags whose requirements are missing are cleared, as
+ * LLVM clears features that depend on a disabled one. No CPU name is tested to choose code;
+ * names are compared only to recognise "the host" and the x86-64 ISA levels. */
+#include "codegen/cg_llvm.h"
+
+#include <llvm-c/TargetMachine.h>
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct { const char *name; uint32_t flag, req; } bj_cg_feat_table[] = {
+#define BJ_CG_F_ROW_(id, name, req) { name, BJ_CG_F_##id, req },
+    BJ_CG_FEATURES(BJ_CG_F_ROW_)
+#undef BJ_CG_F_ROW_
+};
+
+/* The x86-64 ISA levels (psABI): flags only; LLVM gets "" and knows the rest itself. */
+#define BJ_CG_V2 (BJ_CG_F_SSE2 | BJ_CG_F_SSSE3 | BJ_CG_F_SSE41)
+#define BJ_CG_V3 (BJ_CG_V2 | BJ_CG_F_AVX | BJ_CG_F_AVX2 | BJ_CG_F_FMA)
+#define BJ_CG_V4 (BJ_CG_V3 | BJ_CG_F_AVX512F | BJ_CG_F_AVX512BW | BJ_CG_F_AVX512VL)
+static const struct { const char *cpu; uint32_t flags; } bj_cg_levels[] = {
+    { "x86-64", BJ_CG_F_SSE2 }, { "x86-64-v2", BJ_CG_V2 },
+    { "x86-64-v3", BJ_CG_V3 },  { "x86-64-v4", BJ_CG_V4 },
+};
+
+static uint32_t bj_cg_flag_of(const char *name, size_t n) {
+    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++)
+        if (strlen(bj_cg_feat_table[i].name) == n && !memcmp(bj_cg_feat_table[i].name, name, n))
+            return bj_cg_feat_table[i].flag;
+    return 0;
+}
+
+/* Applies "+a,-b" to *flags; notes an explicit -evex512 (LLVM 18-21: no 512-bit vectors). */
+static void bj_cg_parse_features(const char *s, uint32_t *flags, bool *no512) {
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n > 1 && (s[0] == '+' || s[0] == '-')) {
+            uint32_t f = bj_cg_flag_of(s + 1, n - 1);
+            if (s[0] == '+') *flags |= f;
+            else *flags &= ~f;
+            if (n - 1 == 7 && !memcmp(s + 1, "evex512", 7)) *no512 = s[0] == '-';
+        }
+        s += n;
+        if (*s == ',') s++;
+    }
+}
+
+/* Clears flags whose requirements are missing until nothing changes; derives V512. */
+static uint32_t bj_cg_close_flags(uint32_t flags, bool no512) {
+    flags &= ~(uint32_t)BJ_CG_F_V512;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++) {
+            uint32_t f = bj_cg_feat_table[i].flag, req = bj_cg_feat_table[i].req;
+            if ((flags & f) && (flags & req) != req) { flags &= ~f; changed = true; }
+        }
+    }
+    if ((flags & BJ_CG_F_AVX512F) && !no512) flags |= BJ_CG_F_V512;
+    return flags;
+}
+
+static bj_status bj_cg_copy(char *dst, size_t cap, const char *src, const char *what, bj_error *err) {
+    if (strlen(src) >= cap) return BJ_FAIL(err, BJ_E_INVALID, "%s is too long (%zu bytes, at most %zu)",
+                                           what, strlen(src), cap - 1);
+    memcpy(dst, src, strlen(src) + 1);
+    return BJ_OK;
+}
+
+static bj_status bj_cg_detect_host(bj_cg_target *t, bj_error *err) {
+    char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    bj_status s = bj_cg_copy(t->cpu, sizeof t->cpu, cpu, "host CPU name", err);
+    if (s == BJ_OK) s = bj_cg_copy(t->features, sizeof t->features, feat, "host CPU features", err);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(feat);
+    t->is_host = t->features_known = true;
+    return s;
+}
+
+static bj_status bj_cg_named_cpu(bj_cg_target *t, const char *mcpu, uint32_t *flags, bj_error *err) {
+    BJ_TRY(bj_cg_copy(t->cpu, sizeof t->cpu, mcpu, "--mcpu", err));
+    t->features[0] = 0;
+    *flags = BJ_CG_F_SSE2; /* every x86-64 CPU */
+    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_levels); i++)
+        if (!strcmp(mcpu, bj_cg_levels[i].cpu)) { *flags = bj_cg_levels[i].flags; t->features_known = true; }
+    return BJ_OK;
+}
+
+bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err) {
+    memset(t, 0, sizeof *t);
+    BJ_TRY(bj_cg_detect_host(t, err));
+    uint32_t flags = 0;
+    bool no512 = false;
+    if (mcpu && *mcpu && strcmp(mcpu, "native") && strcmp(mcpu, t->cpu)) {
+        t->is_host = t->features_known = false;
+        BJ_TRY(bj_cg_named_cpu(t, mcpu, &flags, err));
+    } else {
+        bj_cg_parse_features(t->features, &flags, &no512);
+    }
+    if (mattr && *mattr) {
+        size_t n = strlen(t->features);
+        if (n + 1 + strlen(mattr) >= sizeof t->features)
+            return BJ_FAIL(err, BJ_E_INVALID, "--mattr '%s' makes the feature string too long", mattr);
+        snprintf(t->features + n, sizeof t->features - n, "%s%s", n ? "," : "", mattr);
+        bj_cg_parse_features(mattr, &flags, &no512);
+    }
+    t->flags = bj_cg_close_flags(flags, no512);
+    return BJ_OK;
+}
+
+/* True when the features string turns on `name` (as "+name") and the host has "-name". */
+static bool bj_cg_host_lacks(const char *host_features, const char *name, size_t n) {
+    char want[96];
+    if (n + 2 > sizeof want) return false;
+    want[0] = '-';
+    memcpy(want + 1, name, n);
+    want[n + 1] = 0;
+    for (const char *p = host_features; (p = strstr(p, want)); p += n + 1)
+        if ((p == host_features || p[-1] == ',') && (p[n + 1] == ',' || p[n + 1] == 0)) return true;
+    return false;
+}
+
+static void bj_cg_append(char *buf, size_t cap, const char *s, size_t n) {
+    size_t len = strlen(buf);
+    if (len + n + 2 < cap) snprintf(buf + len, cap - len, " %.*s", (int)n, s);
+}
+
+bj_status bj_cg_target_check_host(const bj_cg_target *t, bj_error *err) {
+    bj_cg_target host;
+    BJ_TRY(bj_cg_target_detect(&host, NULL, NULL, err));
+    if (!t->features_known && strcmp(t->cpu, host.cpu))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED,
+                       "code built for CPU '%s' cannot be verified to run on this host ('%s'); "
+                       "build for the host, an x86-64-vN level, or give its features with --mattr",
+                       t->cpu, host.cpu);
+    char missing[512] = "";
+    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++)
+        if ((t->flags & bj_cg_feat_table[i].flag) && !(host.flags & bj_cg_feat_table[i].flag))
+            bj_cg_append(missing, sizeof missing, bj_cg_feat_table[i].name, strlen(bj_cg_feat_table[i].name));
+    if ((t->flags & BJ_CG_F_V512) && !(host.flags & BJ_CG_F_V512))
+        bj_cg_append(missing, sizeof missing, "evex512", 7);
+    for (const char *p = t->features; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 1 && p[0] == '+' && bj_cg_host_lacks(host.features, p + 1, n - 1))
+            bj_cg_append(missing, sizeof missing, p + 1, n - 1);
+        p += n + (p[n] == ',');
+    }
+    if (missing[0])
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "code built for '%s' needs CPU features this host ('%s') lacks:%s",
+                       t->cpu, host.cpu, missing);
+    return BJ_OK;
+}
+
+void bj_cg_llvm_version(char *buf, size_t cap) {
+    unsigned major = 0, minor = 0, patch = 0;
+    LLVMGetVersion(&major, &minor, &patch);
+    snprintf(buf, cap, "%u.%u.%u", major, minor, patch);
+}
+
+void bj_cg_target_describe(const bj_cg_target *t, char *buf, size_t cap) {
+    char feats[512] = "", llvm[32];
+    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++)
+        if (t->flags & bj_cg_feat_table[i].flag)
+            bj_cg_append(feats, sizeof feats, bj_cg_feat_table[i].name, strlen(bj_cg_feat_table[i].name));
+    if (t->flags & BJ_CG_F_V512) bj_cg_append(feats, sizeof feats, "(512-bit vectors)", 17);
+    bj_cg_llvm_version(llvm, sizeof llvm);
+    bj_cg_isa isa = bj_cg_best_isa(t);
+    snprintf(buf, cap,
+             "cpu: %s%s\nfeatures used:%s\nLLVM feature string: %zu bytes%s\nLLVM: %s\n"
+             "kernel path: %s (%u-byte vectors)\n",
+             t->cpu, t->is_host ? " (host)" : "", feats[0] ? feats : " (none)", strlen(t->features),
+             t->features_known ? "" : " (CPU defaults unknown to bitjit)", llvm, bj_cg_isa_name(isa),
+             bj_cg_isa_vector_bytes(isa));
+}

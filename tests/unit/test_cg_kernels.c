@@ -1,0 +1,205 @@
+/* tests/unit/test_cg_kernels.c -- every generated ternary matmul variant against the plain C
+ * reference (bj_cg_ref_matmul), bit-exactly, over the shape table of issue 4:
+ * M in {1, 3, 64, 2560, 6912} x K in {64, 96, 130, 2560, 6912} (weights-as-code only where
+ * its size rule allows), T in {1, 3}, weight patterns all-zero rows, all +1, all -1, random
+ * ternary with ~30% zeros, and binary; activations random int8 plus rows of -128 and +127.
+ * Each variant runs for the host CPU and for --mcpu x86-64 (the generic SSE2 path, which
+ * still runs on any x86-64 host); the host's lower paths (AVX2 on an AVX-512 CPU, ...) run
+ * on a smaller table. Row sub-ranges [m0, m1) are checked to write exactly their rows.
+ * Compile times are printed, not asserted. Big shapes run with few tokens to keep the
+ * binary near a minute on two cores. */
+#include "codegen/codegen.h"
+
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PAT_ZERO_ROWS, PAT_PLUS, PAT_MINUS, PAT_RANDOM, PAT_BINARY, PAT_COUNT };
+static const char *const pat_names[PAT_COUNT] = { "zero-rows", "all+1", "all-1", "random30", "binary" };
+static const int64_t shapes_m[] = { 1, 3, 64, 2560, 6912 };
+static const int64_t shapes_k[] = { 64, 96, 130, 2560, 6912 };
+#define SENTINEL 0x7f7f7f7f
+#define TT 3
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void gen_weights(int8_t *w, int64_t M, int64_t K, int pat, uint64_t seed) {
+    uint64_t s = seed;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k += 8) {
+            uint64_t r = rng_next(&s);
+            for (int64_t i = k; i < K && i < k + 8; i++, r >>= 8) {
+                int8_t v;
+                unsigned b = (unsigned)(r & 0xff);
+                switch (pat) {
+                case PAT_ZERO_ROWS: v = m % 3 == 0 ? 0 : (int8_t)((int)(b % 3) - 1); break;
+                case PAT_PLUS: v = 1; break;
+                case PAT_MINUS: v = -1; break;
+                case PAT_RANDOM: v = b < 77 ? 0 : (b & 1) ? 1 : -1; break; /* 77/256 = 30% zeros */
+                default: v = (b & 1) ? 1 : -1; break;
+                }
+                w[m * K + i] = v;
+            }
+        }
+}
+
+/* Token 0 random int8 (every value, -128 included), token 1 all -128, token 2 all +127;
+ * the padding up to the x stride is zero, as the contract requires. */
+static int8_t *gen_x(int64_t K, uint64_t seed) {
+    int64_t xs = bj_cg_x_stride(K);
+    int8_t *x = calloc((size_t)(TT * xs), 1);
+    uint64_t s = seed;
+    for (int64_t k = 0; k < K; k++) {
+        x[k] = (int8_t)(rng_next(&s) & 0xff);
+        x[xs + k] = -128;
+        x[2 * xs + k] = 127;
+    }
+    return x;
+}
+
+typedef struct kcase {
+    const bj_cg_target *t;
+    bj_cg_variant v;
+    bj_cg_isa isa;
+    int64_t M, K;
+    int pat;
+} kcase;
+
+/* Compares y (T x M) with ref for rows [m0, m1); elsewhere y must still hold SENTINEL. */
+static int64_t compare(const kcase *c, const int32_t *y, const int32_t *ref, int64_t T, int64_t m0,
+                       int64_t m1, const char *what) {
+    int64_t bad = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t m = 0; m < c->M; m++) {
+            int32_t want = m >= m0 && m < m1 ? ref[t * c->M + m] : SENTINEL, got = y[t * c->M + m];
+            if (got != want && bad++ == 0)
+                cr_log_error("%s/%s on %s, %lldx%lld %s, %s: first mismatch at t=%lld m=%lld: got %d want %d",
+                             bj_cg_variant_name(c->v), bj_cg_isa_name(c->isa), c->t->cpu, (long long)c->M,
+                             (long long)c->K, pat_names[c->pat], what, (long long)t, (long long)m, got, want);
+        }
+    return bad;
+}
+
+/* Runs fn over [m0, m1) pieces into a sentinel-filled y and checks it. */
+static void run_ranges(const kcase *c, bj_cg_matmul_fn fn, const int8_t *x, const uint8_t *w,
+                       const int32_t *ref, int32_t *y) {
+    int64_t M = c->M, a = M / 3 + (M > 2), b = 2 * M / 3 + (M > 5);
+    if (b < a) b = a;
+    for (int64_t i = 0; i < TT * M; i++) y[i] = SENTINEL;
+    fn(x, w, y, 1, 0, M); /* decode shape: one token, all rows */
+    int64_t bad = compare(c, y, ref, 1, 0, M, "T=1");
+    for (int64_t i = 0; i < TT * M; i++) y[i] = SENTINEL;
+    fn(x, w, y, TT, a, b); /* a middle slice only: nothing else written */
+    bad += compare(c, y, ref, TT, a, b, "T=3 rows [a,b)");
+    fn(x, w, y, TT, 0, a);
+    fn(x, w, y, TT, b, M);
+    fn(x, w, y, 0, 0, M); /* no tokens: writes nothing */
+    bad += compare(c, y, ref, TT, 0, M, "T=3 rows in three pieces");
+    cr_expect_eq(bad, 0, "%s/%s on %s, %lldx%lld %s: %lld mismatches", bj_cg_variant_name(c->v),
+                 bj_cg_isa_name(c->isa), c->t->cpu, (long long)M, (long long)c->K, pat_names[c->pat],
+                 (long long)bad);
+}
+
+typedef struct kstate {
+    bj_cg_jit *jit;
+    double compile_ms, max_ms;
+    int n_compiled;
+} kstate;
+
+static bj_cg_matmul_fn get_kernel(kstate *st, const kcase *c, const int8_t *t8, bj_cg_kdesc *d) {
+    bj_error err = { 0 };
+    bj_cg_object o;
+    bj_cg_times tm;
+    void *addr = NULL;
+    cr_assert_eq(bj_cg_kdesc_init(d, c->t, c->v, c->isa, c->pat == PAT_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY,
+                                  (uint32_t)c->M, (uint32_t)c->K, t8, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_compile(c->t, d, t8, &o, &tm, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_jit_add_object(st->jit, o.data, o.size, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_jit_lookup(st->jit, o.sym, &addr, &err), BJ_OK, "%s", err.msg);
+    double ms = tm.build_ms + tm.opt_ms + tm.emit_ms;
+    st->compile_ms += ms;
+    st->n_compiled++;
+    if (ms > st->max_ms) st->max_ms = ms;
+    if (ms > 200)
+        fprintf(stderr, "  slow compile: %s/%s %lldx%lld: build %.1f O3 %.1f emit %.1f ms, %zu-byte object\n",
+                bj_cg_variant_name(c->v), bj_cg_isa_name(c->isa), (long long)c->M, (long long)c->K, tm.build_ms,
+                tm.opt_ms, tm.emit_ms, o.size);
+    bj_cg_object_free(&o);
+    return (bj_cg_matmul_fn)addr;
+}
+
+/* One shape, every pattern: compile once (WCODE: once per pattern), pack, run, compare. */
+static void check_shape(kstate *st, kcase c) {
+    int64_t M = c.M, K = c.K;
+    int8_t *t8 = malloc((size_t)(M * K)), *x = gen_x(K, 7 + (uint64_t)K);
+    int32_t *ref = malloc((size_t)(TT * M) * 4), *y = malloc((size_t)(TT * M) * 4);
+    uint8_t *w = NULL;
+    bj_cg_matmul_fn fn = NULL;
+    bj_cg_kdesc d;
+    cr_assert(t8 && x && ref && y);
+    for (c.pat = 0; c.pat < PAT_COUNT; c.pat++) {
+        gen_weights(t8, M, K, c.pat, 1000 * (uint64_t)M + (uint64_t)K + (uint64_t)c.pat);
+        if (!fn || c.v == BJ_CG_V_WCODE || c.pat == PAT_BINARY) fn = get_kernel(st, &c, t8, &d);
+        if (!w) w = malloc(bj_cg_packed_size(&d) + 1);
+        bj_error err = { 0 };
+        cr_assert_eq(bj_cg_pack(&d, t8, w, &err), BJ_OK, "%s", err.msg);
+        bj_cg_ref_matmul(x, t8, ref, TT, M, K, 0, M);
+        run_ranges(&c, fn, x, w, ref, y);
+    }
+    free(t8);
+    free(x);
+    free(ref);
+    free(y);
+    free(w);
+}
+
+static void check_table(const char *mcpu, bj_cg_variant v, bj_cg_isa isa, size_t n_m, size_t n_k) {
+    bj_error err = { 0 };
+    bj_cg_target t;
+    kstate st = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&t, mcpu, NULL, &err), BJ_OK, "%s", err.msg);
+    if (isa != BJ_CG_ISA_AUTO && !bj_cg_isa_supported(&t, isa)) {
+        fprintf(stderr, "  %s: path %s not available on %s, skipped\n", bj_cg_variant_name(v), bj_cg_isa_name(isa), t.cpu);
+        return;
+    }
+    cr_assert_eq(bj_cg_jit_create(&st.jit, &err), BJ_OK, "%s", err.msg);
+    bj_cg_isa used = isa == BJ_CG_ISA_AUTO ? bj_cg_best_isa(&t) : isa;
+    for (size_t i = 0; i < n_m; i++)
+        for (size_t j = 0; j < n_k; j++) {
+            if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)shapes_m[i], (uint32_t)shapes_k[j])) continue;
+            check_shape(&st, (kcase){ &t, v, used, shapes_m[i], shapes_k[j], 0 });
+        }
+    fprintf(stderr, "%-8s %-10s on %-9s: %3d kernels compiled in %7.1f ms (mean %.1f, max %.1f ms)\n",
+            bj_cg_variant_name(v), bj_cg_isa_name(used), t.cpu, st.n_compiled, st.compile_ms,
+            st.compile_ms / (st.n_compiled ? st.n_compiled : 1), st.max_ms);
+    bj_cg_jit_free(st.jit);
+}
+
+#define ALL_M BJ_COUNTOF(shapes_m)
+#define ALL_K BJ_COUNTOF(shapes_k)
+
+Test(cg_kernels, dot2_host, .timeout = 600) { check_table(NULL, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, dot2_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, bitplane_host, .timeout = 600) { check_table(NULL, BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, bitplane_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, wcode_host, .timeout = 600) { check_table(NULL, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, wcode_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+
+/* The host's other paths (e.g. AVX2 and AVX-VNNI ymm on an AVX-512 VNNI CPU) on the small
+ * shapes: M in {1, 3, 64}, K in {64, 96, 130, 2560}. */
+Test(cg_kernels, host_lower_paths, .timeout = 600) {
+    bj_error err = { 0 };
+    bj_cg_target t;
+    cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
+    bj_cg_isa best = bj_cg_best_isa(&t);
+    for (int isa = BJ_CG_ISA_GENERIC; isa < (int)best; isa++)
+        for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BITPLANE; v++)
+            if (bj_cg_isa_supported(&t, (bj_cg_isa)isa)) check_table(NULL, (bj_cg_variant)v, (bj_cg_isa)isa, 3, 4);
+}

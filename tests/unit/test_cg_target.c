@@ -1,0 +1,256 @@
+/* tests/unit/test_cg_target.c -- target detection and overrides, the host check, kernel
+ * descriptors (size, zero padding, validation, cost rule), packing round trips and bad
+ * weights, and compile-only checks that every ISA path generates, passes the verifier and
+ * emits the instructions it is meant to (vpdpbusd, pmaddubsw, k-register masks) for a CPU
+ * this machine may not have: `x86-64-v4 +avx512vnni,+avxvnni`. Running those paths is
+ * test_cg_kernels' job on a host that has them. */
+#include "codegen/codegen.h"
+
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bj_cg_target detect(const char *mcpu, const char *mattr) {
+    bj_cg_target t;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&t, mcpu, mattr, &err), BJ_OK, "%s", err.msg);
+    return t;
+}
+
+Test(cg_target, host) {
+    bj_cg_target t = detect(NULL, NULL);
+    bj_error err = { 0 };
+    char info[2048];
+    cr_expect(t.is_host && t.features_known);
+    cr_expect(t.cpu[0] && t.features[0]);
+    cr_expect(t.flags & BJ_CG_F_SSE2);
+    cr_expect_eq(bj_cg_target_check_host(&t, &err), BJ_OK, "%s", err.msg);
+    bj_cg_target_describe(&t, info, sizeof info);
+    cr_expect(strstr(info, "cpu: ") && strstr(info, "LLVM: "), "%s", info);
+    fprintf(stderr, "%s", info);
+}
+
+Test(cg_target, x86_64_is_the_sse2_baseline) {
+    bj_cg_target t = detect("x86-64", NULL);
+    bj_error err = { 0 };
+    cr_expect_str_eq(t.cpu, "x86-64");
+    cr_expect_str_eq(t.features, "");
+    cr_expect_eq(t.flags, BJ_CG_F_SSE2);
+    cr_expect(!t.is_host && t.features_known);
+    cr_expect_eq(bj_cg_best_isa(&t), BJ_CG_ISA_GENERIC);
+    cr_expect_eq(bj_cg_target_check_host(&t, &err), BJ_OK, "%s", err.msg);
+}
+
+Test(cg_target, isa_levels_and_mattr) {
+    bj_cg_target v3 = detect("x86-64-v3", NULL), v4 = detect("x86-64-v4", "+avx512vnni,+avxvnni");
+    cr_expect_eq(bj_cg_best_isa(&v3), BJ_CG_ISA_AVX2);
+    cr_expect_eq(bj_cg_best_isa(&v4), BJ_CG_ISA_AVX512VNNI);
+    cr_expect_str_eq(v4.features, "+avx512vnni,+avxvnni");
+    cr_expect(bj_cg_isa_supported(&v4, BJ_CG_ISA_AVXVNNI));
+    /* Turning a feature off turns off what depends on it, as LLVM does. */
+    bj_cg_target no2 = detect("x86-64-v4", "+avx512vnni,-avx2");
+    cr_expect_eq(no2.flags & (BJ_CG_F_AVX2 | BJ_CG_F_AVX512F | BJ_CG_F_AVX512VNNI | BJ_CG_F_V512), 0u);
+    cr_expect_eq(bj_cg_best_isa(&no2), BJ_CG_ISA_GENERIC);
+    /* A requirement missing: AVX-512 VNNI alone on the baseline gives no VNNI path. */
+    bj_cg_target lone = detect("x86-64", "+avx512vnni");
+    cr_expect_eq(lone.flags & BJ_CG_F_AVX512VNNI, 0u);
+    bj_cg_target no512 = detect("x86-64-v4", "-evex512");
+    cr_expect_eq(no512.flags & BJ_CG_F_V512, 0u);
+    cr_expect_eq(bj_cg_best_isa(&no512), BJ_CG_ISA_AVX2);
+}
+
+Test(cg_target, named_cpu_has_no_flags_and_is_not_verifiable) {
+    bj_cg_target t = detect("bj-unknown-cpu", NULL), host = detect(NULL, NULL);
+    bj_error err = { 0 };
+    cr_expect_eq(t.flags, BJ_CG_F_SSE2);
+    cr_expect(!t.features_known);
+    cr_expect_eq(bj_cg_target_check_host(&t, &err), BJ_E_UNSUPPORTED);
+    cr_expect(strstr(err.msg, "cannot be verified") != NULL, "%s", err.msg);
+    bj_cg_target same = detect(host.cpu, NULL); /* the host's own name: the host's features */
+    cr_expect(same.is_host && same.features_known);
+    cr_expect_eq(same.flags, host.flags);
+}
+
+Test(cg_target, host_check_refuses_missing_features) {
+    bj_cg_target host = detect(NULL, NULL);
+    bj_error err = { 0 };
+    /* A feature the host lists as absent ("-name"), turned on. */
+    const char *p = strstr(host.features, ",-");
+    cr_assert(p, "host lists no absent feature");
+    char mattr[96];
+    size_t n = strcspn(p + 2, ",");
+    cr_assert(n + 2 < sizeof mattr);
+    snprintf(mattr, sizeof mattr, "+%.*s", (int)n, p + 2);
+    bj_cg_target t = detect(NULL, mattr);
+    cr_expect_eq(bj_cg_target_check_host(&t, &err), BJ_E_UNSUPPORTED, "%s should be refused", mattr);
+    cr_expect(strstr(err.msg, mattr + 1) != NULL, "%s", err.msg);
+    if (!(host.flags & BJ_CG_F_AVX512VNNI)) {
+        bj_cg_target v4 = detect("x86-64-v4", "+avx512vnni");
+        cr_expect_eq(bj_cg_target_check_host(&v4, &err), BJ_E_UNSUPPORTED);
+    }
+}
+
+Test(cg_kdesc, is_a_zero_padded_key) {
+    bj_cg_target t = detect("x86-64-v4", "+avx512vnni");
+    bj_cg_kdesc a, b;
+    bj_error err = { 0 };
+    char sa[32], sb[32];
+    memset(&a, 0xff, sizeof a);
+    cr_assert_eq(bj_cg_kdesc_init(&a, &t, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 2560, 6912, NULL, &err), BJ_OK,
+                 "%s", err.msg);
+    cr_expect_eq(sizeof a, 32u);
+    cr_expect_eq(a.reserved[0] | a.reserved[1] | a.reserved[2], 0);
+    cr_expect_eq(a.whash, 0u);
+    cr_expect_eq(a.isa, BJ_CG_ISA_AVX512VNNI);
+    cr_assert_eq(bj_cg_kdesc_init(&b, &t, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 6912, 2560, NULL, &err), BJ_OK);
+    bj_cg_kernel_symbol(&a, sa, sizeof sa);
+    bj_cg_kernel_symbol(&b, sb, sizeof sb);
+    cr_expect_str_neq(sa, sb);
+    cr_expect_eq(strncmp(sa, "bjk_", 4), 0);
+    cr_expect_eq(strlen(sa), 20u);
+}
+
+Test(cg_kdesc, validation) {
+    bj_cg_target x = detect("x86-64", NULL);
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    int8_t w[4] = { 1, 0, -1, 1 };
+    cr_expect_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_DOT2, BJ_CG_ISA_AVX2, 0, 64, 64, NULL, &err), BJ_E_UNSUPPORTED);
+    cr_expect(strstr(err.msg, "avx2") != NULL, "%s", err.msg);
+    cr_expect_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, 0, 0, 64, NULL, &err), BJ_E_INVALID);
+    cr_expect_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, 0, 64, BJ_CG_MAX_K + 1, NULL, &err), BJ_E_INVALID);
+    cr_expect_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, 0, 2560, 2560, w, &err), BJ_E_UNSUPPORTED);
+    cr_expect_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, 0, 2, 2, NULL, &err), BJ_E_INVALID);
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, 0, 2, 2, w, &err), BJ_OK, "%s", err.msg);
+    cr_expect_neq(d.whash, 0u);
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, 0, 64, 64, NULL, &err), BJ_OK);
+    d.tile_t = 0;
+    cr_expect_eq(bj_cg_kdesc_check(&d, &x, &err), BJ_E_INVALID);
+    /* The cost rule: dot2 unless weights-as-code is tiny, wanted for prefill and possible. */
+    cr_expect_eq(bj_cg_pick_variant(&x, 2560, 2560, 1, true), BJ_CG_V_DOT2);
+    cr_expect_eq(bj_cg_pick_variant(&x, 16, 64, 64, true), BJ_CG_V_WCODE);
+    cr_expect_eq(bj_cg_pick_variant(&x, 16, 64, 64, false), BJ_CG_V_DOT2);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+Test(cg_pack, round_trips_and_sizes) {
+    bj_cg_target x = detect("x86-64", NULL);
+    static const uint32_t ms[] = { 1, 3, 16, 17, 33 }, ks[] = { 1, 63, 64, 65, 130, 300 };
+    bj_error err = { 0 };
+    uint64_t s = 9;
+    for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BITPLANE; v++)
+        for (size_t i = 0; i < BJ_COUNTOF(ms); i++)
+            for (size_t j = 0; j < BJ_COUNTOF(ks); j++) {
+                uint32_t M = ms[i], K = ks[j];
+                bj_cg_kdesc d;
+                cr_assert_eq(bj_cg_kdesc_init(&d, &x, (bj_cg_variant)v, BJ_CG_ISA_AUTO, 0, M, K, NULL, &err), BJ_OK);
+                int64_t xs = bj_cg_x_stride(K);
+                uint64_t want = v == BJ_CG_V_DOT2 ? (M + 15) / 16 * 16 * (uint64_t)xs / 4 : M * (uint64_t)xs / 4;
+                cr_expect_eq(bj_cg_packed_size(&d), want, "%s %ux%u", bj_cg_variant_name((bj_cg_variant)v), M, K);
+                int8_t *t8 = malloc((size_t)M * K), *back = malloc((size_t)M * K);
+                uint8_t *p = malloc(want);
+                for (uint32_t k = 0; k < M * K; k++) t8[k] = (int8_t)(rng_next(&s) % 3) - 1;
+                cr_assert_eq(bj_cg_pack(&d, t8, p, &err), BJ_OK, "%s", err.msg);
+                bj_cg_unpack(&d, p, back);
+                cr_expect_arr_eq(t8, back, (size_t)M * K, "%s %ux%u round trip", bj_cg_variant_name((bj_cg_variant)v), M, K);
+                free(t8);
+                free(back);
+                free(p);
+            }
+}
+
+Test(cg_pack, rejects_bad_weights) {
+    bj_cg_target x = detect("x86-64", NULL);
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    int8_t w[2 * 70];
+    uint8_t out[4096];
+    memset(w, 1, sizeof w);
+    w[70 + 5] = 2;
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 2, 70, NULL, &err), BJ_OK);
+    cr_expect_eq(bj_cg_pack(&d, w, out, &err), BJ_E_INVALID);
+    cr_expect(strstr(err.msg, "row 1, col 5") != NULL, "%s", err.msg);
+    w[70 + 5] = 0; /* a zero is not binary */
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, BJ_CG_W_BINARY, 2, 70, NULL, &err), BJ_OK);
+    cr_expect_eq(bj_cg_pack(&d, w, out, &err), BJ_E_INVALID);
+    cr_expect(strstr(err.msg, "-1 or 1") != NULL, "%s", err.msg);
+}
+
+/* Every path of the two packed variants for an AVX-512 VNNI CPU, plus weights-as-code:
+ * generation, verifier, O3, object and the instructions that make each path what it is. */
+Test(cg_compile, every_path_for_an_avx512_cpu, .timeout = 300) {
+    bj_cg_target t = detect("x86-64-v4", "+avx512vnni,+avxvnni");
+    static const struct { int v, isa; const char *must; } paths[] = {
+        { BJ_CG_V_DOT2, BJ_CG_ISA_AVX512VNNI, "vpdpbusd\t%zmm" },
+        { BJ_CG_V_DOT2, BJ_CG_ISA_AVX512, "vpmaddubsw\t%zmm" },
+        { BJ_CG_V_DOT2, BJ_CG_ISA_AVXVNNI, "vpdpbusd\t%ymm" },
+        { BJ_CG_V_DOT2, BJ_CG_ISA_AVX2, "vpmaddubsw\t%ymm" },
+        { BJ_CG_V_DOT2, BJ_CG_ISA_GENERIC, "pmullw" },
+        { BJ_CG_V_BITPLANE, BJ_CG_ISA_AVX512VNNI, "{%k" },
+        { BJ_CG_V_BITPLANE, BJ_CG_ISA_AVX2, "vpaddw" },
+        { BJ_CG_V_WCODE, BJ_CG_ISA_AVX512VNNI, "vpaddw\t" },
+    };
+    int8_t w[48 * 100];
+    uint64_t s = 3;
+    for (size_t i = 0; i < sizeof w; i++) w[i] = (int8_t)(rng_next(&s) % 3) - 1;
+    for (size_t i = 0; i < BJ_COUNTOF(paths); i++) {
+        bj_cg_kdesc d;
+        bj_error err = { 0 };
+        bj_cg_object o;
+        char *asm_text = NULL;
+        cr_assert_eq(bj_cg_kdesc_init(&d, &t, (bj_cg_variant)paths[i].v, (bj_cg_isa)paths[i].isa, 0, 48, 100, w, &err),
+                     BJ_OK, "%s", err.msg);
+        cr_assert_eq(bj_cg_compile(&t, &d, w, &o, NULL, &err), BJ_OK, "%s", err.msg);
+        cr_expect_gt(o.size, 0u);
+        bj_cg_object_free(&o);
+        cr_assert_eq(bj_cg_compile_text(&t, &d, w, BJ_CG_EMIT_ASM, &asm_text, &err), BJ_OK, "%s", err.msg);
+        cr_expect(strstr(asm_text, paths[i].must) != NULL, "%s/%s: no '%s' in the assembly",
+                  bj_cg_variant_name((bj_cg_variant)paths[i].v), bj_cg_isa_name((bj_cg_isa)paths[i].isa), paths[i].must);
+        free(asm_text);
+    }
+}
+
+Test(cg_compile, text_forms) {
+    bj_cg_target x = detect("x86-64", NULL);
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    char *ir = NULL, *o3 = NULL, sym[32];
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, 0, 32, 64, NULL, &err), BJ_OK);
+    bj_cg_kernel_symbol(&d, sym, sizeof sym);
+    cr_assert_eq(bj_cg_compile_text(&x, &d, NULL, BJ_CG_EMIT_LLVM, &ir, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_compile_text(&x, &d, NULL, BJ_CG_EMIT_LLVM_O3, &o3, &err), BJ_OK, "%s", err.msg);
+    cr_expect(strstr(ir, sym) && strstr(o3, sym));
+    cr_expect(strstr(ir, "alloca") != NULL);
+    cr_expect(strstr(ir, "\"target-cpu\"=\"x86-64\"") != NULL);
+    free(ir);
+    free(o3);
+}
+
+Test(cg_jit, lookup_and_duplicates) {
+    bj_cg_target t = detect(NULL, NULL);
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    bj_cg_object o;
+    bj_cg_jit *j;
+    void *a;
+    cr_assert_eq(bj_cg_kdesc_init(&d, &t, BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, 0, 4, 64, NULL, &err), BJ_OK);
+    cr_assert_eq(bj_cg_compile(&t, &d, NULL, &o, NULL, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_jit_create(&j, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(bj_cg_jit_lookup(j, o.sym, &a, &err), BJ_E_INVALID);
+    cr_assert_eq(bj_cg_jit_add_object(j, o.data, o.size, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(bj_cg_jit_add_object(j, o.data, o.size, &err), BJ_E_INVALID);
+    cr_expect_eq(bj_cg_jit_lookup(j, o.sym, &a, &err), BJ_OK, "%s", err.msg);
+    cr_expect_neq(a, NULL);
+    uint8_t junk[64] = { 1, 2, 3 };
+    cr_expect_eq(bj_cg_jit_add_object(j, junk, sizeof junk, &err), BJ_E_FORMAT);
+    bj_cg_jit_free(j);
+    bj_cg_object_free(&o);
+}
