@@ -2,7 +2,9 @@
  * and exits: library calls return a status and an error, which we print here.
  *
  *   bitjit run [options]     generate text (see `bitjit run --help`)
+ *   bitjit info              CPU, features, LLVM version, cache directory
  *   bitjit --help | --version */
+#include "codegen/codegen.h"
 #include "runtime/runtime.h"
 
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef BJ_DEFAULT_MODEL
 #define BJ_DEFAULT_MODEL "models/kjv-bitnet-11m/packed"
@@ -29,6 +32,7 @@ static int usage_main(FILE *f) {
             "\n"
             "commands:\n"
             "  run        generate text from a model (bitjit run --help)\n"
+            "  info       show the detected CPU, its features, the LLVM version and cache path\n"
             "\n"
             "options:\n"
             "  -h, --help     show this help\n"
@@ -61,9 +65,16 @@ static int usage_run(FILE *f) {
             "  -s, --seed S            random seed (default: from the clock)\n"
             "\n"
             "execution:\n"
-            "  -t, --threads N         worker threads (default 1; the reference engine uses one)\n"
-            "      --engine NAME       ref: the plain C reference executor (default)\n"
-            "  -v, --verbose           print load and speed figures on stderr\n"
+            "  -t, --threads N         worker threads (default: the number of CPUs)\n"
+            "      --engine NAME       jit: kernels generated for this CPU (default);\n"
+            "                          ref: the plain C reference executor (one thread)\n"
+            "      --mcpu NAME         generate code for CPU NAME instead of the host (e.g. x86-64)\n"
+            "      --mattr LIST        add/remove CPU features, e.g. +avx2,-avx512f\n"
+            "      --cache-dir DIR     kernel cache directory (default $XDG_CACHE_HOME/bitjit\n"
+            "                          or ~/.cache/bitjit)\n"
+            "      --no-cache          neither read nor write the kernel cache\n"
+            "  -v, --verbose           print load, compile and speed figures on stderr\n"
+            "  -q, --quiet             no progress output\n"
             "  -h, --help              show this help\n",
             BJ_DEFAULT_MODEL, BJ_DEFAULT_PROMPT);
     return f == stderr ? 2 : 0;
@@ -106,12 +117,13 @@ static float parse_float(const char *opt, const char *s, float lo, float hi) {
 typedef struct run_opts {
     const char *model, *prompt, *prompt_file, *engine;
     int64_t n_predict;
-    int threads;
-    bool ids, no_bos, verbose;
+    bool ids, no_bos, verbose, quiet;
     bj_sampler_params sp;
+    bj_jit_options jit;
 } run_opts;
 
-enum { O_IDS = 256, O_NO_BOS, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_RPEN, O_RLAST, O_ENGINE };
+enum { O_IDS = 256, O_NO_BOS, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_RPEN, O_RLAST, O_ENGINE, O_MCPU, O_MATTR,
+       O_CACHE_DIR, O_NO_CACHE };
 
 static void parse_run(int argc, char **argv, run_opts *o) {
     static const struct option longs[] = {
@@ -124,18 +136,21 @@ static void parse_run(int argc, char **argv, run_opts *o) {
         { "repeat-penalty", required_argument, 0, O_RPEN },
         { "repeat-last-n", required_argument, 0, O_RLAST },
         { "engine", required_argument, 0, O_ENGINE }, { "verbose", no_argument, 0, 'v' },
-        { "help", no_argument, 0, 'h' },              { 0, 0, 0, 0 },
+        { "quiet", no_argument, 0, 'q' },             { "mcpu", required_argument, 0, O_MCPU },
+        { "mattr", required_argument, 0, O_MATTR },   { "cache-dir", required_argument, 0, O_CACHE_DIR },
+        { "no-cache", no_argument, 0, O_NO_CACHE },   { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
     };
     bool seeded = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:s:vh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:s:vqh", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->prompt = optarg; break;
         case 'f': o->prompt_file = optarg; break;
         case 'n': o->n_predict = parse_int("-n", optarg, 0, INT32_MAX); break;
-        case 't': o->threads = (int)parse_int("-t", optarg, 1, 1024); break;
+        case 't': o->jit.n_threads = (int)parse_int("-t", optarg, 1, 1024); break;
         case 's': o->sp.seed = (uint64_t)parse_int("--seed", optarg, 0, LLONG_MAX); seeded = true; break;
         case O_IDS: o->ids = true; break;
         case O_NO_BOS: o->no_bos = true; break;
@@ -147,6 +162,11 @@ static void parse_run(int argc, char **argv, run_opts *o) {
         case O_RLAST: o->sp.repeat_last_n = (int32_t)parse_int("--repeat-last-n", optarg, 0, 1 << 20); break;
         case O_ENGINE: o->engine = optarg; break;
         case 'v': o->verbose = true; break;
+        case 'q': o->quiet = true; break;
+        case O_MCPU: o->jit.mcpu = optarg; break;
+        case O_MATTR: o->jit.mattr = optarg; break;
+        case O_CACHE_DIR: o->jit.cache_dir = optarg; break;
+        case O_NO_CACHE: o->jit.no_cache = true; break;
         case 'h': exit(usage_run(stdout));
         case ':': die_usage("option '%s' needs a value", argv[optind - 1]); break;
         default: die_usage("unknown option '%s'", argv[optind - 1]); break;
@@ -154,7 +174,8 @@ static void parse_run(int argc, char **argv, run_opts *o) {
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (o->prompt && o->prompt_file) die_usage("%s", "give either -p or -f, not both");
-    if (strcmp(o->engine, "ref") != 0) die_usage("unknown engine '%s' (available: ref)", o->engine);
+    if (strcmp(o->engine, "ref") != 0 && strcmp(o->engine, "jit") != 0)
+        die_usage("unknown engine '%s' (available: jit, ref)", o->engine);
     if (!seeded) o->sp.seed = (uint64_t)time(NULL);
 }
 
@@ -189,6 +210,38 @@ static bool on_token(void *ud, int32_t tok) {
     return true;
 }
 
+static int default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/* Progress of kernel preparation on stderr, for terminals only (a log stays clean). */
+static void on_progress(void *ud, int64_t done, int64_t total) {
+    (void)ud;
+    fprintf(stderr, "\r%s: preparing kernels %lld/%lld", prog, (long long)done, (long long)total);
+    if (done == total) fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}
+
+static bj_engine *make_engine(run_opts *o, const bj_graph *g) {
+    bj_error err = { 0 };
+    bj_engine *e;
+    if (!strcmp(o->engine, "ref")) {
+        if (bj_ref_engine_create(&e, g, &err) != BJ_OK) die_error(&err);
+        return e;
+    }
+    if (!o->quiet && isatty(2)) o->jit.progress = on_progress;
+    bj_jit_report r;
+    if (bj_jit_engine_create(&e, g, &o->jit, &r, &err) != BJ_OK) die_error(&err);
+    if (r.cache_warning[0] && !o->quiet) fprintf(stderr, "%s: warning: kernel cache: %s\n", prog, r.cache_warning);
+    if (o->verbose)
+        fprintf(stderr, "%s: jit for %s (LLVM %s): %lld matmuls, kernels compiled %llu, loaded from cache %llu"
+                        " (%.0f ms compiling, %.0f ms total); %s; cache %s; %d threads\n",
+                prog, r.cpu, r.llvm, (long long)r.n_matmuls, (unsigned long long)r.compiled,
+                (unsigned long long)r.loaded, r.compile_ms, r.create_ms, r.variants, r.cache_dir, o->jit.n_threads);
+    return e;
+}
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -208,8 +261,10 @@ static char *read_prompt(const run_opts *o, size_t *len) {
 }
 
 static int cmd_run(int argc, char **argv) {
-    run_opts o = { .n_predict = 128, .threads = 1, .engine = "ref" };
+    run_opts o = { .n_predict = 128, .engine = "jit" };
     bj_sampler_params_default(&o.sp);
+    bj_jit_options_default(&o.jit);
+    o.jit.n_threads = default_threads();
     parse_run(argc, argv, &o);
     if (!o.model) o.model = getenv("BITJIT_MODEL") ? getenv("BITJIT_MODEL") : BJ_DEFAULT_MODEL;
 
@@ -217,8 +272,7 @@ static int cmd_run(int argc, char **argv) {
     double t0 = now_s();
     bj_model m;
     if (bj_model_load(&m, o.model, &err) != BJ_OK) die_error(&err);
-    bj_engine *e;
-    if (bj_ref_engine_create(&e, &m.graph, &err) != BJ_OK) die_error(&err);
+    bj_engine *e = make_engine(&o, &m.graph);
     double t1 = now_s();
 
     size_t plen, n_ids;
@@ -256,12 +310,39 @@ static int cmd_run(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_info(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: bitjit info [--mcpu NAME] [--mattr LIST] [--cache-dir DIR]\n\n"
+               "Shows the CPU bitjit generates code for, its features, the LLVM version and the\n"
+               "kernel cache directory.\n");
+        return 0;
+    }
+    const char *mcpu = NULL, *mattr = NULL, *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && !strcmp(argv[i], "--mcpu")) mcpu = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--mattr")) mattr = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--cache-dir")) dir = argv[++i];
+        else { fprintf(stderr, "%s info: unknown or incomplete option '%s'\n", prog, argv[i]); return 2; }
+    }
+    bj_error err = { 0 };
+    bj_cg_target t;
+    if (bj_cg_target_detect(&t, mcpu, mattr, &err) != BJ_OK) die_error(&err);
+    char buf[8192];
+    bj_cg_target_describe(&t, buf, sizeof buf);
+    printf("bitjit %s\n%s", BJ_VERSION_STRING, buf);
+    bj_cg_cache c;
+    if (bj_cg_cache_open(&c, dir, &t, false, &err) != BJ_OK) die_error(&err);
+    printf("kernel cache: %s%s%s\n", c.enabled ? c.dir : "(off)", c.warn ? " -- " : "", c.warn ? c.warn_msg : "");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return usage_main(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage_main(stdout);
     if (!strcmp(cmd, "--version")) { printf("bitjit %s\n", BJ_VERSION_STRING); return 0; }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
     usage_main(stderr);
     return 2;

@@ -1,5 +1,5 @@
-/* tests/unit/test_e2e_oracle.c -- the whole path (import, tokenizer, reference executor,
- * greedy generation) against the oracles: HF transformers for kjv-bitnet-11m (packed and
+/* tests/unit/test_e2e_oracle.c -- the whole path (import, tokenizer, engine, greedy
+ * generation) against the oracles, for the reference engine and the JIT engine: HF transformers for kjv-bitnet-11m (packed and
  * master), the training code's own forward for the 1-bit kjv-bitnet1-11m. For every prompt:
  * identical prompt ids, last-position logits within 0.05 max abs, identical 48 greedy ids. */
 #include "runtime/runtime.h"
@@ -46,7 +46,24 @@ static void top5(const float *x, const double *xd, int64_t n, int64_t out[5]) {
     }
 }
 
-static void check_model(const char *model_rel, const char *oracle_rel, const char *key) {
+/* A fresh engine of the given kind on g; the JIT uses a private cache directory. */
+static bj_engine *make_engine(const char *kind, const bj_graph *g) {
+    bj_error err = { 0 };
+    bj_engine *e = NULL;
+    if (!strcmp(kind, "ref")) {
+        cr_assert_eq(bj_ref_engine_create(&e, g, &err), BJ_OK, "%s", err.msg);
+        return e;
+    }
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.cache_dir = BJ_TEST_TMP "/e2e-cache";
+    if (!strcmp(kind, "jit-x86-64")) o.mcpu = "x86-64";
+    cr_assert_eq(bj_jit_engine_create(&e, g, &o, NULL, &err), BJ_OK, "%s", err.msg);
+    return e;
+}
+
+static void check_model(const char *model_rel, const char *oracle_rel, const char *key, const char *kind) {
     char path[4096], k_logits[64], k_greedy[64];
     snprintf(path, sizeof path, "%s/%s", BJ_SOURCE_DIR, model_rel);
     snprintf(k_logits, sizeof k_logits, "%s_last_logits", key);
@@ -54,8 +71,7 @@ static void check_model(const char *model_rel, const char *oracle_rel, const cha
     bj_error err = { 0 };
     bj_model m;
     cr_assert_eq(bj_model_load(&m, path, &err), BJ_OK, "load %s: %s", path, err.msg);
-    bj_engine *e;
-    cr_assert_eq(bj_ref_engine_create(&e, &m.graph, &err), BJ_OK, "%s", err.msg);
+    bj_engine *e = make_engine(kind, &m.graph);
     json_t *o = bj_test_load_json(oracle_rel), *prompts = json_object_get(o, "prompts");
     cr_assert_gt(json_array_size(prompts), 0);
     float *logits = malloc((size_t)e->n_vocab * sizeof *logits);
@@ -79,7 +95,7 @@ static void check_model(const char *model_rel, const char *oracle_rel, const cha
             maxdiff = fmax(maxdiff, fabs(logits[v] - want_logits[v]));
         }
         bool boundary = is_boundary_case(model_rel, text);
-        printf("[%s] %s '%s': last-logit max abs diff vs oracle = %.6f%s\n", model_rel, key, text, maxdiff,
+        printf("[%s %s] %s '%s': last-logit max abs diff vs oracle = %.6f%s\n", kind, model_rel, key, text, maxdiff,
                boundary ? " (known rounding-boundary case)" : "");
         if (boundary) {
             int64_t a[5], b[5];
@@ -116,14 +132,17 @@ static void check_model(const char *model_rel, const char *oracle_rel, const cha
     bj_model_free(&m);
 }
 
-Test(e2e_oracle, kjv_packed, .timeout = 600) {
-    check_model("models/kjv-bitnet-11m/packed", "models/kjv-bitnet-11m/oracle.json", "packed");
-}
+#define ORACLE_TESTS(kind, suffix)                                                                       \
+    Test(e2e_oracle, kjv_packed_##suffix, .timeout = 600) {                                              \
+        check_model("models/kjv-bitnet-11m/packed", "models/kjv-bitnet-11m/oracle.json", "packed", kind); \
+    }                                                                                                    \
+    Test(e2e_oracle, kjv_master_sharded_##suffix, .timeout = 600) {                                      \
+        check_model("models/kjv-bitnet-11m/master", "models/kjv-bitnet-11m/oracle.json", "master", kind); \
+    }                                                                                                    \
+    Test(e2e_oracle, kjv_binary_master_##suffix, .timeout = 600) {                                       \
+        check_model("models/kjv-bitnet1-11m/master", "models/kjv-bitnet1-11m/oracle.json", "master", kind); \
+    }
 
-Test(e2e_oracle, kjv_master_sharded, .timeout = 600) {
-    check_model("models/kjv-bitnet-11m/master", "models/kjv-bitnet-11m/oracle.json", "master");
-}
-
-Test(e2e_oracle, kjv_binary_master, .timeout = 600) {
-    check_model("models/kjv-bitnet1-11m/master", "models/kjv-bitnet1-11m/oracle.json", "master");
-}
+ORACLE_TESTS("ref", ref)
+ORACLE_TESTS("jit", jit)
+ORACLE_TESTS("jit-x86-64", jit_x86_64)

@@ -1,0 +1,335 @@
+/* runtime/engine_jit.c -- the JIT engine: an execution plan over the graph whose ternary
+ * matmuls are generated kernels.
+ *
+ * Creation: detect the target, then for each matmul_t take the weight's ternary values,
+ * choose a kernel (descriptor by the cost rule, or forced), pack the weights into the
+ * kernel's layout and get the kernel from the JIT, the disk cache or a fresh compile
+ * (bj_cg_kernel_get). Identical shapes share one kernel. Each matmul step keeps a libffi
+ * call interface prepared once, so kernels keep their natural typed C signature.
+ *
+ * A step runs on the thread pool: every op is split by rows (tokens, output rows or heads)
+ * and runs the same runtime/ops.c code as the reference engine; only the integer matmul is
+ * the generated kernel, exact in int32 like the reference's loop, then the same rescale.
+ * So the two engines give identical logits. Buffers are sized for the largest step seen and
+ * reused; a decode step allocates nothing. */
+#include "codegen/codegen.h"
+#include "runtime/ops.h"
+#include "runtime/runtime.h"
+#include "runtime/threads.h"
+
+#include <ffi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct jit_mm {   /* one ternary matmul step */
+    bj_cg_kdesc desc;
+    bj_cg_matmul_fn fn;
+    ffi_cif cif;
+    uint8_t *packed;      /* weights in the kernel's layout (NULL for weights-as-code) */
+    double scale;
+    int64_t M, K, row_block;
+} jit_mm;
+
+typedef struct jit_buf {  /* one node's result, sized for cap_T tokens */
+    float *f;
+    int8_t *q;            /* q8row: rows of stride bj_cg_x_stride(K), zero padded */
+    float *qs;
+    int32_t *acc;         /* matmul_t: integer sums before the rescale */
+} jit_buf;
+
+typedef struct jit_engine {
+    bj_engine base;
+    const bj_graph *g;
+    bj_pool *pool;
+    bj_cg_target tgt;
+    bj_cg_cache cache;
+    bj_cg_jit *jit;
+    ffi_type *argt[6];
+    jit_mm **mm;          /* per node: matmul_t steps */
+    float **kc, **vc;     /* per node: attention KV caches */
+    jit_buf *buf;         /* per node */
+    int64_t cap_T;
+    float **scratch;      /* per thread: attention scores, max_seq floats */
+} jit_engine;
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+void bj_jit_options_default(bj_jit_options *o) {
+    memset(o, 0, sizeof *o);
+    o->n_threads = 1;
+}
+
+/* ---- creation ------------------------------------------------------------------------- */
+static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
+    const bj_node *n = &e->g->nodes[id];
+    const bj_node *w = &e->g->nodes[n->in[1]];
+    jit_mm *m = calloc(1, sizeof *m);
+    if (!m) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    e->mm[id] = m;
+    m->M = w->shape.d[0];
+    m->K = w->shape.d[1];
+    int8_t *t8;
+    BJ_TRY(bj_rt_lowbit_values(e->g, n->in[1], &t8, &m->scale, err));
+    bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    bj_status s = bj_cg_kdesc_init(&m->desc, &e->tgt, (bj_cg_variant)o->variant, BJ_CG_ISA_AUTO, wt,
+                                   (uint32_t)m->M, (uint32_t)m->K, t8, err);
+    uint64_t size = s == BJ_OK ? bj_cg_packed_size(&m->desc) : 0;
+    if (s == BJ_OK && size && !(m->packed = malloc(size))) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (s == BJ_OK && size) s = bj_cg_pack(&m->desc, t8, m->packed, err);
+    if (s == BJ_OK) s = bj_cg_kernel_get(&e->cache, e->jit, &e->tgt, &m->desc, t8, &m->fn, err);
+    if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
+        s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
+    free(t8);
+    m->row_block = bj_cg_row_block(&m->desc);
+    if (s != BJ_OK) bj_error_prefix(err, "matmul %%%u (weight '%s', %lldx%lld)", id, w->name ? w->name : "?",
+                                    (long long)m->M, (long long)m->K);
+    return s;
+}
+
+static void describe_variants(jit_engine *e, bj_jit_report *r) {
+    int counts[BJ_CG_V_COUNT][BJ_CG_ISA_COUNT] = { { 0 } };
+    for (uint32_t i = 0; i < e->g->n_nodes; i++)
+        if (e->mm[i]) counts[e->mm[i]->desc.variant][e->mm[i]->desc.isa]++;
+    size_t off = 0;
+    for (int v = 0; v < BJ_CG_V_COUNT; v++)
+        for (int a = 0; a < BJ_CG_ISA_COUNT; a++)
+            if (counts[v][a] && off < sizeof r->variants)
+                off += (size_t)snprintf(r->variants + off, sizeof r->variants - off, "%s%s/%s x%d", off ? ", " : "",
+                                        bj_cg_variant_name((bj_cg_variant)v), bj_cg_isa_name((bj_cg_isa)a), counts[v][a]);
+}
+
+static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
+    const bj_graph *g = e->g;
+    int64_t total = 0, done = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++) total += g->nodes[i].op == BJ_OP_MATMUL_T;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *n = &g->nodes[i];
+        if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_rt_weight_check(n, err));
+        if (n->op == BJ_OP_ATTENTION) {
+            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(float);
+            if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
+                return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
+        }
+        if (n->op != BJ_OP_MATMUL_T) continue;
+        BJ_TRY(prepare_matmul(e, i, o, err));
+        r->packed_bytes += bj_cg_packed_size(&e->mm[i]->desc);
+        if (o->progress) o->progress(o->progress_ud, ++done, total);
+    }
+    r->n_matmuls = total;
+    return BJ_OK;
+}
+
+/* ---- buffers -------------------------------------------------------------------------- */
+static void free_buffers(jit_engine *e) {
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        free(e->buf[i].f);
+        free(e->buf[i].q);
+        free(e->buf[i].qs);
+        free(e->buf[i].acc);
+        memset(&e->buf[i], 0, sizeof e->buf[i]);
+    }
+    e->cap_T = 0;
+}
+
+static bool is_step_value(const bj_node *n) {
+    return n->op != BJ_OP_INPUT && n->op != BJ_OP_WEIGHT && n->op != BJ_OP_WEIGHT_QUANT;
+}
+
+static bool alloc_buffers(jit_engine *e, int64_t T) {
+    free_buffers(e);
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        const bj_node *n = &e->g->nodes[i];
+        if (!is_step_value(n)) continue;
+        size_t cols = (size_t)bj_shape_cols(n->shape), t = (size_t)T;
+        jit_buf *b = &e->buf[i];
+        if (n->dtype == BJ_DT_Q8ROW) {
+            b->q = malloc(t * (size_t)bj_cg_x_stride((int64_t)cols));
+            b->qs = malloc(t * sizeof(float));
+            if (!b->q || !b->qs) return false;
+            continue;
+        }
+        if (!(b->f = malloc(t * cols * sizeof(float)))) return false;
+        if (n->op == BJ_OP_MATMUL_T && !(b->acc = malloc(t * cols * sizeof(int32_t)))) return false;
+    }
+    e->cap_T = T;
+    return true;
+}
+
+/* ---- one step on the pool -------------------------------------------------------------- */
+typedef struct step_ctx {
+    jit_engine *e;
+    const bj_node *n;
+    int64_t T;
+    const int32_t *tokens;
+    int phase; /* attention: 0 stores k/v, 1 attends */
+} step_ctx;
+
+static void run_matmul_t(step_ctx *c, int ith, int nth) {
+    jit_engine *e = c->e;
+    uint32_t id = (uint32_t)(c->n - e->g->nodes);
+    jit_mm *m = e->mm[id];
+    const jit_buf *x = &e->buf[c->n->in[0]];
+    jit_buf *y = &e->buf[id];
+    int64_t m0, m1;
+    bj_pool_split(m->M, m->row_block, ith, nth, &m0, &m1);
+    if (m0 >= m1) return;
+    const int8_t *xq = x->q;
+    const uint8_t *w = m->packed;
+    int32_t *acc = y->acc;
+    int64_t T = c->T;
+    void *args[6] = { &xq, &w, &acc, &T, &m0, &m1 };
+    ffi_call(&m->cif, FFI_FN(m->fn), NULL, args);
+    bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
+}
+
+static void run_attention(step_ctx *c, int ith, int nth) {
+    jit_engine *e = c->e;
+    const bj_node *n = c->n;
+    uint32_t id = (uint32_t)(n - e->g->nodes);
+    int64_t H = n->iattr[1], Hkv = n->iattr[2], d = n->iattr[3], pos0 = e->base.n_past, a, b;
+    if (c->phase == 0) {
+        bj_pool_split(c->T, 1, ith, nth, &a, &b);
+        if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kc[id], e->vc[id]);
+        return;
+    }
+    bj_pool_split(H, 1, ith, nth, &a, &b);
+    if (a < b)
+        bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
+                        e->buf[id].f);
+}
+
+static void run_step(void *ctx, int ith, int nth) {
+    step_ctx *c = ctx;
+    jit_engine *e = c->e;
+    const bj_graph *g = e->g;
+    const bj_node *n = c->n;
+    jit_buf *y = &e->buf[n - g->nodes];
+    const float *a = n->nin > 0 ? e->buf[n->in[0]].f : NULL;
+    int64_t cols = bj_shape_cols(n->shape), t0, t1;
+    bj_pool_split(c->T, 1, ith, nth, &t0, &t1);
+    switch (n->op) {
+    case BJ_OP_EMBED: bj_rt_embed(&g->nodes[n->in[0]], c->tokens, t0, t1, y->f); break;
+    case BJ_OP_RMSNORM: bj_rt_rmsnorm(a, &g->nodes[n->in[1]], n->fattr[0], cols, t0, t1, y->f); break;
+    case BJ_OP_ACT_QUANT: bj_rt_act_quant(a, cols, bj_cg_x_stride(cols), t0, t1, y->q, y->qs); break;
+    case BJ_OP_MATMUL_T: run_matmul_t(c, ith, nth); break;
+    case BJ_OP_MATMUL_F: {
+        int64_t n0, n1;
+        bj_pool_split(cols, 16, ith, nth, &n0, &n1);
+        if (n0 < n1) bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, c->T, n0, n1, y->f);
+        break;
+    }
+    case BJ_OP_ROPE: bj_rt_rope(a, n->iattr[0], n->iattr[1], n->fattr[0], e->base.n_past, t0, t1, y->f); break;
+    case BJ_OP_ATTENTION: run_attention(c, ith, nth); break;
+    default: {
+        int64_t i0, i1;
+        bj_pool_split(c->T * cols, 64, ith, nth, &i0, &i1);
+        bj_rt_elementwise((bj_op)n->op, a, n->nin > 1 ? e->buf[n->in[1]].f : NULL, i0, i1, y->f);
+    }
+    }
+}
+
+static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits, float *logits,
+                             bj_error *err) {
+    jit_engine *e = (jit_engine *)base;
+    if (T <= 0) return BJ_FAIL(err, BJ_E_INVALID, "forward: no tokens");
+    if (base->n_past + T > base->max_seq)
+        return BJ_FAIL(err, BJ_E_INVALID, "context full: %lld + %lld tokens exceed the maximum of %lld",
+                       (long long)base->n_past, (long long)T, (long long)base->max_seq);
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= base->n_vocab)
+            return BJ_FAIL(err, BJ_E_INVALID, "token id %d out of range [0, %lld)", tokens[t], (long long)base->n_vocab);
+    if (T > e->cap_T && !alloc_buffers(e, T)) {
+        free_buffers(e);
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)T);
+    }
+    uint32_t out = BJ_NONE;
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        const bj_node *n = &e->g->nodes[i];
+        if (!is_step_value(n)) continue;
+        step_ctx c = { e, n, T, tokens, 0 };
+        bj_pool_run(e->pool, run_step, &c);
+        if (n->op == BJ_OP_ATTENTION) { c.phase = 1; bj_pool_run(e->pool, run_step, &c); }
+        if (n->op == BJ_OP_OUTPUT) out = i;
+    }
+    int64_t V = base->n_vocab;
+    const float *y = e->buf[out].f;
+    if (all_logits) memcpy(logits, y, (size_t)(T * V) * sizeof(float));
+    else memcpy(logits, y + (T - 1) * V, (size_t)V * sizeof(float));
+    base->n_past += T;
+    return BJ_OK;
+}
+
+static void jit_reset(bj_engine *base) { base->n_past = 0; }
+
+static void jit_free(bj_engine *base) {
+    jit_engine *e = (jit_engine *)base;
+    if (e->buf) free_buffers(e);
+    for (uint32_t i = 0; e->g && i < e->g->n_nodes; i++) {
+        if (e->mm && e->mm[i]) { free(e->mm[i]->packed); free(e->mm[i]); }
+        if (e->kc) free(e->kc[i]);
+        if (e->vc) free(e->vc[i]);
+    }
+    for (int i = 0; e->scratch && e->pool && i < bj_pool_size(e->pool); i++) free(e->scratch[i]);
+    free(e->scratch);
+    bj_pool_free(e->pool);
+    bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
+    free(e->mm); free(e->kc); free(e->vc); free(e->buf);
+    free(e);
+}
+
+static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
+    BJ_TRY(bj_cg_target_detect(&e->tgt, o->mcpu, o->mattr, err));
+    BJ_TRY(bj_cg_target_check_host(&e->tgt, err));
+    BJ_TRY(bj_cg_cache_open(&e->cache, o->cache_dir, &e->tgt, o->no_cache, err));
+    BJ_TRY(bj_cg_jit_create(&e->jit, err));
+    BJ_TRY(bj_pool_create(&e->pool, o->n_threads, err));
+    size_t n = e->g->n_nodes;
+    e->mm = calloc(n, sizeof *e->mm);
+    e->kc = calloc(n, sizeof *e->kc);
+    e->vc = calloc(n, sizeof *e->vc);
+    e->buf = calloc(n, sizeof *e->buf);
+    e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
+    if (!e->mm || !e->kc || !e->vc || !e->buf || !e->scratch) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (int i = 0; i < o->n_threads; i++)
+        if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(float))))
+            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    ffi_type *argt[6] = { &ffi_type_pointer, &ffi_type_pointer, &ffi_type_pointer,
+                          &ffi_type_sint64, &ffi_type_sint64, &ffi_type_sint64 };
+    memcpy(e->argt, argt, sizeof argt);
+    return prepare(e, o, r, err);
+}
+
+bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_options *o,
+                               bj_jit_report *report, bj_error *err) {
+    *out = NULL;
+    double t0 = now_ms();
+    bj_jit_report dummy, *r = report ? report : &dummy;
+    memset(r, 0, sizeof *r);
+    if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
+    BJ_TRY(bj_ir_verify(g, err));
+    jit_engine *e = calloc(1, sizeof *e);
+    if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    e->g = g;
+    e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(g->nodes[bj_ir_find_output(g)].shape),
+                           .max_seq = g->max_seq, .forward = jit_forward, .reset = jit_reset, .free = jit_free };
+    bj_status s = setup(e, o, r, err);
+    snprintf(r->cpu, sizeof r->cpu, "%s", e->tgt.cpu);
+    bj_cg_llvm_version(r->llvm, sizeof r->llvm);
+    r->compiled = e->cache.n_compiled;
+    r->loaded = e->cache.n_loaded;
+    r->corrupt = e->cache.n_corrupt;
+    r->compile_ms = e->cache.compile_ms;
+    snprintf(r->cache_dir, sizeof r->cache_dir, "%s", e->cache.enabled ? e->cache.dir : "(off)");
+    if (e->cache.warn) snprintf(r->cache_warning, sizeof r->cache_warning, "%s", e->cache.warn_msg);
+    if (s != BJ_OK) { jit_free(&e->base); return s; }
+    describe_variants(e, r);
+    r->create_ms = now_ms() - t0;
+    *out = &e->base;
+    return BJ_OK;
+}

@@ -1,0 +1,203 @@
+/* tests/unit/test_jit_engine.c -- the JIT engine against the reference engine (identical
+ * logits bit for bit, identical greedy ids, for every kernel variant and thread count), the
+ * kernel cache (cold compiles, warm loads, corrupt entries rebuilt, unusable directory), and
+ * refusing code for CPU features this host lacks. */
+#include "codegen/codegen.h"
+#include "runtime/runtime.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const int32_t k_prompt[] = { 4094, 1144, 258, 2079 }; /* "In the beginning" */
+#define N_PROMPT 4
+#define N_GEN 32
+
+static void load(bj_model *m, const char *rel) {
+    char path[4096];
+    bj_error err = { 0 };
+    snprintf(path, sizeof path, "%s/%s", BJ_SOURCE_DIR, rel);
+    cr_assert_eq(bj_model_load(m, path, &err), BJ_OK, "%s", err.msg);
+}
+
+/* Prompt logits (all positions) and N_GEN greedy ids of an engine. */
+static void run(bj_engine *e, float *logits, int32_t *ids) {
+    bj_error err = { 0 };
+    bj_engine_reset(e);
+    cr_assert_eq(bj_engine_forward(e, k_prompt, N_PROMPT, true, logits, &err), BJ_OK, "%s", err.msg);
+    bj_sampler s;
+    bj_sampler_params p;
+    bj_sampler_params_default(&p);
+    p.temp = 0;
+    cr_assert_eq(bj_sampler_init(&s, &p, e->n_vocab, &err), BJ_OK);
+    bj_engine_reset(e);
+    int64_t n;
+    cr_assert_eq(bj_generate(e, &s, k_prompt, N_PROMPT, N_GEN, -1, NULL, NULL, ids, &n, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(n, N_GEN);
+    bj_sampler_free(&s);
+}
+
+static bj_status make_jit(bj_engine **e, const bj_graph *g, int threads, int variant, const char *mcpu,
+                          const char *cache, bj_jit_report *r, bj_error *err) {
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = threads;
+    o.variant = variant;
+    o.mcpu = mcpu;
+    o.cache_dir = cache;
+    return bj_jit_engine_create(e, g, &o, r, err);
+}
+
+static void compare_with_ref(const char *model_rel) {
+    bj_model m;
+    load(&m, model_rel);
+    bj_error err = { 0 };
+    bj_engine *ref;
+    cr_assert_eq(bj_ref_engine_create(&ref, &m.graph, &err), BJ_OK, "%s", err.msg);
+    size_t V = (size_t)ref->n_vocab;
+    float *lr = malloc(N_PROMPT * V * sizeof *lr), *lj = malloc(N_PROMPT * V * sizeof *lj);
+    int32_t ir[N_GEN], ij[N_GEN];
+    run(ref, lr, ir);
+    const struct { int threads, variant; const char *mcpu; } cfg[] = {
+        { 1, BJ_CG_V_AUTO, NULL }, { 2, BJ_CG_V_AUTO, NULL }, { 2, BJ_CG_V_DOT2, NULL },
+        { 2, BJ_CG_V_BITPLANE, NULL }, { 2, BJ_CG_V_DOT2, "x86-64" }, { 1, BJ_CG_V_BITPLANE, "x86-64" },
+    };
+    for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
+        bj_engine *jit;
+        cr_assert_eq(make_jit(&jit, &m.graph, cfg[c].threads, cfg[c].variant, cfg[c].mcpu, BJ_TEST_TMP "/jit-cache",
+                              NULL, &err), BJ_OK, "%s", err.msg);
+        run(jit, lj, ij);
+        cr_expect_arr_eq(lj, lr, N_PROMPT * V * sizeof *lj, "%s: logits differ from ref (threads %d, variant %d, mcpu %s)",
+                         model_rel, cfg[c].threads, cfg[c].variant, cfg[c].mcpu ? cfg[c].mcpu : "host");
+        cr_expect_arr_eq(ij, ir, sizeof ij, "%s: greedy ids differ from ref (threads %d, variant %d)", model_rel,
+                         cfg[c].threads, cfg[c].variant);
+        bj_engine_free(jit);
+    }
+    free(lr);
+    free(lj);
+    bj_engine_free(ref);
+    bj_model_free(&m);
+}
+
+Test(jit_engine, identical_to_ref_packed, .timeout = 600) { compare_with_ref("models/kjv-bitnet-11m/packed"); }
+Test(jit_engine, identical_to_ref_binary, .timeout = 600) { compare_with_ref("models/kjv-bitnet1-11m/master"); }
+
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));) n += strstr(de->d_name, ".bjk") != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+static void corrupt_one(const char *dir) {
+    DIR *d = opendir(dir);
+    cr_assert(d);
+    for (struct dirent *de; (de = readdir(d));) {
+        if (!strstr(de->d_name, ".bjk")) continue;
+        char p[4096 + 256];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        FILE *f = fopen(p, "r+b");
+        cr_assert(f);
+        fseek(f, 200, SEEK_SET); /* inside the object: only the checksum can tell */
+        int c = fgetc(f);
+        fseek(f, 200, SEEK_SET);
+        fputc(c ^ 0x5A, f);
+        fclose(f);
+        break;
+    }
+    closedir(d);
+}
+
+Test(jit_engine, kernel_cache_cold_warm_corrupt, .timeout = 600) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/cache-%d", BJ_TEST_TMP, (int)getpid());
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_jit_report r;
+    bj_engine *e;
+    float *l0 = malloc(N_PROMPT * 4096 * sizeof *l0), *l1 = malloc(N_PROMPT * 4096 * sizeof *l1);
+    int32_t i0[N_GEN], i1[N_GEN];
+
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    printf("cold: compiled %llu loaded %llu in %.0f ms\n", (unsigned long long)r.compiled, (unsigned long long)r.loaded,
+           r.create_ms);
+    cr_expect_gt(r.compiled, 0);
+    cr_expect_eq(r.loaded, 0);
+    cr_expect_eq(count_entries(dir), (int)r.compiled);
+    run(e, l0, i0);
+    bj_engine_free(e);
+
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    printf("warm: compiled %llu loaded %llu in %.0f ms\n", (unsigned long long)r.compiled, (unsigned long long)r.loaded,
+           r.create_ms);
+    cr_expect_eq(r.compiled, 0, "a warm start compiles nothing");
+    cr_expect_gt(r.loaded, 0);
+    run(e, l1, i1);
+    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
+    cr_expect_arr_eq(i0, i1, sizeof i0);
+    bj_engine_free(e);
+
+    corrupt_one(dir);
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r.corrupt, 1);
+    cr_expect_eq(r.compiled, 1, "the corrupt entry is rebuilt");
+    cr_expect_neq(r.cache_warning[0], 0, "a corrupt entry is reported");
+    run(e, l1, i1);
+    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
+    bj_engine_free(e);
+
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r.compiled, 0, "the rebuilt entry is reused");
+    cr_expect_eq(r.corrupt, 0);
+    bj_engine_free(e);
+    free(l0);
+    free(l1);
+    bj_model_free(&m);
+}
+
+Test(jit_engine, unusable_cache_dir_falls_back, .timeout = 300) {
+    char file[4096], dir[4200];
+    snprintf(file, sizeof file, "%s/not-a-dir-%d", BJ_TEST_TMP, (int)getpid());
+    FILE *f = fopen(file, "w");
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/sub", file); /* a directory under a regular file cannot exist */
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_jit_report r;
+    bj_engine *e;
+    cr_assert_eq(make_jit(&e, &m.graph, 1, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_gt(r.compiled, 0);
+    cr_expect_neq(r.cache_warning[0], 0, "the fallback is reported");
+    float *l = malloc(N_PROMPT * 4096 * sizeof *l);
+    int32_t ids[N_GEN];
+    run(e, l, ids);
+    free(l);
+    bj_engine_free(e);
+    bj_model_free(&m);
+}
+
+Test(jit_engine, refuses_features_the_host_lacks) {
+    bj_cg_target host;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&host, NULL, NULL, &err), BJ_OK);
+    const char *feat = !(host.flags & BJ_CG_F_AVX512F) ? "+avx512f,+avx512bw" : "+amx-tile,+amx-int8";
+    if (strstr(host.features, "+amx-tile")) cr_skip_test("this host has every feature we could ask for");
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.mattr = feat;
+    o.no_cache = true;
+    bj_engine *e = NULL;
+    cr_assert_eq(bj_jit_engine_create(&e, &m.graph, &o, NULL, &err), BJ_E_UNSUPPORTED);
+    cr_expect(strstr(err.msg, "lacks") && strstr(err.msg, feat[1] == 'a' && feat[2] == 'v' ? "avx512f" : "amx-tile"),
+              "%s", err.msg);
+    cr_assert_null(e);
+    bj_model_free(&m);
+}
