@@ -5,6 +5,7 @@
  *   bitjit info              CPU, features, LLVM version, cache directory
  *   bitjit --help | --version */
 #include "codegen/codegen.h"
+#include "runtime/bench.h"
 #include "runtime/runtime.h"
 
 #include <errno.h>
@@ -32,6 +33,7 @@ static int usage_main(FILE *f) {
             "\n"
             "commands:\n"
             "  run        generate text from a model (bitjit run --help)\n"
+            "  bench      prefill/decode tokens/s, compile times, %% of the bandwidth roofline\n"
             "  info       show the detected CPU, its features, the LLVM version and cache path\n"
             "\n"
             "options:\n"
@@ -85,10 +87,12 @@ static void die_error(const bj_error *err) {
     exit(1);
 }
 
+static const char *subcmd = "run";
+
 static void die_usage(const char *fmt, const char *arg) {
-    fprintf(stderr, "%s run: ", prog);
+    fprintf(stderr, "%s %s: ", prog, subcmd);
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see '%s run --help')\n", prog);
+    fprintf(stderr, "\n(see '%s %s --help')\n", prog, subcmd);
     exit(2);
 }
 
@@ -97,7 +101,7 @@ static long long parse_int(const char *opt, const char *s, long long lo, long lo
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "%s run: %s expects an integer in [%lld, %lld], got '%s'\n", prog, opt, lo, hi, s);
+        fprintf(stderr, "%s %s: %s expects an integer in [%lld, %lld], got '%s'\n", prog, subcmd, opt, lo, hi, s);
         exit(2);
     }
     return v;
@@ -108,7 +112,7 @@ static float parse_float(const char *opt, const char *s, float lo, float hi) {
     errno = 0;
     float v = strtof(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "%s run: %s expects a number in [%g, %g], got '%s'\n", prog, opt, lo, hi, s);
+        fprintf(stderr, "%s %s: %s expects a number in [%g, %g], got '%s'\n", prog, subcmd, opt, lo, hi, s);
         exit(2);
     }
     return v;
@@ -310,6 +314,158 @@ static int cmd_run(int argc, char **argv) {
     return 0;
 }
 
+/* ---- bitjit bench ------------------------------------------------------------------------ */
+static int usage_bench(FILE *f) {
+    fprintf(f,
+            "usage: bitjit bench [-m PATH] [-p N] [-n N] [-t LIST] [-r N] [--engine LIST] [options]\n"
+            "\n"
+            "Measures prefill (pp) and decode (tg) speed like llama-bench, the JIT's cold and warm\n"
+            "compile times, the machine's streaming-read bandwidth, and decode as a percentage of\n"
+            "the bandwidth roofline (bytes read per token / bandwidth).\n"
+            "\n"
+            "  -m, --model PATH     model (default: $BITJIT_MODEL, else the bundled model)\n"
+            "  -p, --n-prompt N     prompt tokens for the prefill test (default 128; 0 = skip)\n"
+            "  -n, --n-gen N        tokens for the decode test (default 128; 0 = skip)\n"
+            "  -t, --threads LIST   comma-separated thread counts (default: the number of CPUs)\n"
+            "  -r, --repetitions N  repetitions of each test (default 3)\n"
+            "      --engine LIST    jit, ref or jit,ref (default jit)\n"
+            "      --bw-mib N       buffer for the bandwidth test in MiB (default 1024; 0 = skip)\n"
+            "      --mcpu, --mattr, --cache-dir, --no-cache   as for bitjit run\n"
+            "  -h, --help           show this help\n");
+    return f == stderr ? 2 : 0;
+}
+
+typedef struct bench_opts {
+    const char *model, *engines, *threads;
+    int64_t p, n, bw_mib;
+    int reps;
+    bj_jit_options jit;
+} bench_opts;
+
+static void parse_bench(int argc, char **argv, bench_opts *o) {
+    static const struct option longs[] = {
+        { "model", required_argument, 0, 'm' },     { "n-prompt", required_argument, 0, 'p' },
+        { "n-gen", required_argument, 0, 'n' },     { "threads", required_argument, 0, 't' },
+        { "repetitions", required_argument, 0, 'r' }, { "engine", required_argument, 0, O_ENGINE },
+        { "bw-mib", required_argument, 0, 'B' },    { "mcpu", required_argument, 0, O_MCPU },
+        { "mattr", required_argument, 0, O_MATTR }, { "cache-dir", required_argument, 0, O_CACHE_DIR },
+        { "no-cache", no_argument, 0, O_NO_CACHE }, { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'p': o->p = parse_int("-p", optarg, 0, 1 << 20); break;
+        case 'n': o->n = parse_int("-n", optarg, 0, 1 << 20); break;
+        case 't': o->threads = optarg; break;
+        case 'r': o->reps = (int)parse_int("-r", optarg, 1, 1000); break;
+        case 'B': o->bw_mib = parse_int("--bw-mib", optarg, 0, 1 << 20); break;
+        case O_ENGINE: o->engines = optarg; break;
+        case O_MCPU: o->jit.mcpu = optarg; break;
+        case O_MATTR: o->jit.mattr = optarg; break;
+        case O_CACHE_DIR: o->jit.cache_dir = optarg; break;
+        case O_NO_CACHE: o->jit.no_cache = true; break;
+        case 'h': exit(usage_bench(stdout));
+        case ':': die_usage("option '%s' needs a value", argv[optind - 1]); break;
+        default: die_usage("unknown option '%s'", argv[optind - 1]); break;
+        }
+    }
+    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
+    if (o->p == 0 && o->n == 0) die_usage("%s", "nothing to measure: -p and -n are both 0");
+}
+
+/* Parses "1,2,4" into counts; exits on anything else. */
+static int parse_list(const char *s, int *out, int cap) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == cap) die_usage("%s", "too many thread counts");
+        out[n++] = (int)parse_int("-t", tok, 1, 1024);
+    }
+    if (!n) die_usage("%s", "-t needs at least one thread count");
+    return n;
+}
+
+/* Cold and warm JIT creation times, measured in a fresh private cache directory. */
+static void bench_compile(const bj_graph *g, const bench_opts *o, bj_jit_report *cold, bj_jit_report *warm) {
+    char dir[] = "/tmp/bitjit-bench-XXXXXX";
+    bj_error err = { 0 };
+    if (!mkdtemp(dir)) { fprintf(stderr, "%s: cannot make a temporary cache directory\n", prog); exit(1); }
+    bj_jit_options jo = o->jit;
+    jo.cache_dir = dir;
+    jo.no_cache = false;
+    bj_engine *e;
+    if (bj_jit_engine_create(&e, g, &jo, cold, &err) != BJ_OK) die_error(&err);
+    bj_engine_free(e);
+    if (bj_jit_engine_create(&e, g, &jo, warm, &err) != BJ_OK) die_error(&err);
+    bj_engine_free(e);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "%s: warning: could not remove %s\n", prog, dir);
+}
+
+static int cmd_bench(int argc, char **argv) {
+    char nthreads[16];
+    snprintf(nthreads, sizeof nthreads, "%d", default_threads());
+    bench_opts o = { .engines = "jit", .threads = nthreads, .p = 128, .n = 128, .bw_mib = 1024, .reps = 3 };
+    bj_jit_options_default(&o.jit);
+    parse_bench(argc, argv, &o);
+    if (!o.model) o.model = getenv("BITJIT_MODEL") ? getenv("BITJIT_MODEL") : BJ_DEFAULT_MODEL;
+    int threads[64], nt = parse_list(o.threads, threads, 64);
+    bool want_jit = strstr(o.engines, "jit") != NULL, want_ref = strstr(o.engines, "ref") != NULL;
+    if (!want_jit && !want_ref) die_usage("unknown engine list '%s' (jit, ref)", o.engines);
+
+    bj_error err = { 0 };
+    bj_model m;
+    if (bj_model_load(&m, o.model, &err) != BJ_OK) die_error(&err);
+    bj_jit_report cold = { 0 }, warm = { 0 };
+    if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
+    printf("model: %s (%s)\n", o.model, m.cfg.arch);
+    if (want_jit)
+        printf("jit: %s, LLVM %s, %s\ncompile: cold %.0f ms (%llu kernels compiled), warm %.0f ms (%llu loaded, %llu compiled)\n",
+               cold.cpu, cold.llvm, cold.variants, cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms,
+               (unsigned long long)warm.loaded, (unsigned long long)warm.compiled);
+    uint64_t bpt = bj_bench_bytes_per_token(&m.graph, cold.packed_bytes, o.p + o.n / 2);
+    printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts)\n\n",
+           (long long)(o.p + o.n / 2), (double)bpt * 1e-6, (double)cold.packed_bytes * 1e-6);
+    printf("| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
+    printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for (int k = 0; k < 2; k++) {
+        const char *eng = k == 0 ? "jit" : "ref";
+        if ((k == 0 && !want_jit) || (k == 1 && !want_ref)) continue;
+        for (int i = 0; i < (k == 0 ? nt : 1); i++) { /* the reference engine has one thread */
+            bj_engine *e;
+            bj_jit_options jo = o.jit;
+            jo.n_threads = threads[i];
+            bj_status st = k == 0 ? bj_jit_engine_create(&e, &m.graph, &jo, NULL, &err)
+                                  : bj_ref_engine_create(&e, &m.graph, &err);
+            if (st != BJ_OK) die_error(&err);
+            bj_bench_stat pp, tg;
+            if (bj_bench_engine(e, o.p, o.n, o.reps, &pp, &tg, &err) != BJ_OK) die_error(&err);
+            bj_engine_free(e);
+            double bw = 0;
+            if (o.bw_mib > 0 && bj_bench_bandwidth(threads[i], (size_t)o.bw_mib << 20, 5, &bw, &err) != BJ_OK)
+                die_error(&err);
+            int nthr = k == 0 ? threads[i] : 1;
+            if (o.p > 0) printf("| %s | %d | pp%lld | %.2f ± %.2f | | | |\n", eng, nthr, (long long)o.p, pp.mean, pp.sd);
+            if (o.n > 0) {
+                double gbs = k == 0 ? tg.mean * (double)bpt * 1e-9 : 0;
+                if (k == 0 && bw > 0)
+                    printf("| %s | %d | tg%lld | %.2f ± %.2f | %.2f | %.2f | %.0f%% |\n", eng, nthr, (long long)o.n, tg.mean,
+                           tg.sd, gbs, bw, 100 * gbs / bw);
+                else
+                    printf("| %s | %d | tg%lld | %.2f ± %.2f | | | |\n", eng, nthr, (long long)o.n, tg.mean, tg.sd);
+            }
+            fflush(stdout);
+        }
+    }
+    bj_model_free(&m);
+    return 0;
+}
+
 static int cmd_info(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: bitjit info [--mcpu NAME] [--mattr LIST] [--cache-dir DIR]\n\n"
@@ -343,6 +499,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--version")) { printf("bitjit %s\n", BJ_VERSION_STRING); return 0; }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) { subcmd = "bench"; return cmd_bench(argc - 1, argv + 1); }
     fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
     usage_main(stderr);
     return 2;

@@ -1,0 +1,25 @@
+/* runtime/bench.h -- measurements behind `bitjit bench`: prefill and decode speed of an
+ * engine, and the machine's streaming-read bandwidth (the decode roofline). Figures only:
+ * nothing here asserts a speed. */
+#ifndef BJ_RT_BENCH_H
+#define BJ_RT_BENCH_H
+
+#include "runtime/runtime.h"
+
+typedef struct bj_bench_stat { double mean, sd; int n; } bj_bench_stat;
+
+/* Tokens/s of a p-token prefill from an empty cache and of n one-token decode steps
+ * after it, each repeated reps times (after one warm-up). Tokens are fixed pseudo-random
+ * ids below n_vocab. p or n of 0 skips that part. */
+bj_status bj_bench_engine(bj_engine *e, int64_t p, int64_t n, int reps, bj_bench_stat *pp, bj_bench_stat *tg,
+                          bj_error *err);
+
+/* Best-of-reps read bandwidth in GB/s over a buffer of `bytes`, with n_threads threads. */
+bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps, bj_error *err);
+
+/* Bytes a decode step reads from memory: every weight tensor the graph reads once per
+ * token (ternary weights at their packed size as given, float weights at theirs), plus the
+ * KV cache at position pos. */
+uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, int64_t pos);
+
+#endif
