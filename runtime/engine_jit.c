@@ -66,6 +66,18 @@ void bj_jit_options_default(bj_jit_options *o) {
 }
 
 /* ---- creation ------------------------------------------------------------------------- */
+/* The kernel for m's descriptor: from an AOT library when the caller gives a lookup,
+ * else from the JIT, the disk cache or a fresh compile. */
+static bj_status get_kernel(jit_engine *e, jit_mm *m, const int8_t *t8, const bj_jit_options *o, bj_error *err) {
+    if (!o->kernel_lookup) return bj_cg_kernel_get(&e->cache, e->jit, &e->tgt, &m->desc, t8, &m->fn, err);
+    char sym[32];
+    bj_cg_kernel_symbol(&m->desc, sym, sizeof sym);
+    void *fn = NULL;
+    BJ_TRY(o->kernel_lookup(o->kernel_ud, &m->desc, sym, &fn, err));
+    m->fn = (bj_cg_matmul_fn)fn;
+    return BJ_OK;
+}
+
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
     const bj_node *n = &e->g->nodes[id];
     const bj_node *w = &e->g->nodes[n->in[1]];
@@ -82,7 +94,7 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     uint64_t size = s == BJ_OK ? bj_cg_packed_size(&m->desc) : 0;
     if (s == BJ_OK && size && !(m->packed = malloc(size))) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     if (s == BJ_OK && size) s = bj_cg_pack(&m->desc, t8, m->packed, err);
-    if (s == BJ_OK) s = bj_cg_kernel_get(&e->cache, e->jit, &e->tgt, &m->desc, t8, &m->fn, err);
+    if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
         s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
     free(t8);

@@ -38,6 +38,10 @@ typedef struct bj_jit_options {
     bool no_cache;
     int n_threads;             /* >= 1 */
     int variant;               /* bj_cg_variant to force; 0 = the cost rule */
+    /* Ahead-of-time libraries: when set, each kernel comes from here (by its descriptor, a
+     * bj_cg_kdesc, and its symbol name) instead of the JIT and the kernel cache. */
+    bj_status (*kernel_lookup)(void *ud, const void *kdesc, const char *symbol, void **fn, bj_error *err);
+    void *kernel_ud;
     /* Called as kernels are prepared (done of total); may be NULL. */
     void (*progress)(void *ud, int64_t done, int64_t total);
     void *progress_ud;
