@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Runs `bitjit ARGS 2>&1` (or with stderr dropped), returns the exit code; output in out. */
 static int run(const char *args, char *out, size_t cap, bool with_stderr) {
@@ -93,4 +94,44 @@ Test(cli, bad_input) {
     expect_fail("run -f /nonexistent/prompt.txt", "/nonexistent/prompt.txt");
     expect_fail("run --engine warp", "warp");
     expect_fail("run -p a -f b", "not both");
+}
+
+Test(cli, engines_agree_and_x86_64_code_runs, .timeout = 300) {
+    char want[4096], prompt[512], out[8192], args[1024];
+    oracle_ids_text("packed_greedy_ids", 1, want, sizeof want, prompt, sizeof prompt);
+    const char *variants[] = { "--engine ref", "--engine jit -t 1", "--engine jit -t 2 --mcpu x86-64",
+                               "--engine jit --mcpu x86-64-v2 --no-cache" };
+    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+        snprintf(args, sizeof args, "run %s --cache-dir '%s/cli-cache' -p '%s' -n 48 --temp 0 --ids", variants[i],
+                 BJ_TEST_TMP, prompt);
+        cr_assert_eq(run(args, out, sizeof out, false), 0, "%s", args);
+        cr_expect_str_eq(out, want, "%s", variants[i]);
+    }
+}
+
+Test(cli, verbose_reports_compiled_then_loaded, .timeout = 300) {
+    char args[1024], out[16384];
+    snprintf(args, sizeof args, "run --cache-dir '%s/cli-cache-%d' -p Amen -n 2 --temp 0 -v", BJ_TEST_TMP, (int)getpid());
+    cr_assert_eq(run(args, out, sizeof out, true), 0, "%s", out);
+    cr_expect(strstr(out, "kernels compiled") && !strstr(out, "kernels compiled 0,"), "cold run compiles:\n%s", out);
+    cr_assert_eq(run(args, out, sizeof out, true), 0, "%s", out);
+    cr_expect(strstr(out, "kernels compiled 0,"), "warm run compiles nothing:\n%s", out);
+}
+
+Test(cli, info_and_bench, .timeout = 300) {
+    char out[16384];
+    cr_assert_eq(run("info", out, sizeof out, true), 0);
+    cr_expect(strstr(out, "LLVM") && strstr(out, "cpu:") && strstr(out, "kernel cache"), "%s", out);
+    cr_assert_eq(run("bench -p 16 -n 8 -r 1 -t 1 --bw-mib 16 --engine jit,ref", out, sizeof out, true), 0, "%s", out);
+    cr_expect(strstr(out, "| jit | 1 | pp16 |") && strstr(out, "| jit | 1 | tg8 |") && strstr(out, "| ref | 1 | tg8 |"),
+              "%s", out);
+    cr_expect(strstr(out, "% of roofline") && strstr(out, "compile: cold"), "%s", out);
+}
+
+Test(cli, bad_engine_flags) {
+    expect_fail("run --mcpu sapphirerapids -p hi", "sapphirerapids");
+    expect_fail("bench -t 0", "-t");
+    expect_fail("bench -p 0 -n 0", "nothing to measure");
+    expect_fail("bench --engine warp", "warp");
+    expect_fail("info --bogus", "--bogus");
 }
