@@ -14,9 +14,36 @@ float bj_rt_load_float(bj_dtype dt, const void *data, uint64_t i) {
     case BJ_DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
     case BJ_DT_F16: return bj_f16_to_f32(bj_rd16(p + 2 * i));
     case BJ_DT_BF16: return bj_bf16_to_f32(bj_rd16(p + 2 * i));
+    case BJ_DT_Q8_0: { /* rows are whole 32-value blocks (the importer checks K % 32 == 0) */
+        const uint8_t *b = p + 34 * (i / 32);
+        return bj_f16_to_f32(bj_rd16(b)) * (float)(int8_t)b[2 + i % 32];
+    }
     default: BJ_ASSERT(!"not a float dtype");
     }
     return 0;
+}
+
+/* n elements from index i0 of a float weight into out, with the dtype switch outside the
+ * loop so the conversion vectorizes. */
+static void load_row(bj_dtype dt, const void *data, uint64_t i0, int64_t n, float *out) {
+    const uint8_t *p = data;
+    switch (dt) {
+    case BJ_DT_F32: memcpy(out, p + 4 * i0, (size_t)n * sizeof *out); break;
+    case BJ_DT_BF16: for (int64_t k = 0; k < n; k++) out[k] = bj_bf16_to_f32(bj_rd16(p + 2 * (i0 + (uint64_t)k))); break;
+    default: for (int64_t k = 0; k < n; k++) out[k] = bj_rt_load_float(dt, data, i0 + (uint64_t)k); break;
+    }
+}
+
+/* sum_k a[k] * b[k] in double over 8 independent lanes, combined pairwise: the order is
+ * fixed by this code (not by the compiler), so every engine gets the same bits, and the
+ * lanes let the loop run at throughput rather than at add latency. */
+static double dot_f64(const float *a, const float *b, int64_t n, int64_t bstride) {
+    double s[8] = { 0 }, tail = 0;
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)a[k + j] * b[(k + j) * bstride];
+    for (; k < n; k++) tail += (double)a[k] * b[k * bstride];
+    return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
 }
 
 /* ---- weights ----------------------------------------------------------------------------- */
@@ -40,6 +67,23 @@ static int lowbit_get(bj_dtype dt, const uint8_t *d, int64_t N, int64_t K, int64
         return ((d[(n % R) * K + k] >> (2 * (n / R))) & 3) - 1;
     }
     case BJ_DT_T2: return ((d[n * ((K + 3) / 4) + k / 4] >> (2 * (k % 4))) & 3) - 1;
+    case BJ_DT_I2S: { /* formats.md §1.5.7, x86 layout: 128 flat values per 32 bytes */
+        int64_t i = n * K + k;
+        return ((d[32 * (i >> 7) + (i & 31)] >> (6 - 2 * ((i & 127) >> 5))) & 3) - 1;
+    }
+    case BJ_DT_TQ2: { /* §1.5.3: per block qs[64] then d; the common d is the node's scale */
+        const uint8_t *b = d + n * (K / 256) * 66 + (k / 256) * 66;
+        int64_t i = k % 256;
+        return ((b[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3) - 1;
+    }
+    case BJ_DT_TQ1: { /* §1.5.4: trit t of byte q is ((q * 3^t mod 256) * 3) >> 8 */
+        static const uint8_t pow3[5] = { 1, 3, 9, 27, 81 };
+        const uint8_t *b = d + n * (K / 256) * 54 + (k / 256) * 54;
+        int64_t i = k % 256;
+        uint8_t q = i < 160 ? b[i % 32] : i < 240 ? b[32 + (i - 160) % 16] : b[48 + (i - 240) % 4];
+        int t = (int)(i < 160 ? i / 32 : i < 240 ? (i - 160) / 16 : (i - 240) / 4);
+        return (((uint8_t)(q * pow3[t]) * 3) >> 8) - 1;
+    }
     default: BJ_ASSERT(!"not a lowbit dtype");
     }
     return 0;
@@ -105,9 +149,7 @@ bj_status bj_rt_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, dou
 /* ---- ops --------------------------------------------------------------------------------- */
 void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, float *y) {
     int64_t D = table->shape.d[1];
-    for (int64_t t = t0; t < t1; t++)
-        for (int64_t d = 0; d < D; d++)
-            y[t * D + d] = bj_rt_load_float(table->dtype, table->data, (uint64_t)(tokens[t] * D + d));
+    for (int64_t t = t0; t < t1; t++) load_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, y + t * D);
 }
 
 /* As HF's BitNetRMSNorm: x^2 in f32, mean = sum * (1/D), r = 1/sqrt(mean + eps), w * (x * r). */
@@ -165,12 +207,8 @@ void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int6
     float *row = malloc((size_t)K * sizeof *row);
     BJ_ASSERT(row);
     for (int64_t n = n0; n < n1; n++) {
-        for (int64_t k = 0; k < K; k++) row[k] = bj_rt_load_float(w->dtype, w->data, (uint64_t)(n * K + k));
-        for (int64_t t = 0; t < T; t++) {
-            double acc = 0;
-            for (int64_t k = 0; k < K; k++) acc += (double)x[t * K + k] * row[k];
-            y[t * N + n] = (float)acc;
-        }
+        load_row(w->dtype, w->data, (uint64_t)(n * K), K, row);
+        for (int64_t t = 0; t < T; t++) y[t * N + n] = (float)dot_f64(x + t * K, row, K, 1);
     }
     free(row);
 }
@@ -214,19 +252,13 @@ void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n
             int64_t L = pos0 + t + 1; /* causal: positions 0 .. pos0+t */
             float mx = -FLT_MAX;
             for (int64_t j = 0; j < L; j++) {
-                double dot = 0;
-                for (int64_t i = 0; i < d; i++) dot += (double)qr[i] * kh[j * Wkv + i];
-                p[j] = (float)dot * scale;
+                p[j] = (float)dot_f64(qr, kh + j * Wkv, d, 1) * scale;
                 mx = fmaxf(mx, p[j]);
             }
             double sum = 0;
             for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
             float *o = y + t * Wq + h * d;
-            for (int64_t i = 0; i < d; i++) {
-                double acc = 0;
-                for (int64_t j = 0; j < L; j++) acc += (double)p[j] * vh[j * Wkv + i];
-                o[i] = (float)acc / (float)sum;
-            }
+            for (int64_t i = 0; i < d; i++) o[i] = (float)dot_f64(p, vh + i, L, Wkv) / (float)sum;
         }
 }
 

@@ -12,7 +12,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define BJ_SPIN_CHECKS 200000
+/* Checks before an idle worker sleeps (~0.5 ms of pause loops), and before a waiting
+ * thread starts yielding its core: on an oversubscribed machine a spinning waiter would
+ * otherwise hold the core the thread it waits for needs. */
+#define BJ_SPIN_CHECKS 20000
+#define BJ_SPIN_BEFORE_YIELD 2000
 
 struct bj_pool {
     int n;
@@ -33,8 +37,9 @@ static uint64_t wait_for_job(bj_pool *p, uint64_t seen) {
     for (int i = 0; i < BJ_SPIN_CHECKS; i++) {
         uint64_t g = atomic_load_explicit(&p->gen, memory_order_acquire);
         if (g != seen || atomic_load(&p->stop)) return g;
+        if (i >= BJ_SPIN_BEFORE_YIELD) sched_yield();
 #if defined(__x86_64__)
-        __builtin_ia32_pause();
+        else __builtin_ia32_pause();
 #endif
     }
     pthread_mutex_lock(&p->mu);
@@ -99,9 +104,10 @@ void bj_pool_run(bj_pool *p, bj_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins >= BJ_SPIN_BEFORE_YIELD) sched_yield();
 #if defined(__x86_64__)
-        __builtin_ia32_pause();
+        else __builtin_ia32_pause();
 #endif
     }
 }
