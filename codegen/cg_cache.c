@@ -237,9 +237,12 @@ bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_ob
     return BJ_OK;
 }
 
+/* Adds o to j and looks its kernel up. Another thread may have added the same kernel since
+ * this one looked: then its copy is used. */
 static bj_status bj_cg_kernel_add(bj_cg_jit *j, const bj_cg_object *o, bj_cg_matmul_fn *fn, bj_error *err) {
     void *addr;
-    BJ_TRY(bj_cg_jit_add_object(j, o->data, o->size, err));
+    bj_status s = bj_cg_jit_add_object(j, o->data, o->size, err);
+    if (s != BJ_OK && !bj_cg_jit_has(j, o->sym)) return s;
     BJ_TRY(bj_cg_jit_lookup(j, o->sym, &addr, err));
     *fn = (bj_cg_matmul_fn)addr;
     return BJ_OK;

@@ -56,14 +56,17 @@ bool bj_cg_wcode_fits(uint32_t M, uint32_t K) {
     return (uint64_t)M * K <= BJ_CG_WCODE_MAX_MK && K <= BJ_CG_WCODE_MAX_K;
 }
 
-/* The cost rule (measured on Zen 5, see the codegen notes): dot2 streams 2 bits a weight
- * at memory speed and does 64 MACs per instruction where VNNI exists; bit planes read the
- * same bytes with more instructions per weight; weights-as-code only pays for tiny layers
- * run on many tokens, so it is never picked without the weights and a prefill-sized T. */
+/* The cost rule, from bench_cg_kernels (one thread; Zen 3 AVX2 here, Sapphire Rapids
+ * AVX-512 through AOT objects): dot2 streams 2 bits a weight faster than memory delivers
+ * them on every path but the SSE2 baseline, and its prefill runs 75-200 G MAC/s; bit planes
+ * read the same bytes with 3-8x the instructions (they exist for the autotuner and for CPUs
+ * with cheap mask registers); weights-as-code only beat dot2 on prefill of tiny layers
+ * (64 x 64 at T >= 16), or of any layer it fits on the SSE2 baseline, where dot2's
+ * widening multiplies are slow. Decode (T = 1) is always dot2. */
 bj_cg_variant bj_cg_pick_variant(const bj_cg_target *t, uint32_t M, uint32_t K, uint32_t T_hint,
                                  bool have_weights) {
-    (void)t;
-    if (have_weights && T_hint >= 16 && (uint64_t)M * K <= 4096 && bj_cg_wcode_fits(M, K))
+    if (have_weights && T_hint >= 16 && bj_cg_wcode_fits(M, K) &&
+        ((uint64_t)M * K <= 4096 || bj_cg_best_isa(t) == BJ_CG_ISA_GENERIC))
         return BJ_CG_V_WCODE;
     return BJ_CG_V_DOT2;
 }

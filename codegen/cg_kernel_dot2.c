@@ -11,21 +11,20 @@
  *
  * Loop nest: token chunks of 64 (their sums on the stack) > row tiles of tile_m blocks >
  * token tiles of tile_t > k-groups (unroll per iteration), with remainder tiles of one block
- * and one token. Accumulators: tile_m * (64 / vector bytes) * tokens * split, split chosen
- * to keep about eight independent chains. Rows outside [m0, m1) are computed where they share
- * a block but never stored. */
+ * and one token. Accumulators: tile_m * (64 / vector bytes) * tokens, times a split (VNNI
+ * only: vpdpbusd's latency is on its accumulator) that keeps about eight chains in flight.
+ * A tile whose rows all lie in [m0, m1) stores its vectors straight to y; an edge tile goes
+ * through a stack buffer and copies only its rows in range. */
 #include "codegen/cg_llvm.h"
 
-#include <stdio.h>
-
-#define BJ_DOT2_TCHUNK 64
+#define BJ_DOT2_TCHUNK 64 /* tokens whose activation sums one chunk keeps on the stack */
 
 typedef struct bj_dot2 {
     bj_cg *cg;
     unsigned vb, lanes, nh;   /* vector bytes, i32 lanes (rows) per vector, vectors per block */
     unsigned acc_lanes;       /* lanes, or 2 * lanes where the accumulator keeps byte pairs */
     int64_t groups, blk_bytes; /* k-groups of 16 per row block, bytes per row block */
-    LLVMTypeRef vbytes, vacc, vrow; /* <vb x i8>, <acc_lanes x i32>, <lanes x i32> */
+    LLVMTypeRef vbytes, vacc;  /* <vb x i8>, <acc_lanes x i32> */
     LLVMValueRef v_sums, v_tc, v_nt, v_tilebuf; /* tilebuf: [8 tokens][4 blocks * 16 rows] i32 */
 } bj_dot2;
 
@@ -305,7 +304,6 @@ bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err) {
     k.vbytes = bj_cg_vec(cg->i8, k.vb);
     k.acc_lanes = d->isa == BJ_CG_ISA_GENERIC ? 2 * k.lanes : k.lanes;
     k.vacc = bj_cg_vec(cg->i32, k.acc_lanes);
-    k.vrow = bj_cg_vec(cg->i32, k.lanes);
     bj_cg_kernel_begin(cg, name);
     k.v_sums = bj_cg_alloca(cg, LLVMArrayType(cg->i32, BJ_DOT2_TCHUNK), "sums");
     k.v_tilebuf = bj_cg_alloca(cg, LLVMArrayType(cg->i32, 8 * 64), "tilebuf");

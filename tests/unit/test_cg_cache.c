@@ -56,6 +56,15 @@ static void kset_init(kset *ks) {
     }
 }
 
+static void kset_free(kset *ks) {
+    for (int i = 0; i < NK; i++) {
+        free(ks->t8[i]);
+        free(ks->w[i]);
+        free(ks->x[i]);
+        free(ks->ref[i]);
+    }
+}
+
 /* Gets every kernel through the cache into a fresh JIT and checks its results. */
 static void run_all(kset *ks, bj_cg_cache *c) {
     bj_error err = { 0 };
@@ -104,6 +113,7 @@ Test(cg_cache, cold_then_warm) {
     cr_expect_eq(c.n_compiled, 0, "warm run compiled %llu kernels", (unsigned long long)c.n_compiled);
     cr_expect_eq(c.n_loaded, NK);
     cr_expect_eq(c.warn, 0, "%s", c.warn_msg);
+    kset_free(&ks);
 }
 
 Test(cg_cache, same_jit_twice_compiles_once) {
@@ -120,6 +130,7 @@ Test(cg_cache, same_jit_twice_compiles_once) {
     cr_expect_eq((void *)a, (void *)b);
     cr_expect_eq(c.n_compiled, 1);
     bj_cg_jit_free(j);
+    kset_free(&ks);
 }
 
 static void damage(const char *path, bool truncate_it) {
@@ -165,6 +176,7 @@ Test(cg_cache, corrupt_entries_are_rebuilt) {
     run_all(&ks, &c);
     cr_expect_eq(c.n_loaded, NK);
     cr_expect_eq(c.n_corrupt, 0);
+    kset_free(&ks);
 }
 
 Test(cg_cache, foreign_entry_is_not_trusted) {
@@ -184,6 +196,7 @@ Test(cg_cache, foreign_entry_is_not_trusted) {
     run_all(&ks, &c);
     cr_expect_eq(c.n_corrupt, 1);
     cr_expect_eq(c.n_compiled, 2); /* d[0] missing, d[1] foreign */
+    kset_free(&ks);
 }
 
 Test(cg_cache, unwritable_dir_falls_back) {
@@ -206,6 +219,7 @@ Test(cg_cache, unwritable_dir_falls_back) {
     run_all(&ks, &c); /* nothing was stored */
     cr_expect_eq(c.n_compiled, 2 * NK);
     cr_expect_eq(c.n_loaded, 0);
+    kset_free(&ks);
 }
 
 Test(cg_cache, disabled_cache_compiles) {
@@ -218,6 +232,7 @@ Test(cg_cache, disabled_cache_compiles) {
     cr_expect_eq(c.warn, 0);
     run_all(&ks, &c);
     cr_expect_eq(c.n_compiled, NK);
+    kset_free(&ks);
 }
 
 Test(cg_cache, default_dir_follows_xdg) {
@@ -237,6 +252,7 @@ Test(cg_cache, default_dir_follows_xdg) {
     cr_assert_eq(bj_cg_cache_open(&c, NULL, &ks.t, false, &err), BJ_OK, "%s", err.msg);
     snprintf(want, sizeof want, "%s/.cache/bitjit", dir);
     cr_expect_str_eq(c.dir, want);
+    kset_free(&ks);
 }
 
 Test(cg_cache, other_target_gets_other_keys) {
@@ -259,4 +275,5 @@ Test(cg_cache, other_target_gets_other_keys) {
     cr_assert_eq(bj_cg_jit_create(&j, &err), BJ_OK, "%s", err.msg);
     cr_expect_eq(bj_cg_kernel_get(&c2, j, &ks.t, &ks.d[0], NULL, &fn, &err), BJ_E_INVALID);
     bj_cg_jit_free(j);
+    kset_free(&ks);
 }

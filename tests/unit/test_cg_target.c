@@ -132,6 +132,10 @@ Test(cg_kdesc, validation) {
     cr_expect_eq(bj_cg_pick_variant(&x, 2560, 2560, 1, true), BJ_CG_V_DOT2);
     cr_expect_eq(bj_cg_pick_variant(&x, 16, 64, 64, true), BJ_CG_V_WCODE);
     cr_expect_eq(bj_cg_pick_variant(&x, 16, 64, 64, false), BJ_CG_V_DOT2);
+    bj_cg_target v3 = detect("x86-64-v3", NULL);
+    cr_expect_eq(bj_cg_pick_variant(&x, 256, 256, 64, true), BJ_CG_V_WCODE); /* SSE2: dot2 is slow */
+    cr_expect_eq(bj_cg_pick_variant(&v3, 256, 256, 64, true), BJ_CG_V_DOT2);
+    cr_expect_eq(bj_cg_pick_variant(&v3, 256, 256, 1, true), BJ_CG_V_DOT2);
 }
 
 static uint64_t rng_next(uint64_t *s) {
