@@ -125,7 +125,14 @@ static bool bj_cg_host_lacks(const char *host_features, const char *name, size_t
     return false;
 }
 
+/* Appends " s" unless buf already lists that word. */
 static void bj_cg_append(char *buf, size_t cap, const char *s, size_t n) {
+    for (const char *w = buf; *w;) { /* words of buf, each after a space */
+        w += *w == ' ';
+        size_t len = strcspn(w, " ");
+        if (len == n && !strncmp(w, s, n)) return;
+        w += len;
+    }
     size_t len = strlen(buf);
     if (len + n + 2 < cap) snprintf(buf + len, cap - len, " %.*s", (int)n, s);
 }
