@@ -1,8 +1,9 @@
 /* frontends/model.c -- load a model from a path: detect the format, read the config,
- * map the weights, load the tokenizer and build the graph. Today: HF directories
- * (config.json + safetensors, single or sharded) and a bare .safetensors file whose
- * directory holds config.json. */
+ * map the weights, load the tokenizer and build the graph: HF directories (config.json +
+ * safetensors, single or sharded), a bare .safetensors file whose directory holds
+ * config.json, and .gguf files (everything from the one file, gguf.h). */
 #include "frontends/model.h"
+#include "frontends/gguf.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -22,7 +23,7 @@ static bj_status model_dir(const char *path, char *dir, size_t cap, bj_error *er
     size_t n = strlen(path);
     if (n < 12 || strcmp(path + n - 12, ".safetensors") != 0)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED,
-                       "%s: not a model directory or .safetensors file (GGUF is not supported yet)", path);
+                       "%s: not a model directory or .safetensors file (or .gguf file)", path);
     char tmp[4096];
     if (n >= sizeof tmp) return BJ_FAIL(err, BJ_E_INVALID, "%s: path too long", path);
     strcpy(tmp, path);
@@ -47,9 +48,33 @@ static bj_status load_parts(bj_model *m, const char *path, const char *dir, bj_e
     return s;
 }
 
+static bool is_gguf_path(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && strcmp(path + n - 5, ".gguf") == 0;
+}
+
+/* A .gguf file: metadata -> config, tokenizer from metadata, GGUF architecture builder. */
+static bj_status load_gguf(bj_model *m, const char *path, bj_error *err) {
+    m->gguf = calloc(1, sizeof *m->gguf);
+    if (!m->gguf) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    BJ_TRY(bj_gguf_open(m->gguf, path, err));
+    BJ_TRY(bj_gguf_config(m->gguf, &m->cfg, err));
+    BJ_TRY(bj_tok_load_gguf(&m->tok, m->gguf, err));
+    if (bj_tok_vocab_size(m->tok) > m->cfg.vocab)
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: tokenizer has %d tokens but token_embd.weight has %lld rows", path,
+                       bj_tok_vocab_size(m->tok), (long long)m->cfg.vocab);
+    BJ_TRY(bj_graph_init(&m->graph, "bitnet", err));
+    return bj_fe_build_bitnet_gguf(&m->graph, &m->cfg, m->gguf, err);
+}
+
 bj_status bj_model_load(bj_model *m, const char *path, bj_error *err) {
     memset(m, 0, sizeof *m);
     bj_arena_init(&m->st.arena);
+    if (is_gguf_path(path)) {
+        bj_status s = (m->path = strdup(path)) ? load_gguf(m, path, err) : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+        if (s != BJ_OK) bj_model_free(m);
+        return s;
+    }
     char dir[4096];
     bj_status s = model_dir(path, dir, sizeof dir, err);
     if (s == BJ_OK) {
@@ -64,6 +89,8 @@ void bj_model_free(bj_model *m) {
     bj_tok_free(m->tok);
     bj_graph_free(&m->graph);
     bj_st_close(&m->st);
+    if (m->gguf) bj_gguf_close(m->gguf);
+    free(m->gguf);
     free(m->path);
     memset(m, 0, sizeof *m);
 }

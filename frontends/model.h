@@ -1,7 +1,7 @@
 /* frontends/model.h -- import a model into a graph: config + weights + tokenizer.
  *
- * bj_model_load detects the format from the path (an HF directory or .safetensors file
- * today) and runs the architecture builder, leaving a verified graph whose WEIGHT nodes
+ * bj_model_load detects the format from the path (an HF directory, a .safetensors file or a
+ * .gguf file) and runs the architecture builder, leaving a verified graph whose WEIGHT nodes
  * point into the mapped files. */
 #ifndef BJ_FE_MODEL_H
 #define BJ_FE_MODEL_H
@@ -16,6 +16,7 @@ typedef struct bj_model {
     bj_graph graph;
     bj_st_model st;
     bj_tokenizer *tok;
+    struct bj_gguf *gguf; /* a GGUF model's reader (weights point into its map); NULL otherwise */
 } bj_model;
 
 bj_status bj_model_load(bj_model *m, const char *path, bj_error *err);

@@ -65,6 +65,14 @@ struct bj_tokenizer {
 /* The added-token bucket of a token in the normalized (1) or raw (0) trie by its first byte. */
 static inline int tok_added_bucket(bool normalized, uint8_t first) { return (normalized ? 256 : 0) + first; }
 
+/* tokenizer.c, shared with the GGUF loader (tok_gguf.c): map construction (the map must have
+ * room: init with the final entry count) and the added-token index over t->added. */
+bool tok_strmap_init_arena(tok_strmap *m, size_t n, bj_arena *a);
+void tok_strmap_put(tok_strmap *m, const char *s, size_t n, int32_t id);
+bool tok_mergemap_init(tok_mergemap *m, size_t n, bj_arena *a);
+void tok_mergemap_put(tok_mergemap *m, int32_t a, int32_t b, uint32_t rank, int32_t new_id);
+bool tok_build_added_index(bj_tokenizer *t);
+
 /* tok_unicode.c: an HF (Oniguruma) regex rewritten so that PCRE2 gives it the same character
  * classes; malloc'd and NUL-terminated, NULL when out of memory. */
 char *bj_tok_regex_for_pcre2(const char *pat, size_t n, size_t *out_len);

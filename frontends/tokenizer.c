@@ -38,7 +38,7 @@ static bool tok_strmap_init(tok_strmap *m, size_t n) {
     return m->e != NULL;
 }
 
-static bool tok_strmap_init_arena(tok_strmap *m, size_t n, bj_arena *a) {
+bool tok_strmap_init_arena(tok_strmap *m, size_t n, bj_arena *a) {
     size_t cap = tok_map_cap(n);
     m->e = bj_arena_alloc(a, cap * sizeof *m->e, 8);
     m->mask = cap - 1;
@@ -46,14 +46,14 @@ static bool tok_strmap_init_arena(tok_strmap *m, size_t n, bj_arena *a) {
 }
 
 /* Inserts s -> id unless s is present (the first id stays). The map must have room. */
-static void tok_strmap_put(tok_strmap *m, const char *s, size_t n, int32_t id) {
+void tok_strmap_put(tok_strmap *m, const char *s, size_t n, int32_t id) {
     size_t i = tok_hash_bytes(s, n) & m->mask;
     for (; m->e[i].s; i = (i + 1) & m->mask)
         if (m->e[i].len == n && memcmp(m->e[i].s, s, n) == 0) return;
     m->e[i] = (tok_strent){ s, n, id };
 }
 
-static bool tok_mergemap_init(tok_mergemap *m, size_t n, bj_arena *a) {
+bool tok_mergemap_init(tok_mergemap *m, size_t n, bj_arena *a) {
     size_t cap = tok_map_cap(n);
     m->e = bj_arena_alloc(a, cap * sizeof *m->e, 8);
     m->mask = cap - 1;
@@ -61,7 +61,7 @@ static bool tok_mergemap_init(tok_mergemap *m, size_t n, bj_arena *a) {
 }
 
 /* Inserts or overwrites (a, b) -> (rank, new_id). */
-static void tok_mergemap_put(tok_mergemap *m, int32_t a, int32_t b, uint32_t rank, int32_t new_id) {
+void tok_mergemap_put(tok_mergemap *m, int32_t a, int32_t b, uint32_t rank, int32_t new_id) {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     size_t i = tok_hash_u64(key) & m->mask;
     while (m->e[i].rank1 && m->e[i].key != key) i = (i + 1) & m->mask;
@@ -92,7 +92,7 @@ static int tok_added_rank_cmp(const void *pa, const void *pb) {
     return a->index < b->index ? -1 : a->index > b->index;
 }
 
-static bool tok_build_added_index(bj_tokenizer *t) {
+bool tok_build_added_index(bj_tokenizer *t) {
     t->added_order = bj_arena_alloc(&t->arena, (t->n_added + 1) * sizeof *t->added_order, 4);
     tok_added_rank *r = malloc((t->n_added + 1) * sizeof *r);
     if (!t->added_order || !r) { free(r); return false; }

@@ -63,6 +63,7 @@ static bool bj_dtype_is_float(bj_dtype t) {
 static uint64_t bj_ceil_div(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
 /* T2HF packs four rows into each byte (u8[N/4][K]) and Q8ROW carries one f32 scale per row;
+ * the GGUF block layouts (I2S, TQ1, TQ2, Q8_0) have their own sizes (formats.md §1.5);
  * every other dtype is a row of ceil(cols * bits / 8) bytes. */
 bool bj_dtype_nbytes(bj_dtype t, uint64_t rows, uint64_t cols, uint64_t *out) {
     uint64_t row_bytes, bits;
@@ -71,6 +72,11 @@ bool bj_dtype_nbytes(bj_dtype t, uint64_t rows, uint64_t cols, uint64_t *out) {
     case BJ_DT_T2HF: return !bj_mul_overflow(bj_ceil_div(rows, 4), cols, out);
     case BJ_DT_Q8ROW:
         return !bj_add_overflow(cols, 4, &row_bytes) && !bj_mul_overflow(rows, row_bytes, out);
+    case BJ_DT_I2S: /* flat 2-bit codes + a 32-byte tail holding the f32 scale */
+        return !bj_mul_overflow(rows, cols, &bits) && !bj_add_overflow(bj_ceil_div(bits, 4), 32, out);
+    case BJ_DT_TQ2: return !bj_mul_overflow(rows, bj_ceil_div(cols, 256) * 66, out);
+    case BJ_DT_TQ1: return !bj_mul_overflow(rows, bj_ceil_div(cols, 256) * 54, out);
+    case BJ_DT_Q8_0: return !bj_mul_overflow(rows, bj_ceil_div(cols, 32) * 34, out);
     default:
         if (bj_mul_overflow(cols, bj_dtypes[t].bits, &bits)) return false;
         return !bj_mul_overflow(rows, bj_ceil_div(bits, 8), out);
@@ -472,6 +478,41 @@ static bj_status bj_rule_output(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) 
     return BJ_OK;
 }
 
+/* Kernel annotations (variant, isa, layout, packed) are ids and sizes the IR does not
+ * interpret; it only keeps them non-negative so the text form stays canonical. */
+static bj_status bj_want_kernel_attrs(const bj_rule_cx *c) {
+    for (int i = 0; i < 4; i++)
+        if (c->n->iattr[i] < 0)
+            return bj_rule_fail(c, "%s must be >= 0, got %lld", bj_op_get((bj_op)c->n->op)->iattr[i],
+                                (long long)c->n->iattr[i]);
+    return BJ_OK;
+}
+
+static bj_status bj_rule_rmsnorm_quant(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) {
+    BJ_TRY(bj_rule_rmsnorm(c, dt, s));
+    *dt = BJ_DT_Q8ROW;
+    return BJ_OK;
+}
+
+static bj_status bj_rule_matmul_tk(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) {
+    BJ_TRY(bj_want_kernel_attrs(c));
+    return bj_rule_matmul_t(c, dt, s);
+}
+
+/* (x f32[T,K], g[K], W[N,K]): rmsnorm's checks on (x, g), then matmul_t's on W. */
+static bj_status bj_rule_bitlinear(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) {
+    BJ_TRY(bj_want_kernel_attrs(c));
+    BJ_TRY(bj_rule_rmsnorm(c, dt, s));
+    BJ_TRY(bj_want_const(c, 2, "weight", false, bj_dtype_is_lowbit, "ternary or binary"));
+    int64_t k_act = c->in[0]->shape.d[1], k_w = c->in[2]->shape.d[1];
+    if (k_act != k_w)
+        return bj_rule_fail(c, "weight %%%u has %lld columns, activation %%%u has %lld", c->n->in[2],
+                            (long long)k_w, c->n->in[0], (long long)k_act);
+    *dt = BJ_DT_F32;
+    *s = bj_shape2(BJ_DIM_T, c->in[2]->shape.d[0]);
+    return BJ_OK;
+}
+
 static bj_rule_fn bj_rule_of(bj_op op) {
     switch (op) {
     case BJ_OP_INPUT: return bj_rule_input;
@@ -489,6 +530,9 @@ static bj_rule_fn bj_rule_of(bj_op op) {
     case BJ_OP_RELU_SQR: return bj_rule_unary;
     case BJ_OP_SILU: return bj_rule_unary;
     case BJ_OP_OUTPUT: return bj_rule_output;
+    case BJ_OP_RMSNORM_QUANT: return bj_rule_rmsnorm_quant;
+    case BJ_OP_MATMUL_TK: return bj_rule_matmul_tk;
+    case BJ_OP_BITLINEAR: return bj_rule_bitlinear;
     case BJ_OP_COUNT: break;
     }
     return NULL;

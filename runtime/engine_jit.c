@@ -37,6 +37,7 @@ typedef struct jit_buf {  /* one node's result, sized for cap_T tokens */
     int8_t *q;            /* q8row: rows of stride bj_cg_x_stride(K), zero padded */
     float *qs;
     int32_t *acc;         /* matmul_t: integer sums before the rescale */
+    float *tmp;           /* rmsnorm_quant, bitlinear: the normed rows before quantization */
 } jit_buf;
 
 typedef struct jit_engine {
@@ -78,18 +79,26 @@ static bj_status get_kernel(jit_engine *e, jit_mm *m, const int8_t *t8, const bj
     return BJ_OK;
 }
 
+/* The ternary matmuls: matmul_t, and the compiler's matmul_tk / bitlinear (weight operand 2). */
+static bool is_lowbit_matmul(const bj_node *n) {
+    return n->op == BJ_OP_MATMUL_T || n->op == BJ_OP_MATMUL_TK || n->op == BJ_OP_BITLINEAR;
+}
+static uint32_t matmul_weight(const bj_node *n) { return n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]; }
+
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
     const bj_node *n = &e->g->nodes[id];
-    const bj_node *w = &e->g->nodes[n->in[1]];
+    const bj_node *w = &e->g->nodes[matmul_weight(n)];
     jit_mm *m = calloc(1, sizeof *m);
     if (!m) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->mm[id] = m;
     m->M = w->shape.d[0];
     m->K = w->shape.d[1];
     int8_t *t8;
-    BJ_TRY(bj_rt_lowbit_values(e->g, n->in[1], &t8, &m->scale, err));
+    BJ_TRY(bj_rt_lowbit_values(e->g, matmul_weight(n), &t8, &m->scale, err));
     bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-    bj_status s = bj_cg_kdesc_init(&m->desc, &e->tgt, (bj_cg_variant)o->variant, BJ_CG_ISA_AUTO, wt,
+    /* A variant forced by the options wins over the one select-kernels put on the node. */
+    bj_cg_variant v = o->variant ? (bj_cg_variant)o->variant : n->op != BJ_OP_MATMUL_T ? (bj_cg_variant)n->iattr[0] : BJ_CG_V_AUTO;
+    bj_status s = bj_cg_kdesc_init(&m->desc, &e->tgt, v, BJ_CG_ISA_AUTO, wt,
                                    (uint32_t)m->M, (uint32_t)m->K, t8, err);
     uint64_t size = s == BJ_OK ? bj_cg_packed_size(&m->desc) : 0;
     if (s == BJ_OK && size && !(m->packed = malloc(size))) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
@@ -119,7 +128,7 @@ static void describe_variants(jit_engine *e, bj_jit_report *r) {
 static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
     const bj_graph *g = e->g;
     int64_t total = 0, done = 0;
-    for (uint32_t i = 0; i < g->n_nodes; i++) total += g->nodes[i].op == BJ_OP_MATMUL_T;
+    for (uint32_t i = 0; i < g->n_nodes; i++) total += is_lowbit_matmul(&g->nodes[i]);
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
         if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_rt_weight_check(n, err));
@@ -128,7 +137,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
-        if (n->op != BJ_OP_MATMUL_T) continue;
+        if (!is_lowbit_matmul(n)) continue;
         BJ_TRY(prepare_matmul(e, i, o, err));
         r->packed_bytes += bj_cg_packed_size(&e->mm[i]->desc);
         if (o->progress) o->progress(o->progress_ud, ++done, total);
@@ -144,6 +153,7 @@ static void free_buffers(jit_engine *e) {
         free(e->buf[i].q);
         free(e->buf[i].qs);
         free(e->buf[i].acc);
+        free(e->buf[i].tmp);
         memset(&e->buf[i], 0, sizeof e->buf[i]);
     }
     e->cap_T = 0;
@@ -160,14 +170,18 @@ static bool alloc_buffers(jit_engine *e, int64_t T) {
         if (!is_step_value(n)) continue;
         size_t cols = (size_t)bj_shape_cols(n->shape), t = (size_t)T;
         jit_buf *b = &e->buf[i];
-        if (n->dtype == BJ_DT_Q8ROW) {
-            b->q = malloc(t * (size_t)bj_cg_x_stride((int64_t)cols));
+        /* rmsnorm_quant: q8row of its own columns; bitlinear: f32 result plus its quantized input (K columns). */
+        size_t qcols = n->op == BJ_OP_BITLINEAR ? (size_t)e->g->nodes[n->in[2]].shape.d[1] : cols;
+        if (n->dtype == BJ_DT_Q8ROW || n->op == BJ_OP_BITLINEAR) {
+            b->q = malloc(t * (size_t)bj_cg_x_stride((int64_t)qcols));
             b->qs = malloc(t * sizeof(float));
             if (!b->q || !b->qs) return false;
-            continue;
         }
+        if ((n->op == BJ_OP_RMSNORM_QUANT || n->op == BJ_OP_BITLINEAR) && !(b->tmp = malloc(t * qcols * sizeof(float))))
+            return false;
+        if (n->dtype == BJ_DT_Q8ROW) continue;
         if (!(b->f = malloc(t * cols * sizeof(float)))) return false;
-        if (n->op == BJ_OP_MATMUL_T && !(b->acc = malloc(t * cols * sizeof(int32_t)))) return false;
+        if (is_lowbit_matmul(n) && !(b->acc = malloc(t * cols * sizeof(int32_t)))) return false;
     }
     e->cap_T = T;
     return true;
@@ -186,8 +200,8 @@ static void run_matmul_t(step_ctx *c, int ith, int nth) {
     jit_engine *e = c->e;
     uint32_t id = (uint32_t)(c->n - e->g->nodes);
     jit_mm *m = e->mm[id];
-    const jit_buf *x = &e->buf[c->n->in[0]];
     jit_buf *y = &e->buf[id];
+    const jit_buf *x = c->n->op == BJ_OP_BITLINEAR ? y : &e->buf[c->n->in[0]];
     int64_t m0, m1;
     bj_pool_split(m->M, m->row_block, ith, nth, &m0, &m1);
     if (m0 >= m1) return;
@@ -216,6 +230,13 @@ static void run_attention(step_ctx *c, int ith, int nth) {
                         e->buf[id].f);
 }
 
+/* rmsnorm_quant, and bitlinear's phase 0: the rmsnorm and act_quant ops in sequence over rows [t0, t1). */
+static void run_norm_quant(jit_engine *e, const bj_node *n, jit_buf *y, int64_t t0, int64_t t1) {
+    int64_t D = bj_shape_cols(e->g->nodes[n->in[0]].shape);
+    bj_rt_rmsnorm(e->buf[n->in[0]].f, &e->g->nodes[n->in[1]], n->fattr[0], D, t0, t1, y->tmp);
+    bj_rt_act_quant(y->tmp, D, bj_cg_x_stride(D), t0, t1, y->q, y->qs);
+}
+
 static void run_step(void *ctx, int ith, int nth) {
     step_ctx *c = ctx;
     jit_engine *e = c->e;
@@ -229,7 +250,12 @@ static void run_step(void *ctx, int ith, int nth) {
     case BJ_OP_EMBED: bj_rt_embed(&g->nodes[n->in[0]], c->tokens, t0, t1, y->f); break;
     case BJ_OP_RMSNORM: bj_rt_rmsnorm(a, &g->nodes[n->in[1]], n->fattr[0], cols, t0, t1, y->f); break;
     case BJ_OP_ACT_QUANT: bj_rt_act_quant(a, cols, bj_cg_x_stride(cols), t0, t1, y->q, y->qs); break;
-    case BJ_OP_MATMUL_T: run_matmul_t(c, ith, nth); break;
+    case BJ_OP_MATMUL_T: case BJ_OP_MATMUL_TK: run_matmul_t(c, ith, nth); break;
+    case BJ_OP_RMSNORM_QUANT: run_norm_quant(e, n, y, t0, t1); break;
+    case BJ_OP_BITLINEAR: /* phase 0 quantizes rows, phase 1 runs the kernel over output rows */
+        if (c->phase == 0) run_norm_quant(e, n, y, t0, t1);
+        else run_matmul_t(c, ith, nth);
+        break;
     case BJ_OP_MATMUL_F: {
         int64_t n0, n1;
         bj_pool_split(cols, 16, ith, nth, &n0, &n1);
@@ -249,13 +275,7 @@ static void run_step(void *ctx, int ith, int nth) {
 static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits, float *logits,
                              bj_error *err) {
     jit_engine *e = (jit_engine *)base;
-    if (T <= 0) return BJ_FAIL(err, BJ_E_INVALID, "forward: no tokens");
-    if (base->n_past + T > base->max_seq)
-        return BJ_FAIL(err, BJ_E_INVALID, "context full: %lld + %lld tokens exceed the maximum of %lld",
-                       (long long)base->n_past, (long long)T, (long long)base->max_seq);
-    for (int64_t t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= base->n_vocab)
-            return BJ_FAIL(err, BJ_E_INVALID, "token id %d out of range [0, %lld)", tokens[t], (long long)base->n_vocab);
+    BJ_TRY(bj_engine_check_step(base, tokens, T, err));
     if (T > e->cap_T && !alloc_buffers(e, T)) {
         free_buffers(e);
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)T);
@@ -266,13 +286,10 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
         if (!is_step_value(n)) continue;
         step_ctx c = { e, n, T, tokens, 0 };
         bj_pool_run(e->pool, run_step, &c);
-        if (n->op == BJ_OP_ATTENTION) { c.phase = 1; bj_pool_run(e->pool, run_step, &c); }
+        if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; bj_pool_run(e->pool, run_step, &c); }
         if (n->op == BJ_OP_OUTPUT) out = i;
     }
-    int64_t V = base->n_vocab;
-    const float *y = e->buf[out].f;
-    if (all_logits) memcpy(logits, y, (size_t)(T * V) * sizeof(float));
-    else memcpy(logits, y + (T - 1) * V, (size_t)V * sizeof(float));
+    bj_engine_copy_logits(base, e->buf[out].f, T, all_logits, logits);
     base->n_past += T;
     return BJ_OK;
 }
@@ -296,7 +313,8 @@ static void jit_free(bj_engine *base) {
 }
 
 static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
-    BJ_TRY(bj_cg_target_detect(&e->tgt, o->mcpu, o->mattr, err));
+    if (o->target) e->tgt = *(const bj_cg_target *)o->target;
+    else BJ_TRY(bj_cg_target_detect(&e->tgt, o->mcpu, o->mattr, err));
     BJ_TRY(bj_cg_target_check_host(&e->tgt, err));
     BJ_TRY(bj_cg_cache_open(&e->cache, o->cache_dir, &e->tgt, o->no_cache, err));
     BJ_TRY(bj_cg_jit_create(&e->jit, err));

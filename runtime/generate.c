@@ -1,9 +1,10 @@
 /* runtime/generate.c -- the generation loop shared by the runner, the C API and tests:
  * prompt in one step, then one token per step until n_predict, EOS, the callback says stop,
- * or the KV cache is full. */
+ * or the KV cache is full. Also the small step helpers every engine shares. */
 #include "runtime/runtime.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 bj_status bj_generate(bj_engine *e, bj_sampler *s, const int32_t *prompt, int64_t n_prompt,
                       int64_t n_predict, int32_t eos, bj_token_cb cb, void *ud,
@@ -27,4 +28,21 @@ bj_status bj_generate(bj_engine *e, bj_sampler *s, const int32_t *prompt, int64_
     }
     free(logits);
     return st;
+}
+
+bj_status bj_engine_check_step(const bj_engine *e, const int32_t *tokens, int64_t T, bj_error *err) {
+    if (T <= 0) return BJ_FAIL(err, BJ_E_INVALID, "forward: no tokens");
+    if (e->n_past + T > e->max_seq)
+        return BJ_FAIL(err, BJ_E_INVALID, "context full: %lld + %lld tokens exceed the maximum of %lld",
+                       (long long)e->n_past, (long long)T, (long long)e->max_seq);
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= e->n_vocab)
+            return BJ_FAIL(err, BJ_E_INVALID, "token id %d out of range [0, %lld)", tokens[t], (long long)e->n_vocab);
+    return BJ_OK;
+}
+
+void bj_engine_copy_logits(const bj_engine *e, const float *y, int64_t T, bool all_logits, float *logits) {
+    int64_t V = e->n_vocab;
+    if (all_logits) memcpy(logits, y, (size_t)(T * V) * sizeof(float));
+    else memcpy(logits, y + (T - 1) * V, (size_t)V * sizeof(float));
 }

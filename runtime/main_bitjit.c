@@ -5,6 +5,7 @@
  *   bitjit info              CPU, features, LLVM version, cache directory
  *   bitjit --help | --version */
 #include "codegen/codegen.h"
+#include "runtime/aot_load.h"
 #include "runtime/bench.h"
 #include "runtime/runtime.h"
 
@@ -49,7 +50,7 @@ static int usage_run(FILE *f) {
             "Generates text from a BitNet model, streaming it to stdout.\n"
             "\n"
             "model and input:\n"
-            "  -m, --model PATH        model directory or .safetensors file\n"
+            "  -m, --model PATH        model directory, .safetensors file or bitjitc library (.so)\n"
             "                          (default: $BITJIT_MODEL, else the bundled %s)\n"
             "  -p, --prompt TEXT       prompt (default: \"%s\")\n"
             "  -f, --file FILE         read the prompt from FILE\n"
@@ -246,6 +247,21 @@ static bj_engine *make_engine(run_opts *o, const bj_graph *g) {
     return e;
 }
 
+/* A model directory or file (frontends), or an ahead-of-time library written by bitjitc,
+ * whose kernels the JIT engine then takes from the library instead of compiling them. */
+static bj_aot_lib *load_model(const char *path, bj_model *m, bj_jit_options *jo) {
+    bj_error err = { 0 };
+    bj_aot_lib *lib = NULL;
+    if (!bj_aot_is_library(path)) {
+        if (bj_model_load(m, path, &err) != BJ_OK) die_error(&err);
+        return NULL;
+    }
+    if (jo->mcpu || jo->mattr) die_usage("%s", "--mcpu/--mattr do not apply to a bitjitc library: it is built for its CPU");
+    if (bj_aot_load(&lib, m, path, &err) != BJ_OK) die_error(&err);
+    bj_aot_jit_options(lib, jo);
+    return lib;
+}
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -275,7 +291,7 @@ static int cmd_run(int argc, char **argv) {
     bj_error err = { 0 };
     double t0 = now_s();
     bj_model m;
-    if (bj_model_load(&m, o.model, &err) != BJ_OK) die_error(&err);
+    bj_aot_lib *lib = load_model(o.model, &m, &o.jit);
     bj_engine *e = make_engine(&o, &m.graph);
     double t1 = now_s();
 
@@ -311,6 +327,7 @@ static int cmd_run(int argc, char **argv) {
     free(text);
     bj_engine_free(e);
     bj_model_free(&m);
+    bj_aot_close(lib);
     return 0;
 }
 
@@ -420,7 +437,7 @@ static int cmd_bench(int argc, char **argv) {
 
     bj_error err = { 0 };
     bj_model m;
-    if (bj_model_load(&m, o.model, &err) != BJ_OK) die_error(&err);
+    bj_aot_lib *lib = load_model(o.model, &m, &o.jit);
     bj_jit_report cold = { 0 }, warm = { 0 };
     if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
     printf("model: %s (%s)\n", o.model, m.cfg.arch);
@@ -463,6 +480,7 @@ static int cmd_bench(int argc, char **argv) {
         }
     }
     bj_model_free(&m);
+    bj_aot_close(lib);
     return 0;
 }
 

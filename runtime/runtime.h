@@ -42,6 +42,10 @@ typedef struct bj_jit_options {
      * bj_cg_kdesc, and its symbol name) instead of the JIT and the kernel cache. */
     bj_status (*kernel_lookup)(void *ud, const void *kdesc, const char *symbol, void **fn, bj_error *err);
     void *kernel_ud;
+    /* Ahead-of-time libraries: the exact target (a const bj_cg_target *) the library's kernels
+     * were built for, used instead of detecting one from mcpu/mattr, so the engine makes the
+     * same descriptors; NULL otherwise. It is still checked against the host. */
+    const void *target;
     /* Called as kernels are prepared (done of total); may be NULL. */
     void (*progress)(void *ud, int64_t done, int64_t total);
     void *progress_ud;
@@ -64,6 +68,11 @@ typedef struct bj_jit_report {
 void bj_jit_options_default(bj_jit_options *o);
 bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_options *o,
                                bj_jit_report *report, bj_error *err);
+
+/* For engine implementations: checks a step's tokens against the vocabulary and the
+ * context left; copies the last row (or all rows) of f32 [T][n_vocab] logits out. */
+bj_status bj_engine_check_step(const bj_engine *e, const int32_t *tokens, int64_t T, bj_error *err);
+void bj_engine_copy_logits(const bj_engine *e, const float *y, int64_t T, bool all_logits, float *logits);
 
 static inline bj_status bj_engine_forward(bj_engine *e, const int32_t *tokens, int64_t n,
                                           bool all_logits, float *logits, bj_error *err) {

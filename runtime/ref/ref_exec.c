@@ -65,15 +65,35 @@ static bj_status prepare(ref_engine *e, bj_error *err) {
 }
 
 /* ---- one node of one step -------------------------------------------------------------- */
-static void run_matmul_t(ref_engine *e, const bj_node *n, ref_value *out, int64_t T) {
-    const ref_value *x = &e->val[n->in[0]];
-    const ref_lowbit *w = &e->lowbit[n->in[1]];
-    int64_t N = bj_shape_cols(n->shape), K = bj_shape_cols(e->g->nodes[n->in[0]].shape);
+/* matmul_t / matmul_tk read (x, W) as operands 0, 1; bitlinear passes its own quantized x and W = operand 2. */
+static void run_matmul_t(ref_engine *e, const bj_node *n, const ref_value *x, uint32_t w_id, ref_value *out, int64_t T) {
+    const ref_lowbit *w = &e->lowbit[w_id];
+    int64_t N = bj_shape_cols(n->shape), K = e->g->nodes[w_id].shape.d[1];
     int32_t *acc = malloc((size_t)(T * N) * sizeof *acc);
     BJ_ASSERT(acc);
     bj_rt_matmul_t8(x->q, K, w->v, K, N, 0, T, 0, N, acc);
     bj_rt_rescale(acc, x->qs, w->scale, N, 0, T, 0, N, out->f);
     free(acc);
+}
+
+/* rmsnorm_quant, and the first half of bitlinear: the rmsnorm and act_quant ops in sequence. */
+static void run_norm_quant(ref_engine *e, const bj_node *n, int64_t T, int8_t *q, float *qs) {
+    int64_t D = bj_shape_cols(e->g->nodes[n->in[0]].shape);
+    float *h = malloc((size_t)(T * D) * sizeof *h);
+    BJ_ASSERT(h);
+    bj_rt_rmsnorm(e->val[n->in[0]].f, &e->g->nodes[n->in[1]], n->fattr[0], D, 0, T, h);
+    bj_rt_act_quant(h, D, D, 0, T, q, qs);
+    free(h);
+}
+
+static void run_bitlinear(ref_engine *e, const bj_node *n, ref_value *out, int64_t T) {
+    int64_t K = e->g->nodes[n->in[2]].shape.d[1];
+    ref_value x = { .q = malloc((size_t)(T * K)), .qs = malloc((size_t)T * sizeof(float)) };
+    BJ_ASSERT(x.q && x.qs);
+    run_norm_quant(e, n, T, x.q, x.qs);
+    run_matmul_t(e, n, &x, n->in[2], out, T);
+    free(x.q);
+    free(x.qs);
 }
 
 static void run_attention(ref_engine *e, const bj_node *n, ref_value *out, int64_t T) {
@@ -95,7 +115,9 @@ static void run_node(ref_engine *e, const bj_node *n, ref_value *out, int64_t T,
     case BJ_OP_EMBED: bj_rt_embed(&g->nodes[n->in[0]], tokens, 0, T, out->f); break;
     case BJ_OP_RMSNORM: bj_rt_rmsnorm(a, &g->nodes[n->in[1]], n->fattr[0], cols, 0, T, out->f); break;
     case BJ_OP_ACT_QUANT: bj_rt_act_quant(a, cols, cols, 0, T, out->q, out->qs); break;
-    case BJ_OP_MATMUL_T: run_matmul_t(e, n, out, T); break;
+    case BJ_OP_MATMUL_T: case BJ_OP_MATMUL_TK: run_matmul_t(e, n, &e->val[n->in[0]], n->in[1], out, T); break;
+    case BJ_OP_RMSNORM_QUANT: run_norm_quant(e, n, T, out->q, out->qs); break;
+    case BJ_OP_BITLINEAR: run_bitlinear(e, n, out, T); break;
     case BJ_OP_MATMUL_F:
         bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, T, 0, cols, out->f);
         break;
@@ -138,23 +160,14 @@ static bool alloc_values(ref_engine *e, int64_t T) {
 static bj_status ref_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits,
                              float *logits, bj_error *err) {
     ref_engine *e = (ref_engine *)base;
-    if (T <= 0) return BJ_FAIL(err, BJ_E_INVALID, "forward: no tokens");
-    if (base->n_past + T > base->max_seq)
-        return BJ_FAIL(err, BJ_E_INVALID, "context full: %lld + %lld tokens exceed the maximum of %lld",
-                       (long long)base->n_past, (long long)T, (long long)base->max_seq);
-    for (int64_t t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= base->n_vocab)
-            return BJ_FAIL(err, BJ_E_INVALID, "token id %d out of range [0, %lld)", tokens[t], (long long)base->n_vocab);
+    BJ_TRY(bj_engine_check_step(base, tokens, T, err));
     if (!alloc_values(e, T)) { free_values(e); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations"); }
     uint32_t out = BJ_NONE;
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         run_node(e, &e->g->nodes[i], &e->val[i], T, tokens);
         if (e->g->nodes[i].op == BJ_OP_OUTPUT) out = i;
     }
-    int64_t V = base->n_vocab;
-    const float *y = e->val[out].f;
-    if (all_logits) memcpy(logits, y, (size_t)(T * V) * sizeof(float));
-    else memcpy(logits, y + (T - 1) * V, (size_t)V * sizeof(float));
+    bj_engine_copy_logits(base, e->val[out].f, T, all_logits, logits);
     free_values(e);
     base->n_past += T;
     return BJ_OK;

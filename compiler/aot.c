@@ -1,0 +1,639 @@
+/* compiler/aot.c -- ahead-of-time output of a compiled model (the layout is in aot.h).
+ *
+ * Steps: detect the target (a named CPU or the host, with --mattr on top); collect the
+ * distinct kernel descriptors of the graph's ternary matmuls, computed as the JIT engine
+ * computes them (bj_rt_lowbit_values, bj_cg_kdesc_init with the cost rule), so a JIT engine
+ * over the library finds every kernel it asks for; then either print text (graph IR, LLVM IR
+ * or assembly of all kernels) or compile each kernel to an object and link the objects with
+ * the bundle (target, graph IR, weights, model files) through the system C compiler driver.
+ *
+ * Text merging: codegen gives one module (or one assembly file) per kernel. LLVM IR modules
+ * are merged as text: the header once, each intrinsic declaration once, attribute groups
+ * and metadata renumbered per kernel. Assembly files are concatenated with every local
+ * label (.L...) renamed per kernel, so `cc -c` accepts the whole file.
+ *
+ * Everything a step allocates is freed on every path; temporary files live in a private
+ * directory removed at the end; the destination appears only complete (rename). */
+#include "compiler/aot.h"
+
+#include "codegen/codegen.h"
+#include "runtime/ops.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- growable byte buffer --------------------------------------------------------------- */
+typedef struct bj_aot_buf { char *p; size_t n, cap; bool oom; } bj_aot_buf;
+
+static void bj_aot_put(bj_aot_buf *b, const void *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) { b->oom = true; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void bj_aot_puts(bj_aot_buf *b, const char *s) { bj_aot_put(b, s, strlen(s)); }
+
+static void bj_aot_printf(bj_aot_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bj_aot_printf(bj_aot_buf *b, const char *fmt, ...) {
+    char tmp[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) { b->oom = true; return; }
+    bj_aot_put(b, tmp, (size_t)n);
+}
+
+static double bj_aot_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+bool bj_aot_emit_from_name(const char *s, bj_aot_emit *out) {
+    static const char *const names[] = { "ir", "llvm", "asm", "obj", "so" };
+    for (int i = 0; i < (int)BJ_COUNTOF(names); i++)
+        if (!strcmp(s, names[i])) { *out = (bj_aot_emit)i; return true; }
+    return false;
+}
+
+/* ---- kernels: the descriptors the JIT engine would make -------------------------------- */
+typedef struct bj_aot_kernel {
+    bj_cg_kdesc desc;
+    int8_t *t8;       /* kept for weights-as-code only (its compile needs the values) */
+    int count;        /* matmul nodes using it */
+} bj_aot_kernel;
+
+typedef struct bj_aot_set {
+    bj_cg_target tgt;
+    bj_aot_kernel *k;
+    size_t n;
+    int64_t n_matmuls;
+} bj_aot_set;
+
+static void bj_aot_set_free(bj_aot_set *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->k[i].t8);
+    free(s->k);
+    memset(s, 0, sizeof *s);
+}
+
+static bj_status bj_aot_add_kernel(bj_aot_set *s, const bj_cg_kdesc *d, int8_t **t8, bj_error *err) {
+    for (size_t i = 0; i < s->n; i++)
+        if (!memcmp(&s->k[i].desc, d, sizeof *d)) { s->k[i].count++; return BJ_OK; }
+    bj_aot_kernel *k = realloc(s->k, (s->n + 1) * sizeof *k);
+    if (!k) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    s->k = k;
+    k[s->n] = (bj_aot_kernel){ .desc = *d, .count = 1 };
+    if (d->variant == BJ_CG_V_WCODE) { k[s->n].t8 = *t8; *t8 = NULL; }
+    s->n++;
+    return BJ_OK;
+}
+
+/* The ternary matmuls: matmul_t, and the pipeline's matmul_tk / bitlinear (weight last). */
+static bool bj_aot_is_matmul(const bj_node *n) {
+    return n->op == BJ_OP_MATMUL_T || n->op == BJ_OP_MATMUL_TK || n->op == BJ_OP_BITLINEAR;
+}
+
+/* As the JIT engine prepares a matmul: the weight's lowbit values and type, then the
+ * descriptor with the node's chosen variant (select-kernels' variant attribute; 0 and plain
+ * matmul_t: the cost rule) and the target's best ISA path (the ISA stays the engine's). */
+static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, uint32_t id, bj_error *err) {
+    const bj_node *n = &g->nodes[id];
+    uint32_t wid = n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1];
+    const bj_node *w = &g->nodes[wid];
+    bj_cg_variant v = n->op == BJ_OP_MATMUL_T ? BJ_CG_V_AUTO : (bj_cg_variant)n->iattr[0];
+    int8_t *t8 = NULL;
+    double scale;
+    BJ_TRY(bj_rt_lowbit_values(g, wid, &t8, &scale, err));
+    bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    bj_cg_kdesc d;
+    bj_status st = bj_cg_kdesc_init(&d, &s->tgt, v, BJ_CG_ISA_AUTO, wt, (uint32_t)w->shape.d[0],
+                                    (uint32_t)w->shape.d[1], t8, err);
+    if (st == BJ_OK) st = bj_aot_add_kernel(s, &d, &t8, err);
+    free(t8);
+    if (st != BJ_OK)
+        bj_error_prefix(err, "matmul %%%u (weight '%s')", id, w->name ? w->name : "?");
+    return st;
+}
+
+static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_opts *o, bj_error *err) {
+    memset(s, 0, sizeof *s);
+    const char *mcpu = o->mcpu && strcmp(o->mcpu, "native") ? o->mcpu : NULL;
+    BJ_TRY(bj_cg_target_detect(&s->tgt, mcpu, o->mattr, err));
+    BJ_TRY(bj_ir_verify(g, err));
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        if (!bj_aot_is_matmul(&g->nodes[i])) continue;
+        s->n_matmuls++;
+        bj_status st = bj_aot_matmul_desc(s, g, i, err);
+        if (st != BJ_OK) { bj_aot_set_free(s); return st; }
+    }
+    return BJ_OK;
+}
+
+static void bj_aot_fill_report(const bj_aot_set *s, bj_aot_report *r) {
+    snprintf(r->cpu, sizeof r->cpu, "%s", s->tgt.cpu);
+    r->n_matmuls = s->n_matmuls;
+    r->n_kernels = (int64_t)s->n;
+    size_t off = 0;
+    r->variants[0] = 0;
+    for (size_t i = 0; i < s->n && off < sizeof r->variants; i++)
+        off += (size_t)snprintf(r->variants + off, sizeof r->variants - off, "%s%ux%u %s/%s", i ? ", " : "",
+                                s->k[i].desc.m, s->k[i].desc.k, bj_cg_variant_name((bj_cg_variant)s->k[i].desc.variant),
+                                bj_cg_isa_name((bj_cg_isa)s->k[i].desc.isa));
+}
+
+/* ---- text: LLVM IR merge ------------------------------------------------------------------ */
+/* Copies line to b with every "#N" / "!N" (attribute group, metadata id) shifted by base. */
+static void bj_aot_renumber(bj_aot_buf *b, const char *line, size_t n, unsigned base) {
+    size_t i = 0;
+    while (i < n) {
+        char c = line[i];
+        bool ref = (c == '#' || c == '!') && i + 1 < n && isdigit((unsigned char)line[i + 1]);
+        if (c == '"') { /* strings are copied verbatim */
+            size_t j = i + 1;
+            while (j < n && line[j] != '"') j++;
+            bj_aot_put(b, line + i, j < n ? j - i + 1 : n - i);
+            i = j < n ? j + 1 : n;
+            continue;
+        }
+        if (!ref) { bj_aot_put(b, &c, 1); i++; continue; }
+        char *end;
+        unsigned long v = strtoul(line + i + 1, &end, 10);
+        bj_aot_printf(b, "%c%lu", c, v + base);
+        i = (size_t)(end - line);
+    }
+}
+
+static bool bj_aot_starts(const char *line, size_t n, const char *prefix) {
+    size_t p = strlen(prefix);
+    return n >= p && !memcmp(line, prefix, p);
+}
+
+/* "declare ... @name(" -> whether name was seen (and records it). */
+static bool bj_aot_declared(bj_aot_buf *seen, const char *line, size_t n) {
+    const char *at = memchr(line, '@', n);
+    if (!at) return false;
+    const char *paren = memchr(at, '(', n - (size_t)(at - line));
+    if (!paren) return false;
+    char key[512];
+    snprintf(key, sizeof key, "\n%.*s\n", (int)(paren - at), at);
+    if (seen->p && strstr(seen->p, key)) return true;
+    bj_aot_put(seen, key, strlen(key));
+    return false;
+}
+
+static void bj_aot_merge_llvm(bj_aot_buf *b, bj_aot_buf *seen, const char *text, size_t k) {
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        bool header = bj_aot_starts(p, n, "; ModuleID") || bj_aot_starts(p, n, "source_filename") ||
+                      bj_aot_starts(p, n, "target datalayout") || bj_aot_starts(p, n, "target triple");
+        bool skip = (k > 0 && header) || (k > 0 && bj_aot_starts(p, n, "!llvm.")) ||
+                    (bj_aot_starts(p, n, "declare ") && bj_aot_declared(seen, p, n));
+        if (!skip) {
+            bj_aot_renumber(b, p, n, (unsigned)k * 1000u);
+            bj_aot_puts(b, "\n");
+        }
+        p += n + (p[n] == '\n');
+    }
+}
+
+/* ---- text: assembly merge ----------------------------------------------------------------- */
+static bool bj_aot_ident(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.' || c == '$'; }
+
+static void bj_aot_merge_asm(bj_aot_buf *b, const char *text, size_t k) {
+    for (const char *p = text; *p; p++) {
+        bool label = p[0] == '.' && p[1] == 'L' && bj_aot_ident(p[2]) && (p == text || !bj_aot_ident(p[-1]));
+        if (label) {
+            bj_aot_printf(b, ".Lbjk%zu_", k);
+            p++;
+            continue;
+        }
+        bj_aot_put(b, p, 1);
+    }
+    bj_aot_puts(b, "\n");
+}
+
+static bj_status bj_aot_kernels_text(const bj_aot_set *s, bj_aot_emit what, bj_aot_buf *b, bj_error *err) {
+    bj_aot_buf seen = { 0 };
+    bj_cg_emit mode = what == BJ_AOT_EMIT_LLVM ? BJ_CG_EMIT_LLVM_O3 : BJ_CG_EMIT_ASM;
+    const char *c = what == BJ_AOT_EMIT_LLVM ? ";" : "#";
+    bj_aot_printf(b, "%s bitjit %s: %zu kernels for cpu '%s'\n", c, BJ_VERSION_STRING, s->n, s->tgt.cpu);
+    bj_status st = BJ_OK;
+    for (size_t i = 0; i < s->n && st == BJ_OK; i++) {
+        char *text = NULL, sym[32];
+        st = bj_cg_compile_text(&s->tgt, &s->k[i].desc, s->k[i].t8, mode, &text, err);
+        if (st != BJ_OK) break;
+        bj_cg_kernel_symbol(&s->k[i].desc, sym, sizeof sym);
+        bj_aot_printf(b, "\n%s ---- kernel %zu: %s (M=%u K=%u %s/%s, %d matmuls)\n", c, i, sym, s->k[i].desc.m,
+                      s->k[i].desc.k, bj_cg_variant_name((bj_cg_variant)s->k[i].desc.variant),
+                      bj_cg_isa_name((bj_cg_isa)s->k[i].desc.isa), s->k[i].count);
+        if (what == BJ_AOT_EMIT_LLVM) bj_aot_merge_llvm(b, &seen, text, i);
+        else bj_aot_merge_asm(b, text, i);
+        free(text);
+    }
+    free(seen.p);
+    if (st == BJ_OK && b->oom) st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    return st;
+}
+
+bj_status bj_aot_emit_text(const bj_graph *g, const bj_aot_opts *o, bj_aot_emit what, char **out,
+                           bj_aot_report *r, bj_error *err) {
+    *out = NULL;
+    bj_aot_report dummy;
+    if (!r) r = &dummy;
+    memset(r, 0, sizeof *r);
+    if (what == BJ_AOT_EMIT_IR) return bj_ir_print_str(g, out, err);
+    if (what != BJ_AOT_EMIT_LLVM && what != BJ_AOT_EMIT_ASM)
+        return BJ_FAIL(err, BJ_E_INVALID, "emit: obj and so are files, not text");
+    double t0 = bj_aot_now_ms();
+    bj_aot_set s;
+    BJ_TRY(bj_aot_collect(&s, g, o, err));
+    bj_aot_buf b = { 0 };
+    bj_status st = bj_aot_kernels_text(&s, what, &b, err);
+    bj_aot_fill_report(&s, r);
+    r->compile_ms = bj_aot_now_ms() - t0;
+    bj_aot_set_free(&s);
+    if (st != BJ_OK) { free(b.p); return st; }
+    *out = b.p;
+    return BJ_OK;
+}
+
+/* ---- the bundle --------------------------------------------------------------------------- */
+typedef struct bj_aot_item { uint32_t kind; const char *name; const void *data; uint64_t size; } bj_aot_item;
+typedef struct bj_aot_items { bj_aot_item *v; size_t n, cap; char *owned[8]; int n_owned; } bj_aot_items;
+
+static bj_status bj_aot_item_add(bj_aot_items *it, uint32_t kind, const char *name, const void *data, uint64_t size,
+                                 bj_error *err) {
+    if (it->n == it->cap) {
+        size_t cap = it->cap ? it->cap * 2 : 64;
+        bj_aot_item *v = realloc(it->v, cap * sizeof *v);
+        if (!v) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+        it->v = v;
+        it->cap = cap;
+    }
+    it->v[it->n++] = (bj_aot_item){ kind, name, data, size };
+    return BJ_OK;
+}
+
+static void bj_aot_items_free(bj_aot_items *it) {
+    for (int i = 0; i < it->n_owned; i++) free(it->owned[i]);
+    free(it->v);
+}
+
+/* Adds text owned by it (freed with it). */
+static bj_status bj_aot_item_text(bj_aot_items *it, uint32_t kind, const char *name, char *text, bj_error *err) {
+    if (it->n_owned == (int)BJ_COUNTOF(it->owned)) { free(text); return BJ_FAIL(err, BJ_E_INTERNAL, "too many texts"); }
+    it->owned[it->n_owned++] = text;
+    return bj_aot_item_add(it, kind, name, text, strlen(text), err);
+}
+
+static bj_status bj_aot_add_target(bj_aot_items *it, const bj_cg_target *t, const bj_aot_opts *o, bj_error *err) {
+    bj_aot_buf b = { 0 };
+    char llvm[32];
+    bj_cg_llvm_version(llvm, sizeof llvm);
+    bj_aot_printf(&b, "cpu=%s\nflags=%u\nfeatures_known=%d\nis_host=%d\n", t->cpu, t->flags, t->features_known,
+                  t->is_host);
+    bj_aot_puts(&b, "features=");
+    bj_aot_puts(&b, t->features);
+    bj_aot_puts(&b, "\n");
+    if (b.oom) { free(b.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
+    BJ_TRY(bj_aot_item_text(it, BJ_AOT_E_TARGET, "target", b.p, err));
+    bj_aot_buf m = { 0 };
+    bj_aot_printf(&m, "bitjit=%s\nllvm=%s\nabi=%d\n", BJ_VERSION_STRING, llvm, BJ_CG_ABI_VERSION);
+    if (o->model_path) bj_aot_printf(&m, "model=%s\n", o->model_path);
+    if (m.oom) { free(m.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
+    return bj_aot_item_text(it, BJ_AOT_E_META, "meta", m.p, err);
+}
+
+static bool bj_aot_has_weight(const bj_aot_items *it, const char *name) {
+    for (size_t i = 0; i < it->n; i++)
+        if (it->v[i].kind == BJ_AOT_E_WEIGHT && !strcmp(it->v[i].name, name)) return true;
+    return false;
+}
+
+static bj_status bj_aot_add_weights(bj_aot_items *it, const bj_graph *g, uint64_t *bytes, bj_error *err) {
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *n = &g->nodes[i];
+        if (n->op != BJ_OP_WEIGHT || bj_aot_has_weight(it, n->name)) continue;
+        if (!n->data) return BJ_FAIL(err, BJ_E_INVALID, "weight %%%u '%s' has no data bound", i, n->name);
+        BJ_TRY(bj_aot_item_add(it, BJ_AOT_E_WEIGHT, n->name, n->data, n->nbytes, err));
+        *bytes += n->nbytes;
+    }
+    return BJ_OK;
+}
+
+/* The model's small files: config for the runtime's model description, the tokenizer. */
+static bj_status bj_aot_add_files(bj_aot_items *it, const char *dir, bj_error *err) {
+    static const char *const files[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
+                                         "generation_config.json" };
+    for (size_t i = 0; dir && i < BJ_COUNTOF(files); i++) {
+        char path[4096];
+        BJ_TRY(bj_path_join(path, sizeof path, dir, files[i], err));
+        if (access(path, R_OK) != 0) {
+            if (i < 2) return BJ_FAIL(err, BJ_E_IO, "%s: cannot read it (the library embeds it): %s", path, strerror(errno));
+            continue;
+        }
+        char *text;
+        size_t len;
+        BJ_TRY(bj_read_file(path, &text, &len, err));
+        BJ_TRY(bj_aot_item_text(it, BJ_AOT_E_FILE, files[i], text, err));
+        it->v[it->n - 1].size = len;
+    }
+    return BJ_OK;
+}
+
+static void bj_aot_le(bj_aot_buf *b, uint64_t v, int bytes) {
+    uint8_t tmp[8];
+    for (int i = 0; i < bytes; i++) tmp[i] = (uint8_t)(v >> (8 * i));
+    bj_aot_put(b, tmp, (size_t)bytes);
+}
+
+static void bj_aot_pad(bj_aot_buf *b, size_t align) {
+    static const char zeros[64] = { 0 };
+    if (b->n % align) bj_aot_put(b, zeros, align - b->n % align);
+}
+
+/* Serialises items: header, entry table, names, then 64-byte aligned data. */
+static bj_status bj_aot_serialize(const bj_aot_items *it, bj_aot_buf *b, bj_error *err) {
+    uint64_t off = BJ_AOT_HEADER_SIZE + (uint64_t)it->n * BJ_AOT_ENTRY_SIZE, name_off = off;
+    for (size_t i = 0; i < it->n; i++) off += strlen(it->v[i].name);
+    bj_aot_put(b, BJ_AOT_MAGIC, 8);
+    bj_aot_le(b, BJ_AOT_VERSION, 4);
+    bj_aot_le(b, it->n, 4);
+    bj_aot_le(b, 0, 8); /* total size, patched below */
+    for (size_t i = 0; i < it->n; i++) {
+        off = (off + 63) & ~(uint64_t)63;
+        size_t nl = strlen(it->v[i].name);
+        bj_aot_le(b, it->v[i].kind, 4);
+        bj_aot_le(b, nl, 4);
+        bj_aot_le(b, name_off, 8);
+        bj_aot_le(b, off, 8);
+        bj_aot_le(b, it->v[i].size, 8);
+        name_off += nl;
+        off += it->v[i].size;
+    }
+    for (size_t i = 0; i < it->n; i++) bj_aot_puts(b, it->v[i].name);
+    for (size_t i = 0; i < it->n; i++) {
+        bj_aot_pad(b, 64);
+        bj_aot_put(b, it->v[i].data, it->v[i].size);
+    }
+    if (b->oom) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the library's data (%zu bytes)", b->n);
+    for (int i = 0; i < 8; i++) b->p[16 + i] = (char)((uint64_t)b->n >> (8 * i));
+    return BJ_OK;
+}
+
+static bj_status bj_aot_bundle(const bj_graph *g, const bj_aot_set *s, const bj_aot_opts *o, bj_aot_buf *b,
+                               uint64_t *wbytes, bj_error *err) {
+    bj_aot_items it = { 0 };
+    char *ir = NULL;
+    bj_status st = bj_aot_add_target(&it, &s->tgt, o, err);
+    if (st == BJ_OK) st = bj_ir_print_str(g, &ir, err);
+    if (st == BJ_OK) st = bj_aot_item_text(&it, BJ_AOT_E_IR, "graph", ir, err);
+    if (st == BJ_OK) st = bj_aot_add_weights(&it, g, wbytes, err);
+    if (st == BJ_OK) st = bj_aot_add_files(&it, o->model_dir, err);
+    if (st == BJ_OK) st = bj_aot_serialize(&it, b, err);
+    bj_aot_items_free(&it);
+    return st;
+}
+
+/* ---- files, temporary directory, the C compiler driver ------------------------------------ */
+static bj_status bj_aot_write_fd(int fd, const char *path, const void *data, size_t size, bj_error *err) {
+    const char *p = data;
+    while (size) {
+        ssize_t w = write(fd, p, size);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return BJ_FAIL(err, BJ_E_IO, "%s: write failed: %s", path, strerror(errno));
+        p += w;
+        size -= (size_t)w;
+    }
+    return BJ_OK;
+}
+
+/* A fresh temporary file name next to path (created, empty): "<path>.tmp-XXXXXX". */
+static bj_status bj_aot_temp_next_to(const char *path, char *tmp, size_t cap, int *fd, bj_error *err) {
+    if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
+        return BJ_FAIL(err, BJ_E_INVALID, "%s: path too long", path);
+    *fd = mkstemp(tmp);
+    if (*fd < 0) return BJ_FAIL(err, BJ_E_IO, "%s: cannot create a file there: %s", path, strerror(errno));
+    return BJ_OK;
+}
+
+static bj_status bj_aot_commit(const char *tmp, const char *path, bj_error *err) {
+    if (rename(tmp, path) == 0) return BJ_OK;
+    int e = errno;
+    unlink(tmp);
+    return BJ_FAIL(err, BJ_E_IO, "%s: cannot write it: %s", path, strerror(e));
+}
+
+bj_status bj_aot_write_file(const char *path, const void *data, size_t size, bj_error *err) {
+    char tmp[4200];
+    int fd;
+    BJ_TRY(bj_aot_temp_next_to(path, tmp, sizeof tmp, &fd, err));
+    bj_status st = bj_aot_write_fd(fd, tmp, data, size, err);
+    if (st == BJ_OK) fchmod(fd, 0644); /* mkstemp made it 0600 */
+    if (close(fd) != 0 && st == BJ_OK) st = BJ_FAIL(err, BJ_E_IO, "%s: close failed: %s", tmp, strerror(errno));
+    if (st != BJ_OK) { unlink(tmp); return st; }
+    return bj_aot_commit(tmp, path, err);
+}
+
+typedef struct bj_aot_work {
+    char dir[4096];
+    char **files;  /* paths created in dir, removed at the end */
+    size_t n_files;
+} bj_aot_work;
+
+static bj_status bj_aot_work_open(bj_aot_work *w, bj_error *err) {
+    memset(w, 0, sizeof *w);
+    const char *t = getenv("TMPDIR");
+    snprintf(w->dir, sizeof w->dir, "%s/bitjitc-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(w->dir)) return BJ_FAIL(err, BJ_E_IO, "%s: cannot create a temporary directory: %s", w->dir, strerror(errno));
+    return BJ_OK;
+}
+
+static void bj_aot_work_close(bj_aot_work *w) {
+    for (size_t i = 0; i < w->n_files; i++) { unlink(w->files[i]); free(w->files[i]); }
+    free(w->files);
+    if (w->dir[0]) rmdir(w->dir);
+}
+
+/* Writes a file named name in the work directory; its path into path. */
+static bj_status bj_aot_work_file(bj_aot_work *w, const char *name, const void *data, size_t size, char *path,
+                                  size_t cap, bj_error *err) {
+    BJ_TRY(bj_path_join(path, cap, w->dir, name, err));
+    char **f = realloc(w->files, (w->n_files + 1) * sizeof *f);
+    if (!f) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    w->files = f;
+    if (!(f[w->n_files] = strdup(path))) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    w->n_files++;
+    if (!data) return BJ_OK;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return BJ_FAIL(err, BJ_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    bj_status st = bj_aot_write_fd(fd, path, data, size, err);
+    close(fd);
+    return st;
+}
+
+static const char *bj_aot_cc(void) {
+    const char *v = getenv("BITJIT_CC");
+    if (!v || !*v) v = getenv("CC");
+    return v && *v ? v : "cc";
+}
+
+/* Runs argv (argv[0] from PATH) with its output in log; BJ_E_IO quoting the log on failure. */
+static bj_status bj_aot_spawn(char *const argv[], const char *log, bj_error *err) {
+    pid_t pid = fork();
+    if (pid < 0) return BJ_FAIL(err, BJ_E_IO, "cannot start %s: %s", argv[0], strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot run '%s': %s (set $BITJIT_CC or $CC to a C compiler driver)\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return BJ_FAIL(err, BJ_E_IO, "waiting for %s: %s", argv[0], strerror(errno));
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return BJ_OK;
+    char *text = NULL;
+    size_t len = 0;
+    bj_error ignore = { 0 };
+    bj_read_file(log, &text, &len, &ignore);
+    bj_status st = BJ_FAIL(err, BJ_E_IO, "%s %s failed (status %d): %.700s", argv[0], argv[1],
+                           WIFEXITED(status) ? WEXITSTATUS(status) : -1, text ? text : "");
+    free(text);
+    return st;
+}
+
+/* The assembly stub that places the bundle in .rodata under BJ_AOT_BUNDLE_SYM. */
+static char *bj_aot_stub_text(const char *bundle_path) {
+    bj_aot_buf b = { 0 };
+    bj_aot_printf(&b,
+                  "# bitjit AOT data: the bundle of compiler/aot.h, included as raw bytes.\n"
+                  "\t.section .rodata.bitjit,\"a\",@progbits\n"
+                  "\t.p2align 6\n"
+                  "\t.globl %s\n"
+                  "\t.type %s,@object\n"
+                  "%s:\n"
+                  "\t.incbin \"%s\"\n"
+                  "\t.size %s, .-%s\n"
+                  "\t.section .note.GNU-stack,\"\",@progbits\n",
+                  BJ_AOT_BUNDLE_SYM, BJ_AOT_BUNDLE_SYM, BJ_AOT_BUNDLE_SYM, bundle_path, BJ_AOT_BUNDLE_SYM,
+                  BJ_AOT_BUNDLE_SYM);
+    if (b.oom) { free(b.p); return NULL; }
+    return b.p;
+}
+
+/* Writes the bundle and its stub, assembles the stub; the object's path into obj. */
+static bj_status bj_aot_data_object(bj_aot_work *w, const bj_aot_buf *bundle, char *obj, size_t cap, bj_error *err) {
+    char bin[4200], src[4200], log[4200];
+    BJ_TRY(bj_aot_work_file(w, "bundle.bin", bundle->p, bundle->n, bin, sizeof bin, err));
+    if (strchr(bin, '"') || strchr(bin, '\\')) return BJ_FAIL(err, BJ_E_INVALID, "%s: unusable temporary path", bin);
+    char *stub = bj_aot_stub_text(bin);
+    if (!stub) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    bj_status st = bj_aot_work_file(w, "bundle.s", stub, strlen(stub), src, sizeof src, err);
+    free(stub);
+    BJ_TRY(st);
+    BJ_TRY(bj_aot_work_file(w, "bundle.o", NULL, 0, obj, cap, err));
+    BJ_TRY(bj_aot_work_file(w, "cc.log", NULL, 0, log, sizeof log, err));
+    char *argv[] = { (char *)bj_aot_cc(), "-c", src, "-o", obj, NULL };
+    return bj_aot_spawn(argv, log, err);
+}
+
+/* Compiles every kernel to an object file in the work directory; paths into objs[1..]. */
+static bj_status bj_aot_kernel_objects(bj_aot_work *w, const bj_aot_set *s, char **objs, uint64_t *code,
+                                       bj_error *err) {
+    for (size_t i = 0; i < s->n; i++) {
+        bj_cg_object o = { 0 };
+        char name[64], path[4200];
+        BJ_TRY(bj_cg_compile(&s->tgt, &s->k[i].desc, s->k[i].t8, &o, NULL, err));
+        snprintf(name, sizeof name, "%s.o", o.sym);
+        bj_status st = bj_aot_work_file(w, name, o.data, o.size, path, sizeof path, err);
+        *code += o.size;
+        bj_cg_object_free(&o);
+        BJ_TRY(st);
+        if (!(objs[i + 1] = strdup(path))) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    }
+    return BJ_OK;
+}
+
+/* cc -shared (so) or cc -r (obj) of the objects into a temp file next to out, then rename. */
+static bj_status bj_aot_link(bj_aot_work *w, bj_aot_emit what, char **objs, size_t n_objs, const char *out,
+                             bj_error *err) {
+    char tmp[4200], log[4200];
+    int fd;
+    BJ_TRY(bj_aot_temp_next_to(out, tmp, sizeof tmp, &fd, err));
+    close(fd);
+    bj_status st = bj_aot_work_file(w, "link.log", NULL, 0, log, sizeof log, err);
+    char **argv = calloc(n_objs + 8, sizeof *argv);
+    if (st == BJ_OK && !argv) st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (st == BJ_OK) {
+        size_t a = 0;
+        argv[a++] = (char *)bj_aot_cc();
+        argv[a++] = what == BJ_AOT_EMIT_SO ? "-shared" : "-r";
+        if (what == BJ_AOT_EMIT_OBJ) argv[a++] = "-nostdlib";
+        argv[a++] = "-o";
+        argv[a++] = tmp;
+        for (size_t i = 0; i < n_objs; i++) argv[a++] = objs[i];
+        argv[a] = NULL;
+        st = bj_aot_spawn(argv, log, err);
+    }
+    free(argv);
+    if (st != BJ_OK) { unlink(tmp); return st; }
+    chmod(tmp, what == BJ_AOT_EMIT_SO ? 0755 : 0644);
+    return bj_aot_commit(tmp, out, err);
+}
+
+static bj_status bj_aot_build(const bj_graph *g, const bj_aot_set *s, const bj_aot_opts *o, bj_aot_emit what,
+                              const char *out, bj_aot_report *r, bj_error *err) {
+    bj_aot_work w;
+    BJ_TRY(bj_aot_work_open(&w, err));
+    bj_aot_buf bundle = { 0 };
+    char **objs = calloc(s->n + 1, sizeof *objs), data_obj[4200];
+    bj_status st = objs ? BJ_OK : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (st == BJ_OK) st = bj_aot_bundle(g, s, o, &bundle, &r->weight_bytes, err);
+    if (st == BJ_OK) st = bj_aot_data_object(&w, &bundle, data_obj, sizeof data_obj, err);
+    free(bundle.p);
+    if (st == BJ_OK) st = bj_aot_kernel_objects(&w, s, objs, &r->code_bytes, err);
+    if (st == BJ_OK) {
+        objs[0] = data_obj;
+        st = bj_aot_link(&w, what, objs, s->n + 1, out, err);
+    }
+    for (size_t i = 1; objs && i <= s->n; i++) free(objs[i]);
+    free(objs);
+    bj_aot_work_close(&w);
+    return st;
+}
+
+bj_status bj_aot_emit_file(const bj_graph *g, const bj_aot_opts *o, bj_aot_emit what, const char *out_path,
+                           bj_aot_report *r, bj_error *err) {
+    bj_aot_report dummy;
+    if (!r) r = &dummy;
+    memset(r, 0, sizeof *r);
+    if (what != BJ_AOT_EMIT_OBJ && what != BJ_AOT_EMIT_SO)
+        return BJ_FAIL(err, BJ_E_INVALID, "emit: ir, llvm and asm are text, not files");
+    double t0 = bj_aot_now_ms();
+    bj_aot_set s;
+    BJ_TRY(bj_aot_collect(&s, g, o, err));
+    bj_status st = bj_aot_build(g, &s, o, what, out_path, r, err);
+    bj_aot_fill_report(&s, r);
+    r->compile_ms = bj_aot_now_ms() - t0;
+    bj_aot_set_free(&s);
+    return st;
+}

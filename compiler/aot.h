@@ -1,0 +1,80 @@
+/* compiler/aot.h -- ahead-of-time compilation: a model's graph and its kernels, compiled for
+ * a named CPU, written as text (graph IR, LLVM IR, assembly), a relocatable object or a
+ * shared library that `bitjit run -m model.so` and bitjit.h load (runtime/aot_load.c).
+ *
+ * The kernels are exactly those the JIT engine would make for the same graph and target:
+ * one per distinct descriptor, computed as runtime/engine_jit.c does (the weight's lowbit
+ * values, bj_cg_kdesc_init with the cost rule), compiled by the one code generator
+ * (bj_cg_compile). So the runtime can build a JIT engine over the library whose kernel
+ * lookup is dlsym, and the two agree bit for bit.
+ *
+ * Library layout (--emit=so, and the same sections in --emit=obj):
+ *   - the kernels' code, each a global function named bj_cg_kernel_symbol(descriptor);
+ *   - one read-only data symbol BJ_AOT_BUNDLE_SYM, 64-byte aligned, holding a bundle:
+ *       header  { char magic[8] = "BJAOT\0\0\1"; u32 version; u32 n_entries; u64 size; }
+ *       entries { u32 kind; u32 name_len; u64 name_off; u64 data_off; u64 data_size; } x n
+ *       then names and data (offsets from the bundle start; data 64-byte aligned), where
+ *       kind is a bj_aot_entry: the target ("cpu=..\nfeatures=..\n..."), the graph IR text,
+ *       each weight's bytes by tensor name, and the model's small files (config.json,
+ *       tokenizer.json, tokenizer_config.json, generation_config.json) by file name.
+ *   Weights are embedded, not a side file: one file to copy, mapped by dlopen, read in place.
+ *
+ * The object and library are linked by the system C compiler driver ($BITJIT_CC, else $CC,
+ * else "cc"): the bundle goes in through a generated assembly file (.incbin, so a large
+ * weight blob costs no compile time), then `cc -c` assembles it, `cc -r` (obj) or
+ * `cc -shared` (so) links it with the kernel objects. Outputs are written to a temporary
+ * file next to the destination and renamed: a failed compile leaves no partial output.
+ * Library functions return bj_status and never print. */
+#ifndef BJ_CC_AOT_H
+#define BJ_CC_AOT_H
+
+#include "ir/ir.h"
+
+#include <stdbool.h>
+
+#define BJ_AOT_BUNDLE_SYM "bitjit_aot_bundle"
+#define BJ_AOT_MAGIC "BJAOT\0\0\1"
+#define BJ_AOT_VERSION 1u
+#define BJ_AOT_HEADER_SIZE 24u
+#define BJ_AOT_ENTRY_SIZE 32u
+
+typedef enum bj_aot_entry {
+    BJ_AOT_E_TARGET = 1, /* key=value lines: cpu, features, flags, features_known, is_host */
+    BJ_AOT_E_IR = 2,     /* graph IR text (weights as references by name) */
+    BJ_AOT_E_WEIGHT = 3, /* name: tensor name; data: its bytes as the graph's dtype lays them out */
+    BJ_AOT_E_FILE = 4,   /* name: a model file name (config.json, tokenizer.json, ...) */
+    BJ_AOT_E_META = 5,   /* key=value lines: bitjit and LLVM versions, source model */
+} bj_aot_entry;
+
+typedef enum bj_aot_emit { BJ_AOT_EMIT_IR, BJ_AOT_EMIT_LLVM, BJ_AOT_EMIT_ASM, BJ_AOT_EMIT_OBJ, BJ_AOT_EMIT_SO } bj_aot_emit;
+
+typedef struct bj_aot_opts {
+    const char *mcpu, *mattr; /* NULL or "native": the host */
+    const char *model_dir;    /* where config.json / tokenizer files are taken from; NULL: none */
+    const char *model_path;   /* recorded in the library's metadata (may be NULL) */
+} bj_aot_opts;
+
+typedef struct bj_aot_report {
+    char cpu[64];
+    char variants[128];       /* e.g. "dot2/avx2 x42" */
+    int64_t n_matmuls;        /* matmul_t nodes */
+    int64_t n_kernels;        /* distinct kernels compiled */
+    uint64_t code_bytes;      /* object bytes of the kernels */
+    uint64_t weight_bytes;    /* embedded weight bytes */
+    double compile_ms;
+} bj_aot_report;
+
+/* Parses "ir", "llvm", "asm", "obj", "so". */
+bool bj_aot_emit_from_name(const char *s, bj_aot_emit *out);
+
+/* --emit=ir|llvm|asm: the text into *out (malloc'd, NUL-terminated). For llvm, all kernels
+ * are one module (O3 IR); for asm, one assembly file (local labels renamed per kernel). */
+bj_status bj_aot_emit_text(const bj_graph *g, const bj_aot_opts *o, bj_aot_emit what, char **out,
+                           bj_aot_report *r, bj_error *err);
+/* --emit=obj|so: writes out_path (temp file + rename). */
+bj_status bj_aot_emit_file(const bj_graph *g, const bj_aot_opts *o, bj_aot_emit what, const char *out_path,
+                           bj_aot_report *r, bj_error *err);
+/* Writes data to path through a temporary file in the same directory, then renames. */
+bj_status bj_aot_write_file(const char *path, const void *data, size_t size, bj_error *err);
+
+#endif

@@ -1,0 +1,114 @@
+/* compiler/passes/quantize_weights.c -- quantize-weights: fold weight_quant of a float master
+ * into a bound lowbit WEIGHT.
+ *
+ *   %m = weight "W" : bf16[N,K]          %q = weight "W.t8" {scale=g} : t8[N,K]
+ *   %q = weight_quant %m {mode=0}   =>   (the master becomes dead and is removed)
+ *
+ * mode 0 (BitNet b1.58): g = max(mean|W|, 1e-5), v = clamp(rint(W * (1/g)), -1, 1) -> t8;
+ * mode 1 (1-bit BitNet): v = W - mean(W) > 0 ? +1 : -1, scale mean|W| -> b8.
+ * The arithmetic is exactly runtime/ops.c's quantize() (the one bj_rt_lowbit_values runs
+ * for an unfolded weight_quant): sums in double rounded once to f32, means as f32
+ * sum * (1/NK), so a folded graph gives the engines the same values and scale bit for bit.
+ * (ops.c lives in runtime/, which compiler/ may not use, hence the copy; the oracle tests
+ * with this pass on and off are what keeps the two equal.)
+ *
+ * The new bytes live in the graph's arena, so they live exactly as long as the graph.
+ * Unbound masters (a parsed text graph), and masters in other float encodings, are left as
+ * they are.
+ * Needs: nothing. Invalidates: node indices (dead masters are removed), a memory plan. */
+#include "compiler/passes.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static float bj_qw_load(const bj_node *m, uint64_t i) {
+    const uint8_t *p = m->data;
+    switch (m->dtype) {
+    case BJ_DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
+    case BJ_DT_F16: return bj_f16_to_f32(bj_rd16(p + 2 * i));
+    case BJ_DT_BF16: return bj_bf16_to_f32(bj_rd16(p + 2 * i));
+    default: BJ_ASSERT(!"weight_quant master is not a float dtype");
+    }
+    return 0;
+}
+
+/* runtime/ops.c quantize(), verbatim in its arithmetic. */
+static void bj_qw_quantize(const bj_node *m, int64_t mode, int8_t *v, double *scale) {
+    int64_t NK = m->shape.d[0] * m->shape.d[1];
+    double sum = 0, sum_abs = 0;
+    for (int64_t i = 0; i < NK; i++) {
+        float x = bj_qw_load(m, (uint64_t)i);
+        sum += x;
+        sum_abs += fabsf(x);
+    }
+    float mean = (float)sum * (1.0f / (float)NK), mean_abs = (float)sum_abs * (1.0f / (float)NK);
+    if (mode == 1) {
+        for (int64_t i = 0; i < NK; i++) v[i] = bj_qw_load(m, (uint64_t)i) - mean > 0 ? 1 : -1;
+        *scale = mean_abs;
+        return;
+    }
+    float g = fmaxf(mean_abs, 1e-5f), inv = 1.0f / g;
+    for (int64_t i = 0; i < NK; i++) {
+        float r = rintf(bj_qw_load(m, (uint64_t)i) * inv);
+        v[i] = (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
+    }
+    *scale = g;
+}
+
+static bool bj_qw_name_taken(const bj_graph *g, const char *name) {
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == BJ_OP_WEIGHT && g->nodes[i].name && !strcmp(g->nodes[i].name, name)) return true;
+    return false;
+}
+
+/* "<master>.t8" (or .b8), made unique with a counter if the model already uses the name. */
+static const char *bj_qw_name(bj_graph *g, const char *master, const char *suffix) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s.%s", master, suffix);
+    for (int k = 2; bj_qw_name_taken(g, buf) && k < 1000; k++) snprintf(buf, sizeof buf, "%s.%s%d", master, suffix, k);
+    return bj_arena_strdup(&g->arena, buf);
+}
+
+/* Bound f32/f16/bf16 masters only: other float dtypes (block formats) stay as weight_quant for
+ * the engines, whose loaders know them; this copy of the rule reads exactly these three. */
+static bool bj_qw_foldable(const bj_node *m) {
+    return m->data && (m->dtype == BJ_DT_F32 || m->dtype == BJ_DT_F16 || m->dtype == BJ_DT_BF16);
+}
+
+/* Turns node i (a weight_quant of a bound master) into the bound lowbit weight. */
+static bj_status bj_qw_fold(bj_graph *g, uint32_t i, bj_error *err) {
+    bj_node *n = &g->nodes[i];
+    const bj_node *m = &g->nodes[n->in[0]];
+    int64_t mode = n->iattr[0];
+    uint64_t nbytes = (uint64_t)m->shape.d[0] * (uint64_t)m->shape.d[1];
+    if (m->nbytes < nbytes * (m->dtype == BJ_DT_F32 ? 4 : 2))
+        return BJ_FAIL(err, BJ_E_INVALID, "quantize-weights %%%u: master '%s' is bound to %llu bytes, too few", i,
+                       m->name, (unsigned long long)m->nbytes);
+    int8_t *v = bj_arena_alloc(&g->arena, nbytes ? nbytes : 1, 64);
+    const char *name = bj_qw_name(g, m->name, mode == 1 ? "b8" : "t8");
+    if (!v || !name) return BJ_FAIL(err, BJ_E_NOMEM, "quantize-weights: out of memory for '%s'", m->name);
+    double scale;
+    bj_qw_quantize(m, mode, v, &scale);
+    bj_node w = { .op = BJ_OP_WEIGHT, .nin = 0, .dtype = (uint8_t)(mode == 1 ? BJ_DT_B8 : BJ_DT_T8),
+                  .shape = m->shape, .name = name, .data = v, .nbytes = nbytes };
+    for (int k = 0; k < BJ_MAX_IN; k++) w.in[k] = BJ_NONE;
+    w.fattr[0] = scale;
+    *n = w;
+    return bj_pass_retype(g, i, err);
+}
+
+bj_status bj_pass_quantize_weights(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
+    uint32_t folded = 0, unbound = 0, removed;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *n = &g->nodes[i];
+        if (n->op != BJ_OP_WEIGHT_QUANT) continue;
+        if (!bj_qw_foldable(&g->nodes[n->in[0]])) { unbound++; continue; }
+        BJ_TRY(bj_qw_fold(g, i, err));
+        folded++;
+    }
+    BJ_TRY(bj_pass_dce(g, &removed, err));
+    bj_pass_note(cx, "quantize-weights", "%u masters folded, %u unbound or non-f32/f16/bf16 left as weight_quant, %u dead nodes removed",
+                 folded, unbound, removed);
+    return BJ_OK;
+}

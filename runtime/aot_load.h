@@ -1,0 +1,29 @@
+/* runtime/aot_load.h -- loading an ahead-of-time library written by bitjitc (compiler/aot.h
+ * has its layout) into the same bj_model the frontends give, plus the JIT options that make
+ * the JIT engine take its kernels from the library instead of compiling them.
+ *
+ * Order of checks: the library is mapped (dlopen runs no bitjit code: the kernels have no
+ * constructors), its bundle is validated, and its target is checked against this host
+ * BEFORE anything else; a library built for features the host lacks is refused with
+ * BJ_E_UNSUPPORTED naming them, so generated code never meets an illegal instruction. */
+#ifndef BJ_RT_AOT_LOAD_H
+#define BJ_RT_AOT_LOAD_H
+
+#include "runtime/runtime.h"
+
+typedef struct bj_aot_lib bj_aot_lib;
+
+/* True when path is a regular file that starts like an ELF object (what bitjitc writes). */
+bool bj_aot_is_library(const char *path);
+/* Opens the library: checks its target against the host, parses its graph, binds the weights
+ * by name to the library's mapped data, loads its config and tokenizer. m is filled as
+ * bj_model_load fills it (m->st stays empty) and must be freed with bj_model_free before
+ * bj_aot_close. */
+bj_status bj_aot_load(bj_aot_lib **out, bj_model *m, const char *path, bj_error *err);
+/* Points o at the library: kernel_lookup = dlsym, the library's exact target, no cache. */
+void bj_aot_jit_options(const bj_aot_lib *lib, bj_jit_options *o);
+/* The CPU name the library was built for. */
+const char *bj_aot_cpu(const bj_aot_lib *lib);
+void bj_aot_close(bj_aot_lib *lib);
+
+#endif
