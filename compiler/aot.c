@@ -2,7 +2,7 @@
  *
  * Steps: detect the target (a named CPU or the host, with --mattr on top); collect the
  * distinct kernel descriptors of the graph's ternary matmuls, computed as the JIT engine
- * computes them (bj_rt_lowbit_values, bj_cg_kdesc_init with the cost rule), so a JIT engine
+ * computes them (bj_ir_lowbit_values, bj_cg_kdesc_init with the cost rule), so a JIT engine
  * over the library finds every kernel it asks for; then either print text (graph IR, LLVM IR
  * or assembly of all kernels) or compile each kernel to an object and link the objects with
  * the bundle (target, graph IR, weights, model files) through the system C compiler driver.
@@ -17,7 +17,7 @@
 #include "compiler/aot.h"
 
 #include "codegen/codegen.h"
-#include "runtime/ops.h"
+#include "ir/weights.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -121,7 +121,7 @@ static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, uint32_t i
     bj_cg_variant v = n->op == BJ_OP_MATMUL_T ? BJ_CG_V_AUTO : (bj_cg_variant)n->iattr[0];
     int8_t *t8 = NULL;
     double scale;
-    BJ_TRY(bj_rt_lowbit_values(g, wid, &t8, &scale, err));
+    BJ_TRY(bj_ir_lowbit_values(g, wid, &t8, &scale, err));
     bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
     bj_cg_kdesc d;
     bj_status st = bj_cg_kdesc_init(&d, &s->tgt, v, BJ_CG_ISA_AUTO, wt, (uint32_t)w->shape.d[0],

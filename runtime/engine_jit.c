@@ -94,7 +94,7 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     m->M = w->shape.d[0];
     m->K = w->shape.d[1];
     int8_t *t8;
-    BJ_TRY(bj_rt_lowbit_values(e->g, matmul_weight(n), &t8, &m->scale, err));
+    BJ_TRY(bj_ir_lowbit_values(e->g, matmul_weight(n), &t8, &m->scale, err));
     bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
     /* A variant forced by the options wins over the one select-kernels put on the node. */
     bj_cg_variant v = o->variant ? (bj_cg_variant)o->variant : n->op != BJ_OP_MATMUL_T ? (bj_cg_variant)n->iattr[0] : BJ_CG_V_AUTO;
@@ -131,7 +131,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
     for (uint32_t i = 0; i < g->n_nodes; i++) total += is_lowbit_matmul(&g->nodes[i]);
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
-        if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_rt_weight_check(n, err));
+        if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
             size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(float);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))

@@ -3,25 +3,12 @@
  * double and rounded once (torch's cascade sums are close to exact), means as sum * (1/N). */
 #include "runtime/ops.h"
 
+#include "ir/weights.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-float bj_rt_load_float(bj_dtype dt, const void *data, uint64_t i) {
-    const uint8_t *p = data;
-    switch (dt) {
-    case BJ_DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
-    case BJ_DT_F16: return bj_f16_to_f32(bj_rd16(p + 2 * i));
-    case BJ_DT_BF16: return bj_bf16_to_f32(bj_rd16(p + 2 * i));
-    case BJ_DT_Q8_0: { /* rows are whole 32-value blocks (the importer checks K % 32 == 0) */
-        const uint8_t *b = p + 34 * (i / 32);
-        return bj_f16_to_f32(bj_rd16(b)) * (float)(int8_t)b[2 + i % 32];
-    }
-    default: BJ_ASSERT(!"not a float dtype");
-    }
-    return 0;
-}
 
 /* n elements from index i0 of a float weight into out, with the dtype switch outside the
  * loop so the conversion vectorizes. */
@@ -30,7 +17,7 @@ static void load_row(bj_dtype dt, const void *data, uint64_t i0, int64_t n, floa
     switch (dt) {
     case BJ_DT_F32: memcpy(out, p + 4 * i0, (size_t)n * sizeof *out); break;
     case BJ_DT_BF16: for (int64_t k = 0; k < n; k++) out[k] = bj_bf16_to_f32(bj_rd16(p + 2 * (i0 + (uint64_t)k))); break;
-    default: for (int64_t k = 0; k < n; k++) out[k] = bj_rt_load_float(dt, data, i0 + (uint64_t)k); break;
+    default: for (int64_t k = 0; k < n; k++) out[k] = bj_ir_weight_float(dt, data, i0 + (uint64_t)k); break;
     }
 }
 
@@ -44,106 +31,6 @@ static double dot_f64(const float *a, const float *b, int64_t n, int64_t bstride
         for (int j = 0; j < 8; j++) s[j] += (double)a[k + j] * b[(k + j) * bstride];
     for (; k < n; k++) tail += (double)a[k] * b[k * bstride];
     return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
-}
-
-/* ---- weights ----------------------------------------------------------------------------- */
-bj_status bj_rt_weight_check(const bj_node *n, bj_error *err) {
-    uint64_t need;
-    int64_t rows = n->shape.ndim == 2 ? n->shape.d[0] : 1;
-    if (!bj_dtype_nbytes(n->dtype, (uint64_t)rows, (uint64_t)bj_shape_cols(n->shape), &need) || !n->data ||
-        n->nbytes < need)
-        return BJ_FAIL(err, BJ_E_INVALID, "weight '%s' is not bound to its %llu bytes of data", n->name,
-                       (unsigned long long)need);
-    return BJ_OK;
-}
-
-/* Ternary value (n, k) of an [N, K] lowbit weight in any packing (code 3 comes back as 2). */
-static int lowbit_get(bj_dtype dt, const uint8_t *d, int64_t N, int64_t K, int64_t n, int64_t k) {
-    switch (dt) {
-    case BJ_DT_T8:
-    case BJ_DT_B8: return (int8_t)d[n * K + k];
-    case BJ_DT_T2HF: { /* u8[N/4][K]: row n lives in byte row n % (N/4), lane n / (N/4) */
-        int64_t R = N / 4;
-        return ((d[(n % R) * K + k] >> (2 * (n / R))) & 3) - 1;
-    }
-    case BJ_DT_T2: return ((d[n * ((K + 3) / 4) + k / 4] >> (2 * (k % 4))) & 3) - 1;
-    case BJ_DT_I2S: { /* formats.md §1.5.7, x86 layout: 128 flat values per 32 bytes */
-        int64_t i = n * K + k;
-        return ((d[32 * (i >> 7) + (i & 31)] >> (6 - 2 * ((i & 127) >> 5))) & 3) - 1;
-    }
-    case BJ_DT_TQ2: { /* §1.5.3: per block qs[64] then d; the common d is the node's scale */
-        const uint8_t *b = d + n * (K / 256) * 66 + (k / 256) * 66;
-        int64_t i = k % 256;
-        return ((b[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3) - 1;
-    }
-    case BJ_DT_TQ1: { /* §1.5.4: trit t of byte q is ((q * 3^t mod 256) * 3) >> 8 */
-        static const uint8_t pow3[5] = { 1, 3, 9, 27, 81 };
-        const uint8_t *b = d + n * (K / 256) * 54 + (k / 256) * 54;
-        int64_t i = k % 256;
-        uint8_t q = i < 160 ? b[i % 32] : i < 240 ? b[32 + (i - 160) % 16] : b[48 + (i - 240) % 4];
-        int t = (int)(i < 160 ? i / 32 : i < 240 ? (i - 160) / 16 : (i - 240) / 4);
-        return (((uint8_t)(q * pow3[t]) * 3) >> 8) - 1;
-    }
-    default: BJ_ASSERT(!"not a lowbit dtype");
-    }
-    return 0;
-}
-
-static bj_status unpack(const bj_node *n, int8_t *v, double *scale, bj_error *err) {
-    int64_t N = n->shape.d[0], K = n->shape.d[1];
-    for (int64_t r = 0; r < N; r++)
-        for (int64_t k = 0; k < K; k++) {
-            int x = lowbit_get(n->dtype, n->data, N, K, r, k);
-            if (x < -1 || x > 1 || (n->dtype == BJ_DT_B8 && x == 0))
-                return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
-                               bj_dtype_name(n->dtype), (long long)r, (long long)k);
-            v[r * K + k] = (int8_t)x;
-        }
-    *scale = n->fattr[0];
-    return BJ_OK;
-}
-
-/* weight_quant of a float master m, as the model was trained: mode 0 absmean ternary
- * (HF WeightQuant: rint(W * (1/g)) clipped), mode 1 the 1-bit rule mean|W| * Sign(W - mean W). */
-static void quantize(const bj_node *m, int64_t mode, int8_t *v, double *scale) {
-    int64_t NK = m->shape.d[0] * m->shape.d[1];
-    double sum = 0, sum_abs = 0;
-    for (int64_t i = 0; i < NK; i++) {
-        float x = bj_rt_load_float(m->dtype, m->data, (uint64_t)i);
-        sum += x;
-        sum_abs += fabsf(x);
-    }
-    float mean = (float)sum * (1.0f / (float)NK), mean_abs = (float)sum_abs * (1.0f / (float)NK);
-    if (mode == 1) {
-        for (int64_t i = 0; i < NK; i++) v[i] = bj_rt_load_float(m->dtype, m->data, (uint64_t)i) - mean > 0 ? 1 : -1;
-        *scale = mean_abs;
-        return;
-    }
-    float g = fmaxf(mean_abs, 1e-5f), inv = 1.0f / g;
-    for (int64_t i = 0; i < NK; i++) {
-        float r = rintf(bj_rt_load_float(m->dtype, m->data, (uint64_t)i) * inv);
-        v[i] = (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
-    }
-    *scale = g;
-}
-
-bj_status bj_rt_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err) {
-    const bj_node *n = &g->nodes[node];
-    *t8 = NULL;
-    bool is_quant = n->op == BJ_OP_WEIGHT_QUANT;
-    const bj_node *src = is_quant ? &g->nodes[n->in[0]] : n;
-    if (src->op != BJ_OP_WEIGHT || (!is_quant && !bj_dtype_is_lowbit(n->dtype)))
-        return BJ_FAIL(err, BJ_E_INVALID, "node %%%u: not a ternary/binary weight", node);
-    BJ_TRY(bj_rt_weight_check(src, err));
-    size_t nk = (size_t)(n->shape.d[0] * n->shape.d[1]);
-    int8_t *v = malloc(nk ? nk : 1);
-    if (!v) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes for '%s')", nk, src->name);
-    bj_status s = BJ_OK;
-    if (is_quant) quantize(src, n->iattr[0], v, scale);
-    else s = unpack(n, v, scale, err);
-    if (s != BJ_OK) { free(v); return s; }
-    *t8 = v;
-    return BJ_OK;
 }
 
 /* ---- ops --------------------------------------------------------------------------------- */
@@ -165,7 +52,7 @@ void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int6
         float r = 1.0f / sqrtf(mean + (float)eps);
         for (int64_t d = 0; d < D; d++) {
             float xn = xr[d] * r;
-            y[t * D + d] = bj_rt_load_float(w->dtype, w->data, (uint64_t)d) * xn;
+            y[t * D + d] = bj_ir_weight_float(w->dtype, w->data, (uint64_t)d) * xn;
         }
     }
 }

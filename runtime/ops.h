@@ -13,16 +13,7 @@
 #define BJ_RT_OPS_H
 
 #include "ir/ir.h"
-
-/* Element i of a float weight (f32, f16 or bf16 bytes, possibly unaligned). */
-float bj_rt_load_float(bj_dtype dt, const void *data, uint64_t i);
-
-/* The ternary/binary values of a lowbit weight: node is a lowbit WEIGHT (any packing) or a
- * WEIGHT_QUANT of a float master, evaluated as the model was trained. *t8 is malloc'd
- * (rows x cols int8 in {-1,0,1}); *scale the multiplier. Checks the bound data's size. */
-bj_status bj_rt_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err);
-/* BJ_OK when a WEIGHT node is bound to at least the bytes its type needs. */
-bj_status bj_rt_weight_check(const bj_node *n, bj_error *err);
+#include "ir/weights.h"
 
 void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, float *y);
 void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, float *y);

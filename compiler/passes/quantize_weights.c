@@ -6,11 +6,9 @@
  *
  * mode 0 (BitNet b1.58): g = max(mean|W|, 1e-5), v = clamp(rint(W * (1/g)), -1, 1) -> t8;
  * mode 1 (1-bit BitNet): v = W - mean(W) > 0 ? +1 : -1, scale mean|W| -> b8.
- * The arithmetic is exactly runtime/ops.c's quantize() (the one bj_rt_lowbit_values runs
- * for an unfolded weight_quant): sums in double rounded once to f32, means as f32
- * sum * (1/NK), so a folded graph gives the engines the same values and scale bit for bit.
- * (ops.c lives in runtime/, which compiler/ may not use, hence the copy; the oracle tests
- * with this pass on and off are what keeps the two equal.)
+ * The arithmetic is ir/weights.c's bj_ir_quantize_master, the same function the engines run
+ * for an unfolded weight_quant, so a folded graph gives them the same values and scale bit
+ * for bit.
  *
  * The new bytes live in the graph's arena, so they live exactly as long as the graph.
  * Unbound masters (a parsed text graph), and masters in other float encodings, are left as
@@ -18,43 +16,11 @@
  * Needs: nothing. Invalidates: node indices (dead masters are removed), a memory plan. */
 #include "compiler/passes.h"
 
+#include "ir/weights.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static float bj_qw_load(const bj_node *m, uint64_t i) {
-    const uint8_t *p = m->data;
-    switch (m->dtype) {
-    case BJ_DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
-    case BJ_DT_F16: return bj_f16_to_f32(bj_rd16(p + 2 * i));
-    case BJ_DT_BF16: return bj_bf16_to_f32(bj_rd16(p + 2 * i));
-    default: BJ_ASSERT(!"weight_quant master is not a float dtype");
-    }
-    return 0;
-}
-
-/* runtime/ops.c quantize(), verbatim in its arithmetic. */
-static void bj_qw_quantize(const bj_node *m, int64_t mode, int8_t *v, double *scale) {
-    int64_t NK = m->shape.d[0] * m->shape.d[1];
-    double sum = 0, sum_abs = 0;
-    for (int64_t i = 0; i < NK; i++) {
-        float x = bj_qw_load(m, (uint64_t)i);
-        sum += x;
-        sum_abs += fabsf(x);
-    }
-    float mean = (float)sum * (1.0f / (float)NK), mean_abs = (float)sum_abs * (1.0f / (float)NK);
-    if (mode == 1) {
-        for (int64_t i = 0; i < NK; i++) v[i] = bj_qw_load(m, (uint64_t)i) - mean > 0 ? 1 : -1;
-        *scale = mean_abs;
-        return;
-    }
-    float g = fmaxf(mean_abs, 1e-5f), inv = 1.0f / g;
-    for (int64_t i = 0; i < NK; i++) {
-        float r = rintf(bj_qw_load(m, (uint64_t)i) * inv);
-        v[i] = (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
-    }
-    *scale = g;
-}
 
 static bool bj_qw_name_taken(const bj_graph *g, const char *name) {
     for (uint32_t i = 0; i < g->n_nodes; i++)
@@ -89,7 +55,7 @@ static bj_status bj_qw_fold(bj_graph *g, uint32_t i, bj_error *err) {
     const char *name = bj_qw_name(g, m->name, mode == 1 ? "b8" : "t8");
     if (!v || !name) return BJ_FAIL(err, BJ_E_NOMEM, "quantize-weights: out of memory for '%s'", m->name);
     double scale;
-    bj_qw_quantize(m, mode, v, &scale);
+    bj_ir_quantize_master(m, mode, v, &scale);
     bj_node w = { .op = BJ_OP_WEIGHT, .nin = 0, .dtype = (uint8_t)(mode == 1 ? BJ_DT_B8 : BJ_DT_T8),
                   .shape = m->shape, .name = name, .data = v, .nbytes = nbytes };
     for (int k = 0; k < BJ_MAX_IN; k++) w.in[k] = BJ_NONE;

@@ -53,8 +53,8 @@ static bj_status prepare(ref_engine *e, bj_error *err) {
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
         bool lowbit = n->op == BJ_OP_WEIGHT_QUANT || (n->op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(n->dtype));
-        if (lowbit) BJ_TRY(bj_rt_lowbit_values(g, i, &e->lowbit[i].v, &e->lowbit[i].scale, err));
-        else if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_rt_weight_check(n, err));
+        if (lowbit) BJ_TRY(bj_ir_lowbit_values(g, i, &e->lowbit[i].v, &e->lowbit[i].scale, err));
+        else if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
             size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(float);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))

@@ -209,7 +209,7 @@ static void check_synth(bj_gguf_outtype t, const char *out) {
         if (n->op != BJ_OP_WEIGHT || !bj_dtype_is_lowbit(n->dtype)) continue;
         int8_t *v;
         double scale;
-        cr_assert_eq(bj_rt_lowbit_values(&m.graph, i, &v, &scale, &err), BJ_OK, "%s", err.msg);
+        cr_assert_eq(bj_ir_lowbit_values(&m.graph, i, &v, &scale, &err), BJ_OK, "%s", err.msg);
         const bj_gguf_tensor *gt = bj_gguf_find_tensor(m.gguf, n->name);
         int64_t N = n->shape.d[0], K = n->shape.d[1];
         for (int64_t r = 0; r < N; r++)
@@ -267,10 +267,10 @@ Test(gguf_runtime, q8_0_load_float) {
     blk[2 + 0] = 4, blk[2 + 31] = (uint8_t)-6;
     blk[34] = 0x00, blk[35] = 0x40; /* d = 2 */
     blk[36 + 1] = 3;
-    cr_assert_eq(bj_rt_load_float(BJ_DT_Q8_0, blk, 0), 2.0f);
-    cr_assert_eq(bj_rt_load_float(BJ_DT_Q8_0, blk, 31), -3.0f);
-    cr_assert_eq(bj_rt_load_float(BJ_DT_Q8_0, blk, 33), 6.0f);
-    cr_assert_eq(bj_rt_load_float(BJ_DT_Q8_0, blk, 5), 0.0f);
+    cr_assert_eq(bj_ir_weight_float(BJ_DT_Q8_0, blk, 0), 2.0f);
+    cr_assert_eq(bj_ir_weight_float(BJ_DT_Q8_0, blk, 31), -3.0f);
+    cr_assert_eq(bj_ir_weight_float(BJ_DT_Q8_0, blk, 33), 6.0f);
+    cr_assert_eq(bj_ir_weight_float(BJ_DT_Q8_0, blk, 5), 0.0f);
     uint64_t nb = 0;
     cr_assert(bj_dtype_nbytes(BJ_DT_Q8_0, 3, 64, &nb) && nb == 3 * 68);
     cr_assert(bj_dtype_nbytes(BJ_DT_I2S, 4, 128, &nb) && nb == 128 + 32);
@@ -287,7 +287,7 @@ static int8_t *runtime_values(bj_dtype dt, int64_t N, int64_t K, const uint8_t *
     cr_assert_neq(w, BJ_NONE, "%s", err.msg);
     int8_t *v;
     double scale;
-    cr_assert_eq(bj_rt_lowbit_values(&g, w, &v, &scale, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_ir_lowbit_values(&g, w, &v, &scale, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(scale, 0.5);
     bj_graph_free(&g);
     return v;
