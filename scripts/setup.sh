@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config llvm-19-dev clang-19 llvm-19-tools libffi-dev
-          libcriterion-dev libpcre2-dev libjansson-dev libxxhash-dev)
+          libcriterion-dev libpcre2-dev libjansson-dev libxxhash-dev libclang-rt-19-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
