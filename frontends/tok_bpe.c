@@ -297,6 +297,7 @@ bj_status bj_tok_encode(const bj_tokenizer *t, const char *text, size_t len, boo
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return BJ_FAIL(err, BJ_E_INVALID, "bj_tok_encode: NULL text of length %zu", len);
+    if (t->spm) return tok_spm_encode(t, text, len, add_bos, parse_special, ids, n_ids, err);
     tok_enc e = { .t = t, .parse_special = parse_special, .err = err };
     e.md = pcre2_match_data_create(1, NULL);
     bj_status s = e.md ? BJ_OK : BJ_FAIL(err, BJ_E_NOMEM, "tokenizer: out of memory");
@@ -317,6 +318,7 @@ bj_status bj_tok_encode(const bj_tokenizer *t, const char *text, size_t len, boo
 
 bj_status bj_tok_decode(const bj_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
                         char **out, size_t *out_len, bj_error *err) {
+    if (t->spm) return tok_spm_decode(t, ids, n, skip_special, out, out_len, err);
     size_t total = 0;
     *out = NULL;
     if (out_len) *out_len = 0;

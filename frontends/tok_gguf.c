@@ -4,8 +4,9 @@
  *
  * Accepted: tokenizer.ggml.model "gpt2" (byte-level BPE) with pre-tokenizer "llama-bpe" (also
  * "llama3", "llama-v3": the LLaMA-3 split regex, ignore_merges = true, add_bos defaulting to
- * true, as llama.cpp sets them) or "gpt-2"/"default"/absent (the GPT-2 regex). "llama"
- * (SentencePiece) and others are BJ_E_UNSUPPORTED, naming the model.
+ * true, as llama.cpp sets them) or "gpt-2"/"default"/absent (the GPT-2 regex); and "llama"
+ * (SentencePiece-BPE), which tok_spm.c loads and encodes. Others are BJ_E_UNSUPPORTED, naming
+ * the model.
  *
  * Token types map as llama.cpp reads them: normal (1) and byte (6) tokens are the BPE vocab
  * (spelled in the byte-level alphabet, decoded to raw bytes here); control (3) and unknown (2)
@@ -206,9 +207,10 @@ static bj_status tg_specials(tg_load *L) {
 static bj_status tg_load_all(tg_load *L) {
     bj_gguf_str model;
     BJ_TRY(bj_gguf_get_str(L->g, "tokenizer.ggml.model", true, &model, L->err));
+    if (str_is(model, "llama")) return tok_spm_load_gguf(L->t, L->g, L->err);
     if (!str_is(model, "gpt2"))
         return BJ_FAIL(L->err, BJ_E_UNSUPPORTED, "%s: key 'tokenizer.ggml.model': tokenizer \"%.*s\" is not supported "
-                       "(gpt2 is)", L->g->path, (int)(model.len > 64 ? 64 : model.len), model.s);
+                       "(gpt2 and llama are)", L->g->path, (int)(model.len > 64 ? 64 : model.len), model.s);
     BJ_TRY(tg_arrays(L));
     BJ_TRY(tg_pretok(L));
     BJ_TRY(tg_vocab(L));
@@ -294,6 +296,8 @@ static bool tg_export_merges(bj_tok_gguf_arrays *a, const bj_tokenizer *t) {
 bj_status bj_tok_gguf_export(const bj_tokenizer *t, bj_tok_gguf_arrays *a, bj_error *err) {
     memset(a, 0, sizeof *a);
     bj_arena_init(&a->arena);
+    if (t->spm)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "exporting a SentencePiece (llama) tokenizer to GGUF is not supported");
     a->n_tokens = t->n_vocab;
     a->tokens = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->tokens + 1, 8);
     a->types = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->types + 1, 8);

@@ -1,4 +1,4 @@
-/* frontends/tok_impl.h -- what tokenizer.c (loading) and tok_bpe.c (encode/decode) share:
+/* frontends/tok_impl.h -- what tokenizer.c (loading), tok_bpe.c (encode/decode) and tok_spm.c share:
  * the bj_tokenizer structure and its two hash maps. Not for use outside frontends/tok*.c.
  *
  * Both maps are open-addressed with linear probing, power-of-two capacity at least twice
@@ -60,6 +60,11 @@ struct bj_tokenizer {
     int n_steps;
     bool ignore_merges, fuse_unk, add_bos;
     int32_t unk, bos, eos;
+    /* SentencePiece-BPE (tok_spm.c, `llama` GGUFs): words maps every token's file spelling (with
+     * U+2581 for spaces) to its id, byte_id holds the <0xXX> tokens, added is sorted by length
+     * descending (llama.cpp's partition order) and merges/steps are unused. */
+    bool spm, add_space_prefix;
+    float *score;              /* SPM merge score per id (higher merges first) */
 };
 
 /* The added-token bucket of a token in the normalized (1) or raw (0) trie by its first byte. */
@@ -76,6 +81,16 @@ bool tok_build_added_index(bj_tokenizer *t);
 /* tok_unicode.c: an HF (Oniguruma) regex rewritten so that PCRE2 gives it the same character
  * classes; malloc'd and NUL-terminated, NULL when out of memory. */
 char *bj_tok_regex_for_pcre2(const char *pat, size_t n, size_t *out_len);
+
+/* tok_spm.c: the SentencePiece-BPE loader (called by bj_tok_load_gguf for tokenizer.ggml.model
+ * "llama"; t is zeroed with its arena initialized) and the encoder/decoder that bj_tok_encode and
+ * bj_tok_decode hand an spm tokenizer to. */
+struct bj_gguf;
+bj_status tok_spm_load_gguf(bj_tokenizer *t, const struct bj_gguf *g, bj_error *err);
+bj_status tok_spm_encode(const bj_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+                         int32_t **ids, size_t *n_ids, bj_error *err);
+bj_status tok_spm_decode(const bj_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out,
+                         size_t *out_len, bj_error *err);
 
 static inline uint64_t tok_hash_bytes(const char *s, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
