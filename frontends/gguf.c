@@ -77,21 +77,21 @@ static bj_status rd_bytes(gguf_rd *r, uint64_t n, const uint8_t **out, const cha
 }
 
 static bj_status rd_u32(gguf_rd *r, uint32_t *v, const char *what) {
-    const uint8_t *p;
+    const uint8_t *p = NULL;
     BJ_TRY(rd_bytes(r, 4, &p, what));
     *v = bj_rd32(p);
     return BJ_OK;
 }
 
 static bj_status rd_u64(gguf_rd *r, uint64_t *v, const char *what) {
-    const uint8_t *p;
+    const uint8_t *p = NULL;
     BJ_TRY(rd_bytes(r, 8, &p, what));
     *v = bj_rd64(p);
     return BJ_OK;
 }
 
 static bj_status rd_str(gguf_rd *r, bj_gguf_str *s, const char *what) {
-    uint64_t n;
+    uint64_t n = 0;
     BJ_TRY(rd_u64(r, &n, what));
     if (n > rd_left(r) || n > GGUF_MAX_STRING)
         return BJ_FAIL(r->err, BJ_E_FORMAT, "%s@0x%llx: %s: string length %llu runs past the end of the file "
@@ -320,7 +320,7 @@ static bj_status resolve_fork_id(gguf_rd *r, bj_gguf_tensor *const *sorted, uint
 static bj_status tensor_size(gguf_rd *r, bj_gguf_tensor *const *sorted, uint64_t i) {
     bj_gguf *g = r->g;
     bj_gguf_tensor *t = sorted[i];
-    uint64_t n;
+    uint64_t n = 0;
     BJ_TRY(elements(g, t, &n, r->err));
     if (t->type == BJ_GGML_I2_S || t->type == BJ_GGML_MXFP4_OR_TL2) return resolve_fork_id(r, sorted, i, n);
     switch (t->type) {

@@ -229,8 +229,8 @@ bj_status bj_aot_load(bj_aot_lib **out, bj_model *m, const char *path, bj_error 
     bj_arena_init(&m->st.arena);
     bj_aot_lib *lib = calloc(1, sizeof *lib);
     if (!lib || !(lib->path = strdup(path))) { free(lib); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
-    const uint8_t *base;
-    size_t size;
+    const uint8_t *base = NULL;
+    size_t size = 0;
     bj_status st = bj_aot_open_handle(lib, &base, &size, err);
     if (st == BJ_OK) st = bj_aot_parse_bundle(lib, base, size, err);
     if (st == BJ_OK) st = bj_aot_read_target(lib, err); /* before anything could run its code */
