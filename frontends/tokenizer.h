@@ -14,6 +14,10 @@ typedef struct bj_tokenizer bj_tokenizer;
 
 /* dir holds tokenizer.json (+ optional tokenizer_config.json). */
 bj_status bj_tok_load_hf(bj_tokenizer **out, const char *dir, bj_error *err);
+/* A tiktoken rank file (LLaMA-3's, as BitNet's gpu/tokenizer.model): one "base64(bytes) rank" line
+ * per token, ranks 0, 1, 2, ... in order (id = rank); the LLaMA-3 split regex, ignore_merges, and
+ * the 256 LLaMA-3 special tokens numbered from the line count (formats.md §2.4). tok_tiktoken.c. */
+bj_status bj_tok_load_tiktoken(bj_tokenizer **out, const char *path, bj_error *err);
 void bj_tok_free(bj_tokenizer *t);
 
 int32_t bj_tok_vocab_size(const bj_tokenizer *t);

@@ -1,0 +1,315 @@
+/* tests/unit/test_fe_tok_llama3.c -- the tiktoken rank-file loader (tok_tiktoken.c) with the
+ * byte-level BPE encoder (tok_bpe.c): LLaMA-3's tokenizer.
+ *
+ * References, independent of this code:
+ *  - tests/data/vocab/llama3-tokenizer.model: LLaMA-3's 128000 BPE ranks as BitNet ships them
+ *    (gpu/tokenizer.model), and ggml-vocab-llama-bpe.gguf.{inp,out}: llama.cpp's LLaMA-3 test
+ *    vectors (inputs separated by "\n__ggml_vocab_test__\n", one line of ids per input, no BOS,
+ *    no special-token parsing; see tests/data/vocab/README.md). Every vector must match exactly.
+ *  - LLaMA-3's special-token ids (gpu/tokenizer.py, formats.md §2.4) and a few well-known ids.
+ *  - hand-computed ids on small rank files written here: the lowest-rank pair first, the
+ *    leftmost of a tie, a merge whose halves rank above the whole, ignore_merges.
+ * Plus: decoding and round trips (invalid UTF-8 included), and every malformed-file error, which
+ * must name the line. */
+#include "frontends/tokenizer.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RANKS BJ_SOURCE_DIR "/tests/data/vocab/llama3-tokenizer.model"
+#define VECTORS BJ_SOURCE_DIR "/tests/data/vocab/ggml-vocab-llama-bpe.gguf"
+
+static bj_tokenizer *load(const char *path) {
+    bj_tokenizer *t;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_tok_load_tiktoken(&t, path, &err), BJ_OK, "%s", err.msg);
+    return t;
+}
+
+static char *read_all(const char *path, size_t *n) {
+    FILE *fp = fopen(path, "rb");
+    cr_assert(fp, "cannot open %s", path);
+    fseek(fp, 0, SEEK_END);
+    long sz = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    cr_assert(b && fread(b, 1, (size_t)sz, fp) == (size_t)sz);
+    fclose(fp);
+    b[sz] = 0;
+    *n = (size_t)sz;
+    return b;
+}
+
+static void encode(const bj_tokenizer *t, const char *s, size_t n, bool bos, bool special, int32_t **ids,
+                   size_t *n_ids) {
+    bj_error err = { 0 };
+    cr_assert_eq(bj_tok_encode(t, s, n, bos, special, ids, n_ids, &err), BJ_OK, "%s", err.msg);
+}
+
+static char *decode(const bj_tokenizer *t, const int32_t *ids, size_t n, bool skip, size_t *len) {
+    bj_error err = { 0 };
+    char *out;
+    cr_assert_eq(bj_tok_decode(t, ids, n, skip, &out, len, &err), BJ_OK, "%s", err.msg);
+    return out;
+}
+
+static void expect_ids(const bj_tokenizer *t, const char *s, bool bos, bool special, size_t n, const int32_t *want) {
+    int32_t *ids;
+    size_t k;
+    encode(t, s, strlen(s), bos, special, &ids, &k);
+    cr_expect_eq(k, n, "\"%s\": %zu ids, want %zu", s, k, n);
+    for (size_t i = 0; i < k && i < n; i++)
+        cr_expect_eq(ids[i], want[i], "\"%s\"[%zu]: %d, want %d", s, i, ids[i], want[i]);
+    free(ids);
+}
+
+static void expect_piece(const bj_tokenizer *t, int32_t id, const char *want) {
+    size_t len;
+    const char *p = bj_tok_piece(t, id, &len);
+    cr_expect(p && len == strlen(want) && !memcmp(p, want, len), "piece %d: \"%.*s\", want \"%s\"", (int)id,
+              p ? (int)len : 6, p ? p : "(null)", want);
+}
+
+/* ---- llama.cpp's vectors -------------------------------------------------------------------- */
+
+/* The next input of the .inp file (ends at the separator or the end), advancing *p. */
+static bool next_input(const char **p, const char *end, const char **s, size_t *n) {
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    if (*p >= end) return false;
+    const char *q = *p;
+    while (q + sizeof sep - 1 <= end && memcmp(q, sep, sizeof sep - 1) != 0) q++;
+    if (q + sizeof sep - 1 > end) q = end;
+    *s = *p, *n = (size_t)(q - *p);
+    *p = q < end ? q + sizeof sep - 1 : end;
+    return true;
+}
+
+/* The ids of the next .out line, advancing *p. */
+static size_t next_ids(const char **p, const char *end, int32_t *ids, size_t cap) {
+    size_t k = 0;
+    while (*p < end && **p != '\n') {
+        char *e;
+        long v = strtol(*p, &e, 10);
+        if (e == *p) { (*p)++; continue; }
+        cr_assert_lt(k, cap);
+        ids[k++] = (int32_t)v;
+        *p = e;
+    }
+    if (*p < end) (*p)++;
+    return k;
+}
+
+Test(tok_llama3, llama_cpp_vectors) {
+    bj_tokenizer *t = load(RANKS);
+    size_t ni, no;
+    char *inp = read_all(VECTORS ".inp", &ni), *out = read_all(VECTORS ".out", &no);
+    const char *pi = inp, *po = out, *s;
+    size_t n, total = 0, ok = 0, rt = 0;
+    while (next_input(&pi, inp + ni, &s, &n)) {
+        cr_assert_lt(po, out + no, "more inputs than output lines");
+        int32_t want[512], *ids;
+        size_t nw = next_ids(&po, out + no, want, 512), k;
+        encode(t, s, n, false, false, &ids, &k);
+        bool same = k == nw && (k == 0 || !memcmp(ids, want, k * sizeof *ids));
+        cr_expect(same, "vector %zu (\"%.*s\"): %zu ids, want %zu", total, (int)n, s, k, nw);
+        ok += same;
+        size_t dl;
+        char *d = decode(t, ids, k, false, &dl);
+        bool back = dl == n && !memcmp(d, s, n);
+        cr_expect(back, "vector %zu does not round-trip: \"%s\"", total, d);
+        rt += back;
+        free(d);
+        free(ids);
+        total++;
+    }
+    cr_expect_eq(po, out + no, "more output lines than inputs");
+    printf("llama-bpe: %zu/%zu llama.cpp vectors reproduced, %zu round-tripped\n", ok, total, rt);
+    cr_expect_eq(ok, total);
+    cr_expect_eq(rt, total);
+    cr_expect_eq(total, 46); /* the .inp ends with a separator: 46 cases */
+    free(inp);
+    free(out);
+    bj_tok_free(t);
+}
+
+/* ---- the real vocabulary: structure, specials, decoding -------------------------------------- */
+
+Test(tok_llama3, vocabulary_and_specials) {
+    bj_tokenizer *t = load(RANKS);
+    cr_expect_eq(bj_tok_vocab_size(t), 128256);
+    cr_expect_eq(bj_tok_bos(t), 128000);
+    cr_expect_eq(bj_tok_eos(t), 128001);
+    cr_expect(bj_tok_add_bos(t));
+    expect_piece(t, 0, "!");
+    expect_piece(t, 9906, "Hello");
+    expect_piece(t, 1917, " world");
+    expect_piece(t, 128000, "<|begin_of_text|>");
+    expect_piece(t, 128001, "<|end_of_text|>");
+    expect_piece(t, 128002, "<|reserved_special_token_0|>");
+    expect_piece(t, 128005, "<|reserved_special_token_3|>");
+    expect_piece(t, 128006, "<|start_header_id|>");
+    expect_piece(t, 128007, "<|end_header_id|>");
+    expect_piece(t, 128008, "<|reserved_special_token_4|>");
+    expect_piece(t, 128009, "<|eot_id|>");
+    expect_piece(t, 128010, "<|reserved_special_token_5|>");
+    expect_piece(t, 128255, "<|reserved_special_token_250|>");
+    cr_expect_null(bj_tok_piece(t, 128256, NULL));
+    for (int32_t id = 128000; id < 128256; id++) cr_expect(bj_tok_is_special(t, id), "%d", (int)id);
+    cr_expect(!bj_tok_is_special(t, 127999) && !bj_tok_is_special(t, 0));
+    expect_ids(t, "Hello world", true, false, 3, (int32_t[]){ 128000, 9906, 1917 });
+    expect_ids(t, "", true, false, 1, (int32_t[]){ 128000 });
+    expect_ids(t, "", false, false, 0, NULL);
+    /* specials are split out only with parse_special */
+    static const char chat[] = "<|start_header_id|>user<|end_header_id|>\n\nHello world<|eot_id|>";
+    int32_t *ids;
+    size_t k, dl;
+    encode(t, chat, strlen(chat), false, true, &ids, &k);
+    cr_expect(k == 7 && ids[0] == 128006 && ids[2] == 128007 && ids[3] == 271 && ids[4] == 9906 && ids[5] == 1917 &&
+              ids[6] == 128009, "%zu ids", k);
+    char *d = decode(t, ids, k, false, &dl);
+    cr_expect_str_eq(d, chat);
+    free(d);
+    d = decode(t, ids, k, true, &dl);
+    cr_expect_str_eq(d, "user\n\nHello world");
+    free(d);
+    free(ids);
+    encode(t, chat, strlen(chat), false, false, &ids, &k);
+    for (size_t i = 0; i < k; i++) cr_expect(ids[i] < 128000, "[%zu] = %d", i, (int)ids[i]);
+    d = decode(t, ids, k, false, &dl);
+    cr_expect_str_eq(d, chat);
+    free(d);
+    free(ids);
+    bj_tok_free(t);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+/* Any bytes round-trip: invalid UTF-8 is BPE'd from its byte tokens. */
+Test(tok_llama3, round_trip_fuzz) {
+    static const char *frags[] = { " ", "  ", "\n", "\r\n", "\t", "Hello", " world", "1234567", "'s", "'LL",
+                                   "\xC3\xA9", "\xF0\x9F\xA6\x99", "\xE2\x80\x8D", "<|eot_id|>", "\xFF", "\xC3",
+                                   "\xE2\x82", "\x80" };
+    bj_tokenizer *t = load(RANKS);
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    char buf[300];
+    for (int it = 0; it < 1000; it++) {
+        size_t n = 0, target = rng_next(&seed) % 200;
+        while (n < target) {
+            if (rng_next(&seed) % 4 == 0) { buf[n++] = (char)rng_next(&seed); continue; }
+            const char *fr = frags[rng_next(&seed) % (sizeof frags / sizeof *frags)];
+            size_t fl = strlen(fr);
+            if (n + fl > sizeof buf) break;
+            memcpy(buf + n, fr, fl), n += fl;
+        }
+        int32_t *ids;
+        size_t k, dl;
+        encode(t, buf, n, false, it % 2, &ids, &k);
+        for (size_t i = 0; i < k; i++) cr_assert(ids[i] >= 0 && ids[i] < 128256);
+        char *d = decode(t, ids, k, false, &dl);
+        cr_assert(dl == n && !memcmp(d, buf, n), "iteration %d does not round-trip", it);
+        free(d);
+        free(ids);
+    }
+    bj_tok_free(t);
+}
+
+/* ---- small hand-made rank files ------------------------------------------------------------ */
+
+static void b64(const char *s, size_t n, char *out) {
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)(uint8_t)s[i] << 16 | (i + 1 < n ? (uint32_t)(uint8_t)s[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (uint8_t)s[i + 2] : 0);
+        out[k++] = al[w >> 18], out[k++] = al[w >> 12 & 63];
+        out[k++] = i + 1 < n ? al[w >> 6 & 63] : '=';
+        out[k++] = i + 2 < n ? al[w & 63] : '=';
+    }
+    out[k] = 0;
+}
+
+static const char *write_file(const char *name, const char *text, size_t n) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/tiktoken-%s", BJ_TEST_TMP, name); /* a prefix of its own */
+    FILE *fp = fopen(path, "wb");
+    cr_assert(fp && fwrite(text, 1, n, fp) == n);
+    fclose(fp);
+    return path;
+}
+
+/* Ranks 0-255: the bytes in order; then 256 "bc", 257 "ab", 258 "cd", 259 "xyz", 260 "aa",
+ * 261 "mno", 262 "mn". */
+static const char *mini_file(void) {
+    static const char *extra[] = { "bc", "ab", "cd", "xyz", "aa", "mno", "mn" };
+    static char text[8192];
+    size_t k = 0;
+    char enc[16];
+    for (int i = 0; i < 256 + 7; i++) {
+        char c = (char)i;
+        if (i < 256) b64(&c, 1, enc);
+        else b64(extra[i - 256], strlen(extra[i - 256]), enc);
+        k += (size_t)snprintf(text + k, sizeof text - k, "%s %d\n", enc, i);
+    }
+    return write_file("mini", text, k);
+}
+
+Test(tok_llama3, rank_order) {
+    bj_tokenizer *t = load(mini_file());
+    cr_expect_eq(bj_tok_vocab_size(t), 263 + 256);
+    cr_expect_eq(bj_tok_bos(t), 263);
+    expect_piece(t, 263 + 9, "<|eot_id|>");
+    expect_piece(t, 263 + 255, "<|reserved_special_token_250|>");
+    expect_ids(t, "abcd", false, false, 3, (int32_t[]){ 'a', 256, 'd' }); /* bc (256) before ab, cd */
+    expect_ids(t, "aaa", false, false, 2, (int32_t[]){ 260, 'a' });       /* a tie: the leftmost pair */
+    expect_ids(t, "mnox", false, false, 2, (int32_t[]){ 261, 'x' });      /* mn (262), then mn+o = mno (261) */
+    expect_ids(t, "xyz", false, false, 1, (int32_t[]){ 259 });            /* ignore_merges: a whole token */
+    expect_ids(t, "xyzw", false, false, 4, (int32_t[]){ 'x', 'y', 'z', 'w' }); /* no pair of it is a token */
+    expect_ids(t, "ab cd", true, false, 4, (int32_t[]){ 263, 257, ' ', 258 }); /* " cd" splits as " " + "cd" by BPE */
+    expect_ids(t, "ab<|end_of_text|>", false, true, 2, (int32_t[]){ 257, 264 });
+    size_t n;
+    char *d = decode(t, (int32_t[]){ 263, 261, 'x', 264 }, 4, true, &n);
+    cr_expect_str_eq(d, "mnox");
+    free(d);
+    bj_tok_free(t);
+}
+
+typedef struct bad_case { const char *name, *text, *msg; bj_status code; } bad_case;
+
+Test(tok_llama3, malformed_files) {
+    static const bad_case cases[] = {
+        { "empty", "", "empty file", BJ_E_FORMAT },
+        { "b64_char", "IQ== 0\nI@== 1\n", "line 2: bad base64 \"I@==\"", BJ_E_FORMAT },
+        { "b64_len", "IQ== 0\nIg= 1\n", "line 2: bad base64 \"Ig=\"", BJ_E_FORMAT },
+        { "b64_pad", "IQ== 0\nI=g= 1\n", "line 2: bad base64", BJ_E_FORMAT },
+        { "b64_empty", "IQ== 0\n 1\n", "line 2: bad base64 \"\"", BJ_E_FORMAT },
+        { "b64_mid_pad", "IQ==IQ== 0\n", "line 1: bad base64", BJ_E_FORMAT },
+        { "rank_gap", "IQ== 0\nIg== 2\n", "line 2: rank 2 out of order (expected 1", BJ_E_FORMAT },
+        { "rank_dup", "IQ== 0\nIg== 1\nIw== 1\n", "line 3: rank 1 out of order (expected 2", BJ_E_FORMAT },
+        { "rank_text", "IQ== 0\nIg== one\n", "line 2: rank \"one\" is not a decimal number", BJ_E_FORMAT },
+        { "rank_none", "IQ== 0\nIg== \n", "line 2: rank \"\" is not a decimal number", BJ_E_FORMAT },
+        { "rank_crlf", "IQ== 0\r\n", "line 1: rank \"0\r\" is not a decimal number", BJ_E_FORMAT },
+        { "no_space", "IQ== 0\nIg==\n", "line 2: expected \"base64 rank\", got \"Ig==\"", BJ_E_FORMAT },
+        { "dup_token", "IQ== 0\nIg== 1\nIQ== 2\n", "line 3: the token repeats line 1", BJ_E_FORMAT },
+        { "truncated", "IQ== 0\nIg", "line 2: truncated (the file does not end with a newline)", BJ_E_FORMAT },
+        { "no_bytes", "IQ== 0\n", "no token for the byte 0x00 (byte-level BPE needs all 256)", BJ_E_FORMAT },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const bad_case *c = &cases[i];
+        bj_tokenizer *t = (bj_tokenizer *)&cases; /* must come back NULL */
+        bj_error err = { 0 };
+        cr_expect_eq(bj_tok_load_tiktoken(&t, write_file(c->name, c->text, strlen(c->text)), &err), c->code,
+                     "%s: %s", c->name, err.msg);
+        cr_expect(strstr(err.msg, c->msg) && strstr(err.msg, c->name), "%s: \"%s\" lacks \"%s\"", c->name, err.msg,
+                  c->msg);
+        cr_expect_null(t, "%s", c->name);
+    }
+    bj_tokenizer *t;
+    bj_error err = { 0 };
+    cr_expect_eq(bj_tok_load_tiktoken(&t, BJ_TEST_TMP "/no-such-file", &err), BJ_E_IO);
+    cr_expect(strstr(err.msg, "no-such-file"), "%s", err.msg);
+}
