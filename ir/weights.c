@@ -63,16 +63,41 @@ static int lowbit_get(bj_dtype dt, const uint8_t *d, int64_t N, int64_t K, int64
     return 0;
 }
 
+/* Whole-tensor decoders for the layouts large models ship in (2B4T: 2 G values), with the
+ * layout's loops instead of a per-value switch; lowbit_get covers every layout. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3"))) /* the -O2 cost model leaves these loops scalar */
+#endif
+static bool unpack_fast(const bj_node *n, int64_t N, int64_t K, int8_t *v) {
+    const uint8_t *d = n->data;
+    switch (n->dtype) {
+    case BJ_DT_I2S:
+        if ((N * K) % 128) return false;
+        for (int64_t b = 0; b < N * K / 128; b++)
+            for (int g = 0; g < 4; g++)
+                for (int p = 0; p < 32; p++) v[128 * b + 32 * g + p] = (int8_t)(((d[32 * b + p] >> (6 - 2 * g)) & 3) - 1);
+        return true;
+    case BJ_DT_T2HF:
+        if (N % 4) return false;
+        for (int64_t lane = 0; lane < 4; lane++)
+            for (int64_t r = 0; r < N / 4; r++)
+                for (int64_t k = 0; k < K; k++)
+                    v[(lane * (N / 4) + r) * K + k] = (int8_t)(((d[r * K + k] >> (2 * lane)) & 3) - 1);
+        return true;
+    default: return false;
+    }
+}
+
 static bj_status unpack(const bj_node *n, int8_t *v, double *scale, bj_error *err) {
     int64_t N = n->shape.d[0], K = n->shape.d[1];
-    for (int64_t r = 0; r < N; r++)
-        for (int64_t k = 0; k < K; k++) {
-            int x = lowbit_get(n->dtype, n->data, N, K, r, k);
-            if (x < -1 || x > 1 || (n->dtype == BJ_DT_B8 && x == 0))
-                return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
-                               bj_dtype_name(n->dtype), (long long)r, (long long)k);
-            v[r * K + k] = (int8_t)x;
-        }
+    if (!unpack_fast(n, N, K, v))
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t k = 0; k < K; k++) v[r * K + k] = (int8_t)lowbit_get(n->dtype, n->data, N, K, r, k);
+    bool binary = n->dtype == BJ_DT_B8;
+    for (int64_t i = 0; i < N * K; i++)
+        if (v[i] < -1 || v[i] > 1 || (binary && v[i] == 0))
+            return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
+                           bj_dtype_name(n->dtype), (long long)(i / K), (long long)(i % K));
     *scale = n->fattr[0];
     return BJ_OK;
 }
