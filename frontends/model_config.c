@@ -13,6 +13,7 @@
  * refused rather than ignored: attention_bias true and quantization_config.use_rms_norm
  * true. */
 #include "frontends/model_config.h"
+#include "frontends/fe_json.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -30,19 +31,6 @@ typedef struct hf_obj {
     const char *scope;
 } hf_obj;
 
-static const char *hf_json_desc(const json_t *v, char *buf, size_t cap) {
-    switch (json_typeof(v)) {
-    case JSON_INTEGER: snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return buf;
-    case JSON_REAL: snprintf(buf, cap, "%g", json_real_value(v)); return buf;
-    case JSON_STRING: snprintf(buf, cap, "string \"%.40s\"", json_string_value(v)); return buf;
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_TRUE: case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 /* The value of key, or NULL when absent or null. */
 static const json_t *hf_get(const hf_obj *o, const char *key) {
     const json_t *v = json_object_get(o->obj, key);
@@ -52,7 +40,7 @@ static const json_t *hf_get(const hf_obj *o, const char *key) {
 static bj_status hf_type_error(const hf_obj *o, const char *key, const char *want, const json_t *v, bj_error *err) {
     char d[64];
     return BJ_FAIL(err, BJ_E_FORMAT, "%s: key '%s%s': expected %s, got %s", o->path, o->scope, key, want,
-                   hf_json_desc(v, d, sizeof d));
+                   bj_fe_json_desc(v, d, sizeof d));
 }
 
 static bj_status hf_missing(const hf_obj *o, const char *key, const char *want, bj_error *err) {
@@ -219,7 +207,7 @@ static bj_status hf_quant(bj_model_config *c, const char *path, const json_t *q,
 static bj_status hf_config(bj_model_config *c, const char *path, const json_t *root, bj_error *err) {
     char d[64];
     if (!json_is_object(root))
-        return BJ_FAIL(err, BJ_E_FORMAT, "%s: expected a JSON object, got %s", path, hf_json_desc(root, d, sizeof d));
+        return BJ_FAIL(err, BJ_E_FORMAT, "%s: expected a JSON object, got %s", path, bj_fe_json_desc(root, d, sizeof d));
     hf_obj o = { path, root, "" };
     BJ_TRY(hf_arch(c, &o, err));
     BJ_TRY(hf_sizes(c, &o, err));

@@ -18,6 +18,7 @@
  * shard}}; each distinct shard mapped once, every mapped tensor required in its shard) or,
  * without an index, through model.safetensors. */
 #include "frontends/safetensors.h"
+#include "frontends/fe_json.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -66,20 +67,6 @@ typedef struct st_file {
     const uint8_t *base; /* start of the data section */
     uint64_t size;       /* bytes in the data section */
 } st_file;
-
-/* A short description of a JSON value for "got ..." in messages. */
-static const char *st_json_desc(const json_t *v, char *buf, size_t cap) {
-    switch (json_typeof(v)) {
-    case JSON_INTEGER: snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return buf;
-    case JSON_REAL: snprintf(buf, cap, "%g", json_real_value(v)); return buf;
-    case JSON_STRING: snprintf(buf, cap, "string \"%.40s\"", json_string_value(v)); return buf;
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_TRUE: case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 static bool st_json_u64(const json_t *v, uint64_t *out) {
     if (!json_is_integer(v) || json_integer_value(v) < 0) return false;
@@ -135,13 +122,13 @@ static bj_status st_metadata(const st_file *f, const json_t *v, bj_error *err) {
     char d[64];
     if (!json_is_object(v))
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: __metadata__: expected an object of strings, got %s",
-                       f->path, st_json_desc(v, d, sizeof d));
+                       f->path, bj_fe_json_desc(v, d, sizeof d));
     const char *k;
     const json_t *s;
     json_object_foreach((json_t *)v, k, s) {
         if (!json_is_string(s))
             return BJ_FAIL(err, BJ_E_FORMAT, "%s: __metadata__ key '%s': expected a string, got %s",
-                           f->path, k, st_json_desc(s, d, sizeof d));
+                           f->path, k, bj_fe_json_desc(s, d, sizeof d));
     }
     return BJ_OK;
 }
@@ -152,7 +139,7 @@ static bj_status st_dtype(const st_file *f, bj_st_tensor *t, const json_t *v, bj
     char d[64];
     if (!json_is_string(v))
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: tensor '%s': dtype: expected a string, got %s",
-                       f->path, t->name, v ? st_json_desc(v, d, sizeof d) : "nothing (missing)");
+                       f->path, t->name, v ? bj_fe_json_desc(v, d, sizeof d) : "nothing (missing)");
     for (int i = 0; i < BJ_ST_DTYPE_COUNT; i++) {
         if (strcmp(json_string_value(v), bj_st_dtypes[i].name) == 0) {
             t->dtype = (bj_st_dtype)i;
@@ -167,7 +154,7 @@ static bj_status st_shape(const st_file *f, bj_st_tensor *t, const json_t *v, bj
     char d[64];
     if (!json_is_array(v))
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: tensor '%s': shape: expected an array of integers, got %s",
-                       f->path, t->name, v ? st_json_desc(v, d, sizeof d) : "nothing (missing)");
+                       f->path, t->name, v ? bj_fe_json_desc(v, d, sizeof d) : "nothing (missing)");
     size_t n = json_array_size(v);
     if (n > BJ_ST_MAX_DIMS)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: tensor '%s': shape has %zu dimensions (at most %d supported)",
@@ -176,7 +163,7 @@ static bj_status st_shape(const st_file *f, bj_st_tensor *t, const json_t *v, bj
         const json_t *e = json_array_get(v, i);
         if (!json_is_integer(e) || json_integer_value(e) < 0)
             return BJ_FAIL(err, BJ_E_FORMAT, "%s: tensor '%s': shape[%zu]: expected a non-negative integer, got %s",
-                           f->path, t->name, i, st_json_desc(e, d, sizeof d));
+                           f->path, t->name, i, bj_fe_json_desc(e, d, sizeof d));
         t->shape[i] = json_integer_value(e);
     }
     t->ndim = (int)n;
@@ -189,7 +176,7 @@ static bj_status st_offsets(const st_file *f, bj_st_tensor *t, const json_t *v, 
     if (!json_is_array(v) || json_array_size(v) != 2 || !st_json_u64(json_array_get(v, 0), &b) ||
         !st_json_u64(json_array_get(v, 1), &e))
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: tensor '%s': data_offsets: expected [begin, end] with non-negative "
-                       "integers, got %s", f->path, t->name, v ? st_json_desc(v, d, sizeof d) : "nothing (missing)");
+                       "integers, got %s", f->path, t->name, v ? bj_fe_json_desc(v, d, sizeof d) : "nothing (missing)");
     if (b > e)
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] begin is after end",
                        f->path, t->name, b, e);
@@ -227,7 +214,7 @@ static bj_status st_entry(const st_file *f, bj_st_tensor *t, const json_t *v, bj
     char d[64];
     if (!json_is_object(v))
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: tensor '%s': expected an object with dtype, shape and data_offsets, "
-                       "got %s", f->path, t->name, st_json_desc(v, d, sizeof d));
+                       "got %s", f->path, t->name, bj_fe_json_desc(v, d, sizeof d));
     t->path = f->path;
     BJ_TRY(st_dtype(f, t, json_object_get(v, "dtype"), err));
     BJ_TRY(st_shape(f, t, json_object_get(v, "shape"), err));
@@ -375,7 +362,7 @@ static bj_status st_open_shards(bj_st_model *m, const char *dir, const char *ipa
     json_object_foreach((json_t *)wm, k, v) {
         if (!json_is_string(v)) {
             s = BJ_FAIL(err, BJ_E_FORMAT, "%s: weight_map['%s']: expected a shard file name, got %s", ipath, k,
-                        st_json_desc(v, d, sizeof d));
+                        bj_fe_json_desc(v, d, sizeof d));
             break;
         }
         if (!st_plain_name(json_string_value(v))) {
