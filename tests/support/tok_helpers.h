@@ -6,6 +6,7 @@
 
 #include "frontends/tokenizer.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,35 @@ static void expect_ids(const bj_tokenizer *t, const char *s, bool bos, bool spec
     for (size_t i = 0; i < k && i < n; i++)
         cr_expect_eq(ids[i], want[i], "\"%s\"[%zu]: %d, want %d", s, i, ids[i], want[i]);
     free(ids);
+}
+
+/* llama.cpp vocab test files: .inp inputs separated by "\n__ggml_vocab_test__\n", .out
+ * one line of ids per input. */
+/* The next input of the .inp file (ends at the separator or the end), advancing *p. */
+static bool next_input(const char **p, const char *end, const char **s, size_t *n) {
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    if (*p >= end) return false;
+    const char *q = *p;
+    while (q + sizeof sep - 1 <= end && memcmp(q, sep, sizeof sep - 1) != 0) q++;
+    if (q + sizeof sep - 1 > end) q = end;
+    *s = *p, *n = (size_t)(q - *p);
+    *p = q < end ? q + sizeof sep - 1 : end;
+    return true;
+}
+
+/* The ids of the next .out line, advancing *p. */
+static size_t next_ids(const char **p, const char *end, int32_t *ids, size_t cap) {
+    size_t k = 0;
+    while (*p < end && **p != '\n') {
+        char *e;
+        long v = strtol(*p, &e, 10);
+        if (e == *p) { (*p)++; continue; }
+        cr_assert_lt(k, cap);
+        ids[k++] = (int32_t)v;
+        *p = e;
+    }
+    if (*p < end) (*p)++;
+    return k;
 }
 
 #endif

@@ -37,32 +37,6 @@ static void spm_close(spm_fixture *f) {
 
 /* ---- llama.cpp's vectors -------------------------------------------------------------------- */
 
-/* The next input of the .inp file (ends at the separator or the end), advancing *p. */
-static bool next_input(const char **p, const char *end, const char **s, size_t *n) {
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    if (*p >= end) return false;
-    const char *q = *p;
-    while (q + sizeof sep - 1 <= end && memcmp(q, sep, sizeof sep - 1) != 0) q++;
-    if (q + sizeof sep - 1 > end) q = end;
-    *s = *p, *n = (size_t)(q - *p);
-    *p = q < end ? q + sizeof sep - 1 : end;
-    return true;
-}
-
-/* The ids of the next .out line, advancing *p. */
-static size_t next_ids(const char **p, const char *end, int32_t *ids, size_t cap) {
-    size_t k = 0;
-    while (*p < end && **p != '\n') {
-        char *e;
-        long v = strtol(*p, &e, 10);
-        if (e == *p) { (*p)++; continue; }
-        cr_assert_lt(k, cap);
-        ids[k++] = (int32_t)v;
-        *p = e;
-    }
-    if (*p < end) (*p)++;
-    return k;
-}
 
 /* Whether x round-trips through llama.cpp's encode + detokenize (add_space_prefix on). It does
  * unless the text has a U+2581 of its own (it decodes as a space) or an escaped space loses its
