@@ -15,25 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/shell.h"
+
 #define MODEL_DIR BJ_SOURCE_DIR "/models/kjv-bitnet-11m"
-
-static const char *tool(const char *name, char *buf, size_t cap) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", BJ_BITJIT_EXE);
-    snprintf(buf, cap, "%s/%s", dirname(tmp), name);
-    return buf;
-}
-
-static int sh(const char *cmd, char *out, size_t cap) {
-    char full[16384];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    cr_assert(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 /* bitjitc MODEL [extra] -o BJ_TEST_TMP/api-<pid>-name.so; the path into lib. */
 static void build_lib(const char *model, const char *extra, const char *name, char *lib, size_t cap) {
