@@ -1,0 +1,212 @@
+/* runtime/cli/cli.c -- the helpers the `bitjit` subcommands share (see cli.h). */
+#include "runtime/cli/cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *bj_cli_prog = "bitjit";
+const char *bj_cli_subcmd = "run";
+
+void cli_die_error(const bj_error *err) {
+    fprintf(stderr, "%s: error: %s\n", bj_cli_prog, err->msg);
+    exit(1);
+}
+
+void cli_die_usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "%s %s: ", bj_cli_prog, bj_cli_subcmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see '%s %s --help')\n", bj_cli_prog, bj_cli_subcmd);
+    exit(2);
+}
+
+void cli_bad_option(int c, char **argv, int (*usage)(FILE *)) {
+    if (c == 'h') exit(usage(stdout));
+    if (c == ':') cli_die_usage("option '%s' needs a value", argv[optind - 1]);
+    cli_die_usage("unknown option '%s'", argv[optind - 1]);
+}
+
+long long cli_parse_int(const char *opt, const char *s, long long lo, long long hi) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s %s: %s expects an integer in [%lld, %lld], got '%s'\n", bj_cli_prog, bj_cli_subcmd, opt,
+                lo, hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+float cli_parse_float(const char *opt, const char *s, float lo, float hi) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "%s %s: %s expects a number in [%g, %g], got '%s'\n", bj_cli_prog, bj_cli_subcmd, opt, lo, hi,
+                s);
+        exit(2);
+    }
+    return v;
+}
+
+int cli_default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+double cli_now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+const char *cli_model_path(const char *given) {
+    if (given) return given;
+    const char *env = getenv("BITJIT_MODEL");
+    return env && *env ? env : BJ_DEFAULT_MODEL;
+}
+
+/* ---- model/engine options ---------------------------------------------------------------------- */
+void cli_model_opts_init(cli_model_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->engine = "jit";
+    bj_jit_options_default(&o->jit);
+    o->jit.n_threads = cli_default_threads();
+}
+
+bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
+    switch (c) {
+    case 'm': o->model = arg; return true;
+    case 't': o->jit.n_threads = (int)cli_parse_int("-t", arg, 1, 1024); return true;
+    case 'v': o->verbose = true; return true;
+    case 'q': o->quiet = true; return true;
+    case CLI_O_ENGINE: o->engine = arg; return true;
+    case CLI_O_MCPU: o->jit.mcpu = arg; return true;
+    case CLI_O_MATTR: o->jit.mattr = arg; return true;
+    case CLI_O_CACHE_DIR: o->jit.cache_dir = arg; return true;
+    case CLI_O_NO_CACHE: o->jit.no_cache = true; return true;
+    default: return false;
+    }
+}
+
+void cli_model_opts_check(const cli_model_opts *o) {
+    if (strcmp(o->engine, "ref") != 0 && strcmp(o->engine, "jit") != 0)
+        cli_die_usage("unknown engine '%s' (available: jit, ref)", o->engine);
+}
+
+/* ---- sampling options ---------------------------------------------------------------------------- */
+void cli_sampling_init(cli_sampling *s) {
+    memset(s, 0, sizeof *s);
+    bj_sampler_params_default(&s->sp);
+}
+
+bool cli_sampling_opt(int c, const char *arg, cli_sampling *s) {
+    bj_sampler_params *sp = &s->sp;
+    switch (c) {
+    case 's': sp->seed = (uint64_t)cli_parse_int("--seed", arg, 0, INT64_MAX); s->seeded = true; return true;
+    case CLI_O_TEMP: sp->temp = cli_parse_float("--temp", arg, 0, 100); return true;
+    case CLI_O_TOPK: sp->top_k = (int32_t)cli_parse_int("--top-k", arg, 0, INT32_MAX); return true;
+    case CLI_O_TOPP: sp->top_p = cli_parse_float("--top-p", arg, 0, 1); return true;
+    case CLI_O_MINP: sp->min_p = cli_parse_float("--min-p", arg, 0, 1); return true;
+    case CLI_O_RPEN: sp->repeat_penalty = cli_parse_float("--repeat-penalty", arg, 0.01f, 100); return true;
+    case CLI_O_RLAST: sp->repeat_last_n = (int32_t)cli_parse_int("--repeat-last-n", arg, 0, 1 << 20); return true;
+    default: return false;
+    }
+}
+
+void cli_sampling_finish(cli_sampling *s) {
+    if (!s->seeded) s->sp.seed = (uint64_t)time(NULL);
+}
+
+/* ---- opening a model ------------------------------------------------------------------------------ */
+/* Progress of kernel preparation on stderr, for terminals only (a log stays clean). */
+static void on_progress(void *ud, int64_t done, int64_t total) {
+    (void)ud;
+    fprintf(stderr, "\r%s: preparing kernels %lld/%lld", bj_cli_prog, (long long)done, (long long)total);
+    if (done == total) fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}
+
+bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo) {
+    bj_error err = { 0 };
+    bj_aot_lib *lib = NULL;
+    if (!bj_aot_is_library(path)) {
+        if (bj_model_load(m, path, &err) != BJ_OK) cli_die_error(&err);
+        return NULL;
+    }
+    if (jo->mcpu || jo->mattr)
+        cli_die_usage("%s", "--mcpu/--mattr do not apply to a bitjitc library: it is built for its CPU");
+    if (bj_aot_load(&lib, m, path, &err) != BJ_OK) cli_die_error(&err);
+    bj_aot_jit_options(lib, jo);
+    return lib;
+}
+
+static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g) {
+    bj_error err = { 0 };
+    bj_engine *e;
+    if (!strcmp(o->engine, "ref")) {
+        if (bj_ref_engine_create(&e, g, &err) != BJ_OK) cli_die_error(&err);
+        return e;
+    }
+    if (!o->quiet && isatty(2)) o->jit.progress = on_progress;
+    bj_jit_report r;
+    if (bj_jit_engine_create(&e, g, &o->jit, &r, &err) != BJ_OK) cli_die_error(&err);
+    if (r.cache_warning[0] && !o->quiet)
+        fprintf(stderr, "%s: warning: kernel cache: %s\n", bj_cli_prog, r.cache_warning);
+    if (o->verbose)
+        fprintf(stderr, "%s: jit for %s (LLVM %s): %lld matmuls, kernels compiled %llu, loaded from cache %llu"
+                        " (%.0f ms compiling, %.0f ms total); %s; cache %s; %d threads\n",
+                bj_cli_prog, r.cpu, r.llvm, (long long)r.n_matmuls, (unsigned long long)r.compiled,
+                (unsigned long long)r.loaded, r.compile_ms, r.create_ms, r.variants, r.cache_dir, o->jit.n_threads);
+    return e;
+}
+
+void cli_open(cli_model_opts *o, cli_session *s) {
+    memset(s, 0, sizeof *s);
+    o->model = cli_model_path(o->model);
+    double t0 = cli_now_s();
+    s->lib = cli_load_model(o->model, &s->m, &o->jit);
+    s->e = make_engine(o, &s->m.graph);
+    s->load_s = cli_now_s() - t0;
+}
+
+void cli_close(cli_session *s) {
+    bj_engine_free(s->e);
+    bj_model_free(&s->m);
+    bj_aot_close(s->lib);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- streaming text ---------------------------------------------------------------------------------- */
+bool cli_on_token(void *ud, int32_t tok) {
+    cli_printer *p = ud;
+    FILE *out = p->out ? p->out : stdout;
+    if (p->ids) {
+        fprintf(out, "%s%d", p->count++ ? " " : "", tok);
+        return true;
+    }
+    p->count++;
+    if (bj_tok_is_special(p->tok, tok)) return true;
+    size_t len;
+    const char *s = bj_tok_piece(p->tok, tok, &len);
+    for (size_t i = 0; s && i < len; i++) {
+        if (p->n_pend == sizeof p->pend) { fwrite(p->pend, 1, p->n_pend, out); p->n_pend = 0; }
+        p->pend[p->n_pend++] = s[i];
+    }
+    size_t done = bj_utf8_complete_prefix(p->pend, p->n_pend);
+    fwrite(p->pend, 1, done, out);
+    memmove(p->pend, p->pend + done, p->n_pend - done);
+    p->n_pend -= done;
+    fflush(out);
+    return true;
+}
+
+void cli_printer_flush(cli_printer *p) {
+    FILE *out = p->out ? p->out : stdout;
+    fwrite(p->pend, 1, p->n_pend, out);
+    p->n_pend = 0;
+    fflush(out);
+}

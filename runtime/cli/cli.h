@@ -1,0 +1,141 @@
+/* runtime/cli/cli.h -- what the `bitjit` subcommands share: error exits, number parsing, the
+ * model/engine options every command that runs a model takes, the sampling options, opening a
+ * model (directory, file or bitjitc library) with an engine, and streaming text to stdout.
+ *
+ * Each subcommand lives in its own file (cmd_<name>.c) and is listed in main.c. This folder is
+ * the only place in runtime/ that prints and exits: library calls return a status + error. */
+#ifndef BJ_CLI_H
+#define BJ_CLI_H
+
+#include "runtime/aot_load.h"
+#include "runtime/runtime.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef BJ_DEFAULT_MODEL
+#define BJ_DEFAULT_MODEL "models/kjv-bitnet-11m/packed"
+#endif
+#define BJ_DEFAULT_PROMPT "In the beginning"
+
+extern const char *bj_cli_prog;   /* "bitjit" */
+extern const char *bj_cli_subcmd; /* the running subcommand, for messages */
+
+/* Prints "bitjit: error: MSG" and exits 1. */
+_Noreturn void cli_die_error(const bj_error *err);
+/* Prints "bitjit CMD: " fmt (with one %s argument) and a pointer to --help; exits 2. */
+_Noreturn void cli_die_usage(const char *fmt, const char *arg);
+/* A whole-string integer/number in [lo, hi], or a usage error naming the option. */
+long long cli_parse_int(const char *opt, const char *s, long long lo, long long hi);
+float cli_parse_float(const char *opt, const char *s, float lo, float hi);
+int cli_default_threads(void);
+double cli_now_s(void);
+/* -m when given, else $BITJIT_MODEL, else the bundled model. */
+const char *cli_model_path(const char *given);
+
+/* ---- options shared by the commands that load and run a model ------------------------------ */
+/* getopt_long codes: the shared ones, then each command's own from CLI_O_CMD on. */
+enum {
+    CLI_O_ENGINE = 256, CLI_O_MCPU, CLI_O_MATTR, CLI_O_CACHE_DIR, CLI_O_NO_CACHE,
+    CLI_O_TEMP, CLI_O_TOPK, CLI_O_TOPP, CLI_O_MINP, CLI_O_RPEN, CLI_O_RLAST,
+    CLI_O_CMD = 512
+};
+
+typedef struct cli_model_opts {
+    const char *model;  /* NULL: cli_model_path's default */
+    const char *engine; /* "jit" or "ref" */
+    bool verbose, quiet;
+    bj_jit_options jit; /* threads, --mcpu, --mattr, cache */
+} cli_model_opts;
+
+/* Short options "m:t:vq" and these long ones; end a command's table with CLI_END_LONGOPTS. */
+#define CLI_MODEL_LONGOPTS                                                                          \
+    { "model", required_argument, 0, 'm' }, { "threads", required_argument, 0, 't' },              \
+    { "engine", required_argument, 0, CLI_O_ENGINE }, { "mcpu", required_argument, 0, CLI_O_MCPU }, \
+    { "mattr", required_argument, 0, CLI_O_MATTR }, { "cache-dir", required_argument, 0, CLI_O_CACHE_DIR }, \
+    { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "verbose", no_argument, 0, 'v' },           \
+    { "quiet", no_argument, 0, 'q' }
+#define CLI_MODEL_SHORTOPTS "m:t:vq"
+#define CLI_MODEL_HELP                                                                              \
+    "  -m, --model PATH        model directory, .safetensors/.gguf file or bitjitc library (.so)\n"  \
+    "                          (default: $BITJIT_MODEL, else the bundled model)\n"                   \
+    "  -t, --threads N         worker threads (default: the number of CPUs)\n"                       \
+    "      --engine NAME       jit: kernels generated for this CPU (default);\n"                     \
+    "                          ref: the plain C reference executor (one thread)\n"                   \
+    "      --mcpu NAME         generate code for CPU NAME instead of the host (e.g. x86-64)\n"      \
+    "      --mattr LIST        add/remove CPU features, e.g. +avx2,-avx512f\n"                       \
+    "      --cache-dir DIR     kernel cache directory (default $XDG_CACHE_HOME/bitjit\n"             \
+    "                          or ~/.cache/bitjit)\n"                                               \
+    "      --no-cache          neither read nor write the kernel cache\n"                            \
+    "  -v, --verbose           print load, compile and speed figures on stderr\n"                    \
+    "  -q, --quiet             no progress output\n"
+#define CLI_END_LONGOPTS { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
+
+void cli_model_opts_init(cli_model_opts *o);
+/* Handles one getopt code of CLI_MODEL_LONGOPTS; false if c is not one of them. */
+bool cli_model_opt(int c, const char *arg, cli_model_opts *o);
+/* Checks the engine name; call after parsing. */
+void cli_model_opts_check(const cli_model_opts *o);
+
+/* ---- sampling options (run, chat, serve defaults) ------------------------------------------ */
+#define CLI_SAMPLING_LONGOPTS                                                                       \
+    { "temp", required_argument, 0, CLI_O_TEMP }, { "top-k", required_argument, 0, CLI_O_TOPK },    \
+    { "top-p", required_argument, 0, CLI_O_TOPP }, { "min-p", required_argument, 0, CLI_O_MINP },   \
+    { "repeat-penalty", required_argument, 0, CLI_O_RPEN },                                         \
+    { "repeat-last-n", required_argument, 0, CLI_O_RLAST }, { "seed", required_argument, 0, 's' }
+#define CLI_SAMPLING_SHORTOPTS "s:"
+#define CLI_SAMPLING_HELP                                                                           \
+    "      --temp T            temperature; 0 = greedy (default 0.8)\n"                              \
+    "      --top-k K           keep the K most likely tokens; 0 = off (default 40)\n"                \
+    "      --top-p P           keep the smallest set with probability mass >= P (default 0.95)\n"    \
+    "      --min-p P           drop tokens less likely than P x the most likely (default 0.05)\n"    \
+    "      --repeat-penalty R  penalise recently seen tokens; 1 = off (default 1.0)\n"               \
+    "      --repeat-last-n N   how many recent tokens the penalty looks at (default 64)\n"           \
+    "  -s, --seed S            random seed (default: from the clock)\n"
+
+typedef struct cli_sampling {
+    bj_sampler_params sp;
+    bool seeded;
+} cli_sampling;
+
+void cli_sampling_init(cli_sampling *s);
+bool cli_sampling_opt(int c, const char *arg, cli_sampling *s);
+/* Seeds from the clock unless --seed was given. */
+void cli_sampling_finish(cli_sampling *s);
+
+/* Common getopt tail: -h prints usage to stdout and exits 0; ':' and '?' are usage errors. */
+_Noreturn void cli_bad_option(int c, char **argv, int (*usage)(FILE *));
+
+/* ---- a model opened for running ------------------------------------------------------------- */
+typedef struct cli_session {
+    bj_model m;
+    bj_aot_lib *lib; /* when the model is a bitjitc library, else NULL */
+    bj_engine *e;
+    double load_s;   /* load + engine creation */
+} cli_session;
+
+/* A model directory or file (frontends), or an ahead-of-time library written by bitjitc, whose
+ * kernels the JIT engine then takes from the library (jo is set up for that); exits on failure. */
+bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo);
+/* Loads o->model and makes the engine o->engine; exits with a message on failure. */
+void cli_open(cli_model_opts *o, cli_session *s);
+void cli_close(cli_session *s);
+
+/* ---- streaming generated text ----------------------------------------------------------------- */
+/* Writes token pieces to out as they come, holding back bytes of a UTF-8 character split across
+ * tokens; special tokens are not printed. With ids, prints the ids space-separated instead. */
+typedef struct cli_printer {
+    const bj_tokenizer *tok;
+    FILE *out;
+    bool ids;
+    int64_t count;
+    char pend[64];
+    size_t n_pend;
+} cli_printer;
+
+bool cli_on_token(void *printer, int32_t tok); /* a bj_generate callback */
+void cli_printer_flush(cli_printer *p);        /* writes what is held back */
+
+#endif

@@ -1,0 +1,118 @@
+/* runtime/cli/cmd_run.c -- `bitjit run`: generate text from a model, streaming it to stdout. */
+#include "runtime/cli/cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage_run(FILE *f) {
+    fprintf(f,
+            "usage: bitjit run [-m PATH] [-p TEXT | -f FILE] [-n N] [options]\n"
+            "\n"
+            "Generates text from a BitNet model, streaming it to stdout.\n"
+            "\n"
+            "model and input:\n"
+            "  -p, --prompt TEXT       prompt (default: \"" BJ_DEFAULT_PROMPT "\")\n"
+            "  -f, --file FILE         read the prompt from FILE\n"
+            "  -n, --n-predict N       tokens to generate (default 128; stops early at EOS)\n"
+            "      --ids               print only the generated token ids, space-separated, on one line\n"
+            "      --no-bos            do not prepend the BOS token\n"
+            "\n"
+            "sampling:\n" CLI_SAMPLING_HELP
+            "\n"
+            "model and execution:\n" CLI_MODEL_HELP
+            "  -h, --help              show this help\n");
+    return f == stderr ? 2 : 0;
+}
+
+typedef struct run_opts {
+    const char *prompt, *prompt_file;
+    int64_t n_predict;
+    bool ids, no_bos;
+    cli_sampling samp;
+    cli_model_opts mo;
+} run_opts;
+
+enum { O_IDS = CLI_O_CMD, O_NO_BOS };
+
+static void parse_run(int argc, char **argv, run_opts *o) {
+    static const struct option longs[] = {
+        { "prompt", required_argument, 0, 'p' }, { "file", required_argument, 0, 'f' },
+        { "n-predict", required_argument, 0, 'n' }, { "ids", no_argument, 0, O_IDS },
+        { "no-bos", no_argument, 0, O_NO_BOS }, CLI_SAMPLING_LONGOPTS, CLI_MODEL_LONGOPTS, CLI_END_LONGOPTS,
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":p:f:n:h" CLI_MODEL_SHORTOPTS CLI_SAMPLING_SHORTOPTS, longs, NULL)) != -1) {
+        if (cli_model_opt(c, optarg, &o->mo) || cli_sampling_opt(c, optarg, &o->samp)) continue;
+        switch (c) {
+        case 'p': o->prompt = optarg; break;
+        case 'f': o->prompt_file = optarg; break;
+        case 'n': o->n_predict = cli_parse_int("-n", optarg, 0, INT32_MAX); break;
+        case O_IDS: o->ids = true; break;
+        case O_NO_BOS: o->no_bos = true; break;
+        default: cli_bad_option(c, argv, usage_run);
+        }
+    }
+    if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
+    if (o->prompt && o->prompt_file) cli_die_usage("%s", "give either -p or -f, not both");
+    cli_model_opts_check(&o->mo);
+    cli_sampling_finish(&o->samp);
+}
+
+static char *read_prompt(const run_opts *o, size_t *len) {
+    if (!o->prompt_file) {
+        const char *p = o->prompt ? o->prompt : BJ_DEFAULT_PROMPT;
+        *len = strlen(p);
+        return strdup(p);
+    }
+    char *buf;
+    bj_error err = { 0 };
+    if (bj_read_file(o->prompt_file, &buf, len, &err) != BJ_OK) cli_die_error(&err);
+    return buf;
+}
+
+int bj_cmd_run(int argc, char **argv) {
+    run_opts o = { .n_predict = 128 };
+    cli_sampling_init(&o.samp);
+    cli_model_opts_init(&o.mo);
+    parse_run(argc, argv, &o);
+
+    bj_error err = { 0 };
+    cli_session ses;
+    cli_open(&o.mo, &ses);
+    bj_engine *e = ses.e;
+
+    size_t plen, n_ids;
+    char *text = read_prompt(&o, &plen);
+    int32_t *ids;
+    bool bos = !o.no_bos && bj_tok_add_bos(ses.m.tok);
+    if (bj_tok_encode(ses.m.tok, text, plen, bos, true, &ids, &n_ids, &err) != BJ_OK) cli_die_error(&err);
+    if (n_ids == 0) {
+        fprintf(stderr, "%s: error: the prompt is empty and the model adds no BOS token\n", bj_cli_prog);
+        return 1;
+    }
+    if (!o.ids) { fwrite(text, 1, plen, stdout); fflush(stdout); }
+
+    bj_sampler s;
+    if (bj_sampler_init(&s, &o.samp.sp, e->n_vocab, &err) != BJ_OK) cli_die_error(&err);
+    cli_printer pr = { .tok = ses.m.tok, .ids = o.ids };
+    int64_t n_gen = 0;
+    double t2 = cli_now_s();
+    bj_status st = bj_generate(e, &s, ids, (int64_t)n_ids, o.n_predict, bj_tok_eos(ses.m.tok), cli_on_token, &pr,
+                               NULL, &n_gen, &err);
+    double t3 = cli_now_s();
+    cli_printer_flush(&pr);
+    printf("\n");
+    fflush(stdout);
+    if (st != BJ_OK) cli_die_error(&err);
+    if (o.mo.verbose)
+        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %zu prompt + %lld generated tokens in %.2f s (%.2f t/s)\n",
+                bj_cli_prog, o.mo.model, e->name, ses.load_s, n_ids, (long long)n_gen, t3 - t2,
+                (double)n_gen / fmax(t3 - t2, 1e-9));
+    bj_sampler_free(&s);
+    free(ids);
+    free(text);
+    cli_close(&ses);
+    return 0;
+}
