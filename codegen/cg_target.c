@@ -3,10 +3,12 @@
  * refuses to run code built for a richer CPU, and the `bitjit info` text.
  *
  * Invariants: t->features is exactly what LLVM gets; t->flags only ever under-states what
- * LLVM will enable (unknown named CPUs get no flags), so a generator never emits an
- * instruction LLVM cannot select. Flags whose requirements are missing are cleared, as
- * LLVM clears features that depend on a disabled one. No CPU name is tested to choose code;
- * names are compared only to recognise "the host" and the x86-64 ISA levels. */
+ * LLVM will enable, so a generator never emits an instruction LLVM cannot select. A named
+ * CPU's flags come from codegen/cg_cpus.def (generated from clang); a name not there is an
+ * error. Flags whose requirements are missing are cleared, as LLVM clears features that
+ * depend on a disabled one. No CPU name is tested to choose code: generators see flags.
+ * avx512bw counts only with avx512vl (codegen.h): every CPU with BW has VL, and LLVM 19
+ * aborted ("Do not know how to split the result") on our 256-bit code with BW but no VL. */
 #include "codegen/cg_llvm.h"
 
 #include <llvm-c/TargetMachine.h>
@@ -20,13 +22,12 @@ static const struct { const char *name; uint32_t flag, req; } bj_cg_feat_table[]
 #undef BJ_CG_F_ROW_
 };
 
-/* The x86-64 ISA levels (psABI): flags only; LLVM gets "" and knows the rest itself. */
-#define BJ_CG_V2 (BJ_CG_F_SSE2 | BJ_CG_F_SSSE3 | BJ_CG_F_SSE41)
-#define BJ_CG_V3 (BJ_CG_V2 | BJ_CG_F_AVX | BJ_CG_F_AVX2 | BJ_CG_F_FMA)
-#define BJ_CG_V4 (BJ_CG_V3 | BJ_CG_F_AVX512F | BJ_CG_F_AVX512BW | BJ_CG_F_AVX512VL)
-static const struct { const char *cpu; uint32_t flags; } bj_cg_levels[] = {
-    { "x86-64", BJ_CG_F_SSE2 }, { "x86-64-v2", BJ_CG_V2 },
-    { "x86-64-v3", BJ_CG_V3 },  { "x86-64-v4", BJ_CG_V4 },
+/* Named CPUs: what LLVM turns on by default for each, among the features generators look at
+ * (read from clang once by scripts/gen-cpu-table.sh; the LLVM C API cannot tell). */
+static const struct { const char *cpu, *features; } bj_cg_cpus[] = {
+#define BJ_CG_CPU(name, feats) { name, feats },
+#include "codegen/cg_cpus.def"
+#undef BJ_CG_CPU
 };
 
 static uint32_t bj_cg_flag_of(const char *name, size_t n) {
@@ -82,12 +83,45 @@ static bj_status bj_cg_detect_host(bj_cg_target *t, bj_error *err) {
     return s;
 }
 
+/* Flags of a named CPU from the table; LLVM still gets "" (its own defaults for the CPU). */
 static bj_status bj_cg_named_cpu(bj_cg_target *t, const char *mcpu, uint32_t *flags, bj_error *err) {
     BJ_TRY(bj_cg_copy(t->cpu, sizeof t->cpu, mcpu, "--mcpu", err));
     t->features[0] = 0;
-    *flags = BJ_CG_F_SSE2; /* every x86-64 CPU */
-    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_levels); i++)
-        if (!strcmp(mcpu, bj_cg_levels[i].cpu)) { *flags = bj_cg_levels[i].flags; t->features_known = true; }
+    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_cpus); i++) {
+        if (strcmp(mcpu, bj_cg_cpus[i].cpu)) continue;
+        const char *f = bj_cg_cpus[i].features;
+        while (*f) { /* "a,b,c" */
+            size_t n = strcspn(f, ",");
+            *flags |= bj_cg_flag_of(f, n);
+            f += n + (f[n] == ',');
+        }
+        t->features_known = true;
+        return BJ_OK;
+    }
+    return BJ_FAIL(err, BJ_E_INVALID,
+                   "unknown CPU '%s' for --mcpu: give an x86-64 CPU name LLVM knows (e.g. native, x86-64, "
+                   "x86-64-v3, x86-64-v4, haswell, skylake-avx512, icelake-server, sapphirerapids, znver3, znver4, "
+                   "znver5; `bitjit info --list-cpus` prints them all)",
+                   mcpu);
+}
+
+size_t bj_cg_cpu_count(void) { return BJ_COUNTOF(bj_cg_cpus); }
+const char *bj_cg_cpu_name(size_t i) { return i < BJ_COUNTOF(bj_cg_cpus) ? bj_cg_cpus[i].cpu : NULL; }
+
+/* LLVM 18-21 split 512-bit vectors into the evex512 feature: "+avx512f" alone (in --mattr, or
+ * on a CPU whose defaults lack it) gives AVX-512 with 256-bit vectors only, and LLVM 19 aborts
+ * selecting 512-bit code. bitjit's flags say 512-bit vectors for avx512f unless -evex512 is
+ * explicit, so make LLVM agree by adding +evex512 where the string does not mention it. */
+static bj_status bj_cg_fix_evex512(bj_cg_target *t, bj_error *err) {
+    unsigned major = 0, minor = 0, patch = 0;
+    LLVMGetVersion(&major, &minor, &patch);
+    if (major < 18 || major > 21 || !(t->flags & BJ_CG_F_V512) || strstr(t->features, "evex512") ||
+        !strstr(t->features, "+avx512f"))
+        return BJ_OK;
+    size_t n = strlen(t->features);
+    if (n + sizeof ",+evex512" > sizeof t->features)
+        return BJ_FAIL(err, BJ_E_INVALID, "the CPU feature string is too long to add +evex512");
+    memcpy(t->features + n, ",+evex512", sizeof ",+evex512");
     return BJ_OK;
 }
 
@@ -110,7 +144,7 @@ bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mat
         bj_cg_parse_features(mattr, &flags, &no512);
     }
     t->flags = bj_cg_close_flags(flags, no512);
-    return BJ_OK;
+    return bj_cg_fix_evex512(t, err);
 }
 
 /* True when the features string turns on `name` (as "+name") and the host has "-name". */
@@ -142,8 +176,8 @@ bj_status bj_cg_target_check_host(const bj_cg_target *t, bj_error *err) {
     BJ_TRY(bj_cg_target_detect(&host, NULL, NULL, err));
     if (!t->features_known && strcmp(t->cpu, host.cpu))
         return BJ_FAIL(err, BJ_E_UNSUPPORTED,
-                       "code built for CPU '%s' cannot be verified to run on this host ('%s'); "
-                       "build for the host, an x86-64-vN level, or give its features with --mattr",
+                       "code built for CPU '%s' cannot be verified to run on this host ('%s'): bitjit does "
+                       "not know that CPU's features; rebuild for the host or a CPU bitjit knows",
                        t->cpu, host.cpu);
     char missing[512] = "";
     for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++)

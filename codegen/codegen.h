@@ -43,7 +43,7 @@
     X(FMA,        "fma",        BJ_CG_F_AVX)                                                    \
     X(AVXVNNI,    "avxvnni",    BJ_CG_F_AVX2)                                                   \
     X(AVX512F,    "avx512f",    BJ_CG_F_AVX2 | BJ_CG_F_FMA)                                     \
-    X(AVX512BW,   "avx512bw",   BJ_CG_F_AVX512F)                                                \
+    X(AVX512BW,   "avx512bw",   BJ_CG_F_AVX512F | BJ_CG_F_AVX512VL) /* see cg_target.c */          \
     X(AVX512VL,   "avx512vl",   BJ_CG_F_AVX512F)                                                \
     X(AVX512VNNI, "avx512vnni", BJ_CG_F_AVX512F)                                                \
     X(AVX512VBMI, "avx512vbmi", BJ_CG_F_AVX512BW)
@@ -71,17 +71,22 @@ typedef struct bj_cg_target {
                               false for a named CPU whose defaults LLVM knows but we cannot read */
 } bj_cg_target;
 
-/* Detects the host (mcpu == NULL) or takes a named CPU, then applies mattr ("+a,-b") on top.
- * A named CPU gets "" as its LLVM feature string (LLVM uses that CPU's defaults) and no
- * flags, except: the host's own name gets the host's features, and x86-64-v2/v3/v4 get
- * the flags of that ISA level. So `--mcpu x86-64` is the SSE2 baseline, and generic
- * fallbacks are picked. Generators never look at the CPU name, only at flags. */
+/* Detects the host (mcpu == NULL or "native") or takes a named CPU, then applies mattr
+ * ("+a,-b") on top. A named CPU gets "" as its LLVM feature string (LLVM uses that CPU's
+ * defaults) and the flags codegen/cg_cpus.def lists for it; a name not in that table (LLVM's
+ * x86-64 CPUs) is BJ_E_INVALID. So `--mcpu x86-64` is the SSE2 baseline and `--mcpu znver5`
+ * gets AVX-512 VNNI kernels. With LLVM 18-21, "+evex512" is added when the string turns on
+ * avx512f without mentioning evex512 (else LLVM has no 512-bit vectors and aborts).
+ * Generators never look at the CPU name, only at flags. */
 bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err);
 /* BJ_OK when code built for t can run on this host; else BJ_E_UNSUPPORTED naming the
  * features the host lacks (or saying that a named CPU's features cannot be verified). */
 bj_status bj_cg_target_check_host(const bj_cg_target *t, bj_error *err);
 /* Multi-line text for `bitjit info`: cpu, features used, LLVM version, kernel paths. */
 void bj_cg_target_describe(const bj_cg_target *t, char *buf, size_t cap);
+/* The named CPUs bitjit knows (cg_cpus.def), for listings: i < bj_cg_cpu_count(). */
+size_t bj_cg_cpu_count(void);
+const char *bj_cg_cpu_name(size_t i);
 /* "19.1.7": the LLVM this binary runs with. */
 void bj_cg_llvm_version(char *buf, size_t cap);
 

@@ -6,12 +6,13 @@
 #include <string.h>
 
 static int usage_info(FILE *f) {
-    fprintf(f, "usage: bitjit info [--mcpu NAME] [--mattr LIST] [--cache-dir DIR]\n\n"
+    fprintf(f, "usage: bitjit info [--mcpu NAME] [--mattr LIST] [--cache-dir DIR] [--list-cpus]\n\n"
                "Shows the CPU bitjit generates code for, its features, the LLVM version and the\n"
                "kernel cache directory.\n\n"
                "      --mcpu NAME       describe code generation for CPU NAME instead of the host\n"
                "      --mattr LIST      add/remove CPU features, e.g. +avx2,-avx512f\n"
                "      --cache-dir DIR   kernel cache directory to report on\n"
+               "      --list-cpus       print the CPU names --mcpu accepts and exit\n"
                "  -h, --help            show this help\n");
     return f == stderr ? 2 : 0;
 }
@@ -19,7 +20,8 @@ static int usage_info(FILE *f) {
 int bj_cmd_info(int argc, char **argv) {
     static const struct option longs[] = {
         { "mcpu", required_argument, 0, CLI_O_MCPU }, { "mattr", required_argument, 0, CLI_O_MATTR },
-        { "cache-dir", required_argument, 0, CLI_O_CACHE_DIR }, CLI_END_LONGOPTS,
+        { "cache-dir", required_argument, 0, CLI_O_CACHE_DIR }, { "list-cpus", no_argument, 0, CLI_O_CMD },
+        CLI_END_LONGOPTS,
     };
     const char *mcpu = NULL, *mattr = NULL, *dir = NULL;
     int c;
@@ -29,6 +31,9 @@ int bj_cmd_info(int argc, char **argv) {
         case CLI_O_MCPU: mcpu = optarg; break;
         case CLI_O_MATTR: mattr = optarg; break;
         case CLI_O_CACHE_DIR: dir = optarg; break;
+        case CLI_O_CMD:
+            for (size_t i = 0; i < bj_cg_cpu_count(); i++) printf("%s\n", bj_cg_cpu_name(i));
+            return 0;
         default: cli_bad_option(c, argv, usage_info);
         }
     }

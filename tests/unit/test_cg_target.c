@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint64_t rng_next(uint64_t *s);
+
 static bj_cg_target detect(const char *mcpu, const char *mattr) {
     bj_cg_target t;
     bj_error err = { 0 };
@@ -61,16 +63,69 @@ Test(cg_target, isa_levels_and_mattr) {
     cr_expect_eq(bj_cg_best_isa(&no512), BJ_CG_ISA_AVX2);
 }
 
-Test(cg_target, named_cpu_has_no_flags_and_is_not_verifiable) {
-    bj_cg_target t = detect("bj-unknown-cpu", NULL), host = detect(NULL, NULL);
+Test(cg_target, named_cpus_get_their_features) {
+    bj_cg_target host = detect(NULL, NULL);
     bj_error err = { 0 };
-    cr_expect_eq(t.flags, BJ_CG_F_SSE2);
-    cr_expect(!t.features_known);
-    cr_expect_eq(bj_cg_target_check_host(&t, &err), BJ_E_UNSUPPORTED);
-    cr_expect(strstr(err.msg, "cannot be verified") != NULL, "%s", err.msg);
+    bj_cg_target z5 = detect("znver5", NULL), spr = detect("sapphirerapids", NULL), z3 = detect("znver3", NULL);
+    bj_cg_target hsw = detect("haswell", NULL);
+    for (int i = 0; i < 2; i++) {
+        const bj_cg_target *t = i ? &spr : &z5;
+        cr_expect(!t->is_host && t->features_known);
+        cr_expect_str_eq(t->features, ""); /* LLVM uses the CPU's own defaults */
+        cr_expect_eq(bj_cg_best_isa(t), BJ_CG_ISA_AVX512VNNI, "%s", t->cpu);
+        cr_expect(t->flags & BJ_CG_F_V512);
+    }
+    cr_expect_eq(bj_cg_best_isa(&z3), BJ_CG_ISA_AVX2);
+    cr_expect_eq(z3.flags & BJ_CG_F_AVX512F, 0u);
+    cr_expect_eq(bj_cg_best_isa(&hsw), BJ_CG_ISA_AVX2);
+    /* Verifiable now: a host without AVX-512 refuses znver5 code, naming a missing feature. */
+    if (!(host.flags & BJ_CG_F_AVX512F)) {
+        cr_expect_eq(bj_cg_target_check_host(&z5, &err), BJ_E_UNSUPPORTED);
+        cr_expect(strstr(err.msg, "avx512f") != NULL, "%s", err.msg);
+    }
     bj_cg_target same = detect(host.cpu, NULL); /* the host's own name: the host's features */
     cr_expect(same.is_host && same.features_known);
     cr_expect_eq(same.flags, host.flags);
+}
+
+Test(cg_target, unknown_cpu_is_an_error) {
+    bj_cg_target t;
+    bj_error err = { 0 };
+    cr_expect_eq(bj_cg_target_detect(&t, "bj-unknown-cpu", NULL, &err), BJ_E_INVALID);
+    cr_expect(strstr(err.msg, "unknown CPU 'bj-unknown-cpu'") != NULL, "%s", err.msg);
+    cr_expect_gt(bj_cg_cpu_count(), 60u);
+    cr_expect_null(bj_cg_cpu_name(bj_cg_cpu_count()));
+}
+
+/* The committed table is what clang says today (skipped when clang-19 is absent). */
+Test(cg_target, cpu_table_matches_clang) {
+    if (system("command -v clang-19 >/dev/null 2>&1") != 0) { cr_skip_test("clang-19 not installed"); }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s/scripts/gen-cpu-table.sh clang-19 %s/cg_cpus.def >/dev/null && "
+             "diff -u %s/codegen/cg_cpus.def %s/cg_cpus.def >&2",
+             BJ_SOURCE_DIR, BJ_TEST_TMP, BJ_SOURCE_DIR, BJ_TEST_TMP);
+    cr_expect_eq(system(cmd), 0, "codegen/cg_cpus.def differs from clang-19's CPUs: run scripts/gen-cpu-table.sh");
+}
+
+/* AVX-512 turned on by --mattr on a CPU without it: LLVM 18-21 need +evex512 for 512-bit vectors
+ * (bitjit adds it), and avx512bw without avx512vl is not used (LLVM 19 aborted selecting it). */
+Test(cg_target, mattr_avx512_without_evex512_compiles) {
+    bj_cg_target t = detect("x86-64-v3", "+avx512f,+avx512bw");
+    char llvm[32];
+    bj_cg_llvm_version(llvm, sizeof llvm);
+    int major = atoi(llvm);
+    if (major >= 18 && major <= 21) cr_expect(strstr(t.features, "+evex512") != NULL, "%s", t.features);
+    cr_expect_eq(t.flags & BJ_CG_F_AVX512BW, 0u);
+    int8_t w[32 * 80];
+    uint64_t s = 5;
+    for (size_t i = 0; i < sizeof w; i++) w[i] = (int8_t)(rng_next(&s) % 3) - 1;
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    bj_cg_object o;
+    cr_assert_eq(bj_cg_kdesc_init(&d, &t, BJ_CG_V_AUTO, BJ_CG_ISA_AUTO, 0, 32, 80, w, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_compile(&t, &d, w, &o, NULL, &err), BJ_OK, "%s", err.msg);
+    bj_cg_object_free(&o);
 }
 
 Test(cg_target, host_check_refuses_missing_features) {
