@@ -21,4 +21,19 @@ add_library(bj_llvm INTERFACE)
 target_include_directories(bj_llvm SYSTEM INTERFACE ${LLVM_INCLUDE_DIRS})
 separate_arguments(_llvm_defs NATIVE_COMMAND "${LLVM_DEFINITIONS}")
 target_compile_definitions(bj_llvm INTERFACE ${_llvm_defs})
-target_link_libraries(bj_llvm INTERFACE LLVM)
+# -DBJ_LLVM_STATIC=ON links LLVM's static component libraries instead of libLLVM.so, so the
+# binaries run on a machine without LLVM 19 (e.g. the device machine used for thread scaling).
+option(BJ_LLVM_STATIC "Link LLVM statically (for running on machines without LLVM ${BJ_LLVM_VERSION})" OFF)
+if(BJ_LLVM_STATIC)
+  # Debian's LLVMExports.cmake names a zstd target it does not define, so ask llvm-config.
+  find_program(BJ_LLVM_CONFIG llvm-config PATHS ${LLVM_TOOLS_BINARY_DIR} NO_DEFAULT_PATH REQUIRED)
+  execute_process(COMMAND ${BJ_LLVM_CONFIG} --link-static --libfiles core orcjit passes x86 native
+                  OUTPUT_VARIABLE _llvm_libs OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
+  separate_arguments(_llvm_libs UNIX_COMMAND "${_llvm_libs}")
+  find_library(_zstd NAMES zstd libzstd.so.1 REQUIRED)  # the runtime library is enough
+  # The system libraries static LLVM needs, less z3 and libxml2 (used by parts bitjit never links).
+  target_link_libraries(bj_llvm INTERFACE -Wl,--start-group ${_llvm_libs} -Wl,--end-group
+                        -static-libstdc++ stdc++ ${_zstd} z rt dl m)
+else()
+  target_link_libraries(bj_llvm INTERFACE LLVM)
+endif()
