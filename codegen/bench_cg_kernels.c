@@ -38,6 +38,7 @@ typedef struct bench {
     bj_cg_jit *jit;
     int64_t M, K;
     int8_t *t8, *x;
+    int8_t *t8_ter, *t8_bin;  /* the weights of the variant being run point at one of these */
     int32_t *y, *ref;
     bool quick;
     int tile_m, tile_t, unroll; /* 0: the path's default */
@@ -73,7 +74,9 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
     bj_cg_object o;
     bj_cg_times tm;
     void *addr;
-    bj_status s = bj_cg_kdesc_init(&d, b->t, v, isa, BJ_CG_W_TERNARY, (uint32_t)b->M, (uint32_t)b->K, b->t8, &err);
+    bool bin = v == BJ_CG_V_BIN1; /* binary weights for the binary kernel, ternary for the rest */
+    b->t8 = bin ? b->t8_bin : b->t8_ter;
+    bj_status s = bj_cg_kdesc_init(&d, b->t, v, isa, bin ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY, (uint32_t)b->M, (uint32_t)b->K, b->t8, &err);
     if (b->tile_m) d.tile_m = (uint8_t)b->tile_m;
     if (b->tile_t) d.tile_t = (uint8_t)b->tile_t;
     if (b->unroll) d.unroll = (uint8_t)b->unroll;
@@ -110,13 +113,15 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
 static void run_shape(bench *b) {
     uint64_t s = 1;
     int64_t xs = bj_cg_x_stride(b->K);
-    b->t8 = malloc((size_t)(b->M * b->K));
+    b->t8_ter = malloc((size_t)(b->M * b->K));
+    b->t8_bin = malloc((size_t)(b->M * b->K));
     b->x = calloc((size_t)(64 * xs), 1);
     b->y = malloc((size_t)(64 * b->M) * 4);
     b->ref = malloc((size_t)(64 * b->M) * 4);
     for (int64_t i = 0; i < b->M * b->K; i++) {
         unsigned r = (unsigned)(rng_next(&s) & 0xff);
-        b->t8[i] = r < 77 ? 0 : (r & 1) ? 1 : -1; /* ~30% zeros, as absmean quantisation gives */
+        b->t8_ter[i] = r < 77 ? 0 : (r & 1) ? 1 : -1; /* ~30% zeros, as absmean quantisation gives */
+        b->t8_bin[i] = (r & 1) ? 1 : -1;
     }
     for (int64_t t = 0; t < 64; t++)
         for (int64_t k = 0; k < b->K; k++) b->x[t * xs + k] = (int8_t)rng_next(&s);
@@ -126,7 +131,8 @@ static void run_shape(bench *b) {
             if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)b->M, (uint32_t)b->K)) continue;
             run_one(b, (bj_cg_variant)v, (bj_cg_isa)isa);
         }
-    free(b->t8);
+    free(b->t8_ter);
+    free(b->t8_bin);
     free(b->x);
     free(b->y);
     free(b->ref);

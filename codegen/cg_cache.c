@@ -58,7 +58,7 @@ static uint64_t bj_cg_cache_key(const bj_cg_cache *c, const bj_cg_kdesc *d) {
     return XXH3_64bits_withSeed(d, sizeof *d, c->env);
 }
 
-static void bj_cg_cache_warn(bj_cg_cache *c, uint32_t what, const char *fmt, const char *arg, int e) {
+void bj_cg_cache_warn(bj_cg_cache *c, uint32_t what, const char *fmt, const char *arg, int e) {
     if (!c->warn_msg[0]) {
         char tail[160] = "";
         if (e) snprintf(tail, sizeof tail, ": %s", strerror(e));
@@ -160,7 +160,7 @@ static bool bj_cg_cache_hdr_ok(const bj_cg_cache *c, const bj_cg_kdesc *d, const
            h->obj_size == file_size - sizeof *h;
 }
 
-static bool bj_cg_read_all(int fd, void *buf, size_t n) {
+bool bj_cg_read_all(int fd, void *buf, size_t n) {
     for (size_t got = 0; got < n;) {
         ssize_t r = read(fd, (char *)buf + got, n - got);
         if (r <= 0) return false;
@@ -205,7 +205,7 @@ bj_status bj_cg_cache_load(bj_cg_cache *c, const bj_cg_kdesc *d, bj_cg_object *o
     return BJ_OK;
 }
 
-static bool bj_cg_write_all(int fd, const void *buf, size_t n) {
+bool bj_cg_write_all(int fd, const void *buf, size_t n) {
     for (size_t put = 0; put < n;) {
         ssize_t w = write(fd, (const char *)buf + put, n - put);
         if (w <= 0) return false;
@@ -214,17 +214,13 @@ static bool bj_cg_write_all(int fd, const void *buf, size_t n) {
     return true;
 }
 
-bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_object *o, bj_error *err) {
-    char path[4200], tmp[4200];
-    if (!c->enabled) return BJ_OK;
-    BJ_TRY(bj_cg_cache_path(c, d, path, sizeof path, err));
+void bj_cg_cache_write(bj_cg_cache *c, const char *path, const void *a, size_t na, const void *b, size_t nb) {
+    char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", c->dir);
-    bj_cg_cache_hdr h;
-    bj_cg_cache_hdr_fill(c, d, o, &h);
     int fd = mkstemp(tmp), e = 0;
     if (fd < 0) e = errno;
     else {
-        bool ok = bj_cg_write_all(fd, &h, sizeof h) && bj_cg_write_all(fd, o->data, o->size);
+        bool ok = bj_cg_write_all(fd, a, na) && bj_cg_write_all(fd, b, nb);
         if (!ok) e = errno ? errno : EIO;
         if (close(fd) && !e) e = errno;
         if (!e && rename(tmp, path)) e = errno;
@@ -234,6 +230,15 @@ bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_ob
         bj_cg_cache_warn(c, BJ_CG_CACHE_W_WRITE, "cannot write %.300s (caching is off)", path, e);
         c->enabled = false;
     }
+}
+
+bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_object *o, bj_error *err) {
+    char path[4200];
+    if (!c->enabled) return BJ_OK;
+    BJ_TRY(bj_cg_cache_path(c, d, path, sizeof path, err));
+    bj_cg_cache_hdr h;
+    bj_cg_cache_hdr_fill(c, d, o, &h);
+    bj_cg_cache_write(c, path, &h, sizeof h, o->data, o->size);
     return BJ_OK;
 }
 

@@ -6,6 +6,7 @@
  * resolved variant and path the target supports, and zero reserved bytes, so its 32 bytes
  * can be hashed as a key and handed to a generator without further checks. */
 #include "codegen/cg_llvm.h"
+#include "ir/ir.h"
 
 #include <xxhash.h>
 
@@ -14,8 +15,9 @@
 
 static const char *const bj_cg_variant_names[BJ_CG_V_COUNT] = {
     [BJ_CG_V_AUTO] = "auto", [BJ_CG_V_DOT2] = "dot2", [BJ_CG_V_BITPLANE] = "bitplane",
-    [BJ_CG_V_WCODE] = "wcode",
+    [BJ_CG_V_WCODE] = "wcode", [BJ_CG_V_BIN1] = "bin1",
 };
+_Static_assert(BJ_CG_V_BIN1 == BJ_IR_VARIANT_BIN1, "the IR verifier knows the binary kernel's id");
 
 /* One row per path: name, vector bytes, the features it needs (all of req, and one of any
  * when any != 0). */
@@ -71,11 +73,19 @@ bj_cg_variant bj_cg_pick_variant(const bj_cg_target *t, uint32_t M, uint32_t K, 
     return BJ_CG_V_DOT2;
 }
 
+/* Binary weights always take bin1: the same instructions per weight as dot2 over half the
+ * bytes, and the IR verifier keeps binary weights off the ternary kernels. */
+bj_cg_variant bj_cg_pick_variant_for(const bj_cg_target *t, bj_cg_wtype wt, uint32_t M, uint32_t K,
+                                     uint32_t T_hint, bool have_weights) {
+    return wt == BJ_CG_W_BINARY ? BJ_CG_V_BIN1 : bj_cg_pick_variant(t, M, K, T_hint, have_weights);
+}
+
 /* Default tiles: about eight independent accumulator chains in the registers of the path. */
 static void bj_cg_default_tiles(bj_cg_kdesc *d) {
     unsigned vb = bj_cg_isa_vector_bytes((bj_cg_isa)d->isa);
     switch (d->variant) {
     case BJ_CG_V_DOT2:
+    case BJ_CG_V_BIN1:                 /* the same loop nest, over 1-bit codes */
         d->tile_m = vb == 64 ? 2 : 1;  /* 16-row blocks */
         d->tile_t = vb == 16 ? 2 : 4;
         d->unroll = 1;                 /* k-groups of 16 per iteration; O3 unrolls small loops */
@@ -100,6 +110,8 @@ bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_erro
     if (d->variant <= BJ_CG_V_AUTO || d->variant >= BJ_CG_V_COUNT || d->wtype > BJ_CG_W_BINARY)
         return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: variant %u / wtype %u out of range",
                        d->variant, d->wtype);
+    if (d->variant == BJ_CG_V_BIN1 && d->wtype != BJ_CG_W_BINARY)
+        return BJ_FAIL(err, BJ_E_INVALID, "kernel bin1 (binary) cannot run ternary weights (%u x %u)", d->m, d->k);
     if (d->m < 1 || d->m > BJ_CG_MAX_M || d->k < 1 || d->k > BJ_CG_MAX_K)
         return BJ_FAIL(err, BJ_E_INVALID, "matmul %u x %u: M must be in [1, %d], K in [1, %d]",
                        d->m, d->k, BJ_CG_MAX_M, BJ_CG_MAX_K);
@@ -120,7 +132,7 @@ bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_erro
 bj_status bj_cg_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_variant v, bj_cg_isa isa,
                            bj_cg_wtype wt, uint32_t M, uint32_t K, const int8_t *t8, bj_error *err) {
     memset(d, 0, sizeof *d);
-    if (v == BJ_CG_V_AUTO) v = bj_cg_pick_variant(t, M, K, 1, t8 != NULL);
+    if (v == BJ_CG_V_AUTO) v = bj_cg_pick_variant_for(t, wt, M, K, 1, t8 != NULL);
     if (v == BJ_CG_V_WCODE && !t8)
         return BJ_FAIL(err, BJ_E_INVALID, "weights-as-code for %u x %u needs the weights", M, K);
     d->abi = BJ_CG_ABI_VERSION;
@@ -140,13 +152,16 @@ void bj_cg_kernel_symbol(const bj_cg_kdesc *d, char *buf, size_t cap) {
     snprintf(buf, cap, "bjk_%016llx", (unsigned long long)XXH3_64bits(d, sizeof *d));
 }
 
-int64_t bj_cg_row_block(const bj_cg_kdesc *d) { return d->variant == BJ_CG_V_DOT2 ? 16 : 1; }
+int64_t bj_cg_row_block(const bj_cg_kdesc *d) {
+    return d->variant == BJ_CG_V_DOT2 || d->variant == BJ_CG_V_BIN1 ? 16 : 1;
+}
 
 uint64_t bj_cg_packed_size(const bj_cg_kdesc *d) {
     uint64_t xs = (uint64_t)bj_cg_x_stride(d->k);
     switch (d->variant) {
     case BJ_CG_V_DOT2: return ((uint64_t)d->m + 15) / 16 * 16 * xs / 4;
     case BJ_CG_V_BITPLANE: return (uint64_t)d->m * xs / 4;
+    case BJ_CG_V_BIN1: return ((uint64_t)d->m + 15) / 16 * 16 * xs / 8;
     default: return 0;
     }
 }

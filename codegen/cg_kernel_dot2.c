@@ -1,4 +1,5 @@
-/* codegen/cg_kernel_dot2.c -- generator of the 2-bit-code ternary matmul (variant DOT2).
+/* codegen/cg_kernel_dot2.c -- generator of the 2-bit-code ternary matmul (variant DOT2) and,
+ * with 1-bit codes in the same loop nest, of the binary matmul (variant BIN1).
  *
  * Weights are codes c = w + 1 in {0,1,2}, row-interleaved (layout in codegen.h): one 64-byte
  * group holds 16 rows x 16 k. Shifting the group by 2s and masking with 3 leaves, in 32-bit
@@ -14,7 +15,15 @@
  * and one token. Accumulators: tile_m * (64 / vector bytes) * tokens, times a split (VNNI
  * only: vpdpbusd's latency is on its accumulator) that keeps about eight chains in flight.
  * A tile whose rows all lie in [m0, m1) stores its vectors straight to y; an edge tile goes
- * through a stack buffer and copies only its rows in range. */
+ * through a stack buffer and copies only its rows in range.
+ *
+ * BIN1 (binary weights, layout in codegen.h) is the same kernel with 1-bit codes: a 64-byte
+ * group holds 16 rows x 32 k, bit s of byte 4r + i is row r's sign bit at k = 32g + 4s + i, so
+ * eight shift-and-mask slots (instead of four) each meet one broadcast x[32g+4s .. +3]. The
+ * codes c = bit in {0,1} sum the activations where the weight is +1, and with w = 2c - 1,
+ * sum(w*x) = 2 * sum(c*x) - sum(x): the last step replaces DOT2's subtraction; there is no
+ * zero test and no multiply by a sign. Exactness as above: a pmaddubsw i16 slot gains at
+ * most 2 * 128 per code slot, eight slots sum to <= 2048. */
 #include "codegen/cg_llvm.h"
 
 #define BJ_DOT2_TCHUNK 64 /* tokens whose activation sums one chunk keeps on the stack */
@@ -22,8 +31,9 @@
 typedef struct bj_dot2 {
     bj_cg *cg;
     unsigned vb, lanes, nh;   /* vector bytes, i32 lanes (rows) per vector, vectors per block */
+    unsigned bits, slots;     /* code width (2 DOT2, 1 BIN1) and codes per byte (4 or 8) */
     unsigned acc_lanes;       /* lanes, or 2 * lanes where the accumulator keeps byte pairs */
-    int64_t groups, blk_bytes; /* k-groups of 16 per row block, bytes per row block */
+    int64_t groups, blk_bytes; /* k-groups (of 4 * slots k) per row block, bytes per row block */
     LLVMTypeRef vbytes, vacc;  /* <vb x i8>, <acc_lanes x i32> */
     LLVMValueRef v_sums, v_tc, v_nt, v_tilebuf; /* tilebuf: [8 tokens][4 blocks * 16 rows] i32 */
 } bj_dot2;
@@ -111,7 +121,7 @@ static LLVMValueRef bj_dot2_dot(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *co
     }
 }
 
-/* x[t][16g + 4s .. +3] broadcast to every 32-bit lane, as bytes. */
+/* x[t][4*slots*g + 4s .. +3] broadcast to every 32-bit lane, as bytes. */
 static LLVMValueRef bj_dot2_xbcast(bj_dot2 *k, LLVMValueRef v_xrow, LLVMValueRef v_goff, unsigned s) {
     bj_cg *cg = k->cg;
     LLVMValueRef v_p = bj_cg_gepc(cg, bj_cg_gep(cg, v_xrow, v_goff), 4 * s);
@@ -121,8 +131,8 @@ static LLVMValueRef bj_dot2_xbcast(bj_dot2 *k, LLVMValueRef v_xrow, LLVMValueRef
 
 static LLVMValueRef bj_dot2_codes(bj_dot2 *k, LLVMValueRef v_w, unsigned s) {
     bj_cg *cg = k->cg;
-    if (s) v_w = LLVMBuildLShr(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, 2 * s, 0), k->vb), "");
-    return LLVMBuildAnd(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, 3, 0), k->vb), "");
+    if (s) v_w = LLVMBuildLShr(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, k->bits * s, 0), k->vb), "");
+    return LLVMBuildAnd(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, (1u << k->bits) - 1, 0), k->vb), "");
 }
 
 static LLVMValueRef bj_dot2_xrow(bj_dot2 *k, bj_dot2_tile *tl, unsigned j) {
@@ -131,23 +141,23 @@ static LLVMValueRef bj_dot2_xrow(bj_dot2 *k, bj_dot2_tile *tl, unsigned j) {
     return bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, bj_cg_x_stride(cg->d->k))));
 }
 
-/* One k-group (16 k values) of the tile. */
+/* One k-group (4 * slots k values: 16 for DOT2, 32 for BIN1) of the tile. */
 static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
     bj_cg *cg = k->cg;
-    LLVMValueRef xb[8][4], v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 16));
+    LLVMValueRef xb[8][8], v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 4 * k->slots));
     for (unsigned j = 0; j < tl->nt; j++)
-        for (unsigned s = 0; s < 4; s++) xb[j][s] = bj_dot2_xbcast(k, bj_dot2_xrow(k, tl, j), v_goff, s);
+        for (unsigned s = 0; s < k->slots; s++) xb[j][s] = bj_dot2_xbcast(k, bj_dot2_xrow(k, tl, j), v_goff, s);
     for (unsigned i = 0; i < tl->nb; i++) {
         LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
         LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
         for (unsigned h = 0; h < k->nh; h++) {
-            LLVMValueRef v_w = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb)), codes[4];
-            for (unsigned s = 0; s < 4; s++) codes[s] = bj_dot2_codes(k, v_w, s);
+            LLVMValueRef v_w = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb)), codes[8];
+            for (unsigned s = 0; s < k->slots; s++) codes[s] = bj_dot2_codes(k, v_w, s);
             for (unsigned j = 0; j < tl->nt; j++)
                 for (unsigned p = 0; p < tl->split; p++) {
-                    LLVMValueRef cs[4], xs[4];
+                    LLVMValueRef cs[8], xs[8];
                     unsigned n = 0;
-                    for (unsigned s = p; s < 4; s += tl->split) { cs[n] = codes[s]; xs[n++] = xb[j][s]; }
+                    for (unsigned s = p; s < k->slots; s += tl->split) { cs[n] = codes[s]; xs[n++] = xb[j][s]; }
                     LLVMValueRef v_a = tl->acc[i][h][j][p];
                     bj_cg_st(cg, bj_dot2_dot(k, bj_cg_ld(cg, v_a, k->vacc), cs, xs, n), v_a);
                 }
@@ -162,7 +172,8 @@ static LLVMValueRef bj_dot2_yrow(bj_dot2 *k, LLVMValueRef v_tj) {
     return bj_cg_gep(cg, cg->v_y, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, 4 * (int64_t)cg->d->m)));
 }
 
-/* Results of the tile, (rows - token sum), to y directly (fast) or to the tile buffer. */
+/* Results of the tile, (rows - token sum; BIN1: 2 * rows - token sum), to y directly (fast)
+ * or to the tile buffer. */
 static void bj_dot2_tile_put(bj_dot2 *k, bj_dot2_tile *tl, bool direct) {
     bj_cg *cg = k->cg;
     for (unsigned j = 0; j < tl->nt; j++) {
@@ -174,7 +185,9 @@ static void bj_dot2_tile_put(bj_dot2 *k, bj_dot2_tile *tl, bool direct) {
             for (unsigned h = 0; h < k->nh; h++) {
                 LLVMValueRef v = bj_cg_ld(cg, tl->acc[i][h][j][0], k->vacc);
                 for (unsigned p = 1; p < tl->split; p++) v = bj_cg_add(cg, v, bj_cg_ld(cg, tl->acc[i][h][j][p], k->vacc));
-                v = bj_cg_sub(cg, bj_dot2_final(k, v), v_sum);
+                v = bj_dot2_final(k, v);
+                if (k->bits == 1) v = bj_cg_add(cg, v, v);
+                v = bj_cg_sub(cg, v, v_sum);
                 int64_t row = 16 * i + h * k->lanes; /* tile-relative */
                 if (direct) {
                     LLVMValueRef v_row = bj_cg_add(cg, bj_cg_mul(cg, tl->v_rb, bj_cg_i64c(cg, 16)), bj_cg_i64c(cg, row));
@@ -295,11 +308,14 @@ static void bj_dot2_chunk(bj_dot2 *k) {
 bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err) {
     const bj_cg_kdesc *d = cg->d;
     if (d->tile_m > 4 || d->tile_t > 8)
-        return BJ_FAIL(err, BJ_E_INVALID, "dot2: tile_m %u (at most 4) tile_t %u (at most 8)", d->tile_m, d->tile_t);
+        return BJ_FAIL(err, BJ_E_INVALID, "%s: tile_m %u (at most 4) tile_t %u (at most 8)",
+                       bj_cg_variant_name((bj_cg_variant)d->variant), d->tile_m, d->tile_t);
     bj_dot2 k = { .cg = cg, .vb = bj_cg_isa_vector_bytes((bj_cg_isa)d->isa) };
     k.lanes = k.vb / 4;
     k.nh = 64 / k.vb;
-    k.groups = bj_cg_x_stride(d->k) / 16;
+    k.bits = d->variant == BJ_CG_V_BIN1 ? 1 : 2;
+    k.slots = 8 / k.bits;
+    k.groups = bj_cg_x_stride(d->k) / (4 * k.slots);
     k.blk_bytes = k.groups * 64;
     k.vbytes = bj_cg_vec(cg->i8, k.vb);
     k.acc_lanes = d->isa == BJ_CG_ISA_GENERIC ? 2 * k.lanes : k.lanes;

@@ -64,7 +64,7 @@ LLVMValueRef bj_cg_const_vec(bj_cg *cg, LLVMTypeRef elem, const int64_t *vals, u
 LLVMValueRef bj_cg_emit_act_sum(bj_cg *cg, LLVMValueRef v_xrow);
 
 /* ---- the generators, one file each ------------------------------------------------------ */
-bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err);     /* cg_kernel_dot2.c */
+bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err);     /* cg_kernel_dot2.c: DOT2, BIN1 */
 bj_status bj_cg_gen_bitplane(bj_cg *cg, const char *name, bj_error *err); /* cg_kernel_bitplane.c */
 bj_status bj_cg_gen_wcode(bj_cg *cg, const char *name, bj_error *err);    /* cg_kernel_wcode.c */
 bj_status bj_cg_gen_wcode_late(bj_cg *cg, bj_error *err);                 /* after O3 */
@@ -125,5 +125,13 @@ static inline LLVMValueRef bj_cg_ld(bj_cg *cg, LLVMValueRef v_alloca, LLVMTypeRe
 static inline void bj_cg_st(bj_cg *cg, LLVMValueRef v_val, LLVMValueRef v_alloca) {
     LLVMBuildStore(cg->b, v_val, v_alloca);
 }
+
+/* cg_cache.c's file helpers, shared with the packed-weight cache (cg_wcache.c). */
+void bj_cg_cache_warn(bj_cg_cache *c, uint32_t what, const char *fmt, const char *arg, int e);
+bool bj_cg_read_all(int fd, void *buf, size_t n);
+bool bj_cg_write_all(int fd, const void *buf, size_t n);
+/* Writes a then b to path through a temp file and rename (an entry is whole or absent); a
+ * failure turns the cache off with a warning. */
+void bj_cg_cache_write(bj_cg_cache *c, const char *path, const void *a, size_t na, const void *b, size_t nb);
 
 #endif

@@ -1,5 +1,5 @@
 /* codegen/codegen.h -- the code generator as the rest of the tree sees it: target detection,
- * kernel descriptors, weight packing, shape-specialised ternary matmul kernels generated
+ * kernel descriptors, weight packing, shape-specialised ternary and binary matmul kernels generated
  * through the LLVM C API, object emission, an ORC LLJIT wrapper and the on-disk kernel cache.
  * No llvm-c type appears here: only codegen/ sources include llvm-c headers (style.md C2).
  *
@@ -96,6 +96,7 @@ typedef enum bj_cg_variant {
     BJ_CG_V_DOT2,       /* 2-bit codes, integer dot products (vpdpbusd / pmaddubsw / widening) */
     BJ_CG_V_BITPLANE,   /* non-zero and sign bit planes, masked add / masked subtract */
     BJ_CG_V_WCODE,      /* weights compiled into the code: one add/sub per non-zero weight */
+    BJ_CG_V_BIN1,       /* binary weights, 1-bit sign codes: 2 * sum(x where bit set) - sum(x) */
     BJ_CG_V_COUNT
 } bj_cg_variant;
 
@@ -140,9 +141,12 @@ typedef struct bj_cg_kdesc {
 } bj_cg_kdesc;
 _Static_assert(sizeof(bj_cg_kdesc) == 32, "bj_cg_kdesc is a hash key: keep it fixed and padded");
 
-/* Fills d for (M, K) on target t. variant / isa AUTO pick by the cost rule and the target's
+/* Fills d for (M, K) on target t. variant AUTO picks BIN1 for binary weights, else by the
+ * cost rule; isa AUTO picks the target's
  * best path. t8 (M x K row-major, values in {-1,0,1}) is required for WCODE (its hash is in
- * the key) and ignored otherwise. Fails with BJ_E_INVALID (sizes) or BJ_E_UNSUPPORTED
+ * the key) and ignored otherwise. BIN1 needs wt BINARY (the ternary variants accept binary
+ * values too: they are exact for them, at 2 bits a weight; the IR verifier is what keeps a
+ * graph's binary weights on BIN1). Fails with BJ_E_INVALID (sizes, BIN1 with ternary) or BJ_E_UNSUPPORTED
  * (isa the target lacks, WCODE over its size rule). Tiles get the path's defaults; callers
  * (the autotuner) may then change tile_m / tile_t / unroll and call bj_cg_kdesc_check. */
 bj_status bj_cg_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_variant v, bj_cg_isa isa,
@@ -152,6 +156,9 @@ bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_erro
  * call (1 for decode). WCODE is only chosen when weights are given and it fits its rule. */
 bj_cg_variant bj_cg_pick_variant(const bj_cg_target *t, uint32_t M, uint32_t K, uint32_t T_hint,
                                  bool have_weights);
+/* The variant for weights of type wt: BIN1 for binary, else bj_cg_pick_variant. */
+bj_cg_variant bj_cg_pick_variant_for(const bj_cg_target *t, bj_cg_wtype wt, uint32_t M, uint32_t K,
+                                     uint32_t T_hint, bool have_weights);
 bj_cg_isa bj_cg_best_isa(const bj_cg_target *t);
 bool bj_cg_isa_supported(const bj_cg_target *t, bj_cg_isa isa);
 bool bj_cg_wcode_fits(uint32_t M, uint32_t K);
@@ -169,9 +176,15 @@ void bj_cg_kernel_symbol(const bj_cg_kdesc *d, char *buf, size_t cap);
  * in one vpdpbusd; the kernel subtracts the token's activation sum at the end.
  * BITPLANE layout: row m is XS/4 bytes; 64-weight group g is 16 bytes at m*XS/4 + 16g:
  * a little-endian u64 non-zero mask, then a u64 sign mask (bit i: weight k = 64g + i < 0).
- * WCODE: no weight buffer (bj_cg_packed_size = 0). */
+ * WCODE: no weight buffer (bj_cg_packed_size = 0).
+ * BIN1 layout (DOT2's, with 1-bit codes): rows in blocks of 16 (M padded up to 16), K padded
+ * to XS. Block b, k-group g (32 k values) is 64 bytes at w + (b * XS/32 + g) * 64; byte 4*r + i
+ * holds, at bit s, the sign bit (1 for +1, 0 for -1) of row 16b + r at k = 32g + 4s + i.
+ * Padding bits are 0 (they meet zero activations or rows nobody reads). 1 bit a weight:
+ * half of DOT2's bytes. The kernel sums x where the bit is set (a {0,1} x int8 dot product,
+ * the same instructions as DOT2) and returns 2 * that - sum(x). */
 static inline int64_t bj_cg_x_stride(int64_t K) { return (K + 63) & ~(int64_t)63; }
-int64_t bj_cg_row_block(const bj_cg_kdesc *d);   /* 16 for DOT2, 1 otherwise */
+int64_t bj_cg_row_block(const bj_cg_kdesc *d);   /* 16 for DOT2 and BIN1, 1 otherwise */
 uint64_t bj_cg_packed_size(const bj_cg_kdesc *d);
 /* Packs t8 (M x K row-major int8) for d. BJ_E_INVALID naming (row, col) on a value outside
  * {-1,0,1} ({-1,1} for binary). out must hold bj_cg_packed_size(d) bytes. */
@@ -182,6 +195,10 @@ void bj_cg_unpack(const bj_cg_kdesc *d, const uint8_t *packed, int8_t *t8);
 /* Plain C reference with the kernel contract, over unpacked t8 weights (cg_ref.c). */
 void bj_cg_ref_matmul(const int8_t *x, const int8_t *t8, int32_t *y, int64_t T, int64_t M,
                       int64_t K, int64_t m0, int64_t m1);
+/* The binary kernel's formula in plain C, over b1 sign bits (the IR's b1 layout: row m is
+ * ceil(K/8) bytes, bit k%8 of byte k/8 set for +1): y = 2 * sum(x where set) - sum(x). */
+void bj_cg_ref_matmul_b1(const int8_t *x, const uint8_t *b1, int32_t *y, int64_t T, int64_t M,
+                         int64_t K, int64_t m0, int64_t m1);
 
 typedef void (*bj_cg_matmul_fn)(const int8_t *x, const uint8_t *w, int32_t *y, int64_t T,
                                 int64_t m0, int64_t m1);
@@ -238,6 +255,7 @@ typedef struct bj_cg_cache {
     uint64_t n_compiled;    /* kernels compiled by bj_cg_kernel_get */
     uint64_t n_loaded;      /* kernels read from disk */
     uint64_t n_corrupt;     /* entries found bad and rebuilt */
+    uint64_t n_wloaded;     /* packed-weight entries mapped from disk (cg_wcache.c) */
     double compile_ms;      /* total time compiling */
 } bj_cg_cache;
 
@@ -255,6 +273,25 @@ bj_status bj_cg_cache_load(bj_cg_cache *c, const bj_cg_kdesc *d, bj_cg_object *o
 /* Failure to write only turns the cache off with a warning; it is not an error. */
 bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_object *o,
                             bj_error *err);
+
+/* ---- packed weights on disk (cg_wcache.c) --------------------------------------------------
+ * bj_cg_pack's output for one matrix, stored in the kernel cache directory as w-<key>.bin and
+ * mapped read-only on later starts. Keyed by d's layout (variant, wtype, m, k) and src, the
+ * caller's hash of the source tensor (bj_cg_wcache_src_hash over its bytes, with `how` naming
+ * dtype, shape and quantization rule). Verified (header, size, payload XXH3) before use. */
+typedef struct bj_cg_wmap {
+    const uint8_t *data; /* bj_cg_packed_size(d) bytes; NULL on a miss */
+    void *base;
+    size_t len;
+} bj_cg_wmap;
+void bj_cg_wcache_src_hash(const void *data, size_t n, const char *how, uint64_t out[2]);
+/* out->data NULL on a miss or a corrupt entry (counted and warned as for kernels). */
+bj_status bj_cg_wcache_load(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t src[2], bj_cg_wmap *out,
+                            bj_error *err);
+/* Failure to write only turns the cache off with a warning. */
+bj_status bj_cg_wcache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t src[2], const uint8_t *packed,
+                             bj_error *err);
+void bj_cg_wmap_free(bj_cg_wmap *m);
 
 /* The runtime's one call: the kernel for d, from j if already added, else from the cache,
  * else compiled (and stored). c counts what happened. t8 is needed for WCODE only. */

@@ -12,7 +12,10 @@
  * A BitLinear is act_quant -> matmul_t. Its weight is either packed (U8 [out/4, in] in the HF
  * bitlinear layout plus a one-element weight_scale, imported as t2hf with the effective
  * multiplier as scale) or a float master (imported as is, followed by weight_quant, which
- * the reference executor evaluates once and the compiler folds). Every tensor is checked
+ * the reference executor evaluates once and the compiler folds). A binary model
+ * (quantization_config.weight_quant "binary") has float masters or bitjit's 1-bit packing,
+ * U8 [out, ceil(in/8)] sign bits with weight_scale the multiplier (docs/formats-bitjit.md),
+ * imported as b1; the two packings never mix with the other weight_quant. Every tensor is checked
  * for presence, dtype and shape before it enters the graph; errors name the tensor. */
 #include "frontends/model.h"
 
@@ -68,8 +71,9 @@ static uint32_t float_weight(bj_builder *b, const char *name, int64_t d0, int64_
     return bj_ir_weight(b->g, name, dt, s, 1.0, t->data, t->nbytes, b->err);
 }
 
-/* The effective multiplier of a packed weight from its stored weight_scale. */
-static bool packed_scale(bj_builder *b, const char *wname, double *alpha) {
+/* The effective multiplier of a packed weight from its stored weight_scale: HF bitlinear
+ * stores the divisor, autobitlinear and bitjit's b1 packing the multiplier. */
+static bool packed_scale(bj_builder *b, const char *wname, bool is_b1, double *alpha) {
     char name[320];
     snprintf(name, sizeof name, "%s_scale", wname);
     const bj_st_tensor *t = find_tensor(b, name);
@@ -88,7 +92,7 @@ static bool packed_scale(bj_builder *b, const char *wname, double *alpha) {
         BJ_FAIL(b->err, BJ_E_FORMAT, "tensor '%s': weight scale %g is not a positive finite number", name, s);
         return false;
     }
-    *alpha = b->c->linear_class == BJ_LC_BITLINEAR ? 1.0 / s : s;
+    *alpha = b->c->linear_class == BJ_LC_BITLINEAR && !is_b1 ? 1.0 / s : s;
     return true;
 }
 
@@ -98,13 +102,38 @@ static uint32_t bitlinear_weight(bj_builder *b, const char *prefix, int64_t n_ou
     snprintf(name, sizeof name, "%s.weight", prefix);
     const bj_st_tensor *t = find_tensor(b, name);
     if (!t) return BJ_NONE;
+    bool binary = b->c->weight_quant == BJ_WQ_BINARY;
+    int64_t b1_cols = (n_in + 7) / 8;
+    bool ternary_shape = n_out % 4 == 0 && shape_is(t, n_out / 4, n_in), b1_shape = shape_is(t, n_out, b1_cols);
+    if (t->dtype == BJ_ST_U8 && binary) { /* bitjit's b1: 1 bit per weight, row-major sign bits */
+        char want[160];
+        if (ternary_shape) {
+            BJ_FAIL(b->err, BJ_E_FORMAT, "tensor '%s' (%s): is packed ternary (U8 [%lld,%lld], the HF bitlinear "
+                    "layout), but config.json sets quantization_config.weight_quant \"binary\"; a binary model "
+                    "needs float masters or bitjit's 1-bit packing U8 [%lld,%lld]", name, t->path,
+                    (long long)(n_out / 4), (long long)n_in, (long long)n_out, (long long)b1_cols);
+            return BJ_NONE;
+        }
+        snprintf(want, sizeof want, "U8 [%lld,%lld] (1-bit, weight_quant binary) or a float master [%lld,%lld]",
+                 (long long)n_out, (long long)b1_cols, (long long)n_out, (long long)n_in);
+        if (!b1_shape) return fail_shape(b, t, want);
+        double alpha;
+        if (!packed_scale(b, name, true, &alpha)) return BJ_NONE;
+        return bj_ir_weight(b->g, name, BJ_DT_B1, bj_shape2(n_out, n_in), alpha, t->data, t->nbytes, b->err);
+    }
     if (t->dtype == BJ_ST_U8) { /* packed: 4 output rows per byte */
         char want[96];
+        if (b1_shape && !ternary_shape) {
+            BJ_FAIL(b->err, BJ_E_FORMAT, "tensor '%s' (%s): has bitjit's 1-bit packing U8 [%lld,%lld], but config.json "
+                    "does not set quantization_config.weight_quant \"binary\" (packed ternary is U8 [%lld,%lld])",
+                    name, t->path, (long long)n_out, (long long)b1_cols, (long long)(n_out / 4), (long long)n_in);
+            return BJ_NONE;
+        }
         snprintf(want, sizeof want, "U8 [%lld,%lld] (packed) or a float master [%lld,%lld]",
                  (long long)(n_out / 4), (long long)n_in, (long long)n_out, (long long)n_in);
-        if (n_out % 4 != 0 || !shape_is(t, n_out / 4, n_in)) return fail_shape(b, t, want);
+        if (!ternary_shape) return fail_shape(b, t, want);
         double alpha;
-        if (!packed_scale(b, name, &alpha)) return BJ_NONE;
+        if (!packed_scale(b, name, false, &alpha)) return BJ_NONE;
         return bj_ir_weight(b->g, name, BJ_DT_T2HF, bj_shape2(n_out, n_in), alpha, t->data, t->nbytes, b->err);
     }
     uint32_t w = float_weight(b, name, n_out, n_in);

@@ -479,12 +479,24 @@ static bj_status bj_rule_output(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) 
 }
 
 /* Kernel annotations (variant, isa, layout, packed) are ids and sizes the IR does not
- * interpret; it only keeps them non-negative so the text form stays canonical. */
-static bj_status bj_want_kernel_attrs(const bj_rule_cx *c) {
+ * interpret, except that it keeps them non-negative (so the text form stays canonical) and
+ * keeps binary and ternary apart: a chosen variant (variant or layout != 0) must be the
+ * binary kernel for binary weights and a ternary kernel for ternary ones. */
+static bj_status bj_want_kernel_attrs(const bj_rule_cx *c, int w) {
     for (int i = 0; i < 4; i++)
         if (c->n->iattr[i] < 0)
             return bj_rule_fail(c, "%s must be >= 0, got %lld", bj_op_get((bj_op)c->n->op)->iattr[i],
                                 (long long)c->n->iattr[i]);
+    if (!bj_dtype_is_lowbit((bj_dtype)c->in[w]->dtype)) return BJ_OK; /* the operand check reports it */
+    bool binary = bj_dtype_class_of((bj_dtype)c->in[w]->dtype) == BJ_DTC_BINARY;
+    for (int i = 0; i < 3; i += 2) { /* variant, layout */
+        int64_t v = c->n->iattr[i];
+        if (v && (v == BJ_IR_VARIANT_BIN1) != binary)
+            return bj_rule_fail(c, "%s %lld is a %s kernel, but weight %%%u is %s (%s)",
+                                bj_op_get((bj_op)c->n->op)->iattr[i], (long long)v,
+                                v == BJ_IR_VARIANT_BIN1 ? "binary" : "ternary", c->n->in[w],
+                                binary ? "binary" : "ternary", bj_dtype_name((bj_dtype)c->in[w]->dtype));
+    }
     return BJ_OK;
 }
 
@@ -495,15 +507,15 @@ static bj_status bj_rule_rmsnorm_quant(const bj_rule_cx *c, bj_dtype *dt, bj_sha
 }
 
 static bj_status bj_rule_matmul_tk(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) {
-    BJ_TRY(bj_want_kernel_attrs(c));
-    return bj_rule_matmul_t(c, dt, s);
+    BJ_TRY(bj_rule_matmul_t(c, dt, s));
+    return bj_want_kernel_attrs(c, 1);
 }
 
 /* (x f32[T,K], g[K], W[N,K]): rmsnorm's checks on (x, g), then matmul_t's on W. */
 static bj_status bj_rule_bitlinear(const bj_rule_cx *c, bj_dtype *dt, bj_shape *s) {
-    BJ_TRY(bj_want_kernel_attrs(c));
     BJ_TRY(bj_rule_rmsnorm(c, dt, s));
     BJ_TRY(bj_want_const(c, 2, "weight", false, bj_dtype_is_lowbit, "ternary or binary"));
+    BJ_TRY(bj_want_kernel_attrs(c, 2));
     int64_t k_act = c->in[0]->shape.d[1], k_w = c->in[2]->shape.d[1];
     if (k_act != k_w)
         return bj_rule_fail(c, "weight %%%u has %lld columns, activation %%%u has %lld", c->n->in[2],

@@ -36,6 +36,10 @@ typedef enum bj_dtype_class { BJ_DTC_FLOAT, BJ_DTC_INT, BJ_DTC_ACT, BJ_DTC_TERNA
 
 const char *bj_dtype_name(bj_dtype t);
 bj_dtype_class bj_dtype_class_of(bj_dtype t);
+/* The one kernel-variant id the IR knows (matmul_tk / bitlinear attribute `variant`): the
+ * binary kernel, codegen's BJ_CG_V_BIN1 (static-asserted there). Binary weights need it and
+ * every other variant (1 dot2, 2 bitplane, 3 wcode) needs ternary weights. */
+#define BJ_IR_VARIANT_BIN1 4
 bool bj_dtype_from_name(const char *s, size_t n, bj_dtype *out);
 /* Weight dtypes whose values are ternary or binary (matmul_t's right operand). */
 bool bj_dtype_is_lowbit(bj_dtype t);

@@ -41,6 +41,7 @@ static int lowbit_get(bj_dtype dt, const uint8_t *d, int64_t N, int64_t K, int64
         return ((d[(n % R) * K + k] >> (2 * (n / R))) & 3) - 1;
     }
     case BJ_DT_T2: return ((d[n * ((K + 3) / 4) + k / 4] >> (2 * (k % 4))) & 3) - 1;
+    case BJ_DT_B1: return (d[n * ((K + 7) / 8) + k / 8] >> (k % 8)) & 1 ? 1 : -1;
     case BJ_DT_I2S: { /* formats.md §1.5.7, x86 layout: 128 flat values per 32 bytes */
         int64_t i = n * K + k;
         return ((d[32 * (i >> 7) + (i & 31)] >> (6 - 2 * ((i & 127) >> 5))) & 3) - 1;
@@ -77,6 +78,12 @@ static bool unpack_fast(const bj_node *n, int64_t N, int64_t K, int8_t *v) {
             for (int g = 0; g < 4; g++)
                 for (int p = 0; p < 32; p++) v[128 * b + 32 * g + p] = (int8_t)(((d[32 * b + p] >> (6 - 2 * g)) & 3) - 1);
         return true;
+    case BJ_DT_B1: { /* 2 * bit - 1 */
+        int64_t rb = (K + 7) / 8;
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t k = 0; k < K; k++) v[r * K + k] = (int8_t)(((d[r * rb + k / 8] >> (k % 8)) & 1) * 2 - 1);
+        return true;
+    }
     case BJ_DT_T2HF:
         if (N % 4) return false;
         for (int64_t lane = 0; lane < 4; lane++)
@@ -88,23 +95,37 @@ static bool unpack_fast(const bj_node *n, int64_t N, int64_t K, int8_t *v) {
     }
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3")))
+#endif
+bool bj_ir_values_valid(const int8_t *v, int64_t n, bool binary) {
+    uint8_t bad = 0, zero_bad = binary ? 1 : 0; /* bytes throughout, so the loop vectorizes */
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t u = (uint8_t)(v[i] + 1); /* 0, 1, 2 for -1, 0, 1 */
+        bad |= (uint8_t)((u > 2) | (zero_bad & (u == 1)));
+    }
+    return !bad;
+}
+
 static bj_status unpack(const bj_node *n, int8_t *v, double *scale, bj_error *err) {
     int64_t N = n->shape.d[0], K = n->shape.d[1];
     if (!unpack_fast(n, N, K, v))
         for (int64_t r = 0; r < N; r++)
             for (int64_t k = 0; k < K; k++) v[r * K + k] = (int8_t)lowbit_get(n->dtype, n->data, N, K, r, k);
-    bool binary = n->dtype == BJ_DT_B8;
-    for (int64_t i = 0; i < N * K; i++)
-        if (v[i] < -1 || v[i] > 1 || (binary && v[i] == 0))
-            return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
-                           bj_dtype_name(n->dtype), (long long)(i / K), (long long)(i % K));
+    unsigned binary = bj_dtype_class_of((bj_dtype)n->dtype) == BJ_DTC_BINARY;
+    if (!bj_ir_values_valid(v, N * K, binary))
+        for (int64_t i = 0; i < N * K; i++)
+            if (v[i] < -1 || v[i] > 1 || (binary && v[i] == 0))
+                return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
+                               bj_dtype_name(n->dtype), (long long)(i / K), (long long)(i % K));
     *scale = n->fattr[0];
     return BJ_OK;
 }
 
 /* weight_quant of a float master m, as the model was trained: mode 0 absmean ternary
  * (HF WeightQuant: rint(W * (1/g)) clipped), mode 1 the 1-bit rule mean|W| * Sign(W - mean W). */
-void bj_ir_quantize_master(const bj_node *m, int64_t mode, int8_t *v, double *scale) {
+/* mean(W) and mean|W| of a master, as the rules below round them. */
+static void master_means(const bj_node *m, float *mean, float *mean_abs) {
     int64_t NK = m->shape.d[0] * m->shape.d[1];
     double sum = 0, sum_abs = 0;
     for (int64_t i = 0; i < NK; i++) {
@@ -112,7 +133,14 @@ void bj_ir_quantize_master(const bj_node *m, int64_t mode, int8_t *v, double *sc
         sum += x;
         sum_abs += fabsf(x);
     }
-    float mean = (float)sum * (1.0f / (float)NK), mean_abs = (float)sum_abs * (1.0f / (float)NK);
+    *mean = (float)sum * (1.0f / (float)NK);
+    *mean_abs = (float)sum_abs * (1.0f / (float)NK);
+}
+
+void bj_ir_quantize_master(const bj_node *m, int64_t mode, int8_t *v, double *scale) {
+    int64_t NK = m->shape.d[0] * m->shape.d[1];
+    float mean, mean_abs;
+    master_means(m, &mean, &mean_abs);
     if (mode == 1) {
         for (int64_t i = 0; i < NK; i++) v[i] = bj_ir_weight_float(m->dtype, m->data, (uint64_t)i) - mean > 0 ? 1 : -1;
         *scale = mean_abs;
@@ -126,14 +154,34 @@ void bj_ir_quantize_master(const bj_node *m, int64_t mode, int8_t *v, double *sc
     *scale = g;
 }
 
-bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err) {
+/* The tensor holding a lowbit weight's data: the node, or a weight_quant's float master. */
+static bj_status lowbit_source(const bj_graph *g, uint32_t node, const bj_node **src, bj_error *err) {
     const bj_node *n = &g->nodes[node];
-    *t8 = NULL;
     bool is_quant = n->op == BJ_OP_WEIGHT_QUANT;
-    const bj_node *src = is_quant ? &g->nodes[n->in[0]] : n;
-    if (src->op != BJ_OP_WEIGHT || (!is_quant && !bj_dtype_is_lowbit(n->dtype)))
+    *src = is_quant ? &g->nodes[n->in[0]] : n;
+    if ((*src)->op != BJ_OP_WEIGHT || (!is_quant && !bj_dtype_is_lowbit(n->dtype)))
         return BJ_FAIL(err, BJ_E_INVALID, "node %%%u: not a ternary/binary weight", node);
-    BJ_TRY(bj_ir_weight_check(src, err));
+    return bj_ir_weight_check(*src, err);
+}
+
+bj_status bj_ir_lowbit_scale(const bj_graph *g, uint32_t node, double *scale, bj_error *err) {
+    const bj_node *n = &g->nodes[node], *src;
+    BJ_TRY(lowbit_source(g, node, &src, err));
+    if (n->op != BJ_OP_WEIGHT_QUANT) {
+        *scale = n->fattr[0];
+        return BJ_OK;
+    }
+    float mean, mean_abs;
+    master_means(src, &mean, &mean_abs);
+    *scale = n->iattr[0] == 1 ? mean_abs : fmaxf(mean_abs, 1e-5f);
+    return BJ_OK;
+}
+
+bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err) {
+    const bj_node *n = &g->nodes[node], *src;
+    *t8 = NULL;
+    BJ_TRY(lowbit_source(g, node, &src, err));
+    bool is_quant = n->op == BJ_OP_WEIGHT_QUANT;
     size_t nk = (size_t)(n->shape.d[0] * n->shape.d[1]);
     int8_t *v = malloc(nk ? nk : 1);
     if (!v) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes for '%s')", nk, src->name);
@@ -145,3 +193,10 @@ bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, dou
     return BJ_OK;
 }
 
+
+void bj_ir_pack_b1(const int8_t *v, int64_t N, int64_t K, uint8_t *out) {
+    int64_t rb = (K + 7) / 8;
+    memset(out, 0, (size_t)(N * rb));
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t k = 0; k < K; k++) out[r * rb + k / 8] |= (uint8_t)((v[r * K + k] > 0) << (k % 8));
+}

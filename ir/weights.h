@@ -19,11 +19,22 @@ bj_status bj_ir_weight_check(const bj_node *n, bj_error *err);
  * WEIGHT_QUANT of a bound float master. *t8 is malloc'd (rows x cols int8 in {-1,0,1});
  * *scale the multiplier. Checks the bound data's size and every code. */
 bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err);
+/* The same *scale without making the values (for a caller that has them packed already);
+ * checks the weight as bj_ir_lowbit_values does, except the codes themselves. */
+bj_status bj_ir_lowbit_scale(const bj_graph *g, uint32_t node, double *scale, bj_error *err);
 
 /* weight_quant of a bound float master m [N, K] into v (N*K values), as trained: mode 0
  * absmean ternary (HF WeightQuant: g = max(mean|W|, 1e-5), v = clamp(rint(W * (1/g)), -1, 1),
  * scale g), mode 1 the 1-bit rule (v = W > mean W ? +1 : -1, scale mean|W|). Means are an
  * accurate sum times f32(1/N), as torch computes them. */
 void bj_ir_quantize_master(const bj_node *m, int64_t mode, int8_t *v, double *scale);
+
+/* Binary values v (N x K, each -1 or +1) as b1 sign bits (ir_types.def: row n is ceil(K/8)
+ * bytes, bit k%8 of byte k/8 is 1 for +1; the padding bits of a row are 0). out holds
+ * N * ceil(K/8) bytes. */
+/* True when all n values are in {-1,0,1} (and none is 0 when binary). Branch-free, so it
+ * vectorizes (2B4T checks 2 G values at load); find the bad value only when this is false. */
+bool bj_ir_values_valid(const int8_t *v, int64_t n, bool binary);
+void bj_ir_pack_b1(const int8_t *v, int64_t N, int64_t K, uint8_t *out);
 
 #endif

@@ -5,14 +5,15 @@
  *     => %y = matmul_tk %a, %w {variant=1, isa=5, layout=1, packed=147456}
  *
  * layout is the variant whose packing the kernel reads (1 dot2: 16-row interleaved 2-bit
- * codes; 2 bitplane: non-zero + sign bit planes; 3 wcode: no buffer, weights are code), and
+ * codes; 2 bitplane: non-zero + sign bit planes; 3 wcode: no buffer, weights are code; 4 bin1:
+ * 16-row interleaved sign bits, 1 bit a weight), and
  * packed its bytes (bj_cg_packed_size of the kernel's descriptor).
  *
  * Why an annotation and not a repack in the graph: the kernel layouts are codegen's
  * (codegen/cg_pack.c) and the engine packs from the weight's values as it prepares each
  * kernel; writing packed bytes into the graph as well would duplicate that code path and the
  * memory, and would need one IR dtype per kernel layout. So the graph keeps the weight in its
- * file dtype (t2hf, t8, b8) and this pass states the layout; the engine's packing must agree
+ * file dtype (t2hf, t8, b1, ...) and this pass states the layout; the engine's packing must agree
  * with it (the descriptor is built the same way). Matmuls without a kernel choice
  * (variant 0) are left alone: run select-kernels first.
  * Needs: select-kernels. Invalidates: nothing (attributes only). */

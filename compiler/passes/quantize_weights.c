@@ -5,7 +5,8 @@
  *   %q = weight_quant %m {mode=0}   =>   (the master becomes dead and is removed)
  *
  * mode 0 (BitNet b1.58): g = max(mean|W|, 1e-5), v = clamp(rint(W * (1/g)), -1, 1) -> t8;
- * mode 1 (1-bit BitNet): v = W - mean(W) > 0 ? +1 : -1, scale mean|W| -> b8.
+ * mode 1 (1-bit BitNet): v = W - mean(W) > 0 ? +1 : -1, scale mean|W| -> b1, stored at one
+ * bit per weight ("W.b1"; weight_quant's own result type b8 is only the unfolded view).
  * The arithmetic is ir/weights.c's bj_ir_quantize_master, the same function the engines run
  * for an unfolded weight_quant, so a folded graph gives them the same values and scale bit
  * for bit.
@@ -20,6 +21,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool bj_qw_name_taken(const bj_graph *g, const char *name) {
@@ -47,16 +49,26 @@ static bj_status bj_qw_fold(bj_graph *g, uint32_t i, bj_error *err) {
     bj_node *n = &g->nodes[i];
     const bj_node *m = &g->nodes[n->in[0]];
     int64_t mode = n->iattr[0];
-    uint64_t nbytes = (uint64_t)m->shape.d[0] * (uint64_t)m->shape.d[1];
-    if (m->nbytes < nbytes * (m->dtype == BJ_DT_F32 ? 4 : 2))
+    int64_t N = m->shape.d[0], K = m->shape.d[1];
+    uint64_t nvals = (uint64_t)N * (uint64_t)K;
+    uint64_t nbytes = mode == 1 ? (uint64_t)N * (uint64_t)((K + 7) / 8) : nvals;
+    if (m->nbytes < nvals * (m->dtype == BJ_DT_F32 ? 4 : 2))
         return BJ_FAIL(err, BJ_E_INVALID, "quantize-weights %%%u: master '%s' is bound to %llu bytes, too few", i,
                        m->name, (unsigned long long)m->nbytes);
     int8_t *v = bj_arena_alloc(&g->arena, nbytes ? nbytes : 1, 64);
-    const char *name = bj_qw_name(g, m->name, mode == 1 ? "b8" : "t8");
-    if (!v || !name) return BJ_FAIL(err, BJ_E_NOMEM, "quantize-weights: out of memory for '%s'", m->name);
+    int8_t *vb = mode == 1 ? malloc(nvals ? nvals : 1) : v; /* binary: values, then packed to bits */
+    const char *name = bj_qw_name(g, m->name, mode == 1 ? "b1" : "t8");
+    if (!v || !vb || !name) {
+        if (vb != v) free(vb);
+        return BJ_FAIL(err, BJ_E_NOMEM, "quantize-weights: out of memory for '%s'", m->name);
+    }
     double scale;
-    bj_ir_quantize_master(m, mode, v, &scale);
-    bj_node w = { .op = BJ_OP_WEIGHT, .nin = 0, .dtype = (uint8_t)(mode == 1 ? BJ_DT_B8 : BJ_DT_T8),
+    bj_ir_quantize_master(m, mode, vb, &scale);
+    if (mode == 1) {
+        bj_ir_pack_b1(vb, N, K, (uint8_t *)v);
+        free(vb);
+    }
+    bj_node w = { .op = BJ_OP_WEIGHT, .nin = 0, .dtype = (uint8_t)(mode == 1 ? BJ_DT_B1 : BJ_DT_T8),
                   .shape = m->shape, .name = name, .data = v, .nbytes = nbytes };
     for (int k = 0; k < BJ_MAX_IN; k++) w.in[k] = BJ_NONE;
     w.fattr[0] = scale;

@@ -141,7 +141,8 @@ Test(cc_oracle, kjv_master_jit, .timeout = 600) {
     cc_all_configs("models/kjv-bitnet-11m/master", "models/kjv-bitnet-11m/oracle.json", "master", "jit");
 }
 
-/* The 1-bit model exercises quantize-weights' binary mode (b8); full pipeline only. */
+/* The 1-bit model exercises quantize-weights' binary mode (b1, one bit a weight) and the
+ * binary kernel select-kernels picks for it; full pipeline only. */
 Test(cc_oracle, kjv_binary_master_full, .timeout = 600) {
     cc_case c;
     cc_case_init(&c, "models/kjv-bitnet1-11m/master", "models/kjv-bitnet1-11m/oracle.json", "master");

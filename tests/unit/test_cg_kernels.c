@@ -7,7 +7,10 @@
  * still runs on any x86-64 host); the host's lower paths (AVX2 on an AVX-512 CPU, ...) run
  * on a smaller table. Row sub-ranges [m0, m1) are checked to write exactly their rows.
  * Compile times are printed, not asserted. Big shapes run with few tokens to keep the
- * binary near a minute on two cores. */
+ * binary near a minute on two cores.
+ * The binary kernel (bin1) runs the same table on its binary patterns (all +1, all -1,
+ * random signs), plus odd shapes (K in {1, 7, 33, 1001}, M in {1, 17, 100}), and is also
+ * checked against its own formula over b1 sign bits (bj_cg_ref_matmul_b1). */
 #include "codegen/codegen.h"
 
 #include <criterion/criterion.h>
@@ -118,7 +121,8 @@ static bj_cg_matmul_fn get_kernel(kstate *st, const kcase *c, const int8_t *t8, 
     bj_cg_object o;
     bj_cg_times tm;
     void *addr = NULL;
-    cr_assert_eq(bj_cg_kdesc_init(d, c->t, c->v, c->isa, c->pat == PAT_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY,
+    bool bin = c->pat == PAT_BINARY || c->v == BJ_CG_V_BIN1;
+    cr_assert_eq(bj_cg_kdesc_init(d, c->t, c->v, c->isa, bin ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY,
                                   (uint32_t)c->M, (uint32_t)c->K, t8, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_compile(c->t, d, t8, &o, &tm, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_jit_add_object(st->jit, o.data, o.size, &err), BJ_OK, "%s", err.msg);
@@ -135,6 +139,22 @@ static bj_cg_matmul_fn get_kernel(kstate *st, const kcase *c, const int8_t *t8, 
     return (bj_cg_matmul_fn)addr;
 }
 
+/* The patterns a variant takes: bin1 only binary ones. */
+static bool pat_fits(const kcase *c) {
+    return c->v != BJ_CG_V_BIN1 || c->pat == PAT_PLUS || c->pat == PAT_MINUS || c->pat == PAT_BINARY;
+}
+
+/* b1 sign bits of binary t8, written here from the layout's definition (not the IR's packer). */
+static uint8_t *to_b1(const int8_t *t8, int64_t M, int64_t K) {
+    int64_t rb = (K + 7) / 8;
+    uint8_t *b = calloc((size_t)(M * rb), 1);
+    cr_assert(b);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++)
+            if (t8[m * K + k] == 1) b[m * rb + k / 8] |= (uint8_t)(1u << (k % 8));
+    return b;
+}
+
 /* One shape, every pattern: compile once (WCODE: once per pattern), pack, run, compare. */
 static void check_shape(kstate *st, kcase c) {
     int64_t M = c.M, K = c.K;
@@ -145,12 +165,22 @@ static void check_shape(kstate *st, kcase c) {
     bj_cg_kdesc d;
     cr_assert(t8 && x && ref && y);
     for (c.pat = 0; c.pat < PAT_COUNT; c.pat++) {
+        if (!pat_fits(&c)) continue;
         gen_weights(t8, M, K, c.pat, 1000 * (uint64_t)M + (uint64_t)K + (uint64_t)c.pat);
-        if (!fn || c.v == BJ_CG_V_WCODE || c.pat == PAT_BINARY) fn = get_kernel(st, &c, t8, &d);
+        if (!fn || c.v == BJ_CG_V_WCODE || (c.pat == PAT_BINARY && c.v != BJ_CG_V_BIN1)) fn = get_kernel(st, &c, t8, &d);
         if (!w) w = malloc(bj_cg_packed_size(&d) + 1);
         bj_error err = { 0 };
         cr_assert_eq(bj_cg_pack(&d, t8, w, &err), BJ_OK, "%s", err.msg);
         bj_cg_ref_matmul(x, t8, ref, TT, M, K, 0, M);
+        if (c.v == BJ_CG_V_BIN1) { /* the binary formula over sign bits agrees with the plain dot product */
+            uint8_t *b1 = to_b1(t8, M, K);
+            int32_t *ref_b1 = malloc((size_t)(TT * M) * 4);
+            bj_cg_ref_matmul_b1(x, b1, ref_b1, TT, M, K, 0, M);
+            cr_assert_arr_eq(ref_b1, ref, (size_t)(TT * M) * 4, "bj_cg_ref_matmul_b1 %lldx%lld %s", (long long)M,
+                             (long long)K, pat_names[c.pat]);
+            free(b1);
+            free(ref_b1);
+        }
         run_ranges(&c, fn, x, w, ref, y);
     }
     free(t8);
@@ -160,7 +190,8 @@ static void check_shape(kstate *st, kcase c) {
     free(w);
 }
 
-static void check_table(const char *mcpu, bj_cg_variant v, bj_cg_isa isa, size_t n_m, size_t n_k) {
+static void check_table_of(const char *mcpu, bj_cg_variant v, bj_cg_isa isa, const int64_t *ms, size_t n_m,
+                           const int64_t *ks, size_t n_k) {
     bj_error err = { 0 };
     bj_cg_target t;
     kstate st = { 0 };
@@ -173,13 +204,17 @@ static void check_table(const char *mcpu, bj_cg_variant v, bj_cg_isa isa, size_t
     bj_cg_isa used = isa == BJ_CG_ISA_AUTO ? bj_cg_best_isa(&t) : isa;
     for (size_t i = 0; i < n_m; i++)
         for (size_t j = 0; j < n_k; j++) {
-            if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)shapes_m[i], (uint32_t)shapes_k[j])) continue;
-            check_shape(&st, (kcase){ &t, v, used, shapes_m[i], shapes_k[j], 0 });
+            if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)ms[i], (uint32_t)ks[j])) continue;
+            check_shape(&st, (kcase){ &t, v, used, ms[i], ks[j], 0 });
         }
     fprintf(stderr, "%-8s %-10s on %-9s: %3d kernels compiled in %7.1f ms (mean %.1f, max %.1f ms)\n",
             bj_cg_variant_name(v), bj_cg_isa_name(used), t.cpu, st.n_compiled, st.compile_ms,
             st.compile_ms / (st.n_compiled ? st.n_compiled : 1), st.max_ms);
     bj_cg_jit_free(st.jit);
+}
+
+static void check_table(const char *mcpu, bj_cg_variant v, bj_cg_isa isa, size_t n_m, size_t n_k) {
+    check_table_of(mcpu, v, isa, shapes_m, n_m, shapes_k, n_k);
 }
 
 #define ALL_M BJ_COUNTOF(shapes_m)
@@ -191,6 +226,16 @@ Test(cg_kernels, bitplane_host, .timeout = 600) { check_table(NULL, BJ_CG_V_BITP
 Test(cg_kernels, bitplane_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
 Test(cg_kernels, wcode_host, .timeout = 600) { check_table(NULL, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
 Test(cg_kernels, wcode_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, bin1_host, .timeout = 600) { check_table(NULL, BJ_CG_V_BIN1, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, bin1_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_BIN1, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+
+/* bin1 on shapes no vector width divides: K of 1 and 7 (one partial byte), 33 (one past a
+ * 32-k group), 1001; M of 1, 17 (one past a 16-row block) and 100. */
+Test(cg_kernels, bin1_odd_shapes, .timeout = 600) {
+    static const int64_t ms[] = { 1, 17, 100 }, ks[] = { 1, 7, 33, 1001 };
+    check_table_of(NULL, BJ_CG_V_BIN1, BJ_CG_ISA_AUTO, ms, BJ_COUNTOF(ms), ks, BJ_COUNTOF(ks));
+    check_table_of("x86-64", BJ_CG_V_BIN1, BJ_CG_ISA_AUTO, ms, BJ_COUNTOF(ms), ks, BJ_COUNTOF(ks));
+}
 
 /* The host's other paths (e.g. AVX2 and AVX-VNNI ymm on an AVX-512 VNNI CPU) on the small
  * shapes: M in {1, 3, 64}, K in {64, 96, 130, 2560}. */
@@ -200,6 +245,7 @@ Test(cg_kernels, host_lower_paths, .timeout = 600) {
     cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
     bj_cg_isa best = bj_cg_best_isa(&t);
     for (int isa = BJ_CG_ISA_GENERIC; isa < (int)best; isa++)
-        for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BITPLANE; v++)
-            if (bj_cg_isa_supported(&t, (bj_cg_isa)isa)) check_table(NULL, (bj_cg_variant)v, (bj_cg_isa)isa, 3, 4);
+        for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BIN1; v++)
+            if (v != BJ_CG_V_WCODE && bj_cg_isa_supported(&t, (bj_cg_isa)isa))
+                check_table(NULL, (bj_cg_variant)v, (bj_cg_isa)isa, 3, 4);
 }
