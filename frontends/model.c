@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,6 +34,37 @@ static bj_status model_dir(const char *path, char *dir, size_t cap, bj_error *er
     return BJ_OK;
 }
 
+/* Warns (m->warning) about ternary weights that are all zero: a packed t2hf weight whose every
+ * code is 1 (v + 1 = 1), or a float master of a weight_quant that is all zero bytes. The model
+ * still runs (such a projection contributes nothing), so this is a warning, not an error. */
+static void warn_zero_weights(bj_model *m, const char *path) {
+    const bj_graph *g = &m->graph;
+    int n_zero = 0;
+    const char *first = NULL;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *n = &g->nodes[i];
+        if (n->op != BJ_OP_WEIGHT || !n->data || !n->nbytes) continue;
+        uint8_t zero;
+        if (n->dtype == BJ_DT_T2HF) zero = 0x55;
+        else if (bj_dtype_class_of(n->dtype) == BJ_DTC_FLOAT) zero = 0;
+        else continue;
+        if (zero == 0) { /* a float is ternary only as a weight_quant master */
+            bool master = false;
+            for (uint32_t j = i + 1; j < g->n_nodes && !master; j++)
+                master = g->nodes[j].op == BJ_OP_WEIGHT_QUANT && g->nodes[j].nin > 0 && g->nodes[j].in[0] == i;
+            if (!master) continue;
+        }
+        const uint8_t *p = n->data;
+        uint64_t k = 0;
+        while (k < n->nbytes && p[k] == zero) k++;
+        if (k == n->nbytes && n_zero++ == 0) first = n->name;
+    }
+    if (n_zero)
+        snprintf(m->warning, sizeof m->warning, "%s: ternary weight '%s' is all zeros%s (the model runs, but "
+                 "that projection contributes nothing)", path, first ? first : "?",
+                 n_zero > 1 ? " (and others)" : "");
+}
+
 static bj_status load_parts(bj_model *m, const char *path, const char *dir, bj_error *err) {
     char buf[4096];
     BJ_TRY(bj_path_join(buf, sizeof buf, dir, "config.json", err));
@@ -44,8 +76,9 @@ static bj_status load_parts(bj_model *m, const char *path, const char *dir, bj_e
                        dir, bj_tok_vocab_size(m->tok), (long long)m->cfg.vocab);
     BJ_TRY(bj_graph_init(&m->graph, "bitnet", err));
     bj_status s = bj_fe_build_bitnet_hf(&m->graph, &m->cfg, &m->st, err);
-    if (s != BJ_OK) bj_error_prefix(err, "%s", path);
-    return s;
+    if (s != BJ_OK) return bj_error_prefix(err, "%s", path);
+    warn_zero_weights(m, path);
+    return BJ_OK;
 }
 
 static bool is_gguf_path(const char *path) {
@@ -64,7 +97,9 @@ static bj_status load_gguf(bj_model *m, const char *path, bj_error *err) {
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: tokenizer has %d tokens but token_embd.weight has %lld rows", path,
                        bj_tok_vocab_size(m->tok), (long long)m->cfg.vocab);
     BJ_TRY(bj_graph_init(&m->graph, "bitnet", err));
-    return bj_fe_build_bitnet_gguf(&m->graph, &m->cfg, m->gguf, err);
+    BJ_TRY(bj_fe_build_bitnet_gguf(&m->graph, &m->cfg, m->gguf, err));
+    if (m->gguf->warnings) snprintf(m->warning, sizeof m->warning, "%s", m->gguf->warning);
+    return BJ_OK;
 }
 
 bj_status bj_model_load(bj_model *m, const char *path, bj_error *err) {

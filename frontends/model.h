@@ -17,6 +17,7 @@ typedef struct bj_model {
     bj_st_model st;
     bj_tokenizer *tok;
     struct bj_gguf *gguf; /* a GGUF model's reader (weights point into its map); NULL otherwise */
+    char warning[512];    /* "" or the first load warning (e.g. an all-zero ternary weight), for drivers to print */
 } bj_model;
 
 bj_status bj_model_load(bj_model *m, const char *path, bj_error *err);

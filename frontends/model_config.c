@@ -221,7 +221,9 @@ bj_status bj_hf_config_parse(bj_model_config *c, const char *json, size_t len, c
     memset(c, 0, sizeof *c);
     c->bos_id = c->eos_id = -1;
     json_error_t je;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    bool oom;
+    json_t *root = bj_fe_json_loadb(json, len, JSON_REJECT_DUPLICATES, &je, &oom);
+    if (oom) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory parsing JSON", path);
     if (!root) return BJ_FAIL(err, BJ_E_FORMAT, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
     bj_status s = hf_config(c, path, root, err);
     json_decref(root);

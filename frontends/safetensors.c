@@ -107,7 +107,9 @@ static bj_status st_header_span(const uint8_t *data, size_t size, const char *pa
 
 static bj_status st_header_json(const uint8_t *hdr, uint64_t n, const char *path, json_t **root, bj_error *err) {
     json_error_t je;
-    *root = json_loadb((const char *)hdr, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    bool oom;
+    *root = bj_fe_json_loadb((const char *)hdr, (size_t)n, JSON_REJECT_DUPLICATES, &je, &oom);
+    if (oom) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory parsing the %llu-byte header", path, (unsigned long long)n);
     if (!*root)
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: header is not valid JSON at byte %d: %s", path, je.position, je.text);
     if (!json_is_object(*root)) {
@@ -408,8 +410,10 @@ static bj_status st_open_index(bj_st_model *m, const char *dir, const char *ipat
     size_t len;
     json_error_t je;
     BJ_TRY(bj_read_file(ipath, &text, &len, err));
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    bool oom;
+    json_t *root = bj_fe_json_loadb(text, len, JSON_REJECT_DUPLICATES, &je, &oom);
     free(text);
+    if (oom) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory parsing JSON", ipath);
     if (!root)
         return BJ_FAIL(err, BJ_E_FORMAT, "%s:%d:%d: invalid JSON: %s", ipath, je.line, je.column, je.text);
     const json_t *wm = json_is_object(root) ? json_object_get(root, "weight_map") : NULL;

@@ -17,6 +17,7 @@
  * tokenizer_config.json, falling back to the post_processor's template and to
  * generation_config.json. */
 #include "frontends/tok_impl.h"
+#include "frontends/fe_json.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -177,8 +178,10 @@ static bj_status tok_read_json(const char *path, bool required, json_t **out, bj
     bj_status s = bj_read_file(path, &buf, &n, err);
     if (s != BJ_OK) return required ? s : BJ_OK;
     json_error_t je;
-    *out = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je);
+    bool oom;
+    *out = bj_fe_json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je, &oom);
     free(buf);
+    if (oom) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory parsing %zu bytes of JSON", path, n);
     if (!*out)
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: not valid JSON (line %d, column %d): %s", path, je.line,
                        je.column, je.text);

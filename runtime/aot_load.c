@@ -122,7 +122,7 @@ static bool bj_aot_kv(const bj_aot_ent *e, const char *key, char *buf, size_t ca
     return false;
 }
 
-static bj_status bj_aot_read_target(bj_aot_lib *lib, bj_error *err) {
+static bj_status bj_aot_parse_target(bj_aot_lib *lib, bj_error *err) {
     const bj_aot_ent *e = bj_aot_find(lib, BJ_AOT_E_TARGET, "target");
     char flags[32], known[8], host[8];
     bj_cg_target *t = &lib->tgt;
@@ -133,7 +133,12 @@ static bj_status bj_aot_read_target(bj_aot_lib *lib, bj_error *err) {
     t->flags = (uint32_t)strtoul(flags, NULL, 10);
     t->features_known = atoi(known) != 0;
     t->is_host = atoi(host) != 0;
-    bj_status st = bj_cg_target_check_host(t, err);
+    return BJ_OK;
+}
+
+static bj_status bj_aot_read_target(bj_aot_lib *lib, bj_error *err) {
+    BJ_TRY(bj_aot_parse_target(lib, err));
+    bj_status st = bj_cg_target_check_host(&lib->tgt, err);
     if (st != BJ_OK) bj_error_prefix(err, "%s: refusing to run", lib->path);
     return st;
 }
@@ -242,6 +247,20 @@ bj_status bj_aot_load(bj_aot_lib **out, bj_model *m, const char *path, bj_error 
     }
     *out = lib;
     return BJ_OK;
+}
+
+bj_status bj_aot_check_bundle(const uint8_t *data, size_t size, bj_error *err) {
+    bj_aot_lib lib = { .path = "bundle" };
+    bj_model m;
+    memset(&m, 0, sizeof m);
+    bj_arena_init(&m.st.arena);
+    bj_status st = bj_aot_parse_bundle(&lib, data, size, err);
+    if (st == BJ_OK) st = bj_aot_parse_target(&lib, err);
+    if (st == BJ_OK) st = bj_aot_config(&lib, &m.cfg, err);
+    if (st == BJ_OK) st = bj_aot_graph(&lib, &m.graph, err);
+    bj_model_free(&m);
+    free(lib.ents);
+    return st;
 }
 
 /* ---- kernels ------------------------------------------------------------------------------- */

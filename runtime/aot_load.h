@@ -20,6 +20,10 @@ bool bj_aot_is_library(const char *path);
  * bj_model_load fills it (m->st stays empty) and must be freed with bj_model_free before
  * bj_aot_close. */
 bj_status bj_aot_load(bj_aot_lib **out, bj_model *m, const char *path, bj_error *err);
+/* The checks bj_aot_load makes on the bundle's bytes, without dlopen and without the host
+ * check: header, entry bounds, the target entry, config.json, the graph IR parsed, its
+ * weights bound by name and verified. For the fuzz harness (tests/fuzz/fuzz_aot_bundle.c). */
+bj_status bj_aot_check_bundle(const uint8_t *data, size_t size, bj_error *err);
 /* Points o at the library: kernel_lookup = dlsym, the library's exact target, no cache. */
 void bj_aot_jit_options(const bj_aot_lib *lib, bj_jit_options *o);
 /* The CPU name the library was built for. */
