@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config llvm-19-dev clang-19 llvm-19-tools libffi-dev
-          libcriterion-dev libpcre2-dev libjansson-dev libxxhash-dev libclang-rt-19-dev)
+          libcriterion-dev libpcre2-dev libjansson-dev libxxhash-dev libclang-rt-19-dev
+          libmicrohttpd-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,184 @@
+/* runtime/cli/cmd_serve.c -- `bitjit serve`: an OpenAI-compatible HTTP server over one loaded model
+ * (runtime/server/). Loads the model, makes one engine per slot, serves until SIGINT or SIGTERM,
+ * then stops cleanly and exits 0. */
+#include "runtime/cli/cli.h"
+#include "runtime/server/server.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage_serve(FILE *f) {
+    fprintf(f,
+            "usage: bitjit serve [-m PATH] [--host ADDR] [--port N] [--parallel N] [options]\n"
+            "\n"
+            "Serves a model over HTTP with OpenAI-compatible endpoints:\n"
+            "  POST /v1/completions        {\"prompt\": string or [string], \"max_tokens\", \"temperature\", \"top_p\",\n"
+            "                              \"top_k\", \"min_p\", \"seed\", \"stop\": string or [string, ...],\n"
+            "                              \"stream\", \"repetition_penalty\", \"repeat_last_n\", \"model\"}\n"
+            "  POST /v1/chat/completions   the same with \"messages\": [{\"role\", \"content\"}, ...] instead of\n"
+            "                              \"prompt\" (rendered with the model's chat template, or as plain text)\n"
+            "  GET  /v1/models             the model served\n"
+            "  GET  /health                {\"status\": \"ok\", ...}\n"
+            "With \"stream\": true the answer comes as server-sent events (data: {...}) ending with\n"
+            "data: [DONE]. Errors are JSON {\"error\": {\"message\", \"type\", \"param\", \"code\"}} with a 4xx status\n"
+            "(5xx: server side). Prints \"listening on http://ADDR:PORT\" on stderr once ready; SIGINT or\n"
+            "SIGTERM stops it (exit status 0).\n"
+            "\n"
+            "server:\n"
+            "      --host ADDR         IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
+            "      --port N            TCP port; 0 = any free one (default 8080)\n"
+            "      --parallel N        slots: requests generated at the same time, each on an engine of\n"
+            "                          its own over the one loaded model (default 1); -t is split among them;\n"
+            "                          other requests wait in a queue\n"
+            "      --alias NAME        model name for /v1/models and responses (default: from the path)\n"
+            "  -n, --n-predict N       max_tokens when a request gives none (default 256, capped by the context)\n"
+            "      --chat-template T   bitnet, llama3, chatml or plain instead of the model's own\n"
+            "      --max-body BYTES    larger request bodies get 413 (default 1048576)\n"
+            "      --max-queue N       requests waiting beyond N get 503 (default 256)\n"
+            "      --timeout S         close connections idle for S seconds (default 60)\n"
+            "\n"
+            "sampling (defaults for requests that leave a field out):\n" CLI_SAMPLING_HELP
+            "\n"
+            "model and execution:\n" CLI_MODEL_HELP
+            "  -h, --help              show this help\n");
+    return f == stderr ? 2 : 0;
+}
+
+typedef struct serve_opts {
+    bj_server_opts so;
+    int parallel;
+    const char *alias, *tmpl;
+    cli_sampling samp;
+    cli_model_opts mo;
+} serve_opts;
+
+enum { O_HOST = CLI_O_CMD, O_PORT, O_PARALLEL, O_ALIAS, O_TEMPLATE, O_MAX_BODY, O_MAX_QUEUE, O_TIMEOUT };
+
+static void parse_serve(int argc, char **argv, serve_opts *o) {
+    static const struct option longs[] = {
+        { "host", required_argument, 0, O_HOST }, { "port", required_argument, 0, O_PORT },
+        { "parallel", required_argument, 0, O_PARALLEL }, { "alias", required_argument, 0, O_ALIAS },
+        { "n-predict", required_argument, 0, 'n' }, { "chat-template", required_argument, 0, O_TEMPLATE },
+        { "max-body", required_argument, 0, O_MAX_BODY }, { "max-queue", required_argument, 0, O_MAX_QUEUE },
+        { "timeout", required_argument, 0, O_TIMEOUT }, CLI_SAMPLING_LONGOPTS, CLI_MODEL_LONGOPTS, CLI_END_LONGOPTS,
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":n:h" CLI_MODEL_SHORTOPTS CLI_SAMPLING_SHORTOPTS, longs, NULL)) != -1) {
+        if (cli_model_opt(c, optarg, &o->mo) || cli_sampling_opt(c, optarg, &o->samp)) continue;
+        switch (c) {
+        case O_HOST: o->so.host = optarg; break;
+        case O_PORT: o->so.port = (int)cli_parse_int("--port", optarg, 0, 65535); break;
+        case O_PARALLEL: o->parallel = (int)cli_parse_int("--parallel", optarg, 1, 64); break;
+        case O_ALIAS: o->alias = optarg; break;
+        case 'n': o->so.n_predict = cli_parse_int("-n", optarg, 1, INT32_MAX); break;
+        case O_TEMPLATE: o->tmpl = optarg; break;
+        case O_MAX_BODY: o->so.max_body = (size_t)cli_parse_int("--max-body", optarg, 64, 1LL << 30); break;
+        case O_MAX_QUEUE: o->so.max_queue = (int)cli_parse_int("--max-queue", optarg, 1, 1 << 20); break;
+        case O_TIMEOUT: o->so.timeout_s = (int)cli_parse_int("--timeout", optarg, 1, 86400); break;
+        default: cli_bad_option(c, argv, usage_serve);
+        }
+    }
+    if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
+    if (o->tmpl) {
+        bool known;
+        bj_chat_detect(o->tmpl, &known);
+        if (!known || strchr(o->tmpl, '{'))
+            cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, plain)", o->tmpl);
+    }
+    cli_model_opts_check(&o->mo);
+    cli_sampling_finish(&o->samp);
+}
+
+/* The model's name from its path: the last two components, less a file extension. */
+static void model_id(const char *path, char *out, size_t cap) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    char *base = strrchr(p, '/');
+    char *dot = strrchr(base ? base : p, '.');
+    if (dot && dot != (base ? base + 1 : p)) *dot = 0;
+    const char *start = p;
+    if (base) {
+        *base = 0;
+        char *prev = strrchr(p, '/');
+        *base = '/';
+        start = prev ? prev + 1 : p;
+    }
+    snprintf(out, cap, "%s", start);
+}
+
+static void log_line(void *ud, const char *line) {
+    (void)ud;
+    fprintf(stderr, "%s serve: %s\n", bj_cli_prog, line);
+}
+
+int bj_cmd_serve(int argc, char **argv) {
+    serve_opts o = { .parallel = 1 };
+    bj_server_opts_default(&o.so);
+    cli_sampling_init(&o.samp);
+    cli_model_opts_init(&o.mo);
+    parse_serve(argc, argv, &o);
+    o.so.sampling = o.samp.sp;
+    if (o.mo.verbose) o.so.log = log_line;
+
+    /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread starts. A shell
+     * starts background jobs with SIGINT ignored, and an ignored signal never reaches sigwait:
+     * restore the default first. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    o.mo.jit.n_threads = o.mo.jit.n_threads / o.parallel > 1 ? o.mo.jit.n_threads / o.parallel : 1;
+    bj_error err = { 0 };
+    cli_session ses;
+    cli_open(&o.mo, &ses);
+    bj_engine **engines = calloc((size_t)o.parallel, sizeof *engines);
+    if (!engines) { fprintf(stderr, "%s: error: out of memory\n", bj_cli_prog); return 1; }
+    engines[0] = ses.e;
+    for (int i = 1; i < o.parallel; i++) {
+        bj_status st;
+        if (!strcmp(o.mo.engine, "ref")) st = bj_ref_engine_create(&engines[i], &ses.m.graph, &err);
+        else {
+            bj_jit_report r;
+            o.mo.jit.progress = NULL;
+            st = bj_jit_engine_create(&engines[i], &ses.m.graph, &o.mo.jit, &r, &err);
+        }
+        if (st != BJ_OK) cli_die_error(&err);
+    }
+
+    bj_chat_template tmpl;
+    if (bj_chat_template_for_model(&tmpl, &ses.m, &err) != BJ_OK) cli_die_error(&err);
+    if (o.tmpl) bj_chat_template_init(&tmpl, bj_chat_detect(o.tmpl, NULL), tmpl.bos);
+    else if (tmpl.unknown && !o.mo.quiet)
+        fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: chat requests are "
+                        "rendered as plain text (--chat-template picks one)\n", bj_cli_prog);
+    char id[256];
+    model_id(o.mo.model, id, sizeof id);
+    o.so.model_id = o.alias ? o.alias : id;
+
+    bj_server *srv;
+    if (bj_server_start(&srv, &ses.m, &tmpl, engines, o.parallel, &o.so, &err) != BJ_OK) cli_die_error(&err);
+    fprintf(stderr, "%s serve: listening on http://%s%s%s:%d (model %s, template %s, %d slot%s, context %lld tokens)\n",
+            bj_cli_prog, strchr(o.so.host, ':') ? "[" : "", o.so.host, strchr(o.so.host, ':') ? "]" : "",
+            bj_server_port(srv), o.so.model_id, bj_chat_kind_name(tmpl.kind), o.parallel, o.parallel == 1 ? "" : "s",
+            (long long)ses.e->max_seq);
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (!o.mo.quiet) fprintf(stderr, "%s serve: %s: shutting down\n", bj_cli_prog, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    bj_server_stop(srv);
+    for (int i = 1; i < o.parallel; i++) bj_engine_free(engines[i]);
+    free(engines);
+    cli_close(&ses);
+    return 0;
+}
