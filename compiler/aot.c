@@ -17,6 +17,7 @@
 #include "compiler/aot.h"
 
 #include "codegen/codegen.h"
+#include "codegen/cg_tunedb.h"
 #include "ir/weights.h"
 
 #include <ctype.h>
@@ -86,6 +87,9 @@ typedef struct bj_aot_set {
     bj_aot_kernel *k;
     size_t n;
     int64_t n_matmuls;
+    const bj_cg_tunedb *tdb; /* while collecting: the tuning database, or NULL */
+    int64_t n_tuned;         /* matmuls whose kernel came from it */
+    char tune_db[4096], tune_warning[512];
 } bj_aot_set;
 
 static void bj_aot_set_free(bj_aot_set *s) {
@@ -122,11 +126,23 @@ static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, uint32_t i
     int8_t *t8 = NULL;
     double scale;
     BJ_TRY(bj_ir_lowbit_values(g, wid, &t8, &scale, err));
-    bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-    bj_cg_kdesc d;
-    bj_status st = bj_cg_kdesc_init(&d, &s->tgt, v, BJ_CG_ISA_AUTO, wt, (uint32_t)w->shape.d[0],
-                                    (uint32_t)w->shape.d[1], t8, err);
-    if (st == BJ_OK) st = bj_aot_add_kernel(s, &d, &t8, err);
+    bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    /* The tuning database's kernels (decode, prefill) go in beside the cost rule's, so an engine
+     * over the library finds its kernel with or without the database where it runs. */
+    bj_cg_tune_pick pk;
+    bj_status st = bj_cg_tune_pick_descs(s->tdb, &s->tgt, v, false, wt, (uint32_t)w->shape.d[0],
+                                         (uint32_t)w->shape.d[1], t8, &pk, err);
+    const bj_cg_kdesc *ds[3] = { &pk.def, pk.dec_tuned ? &pk.dec : NULL, pk.has_pp ? &pk.pp : NULL };
+    s->n_tuned += st == BJ_OK && pk.dec_tuned;
+    for (int i = 0; i < 3 && st == BJ_OK; i++) {
+        if (!ds[i]) continue;
+        int8_t *mine = NULL; /* weights-as-code keeps its own copy of the values */
+        if (ds[i]->variant == BJ_CG_V_WCODE && t8 && !(mine = malloc((size_t)w->shape.d[0] * (size_t)w->shape.d[1])))
+            st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+        if (mine) memcpy(mine, t8, (size_t)w->shape.d[0] * (size_t)w->shape.d[1]);
+        if (st == BJ_OK) st = bj_aot_add_kernel(s, ds[i], &mine, err);
+        free(mine);
+    }
     free(t8);
     if (st != BJ_OK)
         bj_error_prefix(err, "matmul %%%u (weight '%s')", id, w->name ? w->name : "?");
@@ -138,19 +154,34 @@ static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_o
     const char *mcpu = o->mcpu && strcmp(o->mcpu, "native") ? o->mcpu : NULL;
     BJ_TRY(bj_cg_target_detect(&s->tgt, mcpu, o->mattr, err));
     BJ_TRY(bj_ir_verify(g, err));
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
+    bj_cg_tunedb tdb;
+    bool found = false;
+    bj_error ign = { 0 };
+    if (o->no_tune_db) snprintf(s->tune_db, sizeof s->tune_db, "(off)");
+    else if (o->tune_db && *o->tune_db) snprintf(s->tune_db, sizeof s->tune_db, "%s", o->tune_db);
+    else if (bj_cg_tunedb_default_path(&s->tgt, NULL, s->tune_db, sizeof s->tune_db, &ign) != BJ_OK) s->tune_db[0] = 0;
+    if (!o->no_tune_db && s->tune_db[0])
+        BJ_TRY(bj_cg_tunedb_load(&tdb, &s->tgt, s->tune_db, &found, s->tune_warning, sizeof s->tune_warning, err));
+    s->tdb = found ? &tdb : NULL;
+    bj_status st = BJ_OK;
+    for (uint32_t i = 0; i < g->n_nodes && st == BJ_OK; i++) {
         if (!bj_aot_is_matmul(&g->nodes[i])) continue;
         s->n_matmuls++;
-        bj_status st = bj_aot_matmul_desc(s, g, i, err);
-        if (st != BJ_OK) { bj_aot_set_free(s); return st; }
+        st = bj_aot_matmul_desc(s, g, i, err);
     }
-    return BJ_OK;
+    if (found) bj_cg_tunedb_free(&tdb);
+    s->tdb = NULL;
+    if (st != BJ_OK) bj_aot_set_free(s);
+    return st;
 }
 
 static void bj_aot_fill_report(const bj_aot_set *s, bj_aot_report *r) {
     snprintf(r->cpu, sizeof r->cpu, "%s", s->tgt.cpu);
     r->n_matmuls = s->n_matmuls;
     r->n_kernels = (int64_t)s->n;
+    r->n_tuned = s->n_tuned;
+    snprintf(r->tune_db, sizeof r->tune_db, "%s", s->tune_db);
+    snprintf(r->tune_warning, sizeof r->tune_warning, "%s", s->tune_warning);
     size_t off = 0;
     r->variants[0] = 0;
     for (size_t i = 0; i < s->n && off < sizeof r->variants; i++)

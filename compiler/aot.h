@@ -6,7 +6,9 @@
  * one per distinct descriptor, computed as runtime/engine_jit.c does (the weight's lowbit
  * values, bj_cg_kdesc_init with the cost rule), compiled by the one code generator
  * (bj_cg_compile). So the runtime can build a JIT engine over the library whose kernel
- * lookup is dlsym, and the two agree bit for bit.
+ * lookup is dlsym, and the two agree bit for bit. When the tuning database (codegen/cg_tunedb.h)
+ * has entries for this target, their kernels are compiled in as well, beside the cost rule's,
+ * so the engine finds a kernel whether or not the database is present where the library runs.
  *
  * Library layout (--emit=so, and the same sections in --emit=obj):
  *   - the kernels' code, each a global function named bj_cg_kernel_symbol(descriptor);
@@ -52,6 +54,8 @@ typedef struct bj_aot_opts {
     const char *mcpu, *mattr; /* NULL or "native": the host */
     const char *model_dir;    /* where config.json / tokenizer files are taken from; NULL: none */
     const char *model_path;   /* recorded in the library's metadata (may be NULL) */
+    const char *tune_db;      /* tuning database (codegen/cg_tunedb.h); NULL: the default file */
+    bool no_tune_db;          /* ignore it: the cost rule only */
 } bj_aot_opts;
 
 typedef struct bj_aot_report {
@@ -62,6 +66,9 @@ typedef struct bj_aot_report {
     uint64_t code_bytes;      /* object bytes of the kernels */
     uint64_t weight_bytes;    /* embedded weight bytes */
     double compile_ms;
+    int64_t n_tuned;          /* matmuls whose kernel came from the tuning database */
+    char tune_db[4096];       /* the database looked for ("(off)" with no_tune_db) */
+    char tune_warning[512];   /* non-empty: it exists but could not be used (cost rule instead) */
 } bj_aot_report;
 
 /* Parses "ir", "llvm", "asm", "obj", "so". */

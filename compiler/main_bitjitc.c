@@ -4,7 +4,7 @@
  *
  *   bitjitc MODEL -o OUT [--mcpu NAME|native] [--mattr LIST] [--emit=ir|llvm|asm|obj|so] [-v]
  *           [--passes=..] [--disable-passes=..] [--print-after-all] [--print-after=P]
- *           [--print-before=P] [--verify-each] [--time-passes]
+ *           [--print-before=P] [--verify-each] [--time-passes] [--tune-db PATH|--no-tune-db]
  *   bitjitc convert ... | bitjitc synth ...   (compiler/cmd_gguf.c)
  *
  * Flow: import the model (frontends), run the pass pipeline on the graph (compiler.h), then
@@ -41,6 +41,9 @@ static int usage(FILE *f) {
             "      --mcpu NAME         CPU to compile for (LLVM names: znver5, sapphirerapids,\n"
             "                          x86-64-v3, ...); 'native' or none: this host\n"
             "      --mattr LIST        add/remove CPU features on top, e.g. +avx512f,-avx512vnni\n"
+            "      --tune-db PATH      tuning database written by `bitjit tune` (default: the one for\n"
+            "                          this CPU next to the kernel cache, if any)\n"
+            "      --no-tune-db        ignore the tuning database: kernels by the cost rule only\n"
             "pipeline (LLVM-style):\n"
             "      --passes=A,B        run exactly these passes (in pipeline order); '' runs none\n"
             "      --disable-passes=A  the default pipeline without these\n"
@@ -78,7 +81,7 @@ typedef struct cc_opts {
     bj_aot_opts aot;
 } cc_opts;
 
-enum { O_MCPU = 256, O_MATTR, O_EMIT, O_PASSES, O_DISABLE, O_PAA, O_PA, O_PB, O_VERIFY, O_TIME };
+enum { O_MCPU = 256, O_MATTR, O_EMIT, O_PASSES, O_DISABLE, O_PAA, O_PA, O_PB, O_VERIFY, O_TIME, O_TUNE_DB, O_NO_TUNE_DB };
 
 static void parse_flag(cc_opts *o, int c, const char *arg) {
     switch (c) {
@@ -96,6 +99,8 @@ static void parse_flag(cc_opts *o, int c, const char *arg) {
     case O_PB: o->pl.print_before = arg; break;
     case O_VERIFY: o->pl.verify_each = true; break;
     case O_TIME: o->pl.time_passes = true; break;
+    case O_TUNE_DB: o->aot.tune_db = arg; break;
+    case O_NO_TUNE_DB: o->aot.no_tune_db = true; break;
     }
 }
 
@@ -107,7 +112,8 @@ static void parse_args(int argc, char **argv, cc_opts *o) {
         { "passes", required_argument, 0, O_PASSES },  { "disable-passes", required_argument, 0, O_DISABLE },
         { "print-after-all", no_argument, 0, O_PAA },  { "print-after", required_argument, 0, O_PA },
         { "print-before", required_argument, 0, O_PB }, { "verify-each", no_argument, 0, O_VERIFY },
-        { "time-passes", no_argument, 0, O_TIME },     { 0, 0, 0, 0 },
+        { "time-passes", no_argument, 0, O_TIME },     { "tune-db", required_argument, 0, O_TUNE_DB },
+        { "no-tune-db", no_argument, 0, O_NO_TUNE_DB }, { 0, 0, 0, 0 },
     };
     int c;
     opterr = 0;
@@ -157,10 +163,13 @@ static void emit_text(const bj_graph *g, cc_opts *o, bj_aot_report *r) {
 }
 
 static void report(const cc_opts *o, const bj_aot_report *r) {
+    if (r->tune_warning[0] && o->emit != BJ_AOT_EMIT_IR) fprintf(stderr, "%s: warning: %s\n", prog, r->tune_warning);
     if (!o->verbose || o->emit == BJ_AOT_EMIT_IR) return;
     fprintf(stderr, "%s: %s for cpu '%s': %lld matmuls, %lld kernels (%s) in %.0f ms\n", prog,
             o->out ? o->out : "(stdout)", r->cpu, (long long)r->n_matmuls, (long long)r->n_kernels, r->variants,
             r->compile_ms);
+    fprintf(stderr, "%s: %lld matmuls took their kernel from the tuning database (%s)\n", prog, (long long)r->n_tuned,
+            r->tune_db[0] ? r->tune_db : "none");
     if (o->emit == BJ_AOT_EMIT_SO || o->emit == BJ_AOT_EMIT_OBJ)
         fprintf(stderr, "%s: code %.1f KB, embedded weights %.2f MB\n", prog, (double)r->code_bytes / 1e3,
                 (double)r->weight_bytes / 1e6);

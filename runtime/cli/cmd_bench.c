@@ -1,5 +1,9 @@
 /* runtime/cli/cmd_bench.c -- `bitjit bench`: prefill and decode tokens/s like llama-bench, cold
- * and warm JIT compile times, the machine's streaming bandwidth and % of the roofline. */
+ * and warm JIT compile times, the machine's streaming bandwidth and % of the roofline; the
+ * kernel layout and bytes of each distinct matmul shape; output as a markdown table (default),
+ * CSV or JSON, and optionally an SVG plot of t/s against threads with the decode roofline. */
+#include "codegen/cg_tunedb.h"
+#include "compiler/aot.h"
 #include "runtime/bench.h"
 #include "runtime/cli/cli.h"
 
@@ -22,43 +26,66 @@ static int usage_bench(FILE *f) {
             "  -r, --repetitions N  repetitions of each test (default 3)\n"
             "      --engine LIST    jit, ref or jit,ref (default jit)\n"
             "      --bw-mib N       buffer for the bandwidth test in MiB (default 1024; 0 = skip)\n"
-            "      --mcpu, --mattr, --cache-dir, --no-cache   as for bitjit run\n"
+            "  -o, --format FMT     md: markdown tables (default); csv: one header line and one line per\n"
+            "                       test; json: one object with the header facts and the results\n"
+            "      --plot OUT.svg   also draw t/s (tg and pp) against threads, with the decode roofline\n"
+            "                       (bandwidth / bytes read per token), as an SVG file\n"
+            "      --mcpu, --mattr, --cache-dir, --no-cache, --tune-db, --no-tune-db, --head\n"
+            "                       as for bitjit run\n"
             "  -h, --help           show this help\n");
     return f == stderr ? 2 : 0;
 }
 
+typedef enum { FMT_MD, FMT_CSV, FMT_JSON } bench_fmt;
+
 typedef struct bench_opts {
-    const char *model, *engines, *threads;
+    const char *model, *engines, *threads, *plot;
     int64_t p, n, bw_mib;
     int reps;
+    bench_fmt fmt;
     bj_jit_options jit;
 } bench_opts;
+
+enum { O_BW = CLI_O_CMD, O_PLOT };
 
 static void parse_bench(int argc, char **argv, bench_opts *o) {
     static const struct option longs[] = {
         { "model", required_argument, 0, 'm' },     { "n-prompt", required_argument, 0, 'p' },
         { "n-gen", required_argument, 0, 'n' },     { "threads", required_argument, 0, 't' },
         { "repetitions", required_argument, 0, 'r' }, { "engine", required_argument, 0, CLI_O_ENGINE },
-        { "bw-mib", required_argument, 0, 'B' },    { "mcpu", required_argument, 0, CLI_O_MCPU },
+        { "bw-mib", required_argument, 0, O_BW },   { "mcpu", required_argument, 0, CLI_O_MCPU },
         { "mattr", required_argument, 0, CLI_O_MATTR }, { "cache-dir", required_argument, 0, CLI_O_CACHE_DIR },
-        { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "help", no_argument, 0, 'h' },
+        { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "format", required_argument, 0, 'o' },
+        { "plot", required_argument, 0, O_PLOT },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
+        { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->p = cli_parse_int("-p", optarg, 0, 1 << 20); break;
         case 'n': o->n = cli_parse_int("-n", optarg, 0, 1 << 20); break;
         case 't': o->threads = optarg; break;
         case 'r': o->reps = (int)cli_parse_int("-r", optarg, 1, 1000); break;
-        case 'B': o->bw_mib = cli_parse_int("--bw-mib", optarg, 0, 1 << 20); break;
+        case 'o':
+            if (!strcmp(optarg, "md")) o->fmt = FMT_MD;
+            else if (!strcmp(optarg, "csv")) o->fmt = FMT_CSV;
+            else if (!strcmp(optarg, "json")) o->fmt = FMT_JSON;
+            else cli_die_usage("unknown --format '%s' (md, csv, json)", optarg);
+            break;
+        case O_BW: o->bw_mib = cli_parse_int("--bw-mib", optarg, 0, 1 << 20); break;
+        case O_PLOT: o->plot = optarg; break;
         case CLI_O_ENGINE: o->engines = optarg; break;
         case CLI_O_MCPU: o->jit.mcpu = optarg; break;
         case CLI_O_MATTR: o->jit.mattr = optarg; break;
         case CLI_O_CACHE_DIR: o->jit.cache_dir = optarg; break;
         case CLI_O_NO_CACHE: o->jit.no_cache = true; break;
+        case CLI_O_TUNE_DB: o->jit.tune_db = optarg; break;
+        case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
+        case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
     }
@@ -79,7 +106,20 @@ static int parse_list(const char *s, int *out, int cap) {
     return n;
 }
 
-/* Cold and warm JIT creation times, measured in a fresh private cache directory. */
+/* The tuning database the engines read: --tune-db, else the one next to the kernel cache. */
+static void tune_db_path(const bj_jit_options *jo, char *buf, size_t cap) {
+    bj_cg_target t;
+    bj_error err = { 0 };
+    buf[0] = 0;
+    if (jo->no_tune_db) return;
+    if (jo->tune_db && *jo->tune_db) { snprintf(buf, cap, "%s", jo->tune_db); return; }
+    if (jo->target) t = *(const bj_cg_target *)jo->target;
+    else if (bj_cg_target_detect(&t, jo->mcpu, jo->mattr, &err) != BJ_OK) return;
+    if (bj_cg_tunedb_default_path(&t, jo->cache_dir, buf, cap, &err) != BJ_OK) buf[0] = 0;
+}
+
+/* Cold and warm JIT creation times, measured in a fresh private cache directory (with the
+ * tuning database of the real one). */
 static void bench_compile(const bj_graph *g, const bench_opts *o, bj_jit_report *cold, bj_jit_report *warm) {
     char dir[] = "/tmp/bitjit-bench-XXXXXX";
     bj_error err = { 0 };
@@ -87,6 +127,9 @@ static void bench_compile(const bj_graph *g, const bench_opts *o, bj_jit_report 
     bj_jit_options jo = o->jit;
     jo.cache_dir = dir;
     jo.no_cache = false;
+    char db[4096];
+    tune_db_path(&o->jit, db, sizeof db);
+    if (db[0]) jo.tune_db = db;
     bj_engine *e;
     if (bj_jit_engine_create(&e, g, &jo, cold, &err) != BJ_OK) cli_die_error(&err);
     bj_engine_free(e);
@@ -95,6 +138,228 @@ static void bench_compile(const bj_graph *g, const bench_opts *o, bj_jit_report 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "%s: warning: could not remove %s\n", bj_cli_prog, dir);
+}
+
+/* ---- per-shape kernel layouts ------------------------------------------------------------------ */
+typedef struct bench_layout {
+    uint32_t m, k;
+    bj_cg_wtype wt;
+    int count;
+    bj_cg_kdesc d;
+    bool known;     /* d describes the kernel (false: weights-as-code, the values are not read here) */
+    bool tuned;
+} bench_layout;
+
+/* The descriptor the JIT engine makes for each distinct matmul shape, as engine_jit.c makes it
+ * (node variant or cost rule, then the tuning database), without reading weight values. */
+static int bench_layouts(const bj_graph *g, const bj_jit_options *jo, bench_layout *out, int cap) {
+    bj_cg_target t;
+    bj_error err = { 0 };
+    if (jo->target) t = *(const bj_cg_target *)jo->target;
+    else if (bj_cg_target_detect(&t, jo->mcpu, jo->mattr, &err) != BJ_OK) return 0;
+    bj_cg_tunedb db;
+    bool found = false;
+    char path[4096];
+    tune_db_path(jo, path, sizeof path);
+    if (path[0] && bj_cg_tunedb_load(&db, &t, path, &found, NULL, 0, &err) != BJ_OK) found = false;
+    int n = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *nd = &g->nodes[i];
+        if (nd->op != BJ_OP_MATMUL_T && nd->op != BJ_OP_MATMUL_TK && nd->op != BJ_OP_BITLINEAR) continue;
+        const bj_node *w = &g->nodes[nd->op == BJ_OP_BITLINEAR ? nd->in[2] : nd->in[1]];
+        uint32_t m = (uint32_t)w->shape.d[0], k = (uint32_t)w->shape.d[1];
+        bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+        int j = 0;
+        while (j < n && !(out[j].m == m && out[j].k == k && out[j].wt == wt)) j++;
+        if (j < n) { out[j].count++; continue; }
+        if (n == cap) break;
+        bench_layout *l = &out[n++];
+        *l = (bench_layout){ .m = m, .k = k, .wt = wt, .count = 1 };
+        bj_cg_variant v = jo->variant ? (bj_cg_variant)jo->variant
+                          : nd->op != BJ_OP_MATMUL_T ? (bj_cg_variant)nd->iattr[0] : BJ_CG_V_AUTO;
+        bj_cg_tune_pick pk;
+        if (bj_cg_tune_pick_descs(found ? &db : NULL, &t, v, jo->variant != 0, wt, m, k, NULL, &pk, &err) == BJ_OK) {
+            l->d = pk.dec;
+            l->known = true;
+            l->tuned = pk.dec_tuned;
+        }
+    }
+    if (found) bj_cg_tunedb_free(&db);
+    return n;
+}
+
+static void layout_str(const bench_layout *l, char *buf, size_t cap) {
+    if (!l->known) { snprintf(buf, cap, "wcode (weights as code)"); return; }
+    snprintf(buf, cap, "%s/%s m%u t%u u%u%s", bj_cg_variant_name((bj_cg_variant)l->d.variant),
+             bj_cg_isa_name((bj_cg_isa)l->d.isa), l->d.tile_m, l->d.tile_t, l->d.unroll, l->tuned ? " (tuned)" : "");
+}
+
+static uint64_t layout_bytes(const bench_layout *l) { return l->known ? bj_cg_packed_size(&l->d) : 0; }
+
+/* ---- results ------------------------------------------------------------------------------------ */
+typedef struct bench_row {
+    const char *engine;
+    int threads;
+    bool tg;             /* decode (else prefill) */
+    int64_t tokens;
+    bj_bench_stat s;
+    double gbs, bw, pct; /* tg on jit with a bandwidth: GB/s read, bandwidth, % of roofline; else 0 */
+} bench_row;
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* A CSV field: quoted when it has a comma, quote or newline. */
+static void csv_str(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n")) { fputs(s, f); return; }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void print_row_md(const bench_row *r) {
+    char test[32];
+    snprintf(test, sizeof test, "%s%lld", r->tg ? "tg" : "pp", (long long)r->tokens);
+    if (r->tg && r->bw > 0)
+        printf("| %s | %d | %s | %.2f ± %.2f | %.2f | %.2f | %.0f%% |\n", r->engine, r->threads, test, r->s.mean, r->s.sd,
+               r->gbs, r->bw, r->pct);
+    else
+        printf("| %s | %d | %s | %.2f ± %.2f | | | |\n", r->engine, r->threads, test, r->s.mean, r->s.sd);
+    fflush(stdout);
+}
+
+static void print_row_csv(const bench_row *r, const char *model) {
+    csv_str(stdout, model);
+    printf(",%s,%d,%s,%lld,%.4f,%.4f,%d,", r->engine, r->threads, r->tg ? "tg" : "pp", (long long)r->tokens, r->s.mean,
+           r->s.sd, r->s.n);
+    if (r->tg && r->bw > 0) printf("%.4f,%.4f,%.2f\n", r->gbs, r->bw, r->pct);
+    else printf(",,\n");
+    fflush(stdout);
+}
+
+/* ---- SVG plot -------------------------------------------------------------------------------------- */
+typedef struct svg_panel { const char *title; double x0, y0, w, h; } svg_panel;
+
+static double nice_max(double v) {
+    if (v <= 0) return 1;
+    double p = 1;
+    while (p * 10 <= v) p *= 10;
+    while (p > v) p /= 10;
+    for (int m = 1; m <= 10; m++)
+        if (m * p >= v) return m * p;
+    return 10 * p;
+}
+
+/* One panel: x = threads (the -t values, evenly spaced), y = t/s from 0; series of (x index, y). */
+static void svg_panel_draw(FILE *f, const svg_panel *p, const int *threads, int nt, const double *ys[], const char *names[],
+                           const char *colors[], const bool dashed[], int ns) {
+    double ymax = 0;
+    for (int s = 0; s < ns; s++)
+        for (int i = 0; ys[s] && i < nt; i++) ymax = ys[s][i] > ymax ? ys[s][i] : ymax;
+    ymax = nice_max(ymax * 1.05);
+    fprintf(f, "<g font-family=\"sans-serif\" font-size=\"11\">\n");
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" text-anchor=\"middle\">%s</text>\n", p->x0 + p->w / 2,
+            p->y0 - 10, p->title);
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n", p->x0,
+            p->y0, p->w, p->h);
+    for (int g = 0; g <= 4; g++) {
+        double y = p->y0 + p->h - p->h * g / 4;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0, y, p->x0 + p->w, y);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", p->x0 - 4, y + 4, ymax * g / 4);
+    }
+    double dx = nt > 1 ? p->w / (nt - 1) : 0, xs = nt > 1 ? p->x0 : p->x0 + p->w / 2;
+    for (int i = 0; i < nt; i++)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", xs + dx * i, p->y0 + p->h + 14,
+                threads[i]);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">threads</text>\n", p->x0 + p->w / 2,
+            p->y0 + p->h + 30);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 %.1f %.1f)\">tokens/s</text>\n",
+            p->x0 - 42, p->y0 + p->h / 2, p->x0 - 42, p->y0 + p->h / 2);
+    for (int s = 0; s < ns; s++) {
+        if (!ys[s]) continue;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", colors[s],
+                dashed[s] ? " stroke-dasharray=\"6,4\"" : "");
+        for (int i = 0; i < nt; i++) fprintf(f, "%s%.1f,%.1f", i ? " " : "", xs + dx * i, p->y0 + p->h - p->h * ys[s][i] / ymax);
+        fprintf(f, "\"/>\n");
+        for (int i = 0; i < nt && !dashed[s]; i++)
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", xs + dx * i,
+                    p->y0 + p->h - p->h * ys[s][i] / ymax, colors[s]);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" fill=\"%s\">%s</text>\n", p->x0 + 8, p->y0 + 16 + 14 * s, colors[s], names[s]);
+    }
+    fprintf(f, "</g>\n");
+}
+
+static void xml_text(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else if (*s == '"') fputs("&quot;", f);
+        else if ((unsigned char)*s >= 0x20 || *s == '\t') fputc(*s, f);
+    }
+}
+
+/* Writes the plot (jit rows only: the reference engine has one thread) through a temporary file. */
+static void write_plot(const char *path, const char *model, const char *cpu, const bench_row *rows, int nr,
+                       const int *threads, int nt, uint64_t bpt) {
+    double *tg = calloc((size_t)nt, sizeof *tg), *pp = calloc((size_t)nt, sizeof *pp), *roof = calloc((size_t)nt, sizeof *roof);
+    bool have_tg = false, have_pp = false, have_roof = false;
+    for (int i = 0; i < nr; i++) {
+        if (strcmp(rows[i].engine, "jit")) continue;
+        int j = 0;
+        while (j < nt && threads[j] != rows[i].threads) j++;
+        if (j == nt) continue;
+        if (rows[i].tg) {
+            tg[j] = rows[i].s.mean;
+            have_tg = true;
+            if (rows[i].bw > 0 && bpt) { roof[j] = rows[i].bw * 1e9 / (double)bpt; have_roof = true; }
+        } else {
+            pp[j] = rows[i].s.mean;
+            have_pp = true;
+        }
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) { fprintf(stderr, "%s: error: out of memory for the plot\n", bj_cli_prog); exit(1); }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"360\" viewBox=\"0 0 820 360\">\n"
+               "<rect width=\"820\" height=\"360\" fill=\"white\"/>\n"
+               "<text x=\"410\" y=\"20\" font-family=\"sans-serif\" font-size=\"13\" text-anchor=\"middle\">bitjit bench: ");
+    xml_text(f, model);
+    fprintf(f, " on ");
+    xml_text(f, cpu);
+    fprintf(f, "</text>\n");
+    svg_panel left = { "decode (tg)", 70, 60, 300, 230 }, right = { "prefill (pp)", 490, 60, 300, 230 };
+    const double *ys_l[2] = { have_tg ? tg : NULL, have_roof ? roof : NULL };
+    const char *names_l[2] = { "tg t/s", "roofline: bandwidth / bytes per token" };
+    const char *colors_l[2] = { "#1f77b4", "#d62728" };
+    const bool dashed_l[2] = { false, true };
+    svg_panel_draw(f, &left, threads, nt, ys_l, names_l, colors_l, dashed_l, 2);
+    const double *ys_r[1] = { have_pp ? pp : NULL };
+    const char *names_r[1] = { "pp t/s" }, *colors_r[1] = { "#2ca02c" };
+    const bool dashed_r[1] = { false };
+    svg_panel_draw(f, &right, threads, nt, ys_r, names_r, colors_r, dashed_r, 1);
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    bj_error err = { 0 };
+    bj_status st = bj_aot_write_file(path, buf, len, &err);
+    free(buf);
+    free(tg);
+    free(pp);
+    free(roof);
+    if (st != BJ_OK) cli_die_error(&err);
 }
 
 int bj_cmd_bench(int argc, char **argv) {
@@ -113,16 +378,44 @@ int bj_cmd_bench(int argc, char **argv) {
     bj_aot_lib *lib = cli_load_model(o.model, &m, &o.jit);
     bj_jit_report cold = { 0 }, warm = { 0 };
     if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
-    printf("model: %s (%s)\n", o.model, m.cfg.arch);
-    if (want_jit)
-        printf("jit: %s, LLVM %s, %s\ncompile: cold %.0f ms (%llu kernels compiled), warm %.0f ms (%llu loaded, %llu compiled)\n",
-               cold.cpu, cold.llvm, cold.variants, cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms,
-               (unsigned long long)warm.loaded, (unsigned long long)warm.compiled);
-    uint64_t bpt = bj_bench_bytes_per_token(&m.graph, cold.packed_bytes, o.p + o.n / 2);
-    printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts)\n\n",
-           (long long)(o.p + o.n / 2), (double)bpt * 1e-6, (double)cold.packed_bytes * 1e-6);
-    printf("| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
-    printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    bench_layout lay[64];
+    int nl = want_jit ? bench_layouts(&m.graph, &o.jit, lay, 64) : 0;
+    int64_t pos = o.p + o.n / 2;
+    uint64_t bpt = bj_bench_bytes_per_token(&m.graph, cold.packed_bytes, o.jit.head_q8, pos);
+    if (want_jit && cold.tune_warning[0]) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, cold.tune_warning);
+
+    if (o.fmt == FMT_MD) {
+        printf("model: %s (%s)\n", o.model, m.cfg.arch);
+        if (want_jit) {
+            printf("jit: %s, LLVM %s, %s\ncompile: cold %.0f ms (%llu kernels compiled), warm %.0f ms (%llu loaded, %llu compiled)\n",
+                   cold.cpu, cold.llvm, cold.variants, cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms,
+                   (unsigned long long)warm.loaded, (unsigned long long)warm.compiled);
+            printf("tuning database: %lld of %lld matmuls (%s)\n", (long long)cold.n_tuned, (long long)cold.n_matmuls,
+                   cold.tune_db[0] ? cold.tune_db : "none");
+        }
+        printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts; "
+               "head %s)\n", (long long)pos, (double)bpt * 1e-6, (double)cold.packed_bytes * 1e-6,
+               o.jit.head_q8 ? "8-bit (--head q8)" : "exact");
+        if (nl) {
+            printf("\n| matmul shape (M x K) | weights | matmuls | kernel layout | bytes each | bytes all |\n");
+            printf("| --- | --- | ---: | --- | ---: | ---: |\n");
+            for (int i = 0; i < nl; i++) {
+                char s[128];
+                layout_str(&lay[i], s, sizeof s);
+                printf("| %ux%u | %s | %d | %s | %llu | %llu |\n", lay[i].m, lay[i].k,
+                       lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count, s,
+                       (unsigned long long)layout_bytes(&lay[i]), (unsigned long long)layout_bytes(&lay[i]) * (unsigned)lay[i].count);
+            }
+        }
+        printf("\n| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
+        printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    } else if (o.fmt == FMT_CSV) {
+        printf("model,engine,threads,test,tokens,tps,tps_sd,reps,tg_gbps,bandwidth_gbps,roofline_pct\n");
+    }
+    fflush(stdout);
+
+    bench_row rows[2 * 64 + 2];
+    int nr = 0;
     for (int k = 0; k < 2; k++) {
         const char *eng = k == 0 ? "jit" : "ref";
         if ((k == 0 && !want_jit) || (k == 1 && !want_ref)) continue;
@@ -140,20 +433,69 @@ int bj_cmd_bench(int argc, char **argv) {
             if (o.bw_mib > 0 && bj_bench_bandwidth(threads[i], (size_t)o.bw_mib << 20, 5, &bw, &err) != BJ_OK)
                 cli_die_error(&err);
             int nthr = k == 0 ? threads[i] : 1;
-            if (o.p > 0) printf("| %s | %d | pp%lld | %.2f ± %.2f | | | |\n", eng, nthr, (long long)o.p, pp.mean, pp.sd);
-            if (o.n > 0) {
-                double gbs = k == 0 ? tg.mean * (double)bpt * 1e-9 : 0;
-                if (k == 0 && bw > 0)
-                    printf("| %s | %d | tg%lld | %.2f ± %.2f | %.2f | %.2f | %.0f%% |\n", eng, nthr, (long long)o.n, tg.mean,
-                           tg.sd, gbs, bw, 100 * gbs / bw);
-                else
-                    printf("| %s | %d | tg%lld | %.2f ± %.2f | | | |\n", eng, nthr, (long long)o.n, tg.mean, tg.sd);
+            for (int t = 0; t < 2; t++) {
+                if ((t == 0 && o.p == 0) || (t == 1 && o.n == 0)) continue;
+                bench_row *r = &rows[nr++];
+                *r = (bench_row){ .engine = eng, .threads = nthr, .tg = t == 1, .tokens = t ? o.n : o.p, .s = t ? tg : pp };
+                if (t == 1 && k == 0 && bw > 0) {
+                    r->gbs = tg.mean * (double)bpt * 1e-9;
+                    r->bw = bw;
+                    r->pct = 100 * r->gbs / bw;
+                }
+                if (o.fmt == FMT_MD) print_row_md(r);
+                else if (o.fmt == FMT_CSV) print_row_csv(r, o.model);
             }
-            fflush(stdout);
         }
     }
+
+    if (o.fmt == FMT_JSON) {
+        FILE *f = stdout;
+        fprintf(f, "{\n  \"model\": ");
+        json_str(f, o.model);
+        fprintf(f, ",\n  \"arch\": ");
+        json_str(f, m.cfg.arch);
+        fprintf(f, ",\n  \"position\": %lld,\n  \"bytes_per_token\": %llu,\n  \"packed_bytes\": %llu", (long long)pos,
+                (unsigned long long)bpt, (unsigned long long)cold.packed_bytes);
+        if (want_jit) {
+            fprintf(f, ",\n  \"jit\": {\"cpu\": ");
+            json_str(f, cold.cpu);
+            fprintf(f, ", \"llvm\": ");
+            json_str(f, cold.llvm);
+            fprintf(f, ", \"variants\": ");
+            json_str(f, cold.variants);
+            fprintf(f, ", \"matmuls\": %lld, \"tuned\": %lld, \"tune_db\": ", (long long)cold.n_matmuls, (long long)cold.n_tuned);
+            json_str(f, cold.tune_db);
+            fprintf(f, ",\n          \"compile\": {\"cold_ms\": %.1f, \"cold_compiled\": %llu, \"warm_ms\": %.1f, "
+                       "\"warm_loaded\": %llu, \"warm_compiled\": %llu}}",
+                    cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms, (unsigned long long)warm.loaded,
+                    (unsigned long long)warm.compiled);
+        }
+        fprintf(f, ",\n  \"layouts\": [");
+        for (int i = 0; i < nl; i++) {
+            fprintf(f, "%s\n    {\"m\": %u, \"k\": %u, \"weights\": \"%s\", \"matmuls\": %d, \"variant\": \"%s\", "
+                       "\"isa\": \"%s\", \"tile_m\": %u, \"tile_t\": %u, \"unroll\": %u, \"tuned\": %s, \"bytes\": %llu}",
+                    i ? "," : "", lay[i].m, lay[i].k, lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count,
+                    lay[i].known ? bj_cg_variant_name((bj_cg_variant)lay[i].d.variant) : "wcode",
+                    lay[i].known ? bj_cg_isa_name((bj_cg_isa)lay[i].d.isa) : "?", lay[i].d.tile_m, lay[i].d.tile_t,
+                    lay[i].d.unroll, lay[i].tuned ? "true" : "false", (unsigned long long)layout_bytes(&lay[i]));
+        }
+        fprintf(f, "%s],\n  \"results\": [", nl ? "\n  " : "");
+        for (int i = 0; i < nr; i++) {
+            const bench_row *r = &rows[i];
+            fprintf(f, "%s\n    {\"engine\": \"%s\", \"threads\": %d, \"test\": \"%s%lld\", \"kind\": \"%s\", "
+                       "\"tokens\": %lld, \"tps\": %.4f, \"tps_sd\": %.4f, \"reps\": %d",
+                    i ? "," : "", r->engine, r->threads, r->tg ? "tg" : "pp", (long long)r->tokens, r->tg ? "tg" : "pp",
+                    (long long)r->tokens, r->s.mean, r->s.sd, r->s.n);
+            if (r->tg && r->bw > 0)
+                fprintf(f, ", \"tg_gbps\": %.4f, \"bandwidth_gbps\": %.4f, \"roofline_pct\": %.2f, \"roofline_tps\": %.4f",
+                        r->gbs, r->bw, r->pct, bpt ? r->bw * 1e9 / (double)bpt : 0);
+            fprintf(f, "}");
+        }
+        fprintf(f, "%s]\n}\n", nr ? "\n  " : "");
+        fflush(f);
+    }
+    if (o.plot) write_plot(o.plot, o.model, want_jit ? cold.cpu : "reference engine", rows, nr, threads, nt, bpt);
     bj_model_free(&m);
     bj_aot_close(lib);
     return 0;
 }
-

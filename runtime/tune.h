@@ -1,0 +1,72 @@
+/* runtime/tune.h -- the autotuner behind `bitjit tune`: for each distinct matmul shape of a
+ * graph (M, K, weight type) and each T-class (decode: 1 token a call; prefill: t_prefill
+ * tokens), it times kernel variants, ISA paths and tiles (tile_m, tile_t, unroll) on this CPU
+ * with random packed weights of that shape, split by rows over n_threads threads as the JIT
+ * engine splits them, checks every candidate's output against the C reference
+ * (bj_cg_ref_matmul) before it may win, and writes the winners to the tuning database
+ * (codegen/cg_tunedb.h) that later JIT engines and bitjitc compiles read.
+ *
+ * Search per shape: the default (the cost rule's descriptor, what the engine uses without a
+ * database) first, then every (variant, ISA path) the target allows at its default tiles,
+ * then coordinate descent over tile_t, tile_m and unroll from the fastest. Decode streams the
+ * weights through as many copies as the model's low-bit weights take (capped at 256 MiB), so
+ * caches hold what they would hold in a real decode step. A prefill winner must pack weights
+ * as the decode winner does (the engine keeps one packed copy); a faster one that does not is
+ * reported, not written. Each timing is the 25th percentile of individually timed calls over
+ * >= 60 ms; the winner and the default are then timed again alternately (three times each,
+ * best kept), and the winner must beat the default by min_gain to replace it (noise).
+ * Weights-as-code is tried only for layers of at most 16 K weights (it compiles one kernel per
+ * layer, ~35 us a weight). The budget (wall-clock seconds) stops the search; shapes reached
+ * keep their best so far. Library code: returns bj_status, never prints. */
+#ifndef BJ_RT_TUNE_H
+#define BJ_RT_TUNE_H
+
+#include "codegen/cg_tunedb.h"
+#include "ir/ir.h"
+
+typedef struct bj_tune_opts {
+    const char *mcpu, *mattr;  /* NULL: the host (tuning another CPU is refused by the host check) */
+    const char *cache_dir;     /* kernel cache for the candidates (NULL: default) */
+    bool no_cache;
+    const char *db_path;       /* NULL: the default file next to the kernel cache */
+    int n_threads;             /* >= 1 */
+    double budget_s;           /* wall-clock seconds for the whole search; <= 0: no limit */
+    int t_prefill;             /* tokens of a prefill call (default 64) */
+    double min_gain;           /* a candidate must be this much faster than the default (0.03) */
+    bool dry_run;              /* measure and report, write nothing */
+    /* Progress: candidates measured of an estimated total, and what is being measured. */
+    void (*progress)(void *ud, int64_t done, int64_t total, const char *note);
+    void *progress_ud;
+} bj_tune_opts;
+
+typedef struct bj_tune_result {
+    uint32_t m, k;
+    uint8_t wtype, tclass;     /* bj_cg_wtype, bj_cg_tclass */
+    int64_t T;                 /* tokens a call in the timing */
+    int count;                 /* matmuls of the graph with this shape */
+    bj_cg_kdesc def, best;     /* best == def when nothing beat the default */
+    double def_ns, best_ns;    /* ns a call (0: not measured) */
+    bj_cg_kdesc fastest;       /* prefill: the fastest of any layout (may differ from best) */
+    double fastest_ns;
+    int tried, rejected, failed; /* measured / wrong output (never accepted) / refused by codegen */
+    bool measured;             /* the default was measured: an entry is written */
+} bj_tune_result;
+
+typedef struct bj_tune_report {
+    bj_tune_result *r;
+    size_t n;
+    char cpu[64];
+    char db_path[4096];
+    char db_warning[512];      /* the existing database could not be used (it is replaced) */
+    double elapsed_s;
+    bool budget_hit;           /* the search stopped on the budget */
+    int64_t n_written;         /* entries written */
+} bj_tune_report;
+
+void bj_tune_opts_default(bj_tune_opts *o);
+bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err);
+void bj_tune_report_free(bj_tune_report *rep);
+/* "dot2/avx2 m1 t4 u1" */
+void bj_tune_desc_str(const bj_cg_kdesc *d, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,439 @@
+/* tests/unit/test_tune.c -- the autotuner and the tuning database (runtime/tune.h,
+ * codegen/cg_tunedb.h): a short tune of the bundled kjv model into a temporary database, then
+ * the kjv oracle's greedy ids and bit-identical logits against the reference engine with that
+ * database in effect; a hand-written database that forces other variants, paths and tiles
+ * (decode and a separate prefill kernel) gives the same outputs; corrupt, truncated,
+ * other-version and other-CPU databases and unusable entries warn and fall back to the cost
+ * rule, never fail; save/load round trip; a bitjitc library built with a database runs with
+ * and without it. Speed is reported by `bitjit tune`, never asserted here. */
+#include "support/oracle.h"
+
+#include "codegen/cg_tunedb.h"
+#include "runtime/aot_load.h"
+#include "runtime/runtime.h"
+#include "runtime/tune.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support/shell.h"
+
+#define KJV "models/kjv-bitnet-11m/packed"
+#define N_LONG 40 /* a prompt long enough for the prefill kernels (>= BJ_CG_TUNE_PREFILL_MIN_T) */
+
+static void load(bj_model *m) {
+    bj_error err = { 0 };
+    cr_assert_eq(bj_model_load(m, BJ_SOURCE_DIR "/" KJV, &err), BJ_OK, "%s", err.msg);
+}
+
+static void tmp_path(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/tune-%d-%s", BJ_TEST_TMP, (int)getpid(), name);
+}
+
+static bj_engine *jit(const bj_graph *g, const char *db, bool no_db, bj_jit_report *r) {
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.cache_dir = BJ_TEST_TMP "/tune-cache";
+    o.tune_db = db;
+    o.no_tune_db = no_db;
+    bj_engine *e;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_jit_engine_create(&e, g, &o, r, &err), BJ_OK, "%s", err.msg);
+    return e;
+}
+
+/* The first max_prompts oracle prompts' greedy ids, as in test_e2e_oracle. */
+static void expect_oracle_ids(bj_engine *e, const bj_model *m, const char *what, size_t max_prompts) {
+    json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json"), *prompts = json_object_get(o, "prompts");
+    size_t i;
+    json_t *p;
+    bj_error err = { 0 };
+    cr_assert_gt(json_array_size(prompts), 0);
+    json_array_foreach(prompts, i, p) {
+        if (i >= max_prompts) break;
+        size_t np, nw;
+        int32_t *ids = bj_test_ids(json_object_get(p, "ids"), &np);
+        int32_t *want = bj_test_ids(json_object_get(p, "packed_greedy_ids"), &nw), got[128];
+        cr_assert_leq(nw, 128);
+        bj_sampler s;
+        bj_sampler_params sp;
+        bj_sampler_params_default(&sp);
+        sp.temp = 0;
+        cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
+        bj_engine_reset(e);
+        int64_t n = 0;
+        cr_assert_eq(bj_generate(e, &s, ids, (int64_t)np, (int64_t)nw, -1, NULL, NULL, got, &n, &err), BJ_OK, "%s",
+                     err.msg);
+        cr_assert_eq(n, (int64_t)nw);
+        for (size_t t = 0; t < nw; t++)
+            cr_expect_eq(got[t], want[t], "%s: prompt %zu token %zu: got %d, oracle %d", what, i, t, got[t], want[t]);
+        bj_sampler_free(&s);
+        free(ids);
+        free(want);
+    }
+    (void)m;
+    json_decref(o);
+}
+
+/* All-position logits of an N_LONG-token prompt equal the reference engine's bit for bit. */
+static void expect_ref_logits(bj_engine *e, const bj_graph *g, const char *what) {
+    bj_error err = { 0 };
+    bj_engine *ref;
+    cr_assert_eq(bj_ref_engine_create(&ref, g, &err), BJ_OK, "%s", err.msg);
+    size_t V = (size_t)ref->n_vocab;
+    float *a = malloc(N_LONG * V * sizeof *a), *b = malloc(N_LONG * V * sizeof *b);
+    int32_t toks[N_LONG];
+    for (int i = 0; i < N_LONG; i++) toks[i] = (int32_t)((i * 977 + 13) % 4000);
+    bj_engine_reset(e);
+    cr_assert_eq(bj_engine_forward(ref, toks, N_LONG, true, a, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_engine_forward(e, toks, N_LONG, true, b, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(memcmp(a, b, N_LONG * V * sizeof *a), 0, "%s: logits differ from the reference engine", what);
+    /* and one decode step after it */
+    int32_t next = 7;
+    cr_assert_eq(bj_engine_forward(ref, &next, 1, false, a, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_engine_forward(e, &next, 1, false, b, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(memcmp(a, b, V * sizeof *a), 0, "%s: decode logits differ from the reference engine", what);
+    free(a);
+    free(b);
+    bj_engine_free(ref);
+}
+
+static void write_text(const char *path, const char *text, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(text, 1, n, f), n);
+    fclose(f);
+}
+
+static char *read_text(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    buf[len] = 0;
+    *n = (size_t)len;
+    return buf;
+}
+
+/* A database for this host that forces, for every distinct kjv shape, decode = bitplane on the
+ * best path with changed tiles and prefill = bitplane on the generic path (a second kernel). */
+static void write_forced_db(const bj_graph *g, const char *path) {
+    bj_cg_target t;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
+    bj_cg_tunedb db;
+    bj_cg_tunedb_init(&db, &t);
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *n = &g->nodes[i];
+        if (n->op != BJ_OP_MATMUL_T && n->op != BJ_OP_MATMUL_TK && n->op != BJ_OP_BITLINEAR) continue;
+        const bj_node *w = &g->nodes[n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]];
+        bj_cg_tune_entry e = { .m = (uint32_t)w->shape.d[0], .k = (uint32_t)w->shape.d[1], .wtype = BJ_CG_W_TERNARY,
+                               .tclass = BJ_CG_TC_DECODE, .variant = BJ_CG_V_BITPLANE, .isa = bj_cg_best_isa(&t),
+                               .tile_m = 3, .tile_t = 2, .unroll = 2, .default_ns = 1, .tuned_ns = 1 };
+        cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
+        e.tclass = BJ_CG_TC_PREFILL;
+        e.isa = BJ_CG_ISA_GENERIC;
+        e.tile_m = 1;
+        e.tile_t = 4;
+        e.unroll = 1;
+        cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
+    }
+    cr_assert_eq(bj_cg_tunedb_save(&db, path, &err), BJ_OK, "%s", err.msg);
+    bj_cg_tunedb_free(&db);
+}
+
+Test(tune, short_tune_keeps_oracle_outputs, .timeout = 900) {
+    bj_model m;
+    load(&m);
+    char db[4096];
+    tmp_path(db, sizeof db, "short.txt");
+    unlink(db);
+    bj_tune_opts o;
+    bj_tune_opts_default(&o);
+    o.n_threads = 2;
+    o.budget_s = 6;
+    o.t_prefill = 16;
+    o.cache_dir = BJ_TEST_TMP "/tune-cache";
+    o.db_path = db;
+    bj_tune_report rep;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_tune_graph(&m.graph, &o, &rep, &err), BJ_OK, "%s", err.msg);
+    cr_assert_gt(rep.n, 0);
+    cr_assert_gt(rep.n_written, 0, "the budget reached no shape");
+    for (size_t i = 0; i < rep.n; i++) {
+        const bj_tune_result *r = &rep.r[i];
+        cr_expect_eq(r->rejected, 0, "%ux%u: %d candidates gave wrong results", r->m, r->k, r->rejected);
+        if (r->measured) cr_expect_gt(r->def_ns, 0);
+        char a[96], b[96];
+        bj_tune_desc_str(&r->def, a, sizeof a);
+        bj_tune_desc_str(&r->best, b, sizeof b);
+        printf("[tune] %ux%u %s: %s %.0f ns -> %s %.0f ns\n", r->m, r->k, bj_cg_tclass_name((bj_cg_tclass)r->tclass), a,
+               r->def_ns, b, r->best_ns);
+    }
+    cr_assert_eq(access(db, R_OK), 0);
+    bj_tune_report_free(&rep);
+
+    bj_jit_report r;
+    bj_engine *e = jit(&m.graph, db, false, &r);
+    cr_expect_eq(r.tune_warning[0], 0, "%s", r.tune_warning);
+    cr_expect_str_eq(r.tune_db, db);
+    cr_expect_gt(r.n_tuned, 0, "no matmul took its kernel from the database");
+    expect_oracle_ids(e, &m, "tuned", 100);
+    expect_ref_logits(e, &m.graph, "tuned");
+    bj_engine_free(e);
+    unlink(db);
+    bj_model_free(&m);
+}
+
+Test(tune, forced_database_keeps_outputs, .timeout = 600) {
+    bj_model m;
+    load(&m);
+    char db[4096];
+    tmp_path(db, sizeof db, "forced.txt");
+    write_forced_db(&m.graph, db);
+    bj_jit_report r;
+    bj_engine *e = jit(&m.graph, db, false, &r);
+    cr_expect_eq(r.tune_warning[0], 0, "%s", r.tune_warning);
+    cr_expect_eq(r.n_tuned, r.n_matmuls);
+    cr_expect_eq(r.n_tuned_pp, r.n_matmuls);
+    cr_expect(strstr(r.variants, "bitplane") != NULL, "%s", r.variants);
+    expect_oracle_ids(e, &m, "forced", 100);
+    expect_ref_logits(e, &m.graph, "forced");
+    bj_engine_free(e);
+
+    /* --no-tune-db: the cost rule */
+    e = jit(&m.graph, db, true, &r);
+    cr_expect_eq(r.n_tuned, 0);
+    cr_expect_str_eq(r.tune_db, "(off)");
+    cr_expect(strstr(r.variants, "bitplane") == NULL, "%s", r.variants);
+    bj_engine_free(e);
+    unlink(db);
+    bj_model_free(&m);
+}
+
+/* A bad file: the engine warns (when want_warning), uses no entry, and stays exact. */
+static void expect_fallback(const bj_model *m, const char *path, bool want_warning, const char *what) {
+    bj_jit_report r;
+    bj_engine *e = jit(&m->graph, path, false, &r);
+    if (want_warning) cr_expect_neq(r.tune_warning[0], 0, "%s: no warning", what);
+    else cr_expect_eq(r.tune_warning[0], 0, "%s: %s", what, r.tune_warning);
+    cr_expect_eq(r.n_tuned, 0, "%s: %lld matmuls used the database", what, (long long)r.n_tuned);
+    cr_expect_eq(r.n_tuned_pp, 0, "%s", what);
+    expect_oracle_ids(e, m, what, 1);
+    bj_engine_free(e);
+}
+
+Test(tune, bad_databases_warn_and_fall_back, .timeout = 600) {
+    bj_model m;
+    load(&m);
+    char good[4096], bad[4096];
+    tmp_path(good, sizeof good, "good.txt");
+    tmp_path(bad, sizeof bad, "bad.txt");
+    write_forced_db(&m.graph, good);
+    size_t n;
+    char *text = read_text(good, &n);
+
+    write_text(bad, text, n / 2); /* truncated mid-line */
+    expect_fallback(&m, bad, true, "truncated");
+    char *cut = strstr(text, "\nend ");
+    cr_assert_not_null(cut);
+    write_text(bad, text, (size_t)(cut - text) + 1); /* truncated at a line: no end record */
+    expect_fallback(&m, bad, true, "no end record");
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 131 + 7);
+    write_text(bad, junk, sizeof junk);
+    expect_fallback(&m, bad, true, "garbage");
+    write_text(bad, "", 0);
+    expect_fallback(&m, bad, true, "empty");
+
+    char *other = malloc(n + 64);
+    snprintf(other, n + 64, "bitjit-tunedb 99\n%s", strchr(text, '\n') + 1);
+    write_text(bad, other, strlen(other));
+    expect_fallback(&m, bad, true, "other version");
+    char *cpu = strstr(text, "\ncpu ");
+    cr_assert_not_null(cpu);
+    snprintf(other, n + 64, "%.*s\ncpu not-this-cpu%s", (int)(cpu - text), text, strchr(cpu + 1, '\n'));
+    write_text(bad, other, strlen(other));
+    expect_fallback(&m, bad, true, "other cpu");
+    char *abi = strstr(text, "\nabi ");
+    cr_assert_not_null(abi);
+    snprintf(other, n + 64, "%.*s\nabi 999%s", (int)(abi - text), text, strchr(abi + 1, '\n'));
+    write_text(bad, other, strlen(other));
+    expect_fallback(&m, bad, true, "other abi");
+
+    /* Well-formed file, entries the target or the generators refuse: ignored silently. */
+    bj_cg_target t;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK);
+    bj_cg_tunedb db;
+    bool found;
+    cr_assert_eq(bj_cg_tunedb_load(&db, &t, good, &found, NULL, 0, &err), BJ_OK);
+    cr_assert(found);
+    for (size_t i = 0; i < db.n; i++) {
+        if (db.e[i].tclass == BJ_CG_TC_DECODE) {
+            db.e[i].variant = BJ_CG_V_DOT2; /* passes the descriptor check, the dot2 generator refuses it */
+            db.e[i].tile_m = 16;
+        } else {
+            db.e[i].variant = BJ_CG_V_BIN1; /* binary kernel for ternary weights: refused */
+        }
+    }
+    cr_assert_eq(bj_cg_tunedb_save(&db, bad, &err), BJ_OK);
+    bj_cg_tunedb_free(&db);
+    expect_fallback(&m, bad, false, "refused entries");
+
+    /* A missing file is no database and no warning. */
+    unlink(bad);
+    expect_fallback(&m, bad, false, "missing");
+    free(other);
+    free(text);
+    unlink(good);
+    bj_model_free(&m);
+}
+
+Test(tune, save_load_round_trip) {
+    bj_cg_target t;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK);
+    bj_cg_tunedb db, back;
+    bj_cg_tunedb_init(&db, &t);
+    bj_cg_tune_entry e = { .m = 384, .k = 1024, .wtype = BJ_CG_W_TERNARY, .tclass = BJ_CG_TC_PREFILL,
+                           .variant = BJ_CG_V_DOT2, .isa = BJ_CG_ISA_GENERIC, .tile_m = 2, .tile_t = 8, .unroll = 4,
+                           .default_ns = 1234.5, .tuned_ns = 1000.25 };
+    cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
+    e.tile_m = 1; /* replaces */
+    cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
+    e.wtype = BJ_CG_W_BINARY;
+    e.variant = BJ_CG_V_BIN1;
+    cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
+    cr_assert_eq(db.n, 2);
+    char path[4096];
+    tmp_path(path, sizeof path, "rt/sub/db.txt"); /* directories are made */
+    cr_assert_eq(bj_cg_tunedb_save(&db, path, &err), BJ_OK, "%s", err.msg);
+    bool found;
+    char warn[256];
+    cr_assert_eq(bj_cg_tunedb_load(&back, &t, path, &found, warn, sizeof warn, &err), BJ_OK);
+    cr_assert(found, "%s", warn);
+    cr_assert_eq(back.n, 2);
+    const bj_cg_tune_entry *f = bj_cg_tunedb_find(&back, BJ_CG_W_TERNARY, 384, 1024, BJ_CG_TC_PREFILL);
+    cr_assert_not_null(f);
+    cr_expect_eq(f->tile_m, 1);
+    cr_expect_eq(f->tile_t, 8);
+    cr_expect_eq(f->unroll, 4);
+    cr_expect_eq(f->isa, BJ_CG_ISA_GENERIC);
+    cr_expect_null(bj_cg_tunedb_find(&back, BJ_CG_W_TERNARY, 384, 1024, BJ_CG_TC_DECODE));
+    cr_expect_not_null(bj_cg_tunedb_find(&back, BJ_CG_W_BINARY, 384, 1024, BJ_CG_TC_PREFILL));
+    char def[4096];
+    cr_assert_eq(bj_cg_tunedb_default_path(&t, "/x/y", def, sizeof def, &err), BJ_OK);
+    cr_expect(!strncmp(def, "/x/y/tune-", 10), "%s", def);
+    bj_cg_tunedb_free(&db);
+    bj_cg_tunedb_free(&back);
+    unlink(path);
+}
+
+/* bitjitc with the forced database compiles the tuned kernels beside the cost rule's: the library
+ * runs exactly with the database (its kernels) and without it (the cost rule's). */
+Test(tune, bitjitc_library_with_database, .timeout = 900) {
+    bj_model m;
+    load(&m);
+    char db[4096], lib[4096], exe[4096], cmd[16384], out[16384];
+    tmp_path(db, sizeof db, "aot.txt");
+    tmp_path(lib, sizeof lib, "aot.so");
+    write_forced_db(&m.graph, db);
+    bj_model_free(&m);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/%s' --tune-db '%s' -v -o '%s' 2>&1", tool("bitjitc", exe, sizeof exe),
+             BJ_SOURCE_DIR, KJV, db, lib);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
+    cr_expect(strstr(out, "matmuls took their kernel from the tuning database") != NULL, "%s", out);
+    cr_expect(strstr(out, " 0 matmuls took") == NULL, "%s", out);
+    for (int with = 0; with < 2; with++) {
+        bj_aot_lib *l;
+        bj_model lm;
+        bj_error err = { 0 };
+        cr_assert_eq(bj_aot_load(&l, &lm, lib, &err), BJ_OK, "%s", err.msg);
+        bj_jit_options o;
+        bj_jit_options_default(&o);
+        bj_aot_jit_options(l, &o);
+        o.n_threads = 2;
+        o.tune_db = db;
+        o.no_tune_db = !with;
+        bj_jit_report r;
+        bj_engine *e;
+        cr_assert_eq(bj_jit_engine_create(&e, &lm.graph, &o, &r, &err), BJ_OK, "%s", err.msg);
+        cr_expect_eq(r.n_tuned, with ? r.n_matmuls : 0);
+        expect_oracle_ids(e, &lm, with ? "library, tuned" : "library, cost rule", 100);
+        expect_ref_logits(e, &lm.graph, with ? "library, tuned" : "library, cost rule");
+        bj_engine_free(e);
+        bj_model_free(&lm);
+        bj_aot_close(l);
+    }
+    /* A library built without the database, run with it: its kernels are missing from the
+     * library, so the engine falls back to the cost rule's (which the library has). */
+    snprintf(cmd, sizeof cmd, "'%s' '%s/%s' --no-tune-db -o '%s' 2>&1", tool("bitjitc", exe, sizeof exe), BJ_SOURCE_DIR,
+             KJV, lib);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
+    bj_aot_lib *l;
+    bj_model lm;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_aot_load(&l, &lm, lib, &err), BJ_OK, "%s", err.msg);
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    bj_aot_jit_options(l, &o);
+    o.n_threads = 2;
+    o.tune_db = db;
+    bj_jit_report r;
+    bj_engine *e;
+    cr_assert_eq(bj_jit_engine_create(&e, &lm.graph, &o, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r.n_tuned, 0);
+    cr_expect_eq(r.n_tuned_pp, 0);
+    expect_oracle_ids(e, &lm, "library without the database's kernels", 1);
+    bj_engine_free(e);
+    bj_model_free(&lm);
+    bj_aot_close(l);
+    unlink(lib);
+    unlink(db);
+}
+
+/* The line of ids in a command's output (the one that starts with a digit). */
+static void ids_line(const char *out, char *buf, size_t cap) {
+    buf[0] = 0;
+    for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (*l >= '0' && *l <= '9') {
+            size_t n = strcspn(l, "\n");
+            snprintf(buf, cap, "%.*s", (int)n, l);
+            return;
+        }
+}
+
+/* The command: a short tune into a temporary database, its table, then `bitjit run -v` says how
+ * many kernels came from it and gives the same ids as with --no-tune-db. */
+Test(tune, cli_tune_then_run, .timeout = 900) {
+    char db[4096], cmd[16384], out[16384], ids_tuned[16384], ids_plain[16384];
+    tmp_path(db, sizeof db, "cli.txt");
+    unlink(db);
+    snprintf(cmd, sizeof cmd, "'%s' tune --budget 4 -t 1 -T 16 -q --db '%s' --cache-dir '%s/tune-cache'", BJ_BITJIT_EXE,
+             db, BJ_TEST_TMP);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
+    cr_expect(strstr(out, "| shape (M x K) | matmuls | T | default | ns | tuned | ns | speedup |") != NULL, "%s", out);
+    cr_expect(strstr(out, "written to") != NULL, "%s", out);
+    cr_assert_eq(access(db, R_OK), 0, "%s", out);
+    const char *run = "run -p 'In the beginning' -n 24 --temp 0 --ids -t 2";
+    snprintf(cmd, sizeof cmd, "'%s' %s -v --tune-db '%s' --cache-dir '%s/tune-cache'", BJ_BITJIT_EXE, run, db, BJ_TEST_TMP);
+    cr_assert_eq(sh(cmd, ids_tuned, sizeof ids_tuned), 0, "%s: %s", cmd, ids_tuned);
+    cr_expect(strstr(ids_tuned, "bitjit: tuning database: ") != NULL, "%s", ids_tuned);
+    cr_expect(strstr(ids_tuned, "tuning database: 0 of") == NULL, "no kernel from the database: %s", ids_tuned);
+    snprintf(cmd, sizeof cmd, "'%s' %s --no-tune-db --cache-dir '%s/tune-cache'", BJ_BITJIT_EXE, run, BJ_TEST_TMP);
+    cr_assert_eq(sh(cmd, ids_plain, sizeof ids_plain), 0, "%s: %s", cmd, ids_plain);
+    char a[4096], b[4096];
+    ids_line(ids_tuned, a, sizeof a);
+    ids_line(ids_plain, b, sizeof b);
+    cr_expect_gt(strlen(a), 0, "%s", ids_tuned);
+    cr_expect_str_eq(a, b, "ids differ with and without the database");
+    unlink(db);
+}
