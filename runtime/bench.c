@@ -1,5 +1,6 @@
 /* runtime/bench.c -- speed and bandwidth measurements (see bench.h). */
 #include "runtime/bench.h"
+#include "runtime/ops.h"
 
 #include "runtime/threads.h"
 
@@ -107,7 +108,7 @@ bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps
     return BJ_OK;
 }
 
-uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, int64_t pos) {
+uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos) {
     uint64_t bytes = packed_lowbit_bytes;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
@@ -115,14 +116,16 @@ uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_byte
         if (n->op != BJ_OP_WEIGHT || bj_dtype_is_lowbit(n->dtype)) continue;
         /* A float weight is read whole by a head or a norm, one row per token by an embedding,
          * and not at all per token when it is a master that weight_quant folds once. */
-        bool whole = false, row = false;
+        bool whole = false, row = false, head = false;
         for (uint32_t j = i + 1; j < g->n_nodes; j++)
             for (int k = 0; k < g->nodes[j].nin; k++) {
                 if (g->nodes[j].in[k] != i) continue;
                 if (g->nodes[j].op == BJ_OP_EMBED) row = true;
+                else if (g->nodes[j].op == BJ_OP_MATMUL_F && k == 1) head = true;
                 else if (g->nodes[j].op != BJ_OP_WEIGHT_QUANT) whole = true;
             }
-        if (whole) bytes += n->nbytes;
+        if (head && head_q8) bytes += bj_rt_q8w_bytes(n->shape.d[0], n->shape.d[1]);
+        else if (whole || head) bytes += n->nbytes;
         else if (row) bytes += n->nbytes / (uint64_t)n->shape.d[0];
     }
     return bytes;

@@ -19,7 +19,7 @@ bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps
 
 /* Bytes a decode step reads from memory: every weight tensor the graph reads once per
  * token (ternary weights at their packed size as given, float weights at theirs), plus the
- * KV cache at position pos. */
-uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, int64_t pos);
+ * KV cache at position pos. head_q8: the head is read as int8 rows (bj_jit_options.head_q8). */
+uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos);
 
 #endif

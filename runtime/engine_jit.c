@@ -2,7 +2,7 @@
  * matmuls are generated kernels.
  *
  * Creation: detect the target, then for each matmul_t take the weight's ternary values,
- * choose a kernel (descriptor by the cost rule, or forced), pack the weights into the
+ * choose a kernel (descriptor by the tuning database, else the cost rule, or forced), pack the weights into the
  * kernel's layout and get the kernel from the JIT, the disk cache or a fresh compile
  * (bj_cg_kernel_get). Identical shapes share one kernel. Each matmul step keeps a libffi
  * call interface prepared once, so kernels keep their natural typed C signature.
@@ -13,6 +13,7 @@
  * So the two engines give identical logits. Buffers are sized for the largest step seen and
  * reused; a decode step allocates nothing. */
 #include "codegen/codegen.h"
+#include "codegen/cg_tunedb.h"
 #include "runtime/ops.h"
 #include "runtime/runtime.h"
 #include "runtime/threads.h"
@@ -26,8 +27,11 @@
 typedef struct jit_mm {   /* one ternary matmul step */
     bj_cg_kdesc desc;
     bj_cg_matmul_fn fn;
+    bj_cg_matmul_fn fn_pp; /* tuning database: the kernel for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens, or NULL */
+    bool tuned;            /* desc came from the tuning database */
     ffi_cif cif;
-    uint8_t *packed;      /* weights in the kernel's layout (NULL for weights-as-code) */
+    const uint8_t *packed; /* weights in the kernel's layout (NULL for weights-as-code): owned, or */
+    bj_cg_wmap wmap;       /* ... mapped from the packed-weight cache */
     double scale;
     int64_t M, K, row_block;
 } jit_mm;
@@ -47,8 +51,10 @@ typedef struct jit_engine {
     bj_cg_target tgt;
     bj_cg_cache cache;
     bj_cg_jit *jit;
+    bj_cg_tunedb *tdb;    /* while preparing: the tuning database, or NULL */
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
+    bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
     float **kc, **vc;     /* per node: attention KV caches */
     jit_buf *buf;         /* per node */
     int64_t cap_T;
@@ -79,30 +85,93 @@ static bj_status get_kernel(jit_engine *e, jit_mm *m, const int8_t *t8, const bj
     return BJ_OK;
 }
 
+/* Tuning database (codegen/cg_tunedb.h): m->desc = the database's decode descriptor, unless its
+ * kernel cannot be had (an ahead-of-time library built without it, a generator refusing a
+ * hand-edited entry: then the cost rule's); a second kernel for prefill
+ * steps when the database has one that packs weights the same way. Never fails: anything
+ * missing falls back to the cost rule, and every kernel is exact. */
+static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, const int8_t *t8,
+                         const bj_jit_options *o) {
+    bj_error ign = { 0 };
+    jit_mm tmp = *m;
+    m->desc = pk->dec;
+    m->tuned = pk->dec_tuned;
+    tmp.desc = pk->dec;
+    if (pk->dec_tuned && get_kernel(e, &tmp, t8, o, &ign) != BJ_OK) {
+        m->desc = pk->def;
+        m->tuned = false;
+    }
+    tmp.desc = pk->pp;
+    if (pk->has_pp && pk->pp.variant == m->desc.variant && memcmp(&pk->pp, &m->desc, sizeof m->desc) &&
+        get_kernel(e, &tmp, t8, o, &ign) == BJ_OK)
+        m->fn_pp = tmp.fn;
+}
+
 /* The ternary matmuls: matmul_t, and the compiler's matmul_tk / bitlinear (weight operand 2). */
 static bool is_lowbit_matmul(const bj_node *n) {
     return n->op == BJ_OP_MATMUL_T || n->op == BJ_OP_MATMUL_TK || n->op == BJ_OP_BITLINEAR;
 }
 static uint32_t matmul_weight(const bj_node *n) { return n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]; }
 
+/* The source-tensor hash the packed-weight cache is keyed by: the bytes of the lowbit weight
+ * (or of the float master and the quantization rule applied to it). */
+static void weight_src_hash(const bj_graph *g, uint32_t wid, uint64_t out[2]) {
+    const bj_node *w = &g->nodes[wid];
+    const bj_node *src = w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
+    char how[160];
+    snprintf(how, sizeof how, "%s|%s|mode %lld|%lldx%lld", bj_op_get((bj_op)w->op)->name, bj_dtype_name((bj_dtype)src->dtype),
+             (long long)(w->op == BJ_OP_WEIGHT_QUANT ? w->iattr[0] : -1), (long long)w->shape.d[0],
+             (long long)w->shape.d[1]);
+    bj_cg_wcache_src_hash(src->data, (size_t)src->nbytes, how, out);
+}
+
+/* m->packed: mapped from the packed-weight cache, else packed from *t8 (unpacked now if the
+ * caller had no need of it yet) and stored there. */
+static bj_status pack_weights(jit_engine *e, jit_mm *m, uint32_t wid, int8_t **t8, bj_error *err) {
+    uint64_t size = bj_cg_packed_size(&m->desc), src[2];
+    if (!size) return BJ_OK;
+    weight_src_hash(e->g, wid, src);
+    BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &m->wmap, err));
+    if (m->wmap.data) {
+        m->packed = m->wmap.data;
+        return BJ_OK;
+    }
+    if (!*t8) BJ_TRY(bj_ir_lowbit_values(e->g, wid, t8, &m->scale, err));
+    uint8_t *p = malloc(size);
+    if (!p) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
+    m->packed = p;
+    BJ_TRY(bj_cg_pack(&m->desc, *t8, p, err));
+    return bj_cg_wcache_store(&e->cache, &m->desc, src, p, err);
+}
+
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
     const bj_node *n = &e->g->nodes[id];
-    const bj_node *w = &e->g->nodes[matmul_weight(n)];
+    uint32_t wid = matmul_weight(n);
+    const bj_node *w = &e->g->nodes[wid];
     jit_mm *m = calloc(1, sizeof *m);
     if (!m) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->mm[id] = m;
     m->M = w->shape.d[0];
     m->K = w->shape.d[1];
-    int8_t *t8;
-    BJ_TRY(bj_ir_lowbit_values(e->g, matmul_weight(n), &t8, &m->scale, err));
-    bj_cg_wtype wt = w->dtype == BJ_DT_B8 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-    /* A variant forced by the options wins over the one select-kernels put on the node. */
+    /* Binary weights (b8, b1) get the binary kernel unless a variant is forced. */
+    bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    /* A variant forced by the options wins over the one select-kernels put on the node: a
+     * ternary variant forced on binary weights runs them exactly (at 2 bits a weight), bin1
+     * forced on ternary weights is refused by codegen. */
     bj_cg_variant v = o->variant ? (bj_cg_variant)o->variant : n->op != BJ_OP_MATMUL_T ? (bj_cg_variant)n->iattr[0] : BJ_CG_V_AUTO;
-    bj_status s = bj_cg_kdesc_init(&m->desc, &e->tgt, v, BJ_CG_ISA_AUTO, wt,
-                                   (uint32_t)m->M, (uint32_t)m->K, t8, err);
-    uint64_t size = s == BJ_OK ? bj_cg_packed_size(&m->desc) : 0;
-    if (s == BJ_OK && size && !(m->packed = malloc(size))) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    if (s == BJ_OK && size) s = bj_cg_pack(&m->desc, t8, m->packed, err);
+    /* The values are needed up front only where weights-as-code may be chosen (small
+     * matrices, or forced); otherwise only to pack, which the packed-weight cache may spare. */
+    int8_t *t8 = NULL;
+    bj_status s = BJ_OK;
+    if (v == BJ_CG_V_WCODE || (v == BJ_CG_V_AUTO && bj_cg_wcode_fits((uint32_t)m->M, (uint32_t)m->K)))
+        s = bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err);
+    else
+        s = bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
+    bj_cg_tune_pick pk; /* the cost rule's (or forced) descriptor, or the tuning database's */
+    if (s == BJ_OK)
+        s = bj_cg_tune_pick_descs(e->tdb, &e->tgt, v, o->variant != 0, wt, (uint32_t)m->M, (uint32_t)m->K, t8, &pk, err);
+    if (s == BJ_OK) tune_resolve(e, m, &pk, t8, o);
+    if (s == BJ_OK) s = pack_weights(e, m, wid, &t8, err);
     if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
         s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
@@ -137,9 +206,15 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
+        if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
+            BJ_TRY(bj_rt_q8w_make(&e->head8[i], &g->nodes[n->in[1]], err));
+            r->head_q8 = true;
+        }
         if (!is_lowbit_matmul(n)) continue;
         BJ_TRY(prepare_matmul(e, i, o, err));
         r->packed_bytes += bj_cg_packed_size(&e->mm[i]->desc);
+        r->n_tuned += e->mm[i]->tuned;
+        r->n_tuned_pp += e->mm[i]->fn_pp != NULL;
         if (o->progress) o->progress(o->progress_ud, ++done, total);
     }
     r->n_matmuls = total;
@@ -210,7 +285,7 @@ static void run_matmul_t(step_ctx *c, int ith, int nth) {
     int32_t *acc = y->acc;
     int64_t T = c->T;
     void *args[6] = { &xq, &w, &acc, &T, &m0, &m1 };
-    ffi_call(&m->cif, FFI_FN(m->fn), NULL, args);
+    ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
     bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
 }
 
@@ -259,7 +334,9 @@ static void run_step(void *ctx, int ith, int nth) {
     case BJ_OP_MATMUL_F: {
         int64_t n0, n1;
         bj_pool_split(cols, 16, ith, nth, &n0, &n1);
-        if (n0 < n1) bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, c->T, n0, n1, y->f);
+        const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
+        if (n0 < n1 && w8->q) bj_rt_matmul_q8(a, w8, c->T, n0, n1, y->f);
+        else if (n0 < n1) bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, c->T, n0, n1, y->f);
         break;
     }
     case BJ_OP_ROPE: bj_rt_rope(a, n->iattr[0], n->iattr[1], n->fattr[0], e->base.n_past, t0, t1, y->f); break;
@@ -300,7 +377,12 @@ static void jit_free(bj_engine *base) {
     jit_engine *e = (jit_engine *)base;
     if (e->buf) free_buffers(e);
     for (uint32_t i = 0; e->g && i < e->g->n_nodes; i++) {
-        if (e->mm && e->mm[i]) { free(e->mm[i]->packed); free(e->mm[i]); }
+        if (e->mm && e->mm[i]) {
+            if (e->mm[i]->wmap.base) bj_cg_wmap_free(&e->mm[i]->wmap);
+            else free((void *)e->mm[i]->packed);
+            free(e->mm[i]);
+        }
+        if (e->head8) bj_rt_q8w_free(&e->head8[i]);
         if (e->kc) free(e->kc[i]);
         if (e->vc) free(e->vc[i]);
     }
@@ -308,7 +390,7 @@ static void jit_free(bj_engine *base) {
     free(e->scratch);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->head8); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -321,18 +403,33 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     BJ_TRY(bj_pool_create(&e->pool, o->n_threads, err));
     size_t n = e->g->n_nodes;
     e->mm = calloc(n, sizeof *e->mm);
+    e->head8 = calloc(n, sizeof *e->head8);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
-    if (!e->mm || !e->kc || !e->vc || !e->buf || !e->scratch) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (!e->mm || !e->head8 || !e->kc || !e->vc || !e->buf || !e->scratch)
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (int i = 0; i < o->n_threads; i++)
         if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(float))))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     ffi_type *argt[6] = { &ffi_type_pointer, &ffi_type_pointer, &ffi_type_pointer,
                           &ffi_type_sint64, &ffi_type_sint64, &ffi_type_sint64 };
     memcpy(e->argt, argt, sizeof argt);
-    return prepare(e, o, r, err);
+    bj_cg_tunedb tdb;
+    bool found = false;
+    bj_error ign = { 0 };
+    if (o->no_tune_db) snprintf(r->tune_db, sizeof r->tune_db, "(off)");
+    else if (o->tune_db && *o->tune_db) snprintf(r->tune_db, sizeof r->tune_db, "%s", o->tune_db);
+    else if (bj_cg_tunedb_default_path(&e->tgt, o->cache_dir, r->tune_db, sizeof r->tune_db, &ign) != BJ_OK)
+        r->tune_db[0] = 0;
+    if (!o->no_tune_db && r->tune_db[0])
+        BJ_TRY(bj_cg_tunedb_load(&tdb, &e->tgt, r->tune_db, &found, r->tune_warning, sizeof r->tune_warning, err));
+    if (found) e->tdb = &tdb;
+    bj_status s = prepare(e, o, r, err);
+    if (found) bj_cg_tunedb_free(&tdb);
+    e->tdb = NULL;
+    return s;
 }
 
 bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_options *o,
@@ -354,6 +451,7 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     r->compiled = e->cache.n_compiled;
     r->loaded = e->cache.n_loaded;
     r->corrupt = e->cache.n_corrupt;
+    r->packed_loaded = e->cache.n_wloaded;
     r->compile_ms = e->cache.compile_ms;
     snprintf(r->cache_dir, sizeof r->cache_dir, "%s", e->cache.enabled ? e->cache.dir : "(off)");
     if (e->cache.warn) snprintf(r->cache_warning, sizeof r->cache_warning, "%s", e->cache.warn_msg);

@@ -181,6 +181,92 @@ void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int6
     free(row);
 }
 
+/* ---- the 8-bit head ---------------------------------------------------------------------- */
+static int64_t q8_stride(int64_t K) { return (K + 31) & ~(int64_t)31; }
+
+uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K) { return (uint64_t)N * (uint64_t)q8_stride(K) + (uint64_t)N * 4; }
+
+/* Symmetric absmax quantization of n floats to int8 in [-127, 127]; returns the scale. */
+static float q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
+    float amax = 0;
+    for (int64_t k = 0; k < n; k++) amax = fmaxf(amax, fabsf(x[k]));
+    float inv = amax > 0 ? 127.0f / amax : 0;
+    for (int64_t k = 0; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
+    memset(q + n, 0, (size_t)(stride - n));
+    return amax / 127.0f;
+}
+
+bj_status bj_rt_q8w_make(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
+    memset(w, 0, sizeof *w);
+    w->N = weight->shape.d[0];
+    w->K = weight->shape.d[1];
+    w->stride = q8_stride(w->K);
+    float *row = malloc((size_t)w->K * sizeof *row);
+    w->q = malloc((size_t)(w->N * w->stride));
+    w->d = malloc((size_t)w->N * sizeof *w->d);
+    if (!row || !w->q || !w->d) {
+        free(row);
+        bj_rt_q8w_free(w);
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the 8-bit copy of '%s' (%lld x %lld)",
+                       weight->name ? weight->name : "?", (long long)w->N, (long long)w->K);
+    }
+    for (int64_t n = 0; n < w->N; n++) {
+        load_row(weight->dtype, weight->data, (uint64_t)(n * w->K), w->K, row);
+        w->d[n] = q8_row(row, w->K, w->stride, w->q + n * w->stride);
+    }
+    free(row);
+    return BJ_OK;
+}
+
+void bj_rt_q8w_free(bj_rt_q8w *w) {
+    free(w->q);
+    free(w->d);
+    memset(w, 0, sizeof *w);
+}
+
+/* sum_k a[k] * b[k] over int8 in [-127, 127], n a multiple of 32: exact in int32. */
+BJ_HOT static int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
+    int32_t s = 0;
+    for (int64_t k = 0; k < n; k++) s += (int16_t)a[k] * (int16_t)b[k];
+    return s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same with AVX2's unsigned x signed byte products: |a| times b with a's sign moved onto
+ * b (pairs of products fit int16: 2 * 127 * 127 < 32768), then widened to int32. */
+__attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, int64_t n) {
+    __m256i acc = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
+    for (int64_t k = 0; k < n; k += 32) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(a + k));
+        __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)(b + k));
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    }
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    return _mm_cvtsi128_si32(h);
+}
+#endif
+
+void bj_rt_matmul_q8(const float *x, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y) {
+    int64_t K = w->K, S = w->stride;
+    int8_t *xq = malloc((size_t)(T * S));
+    float *xd = malloc((size_t)T * sizeof *xd);
+    BJ_ASSERT(xq && xd);
+    for (int64_t t = 0; t < T; t++) xd[t] = q8_row(x + t * K, K, S, xq + t * S);
+    int32_t (*dot)(const int8_t *, const int8_t *, int64_t) = dot_i8;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2")) dot = dot_i8_avx2;
+#endif
+    for (int64_t n = n0; n < n1; n++) {
+        const int8_t *wr = w->q + n * S;
+        for (int64_t t = 0; t < T; t++) y[t * w->N + n] = (float)dot(xq + t * S, wr, S) * (xd[t] * w->d[n]);
+    }
+    free(xq);
+    free(xd);
+}
+
 /* HF rotate_half: pairs (i, i + d/2) rotated by pos * theta^(-2i/d), inv_freq in f32. */
 void bj_rt_rope(const float *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
                 int64_t t1, float *y) {

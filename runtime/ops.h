@@ -28,6 +28,21 @@ void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t 
 /* High-precision matmul (the LM head): y[t,n] = sum_k x[t,k] * W[n,k], W float weight. */
 void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
                     float *y);
+/* The LM head at 8 bits (an option: `--head q8`; the exact bj_rt_matmul_f is the default).
+ * W is kept as int8 rows (stride K rounded up to 32, zero padded) with one f32 scale per row
+ * (absmax / 127); each token's activations are quantized the same way at run time, and
+ * y[t,n] = f32(sum_k xq[t,k] * wq[n,k]) * (d_x[t] * d_w[n]): an exact integer dot, half the
+ * bytes of an F16 head. Error: per logit at most about (|x|_1 d_w + |w_n|_1 d_x) / 2. */
+typedef struct bj_rt_q8w {
+    int8_t *q;
+    float *d;
+    int64_t N, K, stride;
+} bj_rt_q8w;
+bj_status bj_rt_q8w_make(bj_rt_q8w *w, const bj_node *weight, bj_error *err);
+void bj_rt_q8w_free(bj_rt_q8w *w);
+uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K); /* what one pass over the rows reads */
+/* Output columns [n0, n1) for T tokens; x is T x K. */
+void bj_rt_matmul_q8(const float *x, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y);
 void bj_rt_rope(const float *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
                 int64_t t1, float *y);
 /* Appends k, v rows [t0, t1) of this step (positions pos0 + t) to the caches. */

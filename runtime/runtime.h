@@ -38,6 +38,10 @@ typedef struct bj_jit_options {
     bool no_cache;
     int n_threads;             /* >= 1 */
     int variant;               /* bj_cg_variant to force; 0 = the cost rule */
+    /* The LM head (float matmuls) at 8 bits: int8 rows with a scale per row and int8
+     * activations per token (runtime/ops.h bj_rt_matmul_q8): half the bytes of an F16 head,
+     * logits within a small bound of the exact ones. Off by default: the exact head. */
+    bool head_q8;
     /* Ahead-of-time libraries: when set, each kernel comes from here (by its descriptor, a
      * bj_cg_kdesc, and its symbol name) instead of the JIT and the kernel cache. */
     bj_status (*kernel_lookup)(void *ud, const void *kdesc, const char *symbol, void **fn, bj_error *err);
@@ -46,6 +50,10 @@ typedef struct bj_jit_options {
      * were built for, used instead of detecting one from mcpu/mattr, so the engine makes the
      * same descriptors; NULL otherwise. It is still checked against the host. */
     const void *target;
+    /* Tuning database (codegen/cg_tunedb.h, written by `bitjit tune`): NULL reads the default
+     * file next to the kernel cache (cache_dir or its default); no_tune_db ignores it. */
+    const char *tune_db;
+    bool no_tune_db;
     /* Called as kernels are prepared (done of total); may be NULL. */
     void (*progress)(void *ud, int64_t done, int64_t total);
     void *progress_ud;
@@ -57,12 +65,18 @@ typedef struct bj_jit_report {
     int64_t n_matmuls;         /* ternary matmul steps */
     uint64_t compiled, loaded; /* distinct kernels compiled now vs read from the cache */
     uint64_t corrupt;          /* cache entries found bad and rebuilt */
+    uint64_t packed_loaded;    /* matmuls whose packed weights were mapped from the cache */
     double compile_ms;         /* time spent compiling */
     double create_ms;          /* whole engine creation (packing, kernels, buffers) */
     uint64_t packed_bytes;     /* weight bytes in kernel layouts */
+    bool head_q8;              /* the float matmuls run at 8 bits */
     char cache_dir[4096];
     char cache_warning[512];   /* non-empty: the cache is off or had to rebuild entries */
     char variants[128];        /* e.g. "dot2/avx512vnni x42" */
+    int64_t n_tuned;           /* matmuls whose kernel came from the tuning database */
+    int64_t n_tuned_pp;        /* ... that also have a tuned prefill kernel */
+    char tune_db[4096];        /* the database looked for ("(off)": ignored; "": no path) */
+    char tune_warning[512];    /* non-empty: the database exists but could not be used */
 } bj_jit_report;
 
 void bj_jit_options_default(bj_jit_options *o);
@@ -79,6 +93,9 @@ static inline bj_status bj_engine_forward(bj_engine *e, const int32_t *tokens, i
     return e->forward(e, tokens, n, all_logits, logits, err);
 }
 static inline void bj_engine_reset(bj_engine *e) { e->reset(e); }
+/* Drops positions n.. from the KV cache (0 <= n <= n_past): the next step runs at position n and
+ * overwrites them. Both engines keep nothing per position beyond n_past, so this only moves it. */
+static inline void bj_engine_truncate(bj_engine *e, int64_t n) { if (n >= 0 && n < e->n_past) e->n_past = n; }
 static inline void bj_engine_free(bj_engine *e) { if (e) e->free(e); }
 
 /* ---- sampling -------------------------------------------------------------------------- */

@@ -1,7 +1,10 @@
 /* runtime/cli/cli.c -- the helpers the `bitjit` subcommands share (see cli.h). */
 #include "runtime/cli/cli.h"
 
+#include "runtime/cli/progress.h"
+
 #include <errno.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +14,7 @@ const char *bj_cli_prog = "bitjit";
 const char *bj_cli_subcmd = "run";
 
 void cli_die_error(const bj_error *err) {
+    cli_progress_clear();
     fprintf(stderr, "%s: error: %s\n", bj_cli_prog, err->msg);
     exit(1);
 }
@@ -63,10 +67,30 @@ double cli_now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* An installed bitjit (PREFIX/bin/bitjit) finds the bundled model that `cmake --install` puts
+ * in PREFIX/share/bitjit/models; from the build tree, the source tree's copy is used. */
+static const char *installed_model(void) {
+    static char path[4096];
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    snprintf(path, sizeof path, "%s/../share/bitjit/models/kjv-bitnet-11m/packed", dirname(exe));
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
 const char *cli_model_path(const char *given) {
     if (given) return given;
     const char *env = getenv("BITJIT_MODEL");
-    return env && *env ? env : BJ_DEFAULT_MODEL;
+    if (env && *env) return env;
+    const char *inst = installed_model();
+    return inst ? inst : BJ_DEFAULT_MODEL;
+}
+
+bool cli_parse_head(const char *s) {
+    if (!strcmp(s, "q8")) return true;
+    if (strcmp(s, "exact") != 0) cli_die_usage("--head expects 'exact' or 'q8', got '%s'", s);
+    return false;
 }
 
 /* ---- model/engine options ---------------------------------------------------------------------- */
@@ -82,12 +106,15 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case 'm': o->model = arg; return true;
     case 't': o->jit.n_threads = (int)cli_parse_int("-t", arg, 1, 1024); return true;
     case 'v': o->verbose = true; return true;
-    case 'q': o->quiet = true; return true;
+    case 'q': o->quiet = true; cli_progress_enabled = false; return true;
     case CLI_O_ENGINE: o->engine = arg; return true;
     case CLI_O_MCPU: o->jit.mcpu = arg; return true;
     case CLI_O_MATTR: o->jit.mattr = arg; return true;
     case CLI_O_CACHE_DIR: o->jit.cache_dir = arg; return true;
     case CLI_O_NO_CACHE: o->jit.no_cache = true; return true;
+    case CLI_O_TUNE_DB: o->jit.tune_db = arg; return true;
+    case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; return true;
+    case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(arg); return true;
     default: return false;
     }
 }
@@ -122,12 +149,11 @@ void cli_sampling_finish(cli_sampling *s) {
 }
 
 /* ---- opening a model ------------------------------------------------------------------------------ */
-/* Progress of kernel preparation on stderr, for terminals only (a log stays clean). */
+/* Progress of kernel preparation (progress.h: a bar on a terminal, occasional lines on a pipe). */
 static void on_progress(void *ud, int64_t done, int64_t total) {
-    (void)ud;
-    fprintf(stderr, "\r%s: preparing kernels %lld/%lld", bj_cli_prog, (long long)done, (long long)total);
-    if (done == total) fprintf(stderr, "\r\033[K");
-    fflush(stderr);
+    cli_progress *p = ud;
+    if (!p->active && done <= 1) cli_progress_begin(p, "preparing kernels", total);
+    cli_progress_update(p, done, NULL);
 }
 
 bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo) {
@@ -135,6 +161,7 @@ bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo) {
     bj_aot_lib *lib = NULL;
     if (!bj_aot_is_library(path)) {
         if (bj_model_load(m, path, &err) != BJ_OK) cli_die_error(&err);
+        if (m->warning[0]) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, m->warning);
         return NULL;
     }
     if (jo->mcpu || jo->mattr)
@@ -151,16 +178,29 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g) {
         if (bj_ref_engine_create(&e, g, &err) != BJ_OK) cli_die_error(&err);
         return e;
     }
-    if (!o->quiet && isatty(2)) o->jit.progress = on_progress;
+    cli_progress bar = { 0 };
+    o->jit.progress = on_progress;
+    o->jit.progress_ud = &bar;
     bj_jit_report r;
-    if (bj_jit_engine_create(&e, g, &o->jit, &r, &err) != BJ_OK) cli_die_error(&err);
+    bj_status st = bj_jit_engine_create(&e, g, &o->jit, &r, &err);
+    cli_progress_end(&bar);
+    o->jit.progress = NULL;
+    o->jit.progress_ud = NULL;
+    if (st != BJ_OK) cli_die_error(&err);
     if (r.cache_warning[0] && !o->quiet)
-        fprintf(stderr, "%s: warning: kernel cache: %s\n", bj_cli_prog, r.cache_warning);
+        fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.cache_warning);
+    if (r.tune_warning[0] && !o->quiet) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.tune_warning);
     if (o->verbose)
         fprintf(stderr, "%s: jit for %s (LLVM %s): %lld matmuls, kernels compiled %llu, loaded from cache %llu"
-                        " (%.0f ms compiling, %.0f ms total); %s; cache %s; %d threads\n",
+                        " (%.0f ms compiling, %.0f ms total); packed weights of %llu from the cache; %s; cache %s;"
+                        " %d threads\n",
                 bj_cli_prog, r.cpu, r.llvm, (long long)r.n_matmuls, (unsigned long long)r.compiled,
-                (unsigned long long)r.loaded, r.compile_ms, r.create_ms, r.variants, r.cache_dir, o->jit.n_threads);
+                (unsigned long long)r.loaded, r.compile_ms, r.create_ms, (unsigned long long)r.packed_loaded, r.variants,
+                r.cache_dir, o->jit.n_threads);
+    if (o->verbose)
+        fprintf(stderr, "%s: tuning database: %lld of %lld matmuls took their kernel from it (%lld with a prefill kernel); %s\n",
+                bj_cli_prog, (long long)r.n_tuned, (long long)r.n_matmuls, (long long)r.n_tuned_pp,
+                r.tune_db[0] ? r.tune_db : "(none)");
     return e;
 }
 
@@ -168,7 +208,10 @@ void cli_open(cli_model_opts *o, cli_session *s) {
     memset(s, 0, sizeof *s);
     o->model = cli_model_path(o->model);
     double t0 = cli_now_s();
+    cli_progress bar;
+    cli_progress_begin(&bar, "loading model", 0);
     s->lib = cli_load_model(o->model, &s->m, &o->jit);
+    cli_progress_end(&bar);
     s->e = make_engine(o, &s->m.graph);
     s->load_s = cli_now_s() - t0;
 }

@@ -90,6 +90,9 @@ int bj_cmd_run(int argc, char **argv) {
     if (bj_tok_encode(ses.m.tok, text, plen, bos, true, &ids, &n_ids, &err) != BJ_OK) cli_die_error(&err);
     if (n_ids == 0) {
         fprintf(stderr, "%s: error: the prompt is empty and the model adds no BOS token\n", bj_cli_prog);
+        free(ids);
+        free(text);
+        cli_close(&ses);
         return 1;
     }
     if (!o.ids) { fwrite(text, 1, plen, stdout); fflush(stdout); }
@@ -106,6 +109,10 @@ int bj_cmd_run(int argc, char **argv) {
     printf("\n");
     fflush(stdout);
     if (st != BJ_OK) cli_die_error(&err);
+    if (n_gen < o.n_predict && e->n_past >= e->max_seq)
+        fprintf(stderr, "%s: stopped at the context limit of %lld positions (%zu prompt + %lld generated tokens; "
+                        "-n %lld asked for more)\n", bj_cli_prog, (long long)e->max_seq, n_ids, (long long)n_gen,
+                (long long)o.n_predict);
     if (o.mo.verbose)
         fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %zu prompt + %lld generated tokens in %.2f s (%.2f t/s)\n",
                 bj_cli_prog, o.mo.model, e->name, ses.load_s, n_ids, (long long)n_gen, t3 - t2,

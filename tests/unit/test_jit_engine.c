@@ -160,6 +160,61 @@ Test(jit_engine, kernel_cache_cold_warm_corrupt, .timeout = 600) {
     bj_model_free(&m);
 }
 
+/* Packed weights (codegen/cg_wcache.c): stored by the first engine, mapped by the next with
+ * identical results, and a corrupt entry is detected, reported and rebuilt. */
+static int count_w(const char *dir, char *first, size_t cap) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (!strncmp(de->d_name, "w-", 2) && strstr(de->d_name, ".bin")) {
+            if (!n++) snprintf(first, cap, "%s/%s", dir, de->d_name);
+        }
+    if (d) closedir(d);
+    return n;
+}
+
+Test(jit_engine, packed_weight_cache, .timeout = 600) {
+    char dir[4096], entry[8192];
+    snprintf(dir, sizeof dir, "%s/wcache-%d", BJ_TEST_TMP, (int)getpid());
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_jit_report r;
+    bj_engine *e;
+    float *l0 = malloc(N_PROMPT * 4096 * sizeof *l0), *l1 = malloc(N_PROMPT * 4096 * sizeof *l1);
+    int32_t i0[N_GEN], i1[N_GEN];
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r.packed_loaded, 0u);
+    cr_expect_eq(count_w(dir, entry, sizeof entry), (int)r.n_matmuls, "one entry per matmul");
+    run(e, l0, i0);
+    bj_engine_free(e);
+
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r.packed_loaded, (uint64_t)r.n_matmuls, "a warm start maps every matrix");
+    run(e, l1, i1);
+    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
+    cr_expect_arr_eq(i0, i1, sizeof i0);
+    bj_engine_free(e);
+
+    FILE *f = fopen(entry, "r+b"); /* one payload byte: only the payload hash can tell */
+    cr_assert(f);
+    fseek(f, 4096 + 100, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 4096 + 100, SEEK_SET);
+    fputc(c ^ 0x21, f);
+    fclose(f);
+    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r.corrupt, 1u);
+    cr_expect_eq(r.packed_loaded, (uint64_t)r.n_matmuls - 1);
+    cr_expect(strstr(r.cache_warning, "corrupt"), "%s", r.cache_warning);
+    run(e, l1, i1);
+    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
+    bj_engine_free(e);
+    free(l0);
+    free(l1);
+    bj_model_free(&m);
+}
+
 Test(jit_engine, unusable_cache_dir_falls_back, .timeout = 300) {
     char file[4096], dir[4200];
     snprintf(file, sizeof file, "%s/not-a-dir-%d", BJ_TEST_TMP, (int)getpid());
