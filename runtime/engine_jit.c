@@ -194,6 +194,19 @@ static void describe_variants(jit_engine *e, bj_jit_report *r) {
                                         bj_cg_variant_name((bj_cg_variant)v), bj_cg_isa_name((bj_cg_isa)a), counts[v][a]);
 }
 
+/* --head q8: the int8 copy of a float weight, rows split over the pool. */
+typedef struct q8_ctx {
+    bj_rt_q8w *w;
+    const bj_node *weight;
+} q8_ctx;
+
+static void q8_rows(void *ctx, int ith, int nth) {
+    q8_ctx *c = ctx;
+    int64_t n0, n1;
+    bj_pool_split(c->w->N, 64, ith, nth, &n0, &n1);
+    if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, n0, n1);
+}
+
 static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
     const bj_graph *g = e->g;
     int64_t total = 0, done = 0;
@@ -207,7 +220,9 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
         if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
-            BJ_TRY(bj_rt_q8w_make(&e->head8[i], &g->nodes[n->in[1]], err));
+            q8_ctx c = { &e->head8[i], &g->nodes[n->in[1]] };
+            BJ_TRY(bj_rt_q8w_alloc(c.w, c.weight, err));
+            bj_pool_run(e->pool, q8_rows, &c);
             r->head_q8 = true;
         }
         if (!is_lowbit_matmul(n)) continue;

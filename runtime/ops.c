@@ -196,25 +196,34 @@ static float q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
     return amax / 127.0f;
 }
 
-bj_status bj_rt_q8w_make(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
+bj_status bj_rt_q8w_alloc(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
     memset(w, 0, sizeof *w);
     w->N = weight->shape.d[0];
     w->K = weight->shape.d[1];
     w->stride = q8_stride(w->K);
-    float *row = malloc((size_t)w->K * sizeof *row);
     w->q = malloc((size_t)(w->N * w->stride));
     w->d = malloc((size_t)w->N * sizeof *w->d);
-    if (!row || !w->q || !w->d) {
-        free(row);
+    if (!w->q || !w->d) {
         bj_rt_q8w_free(w);
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the 8-bit copy of '%s' (%lld x %lld)",
-                       weight->name ? weight->name : "?", (long long)w->N, (long long)w->K);
+                       weight->name ? weight->name : "?", (long long)weight->shape.d[0], (long long)weight->shape.d[1]);
     }
-    for (int64_t n = 0; n < w->N; n++) {
+    return BJ_OK;
+}
+
+void bj_rt_q8w_rows(bj_rt_q8w *w, const bj_node *weight, int64_t n0, int64_t n1) {
+    float *row = malloc((size_t)w->K * sizeof *row);
+    BJ_ASSERT(row);
+    for (int64_t n = n0; n < n1; n++) {
         load_row(weight->dtype, weight->data, (uint64_t)(n * w->K), w->K, row);
         w->d[n] = q8_row(row, w->K, w->stride, w->q + n * w->stride);
     }
     free(row);
+}
+
+bj_status bj_rt_q8w_make(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
+    BJ_TRY(bj_rt_q8w_alloc(w, weight, err));
+    bj_rt_q8w_rows(w, weight, 0, w->N);
     return BJ_OK;
 }
 

@@ -38,6 +38,10 @@ typedef struct bj_rt_q8w {
     float *d;
     int64_t N, K, stride;
 } bj_rt_q8w;
+/* Allocates w for weight (rows uninitialised), then bj_rt_q8w_rows fills rows [n0, n1), so
+ * threads can share the conversion (328 M values for 2B4T); bj_rt_q8w_make does both. */
+bj_status bj_rt_q8w_alloc(bj_rt_q8w *w, const bj_node *weight, bj_error *err);
+void bj_rt_q8w_rows(bj_rt_q8w *w, const bj_node *weight, int64_t n0, int64_t n1);
 bj_status bj_rt_q8w_make(bj_rt_q8w *w, const bj_node *weight, bj_error *err);
 void bj_rt_q8w_free(bj_rt_q8w *w);
 uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K); /* what one pass over the rows reads */
