@@ -1,6 +1,7 @@
 /* runtime/cli/cli.c -- the helpers the `bitjit` subcommands share (see cli.h). */
 #include "runtime/cli/cli.h"
 
+#include "runtime/chat.h"
 #include "runtime/cli/progress.h"
 
 #include <errno.h>
@@ -91,6 +92,13 @@ bool cli_parse_head(const char *s) {
     if (!strcmp(s, "q8")) return true;
     if (strcmp(s, "exact") != 0) cli_die_usage("--head expects 'exact' or 'q8', got '%s'", s);
     return false;
+}
+
+void cli_check_chat_template(const char *name) {
+    bool known;
+    bj_chat_detect(name, &known);
+    if (!known || strchr(name, '{'))
+        cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, plain)", name);
 }
 
 /* ---- model/engine options ---------------------------------------------------------------------- */

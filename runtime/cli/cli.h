@@ -82,6 +82,8 @@ typedef struct cli_model_opts {
 #define CLI_END_LONGOPTS { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 
 void cli_model_opts_init(cli_model_opts *o);
+/* --chat-template NAME (chat, serve): a template bitjit renders by name, else a usage error. */
+void cli_check_chat_template(const char *name);
 /* --head exact|q8: true for q8; a usage error otherwise. */
 bool cli_parse_head(const char *s);
 /* Handles one getopt code of CLI_MODEL_LONGOPTS; false if c is not one of them. */

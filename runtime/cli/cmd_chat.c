@@ -66,12 +66,7 @@ static void parse_chat(int argc, char **argv, chat_opts *o) {
         }
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
-    if (o->tmpl) {
-        bool known;
-        bj_chat_detect(o->tmpl, &known);
-        if (!known || strchr(o->tmpl, '{'))
-            cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, plain)", o->tmpl);
-    }
+    if (o->tmpl) cli_check_chat_template(o->tmpl);
     cli_model_opts_check(&o->mo);
     cli_sampling_finish(&o->samp);
 }
