@@ -55,6 +55,8 @@ typedef struct jit_engine {
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
+    bool *head_last;      /* per node: a matmul_f read only by the output (its last row suffices
+                             when only the last logits are wanted) */
     float **kc, **vc;     /* per node: attention KV caches */
     jit_buf *buf;         /* per node */
     int64_t cap_T;
@@ -257,7 +259,7 @@ static bool alloc_buffers(jit_engine *e, int64_t T) {
     free_buffers(e);
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const bj_node *n = &e->g->nodes[i];
-        if (!is_step_value(n)) continue;
+        if (!is_step_value(n) || n->op == BJ_OP_OUTPUT) continue; /* output: see jit_forward */
         size_t cols = (size_t)bj_shape_cols(n->shape), t = (size_t)T;
         jit_buf *b = &e->buf[i];
         /* rmsnorm_quant: q8row of its own columns; bitlinear: f32 result plus its quantized input (K columns). */
@@ -283,7 +285,8 @@ typedef struct step_ctx {
     const bj_node *n;
     int64_t T;
     const int32_t *tokens;
-    int phase; /* attention: 0 stores k/v, 1 attends */
+    int phase;      /* attention: 0 stores k/v, 1 attends */
+    bool last_only; /* only the last token's logits are wanted */
 } step_ctx;
 
 static void run_matmul_t(step_ctx *c, int ith, int nth) {
@@ -347,11 +350,15 @@ static void run_step(void *ctx, int ith, int nth) {
         else run_matmul_t(c, ith, nth);
         break;
     case BJ_OP_MATMUL_F: {
-        int64_t n0, n1;
+        /* The output head: when only the last token's logits are wanted and nothing but the
+         * output reads this product, only that row is computed (a prompt of T tokens would
+         * otherwise pay T times the largest matmul of the model). */
+        int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = 0;
+        if (c->last_only && e->head_last[n - g->nodes]) r0 = c->T - 1;
         bj_pool_split(cols, 16, ith, nth, &n0, &n1);
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
-        if (n0 < n1 && w8->q) bj_rt_matmul_q8(a, w8, c->T, n0, n1, y->f);
-        else if (n0 < n1) bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, c->T, n0, n1, y->f);
+        if (n0 < n1 && w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
+        else if (n0 < n1) bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
         break;
     }
     case BJ_OP_ROPE: bj_rt_rope(a, n->iattr[0], n->iattr[1], n->fattr[0], e->base.n_past, t0, t1, y->f); break;
@@ -376,10 +383,13 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const bj_node *n = &e->g->nodes[i];
         if (!is_step_value(n)) continue;
-        step_ctx c = { e, n, T, tokens, 0 };
+        if (n->op == BJ_OP_OUTPUT) { /* the logits are copied straight from the output's operand */
+            out = n->in[0];
+            continue;
+        }
+        step_ctx c = { e, n, T, tokens, 0, !all_logits };
         bj_pool_run(e->pool, run_step, &c);
         if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; bj_pool_run(e->pool, run_step, &c); }
-        if (n->op == BJ_OP_OUTPUT) out = i;
     }
     bj_engine_copy_logits(base, e->buf[out].f, T, all_logits, logits);
     base->n_past += T;
@@ -405,7 +415,7 @@ static void jit_free(bj_engine *base) {
     free(e->scratch);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->head8); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->head8); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -419,12 +429,18 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     size_t n = e->g->n_nodes;
     e->mm = calloc(n, sizeof *e->mm);
     e->head8 = calloc(n, sizeof *e->head8);
+    e->head_last = calloc(n, sizeof *e->head_last);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
-    if (!e->mm || !e->head8 || !e->kc || !e->vc || !e->buf || !e->scratch)
+    if (!e->mm || !e->head8 || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) /* matmul_f nodes read by nothing but output nodes */
+        e->head_last[i] = e->g->nodes[i].op == BJ_OP_MATMUL_F;
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t k = 0; k < e->g->nodes[i].nin; k++)
+            if (e->g->nodes[i].op != BJ_OP_OUTPUT) e->head_last[e->g->nodes[i].in[k]] = false;
     for (int i = 0; i < o->n_threads; i++)
         if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(float))))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
