@@ -23,6 +23,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,6 +458,22 @@ static bj_status bj_aot_write_fd(int fd, const char *path, const void *data, siz
     return BJ_OK;
 }
 
+/* ---- interruption (bj_aot_interrupt) ----------------------------------------------------------- */
+static volatile sig_atomic_t bj_aot_stopped; /* a signal asked the build to stop */
+static volatile sig_atomic_t bj_aot_active;  /* a build or file write with temporary state is running */
+static volatile sig_atomic_t bj_aot_child;   /* the C compiler's pid while it runs, else 0 */
+
+bool bj_aot_interrupt(void) {
+    bj_aot_stopped = 1;
+    pid_t c = (pid_t)bj_aot_child;
+    if (c > 0) kill(c, SIGTERM);
+    return bj_aot_active;
+}
+
+static bj_status bj_aot_check_stop(bj_error *err) {
+    return bj_aot_stopped ? BJ_FAIL(err, BJ_E_IO, "interrupted by a signal (temporary files removed)") : BJ_OK;
+}
+
 /* A fresh temporary file name next to path (created, empty): "<path>.tmp-XXXXXX". */
 static bj_status bj_aot_temp_next_to(const char *path, char *tmp, size_t cap, int *fd, bj_error *err) {
     if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
@@ -476,12 +493,18 @@ static bj_status bj_aot_commit(const char *tmp, const char *path, bj_error *err)
 bj_status bj_aot_write_file(const char *path, const void *data, size_t size, bj_error *err) {
     char tmp[4200];
     int fd;
-    BJ_TRY(bj_aot_temp_next_to(path, tmp, sizeof tmp, &fd, err));
-    bj_status st = bj_aot_write_fd(fd, tmp, data, size, err);
+    bj_aot_active = 1;
+    bj_status st = bj_aot_check_stop(err);
+    if (st == BJ_OK) st = bj_aot_temp_next_to(path, tmp, sizeof tmp, &fd, err);
+    if (st != BJ_OK) { bj_aot_active = 0; return st; }
+    st = bj_aot_write_fd(fd, tmp, data, size, err);
+    if (st == BJ_OK) st = bj_aot_check_stop(err);
     if (st == BJ_OK) fchmod(fd, 0644); /* mkstemp made it 0600 */
     if (close(fd) != 0 && st == BJ_OK) st = BJ_FAIL(err, BJ_E_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st != BJ_OK) { unlink(tmp); return st; }
-    return bj_aot_commit(tmp, path, err);
+    if (st != BJ_OK) unlink(tmp);
+    else st = bj_aot_commit(tmp, path, err);
+    bj_aot_active = 0;
+    return st;
 }
 
 typedef struct bj_aot_work {
@@ -529,6 +552,7 @@ static const char *bj_aot_cc(void) {
 
 /* Runs argv (argv[0] from PATH) with its output in log; BJ_E_IO quoting the log on failure. */
 static bj_status bj_aot_spawn(char *const argv[], const char *log, bj_error *err) {
+    BJ_TRY(bj_aot_check_stop(err));
     pid_t pid = fork();
     if (pid < 0) return BJ_FAIL(err, BJ_E_IO, "cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
@@ -539,8 +563,15 @@ static bj_status bj_aot_spawn(char *const argv[], const char *log, bj_error *err
         _exit(127);
     }
     int status;
+    bj_aot_child = pid;
+    if (bj_aot_stopped) kill(pid, SIGTERM); /* the signal came between fork and the line above */
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return BJ_FAIL(err, BJ_E_IO, "waiting for %s: %s", argv[0], strerror(errno));
+        if (errno != EINTR) {
+            bj_aot_child = 0;
+            return BJ_FAIL(err, BJ_E_IO, "waiting for %s: %s", argv[0], strerror(errno));
+        }
+    bj_aot_child = 0;
+    BJ_TRY(bj_aot_check_stop(err));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return BJ_OK;
     char *text = NULL;
     size_t len = 0;
@@ -593,6 +624,7 @@ static bj_status bj_aot_kernel_objects(bj_aot_work *w, const bj_aot_set *s, char
     for (size_t i = 0; i < s->n; i++) {
         bj_cg_object o = { 0 };
         char name[64], path[4200];
+        BJ_TRY(bj_aot_check_stop(err));
         BJ_TRY(bj_cg_compile(&s->tgt, &s->k[i].desc, s->k[i].t8, &o, NULL, err));
         snprintf(name, sizeof name, "%s.o", o.sym);
         bj_status st = bj_aot_work_file(w, name, o.data, o.size, path, sizeof path, err);
@@ -634,11 +666,15 @@ static bj_status bj_aot_link(bj_aot_work *w, bj_aot_emit what, char **objs, size
 static bj_status bj_aot_build(const bj_graph *g, const bj_aot_set *s, const bj_aot_opts *o, bj_aot_emit what,
                               const char *out, bj_aot_report *r, bj_error *err) {
     bj_aot_work w;
-    BJ_TRY(bj_aot_work_open(&w, err));
+    bj_aot_active = 1;
+    bj_status st0 = bj_aot_check_stop(err);
+    if (st0 == BJ_OK) st0 = bj_aot_work_open(&w, err);
+    if (st0 != BJ_OK) { bj_aot_active = 0; return st0; }
     bj_aot_buf bundle = { 0 };
     char **objs = calloc(s->n + 1, sizeof *objs), data_obj[4200];
     bj_status st = objs ? BJ_OK : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     if (st == BJ_OK) st = bj_aot_bundle(g, s, o, &bundle, &r->weight_bytes, err);
+    if (st == BJ_OK) st = bj_aot_check_stop(err);
     if (st == BJ_OK) st = bj_aot_data_object(&w, &bundle, data_obj, sizeof data_obj, err);
     free(bundle.p);
     if (st == BJ_OK) st = bj_aot_kernel_objects(&w, s, objs, &r->code_bytes, err);
@@ -649,6 +685,7 @@ static bj_status bj_aot_build(const bj_graph *g, const bj_aot_set *s, const bj_a
     for (size_t i = 1; objs && i <= s->n; i++) free(objs[i]);
     free(objs);
     bj_aot_work_close(&w);
+    bj_aot_active = 0;
     return st;
 }
 

@@ -84,4 +84,11 @@ bj_status bj_aot_emit_file(const bj_graph *g, const bj_aot_opts *o, bj_aot_emit 
 /* Writes data to path through a temporary file in the same directory, then renames. */
 bj_status bj_aot_write_file(const char *path, const void *data, size_t size, bj_error *err);
 
+/* Interruption, for a driver's SIGINT/SIGTERM/SIGHUP handler (async-signal-safe): the running
+ * C compiler child, if any, gets SIGTERM, and the build or write in progress stops at its next
+ * step with an error, removing its temporary directory and temporary output like any failed
+ * build; every later build fails at once. Returns whether one was in progress (false: nothing
+ * to clean up, the handler may terminate the process right away). */
+bool bj_aot_interrupt(void);
+
 #endif

@@ -15,6 +15,7 @@
 
 #include <getopt.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,38 @@ static void model_dir(const char *path, char *dir, size_t cap) {
     snprintf(dir, cap, "%s", bj_path_is_dir(path) ? path : dirname(tmp));
 }
 
+/* SIGINT, SIGTERM, SIGHUP: a build in progress stops and removes its temporary files, then the
+ * process ends by the same signal (see on_signal_exit); with none in progress it ends at once.
+ * SIGXFSZ is ignored, so a file-size limit fails the write with an error and the same clean-up. */
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig) {
+    g_signal = sig;
+    if (!bj_aot_interrupt()) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);
+}
+
+/* After an interrupted build has cleaned up: report, then end by the signal that stopped it. */
+static void on_signal_exit(const bj_error *err) {
+    if (!g_signal) return;
+    fprintf(stderr, "%s: %s\n", prog, err->msg);
+    signal(g_signal, SIG_DFL);
+    raise(g_signal);
+    exit(128 + g_signal);
+}
+
 static void emit_text(const bj_graph *g, cc_opts *o, bj_aot_report *r) {
     bj_error err = { 0 };
     char *text;
@@ -157,6 +190,7 @@ static void emit_text(const bj_graph *g, cc_opts *o, bj_aot_report *r) {
         if (fflush(stdout) != 0) { fprintf(stderr, "%s: error: writing stdout failed\n", prog); exit(1); }
     } else if (bj_aot_write_file(o->out, text, strlen(text), &err) != BJ_OK) {
         free(text);
+        on_signal_exit(&err);
         die_error(&err);
     }
     free(text);
@@ -193,8 +227,12 @@ int main(int argc, char **argv) {
     o.aot.model_dir = dir;
     o.aot.model_path = o.model;
     bj_aot_report r = { 0 };
+    install_signal_handlers();
     if (o.emit == BJ_AOT_EMIT_SO || o.emit == BJ_AOT_EMIT_OBJ) {
-        if (bj_aot_emit_file(&m.graph, &o.aot, o.emit, o.out, &r, &err) != BJ_OK) die_error(&err);
+        if (bj_aot_emit_file(&m.graph, &o.aot, o.emit, o.out, &r, &err) != BJ_OK) {
+            on_signal_exit(&err);
+            die_error(&err);
+        }
     } else {
         emit_text(&m.graph, &o, &r);
     }

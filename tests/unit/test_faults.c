@@ -4,7 +4,8 @@
  *    the later run finds no corrupt entry, recompiles what is missing and computes the same;
  *  - `bitjitc` killed mid-way (SIGXFSZ while writing, SIGKILL at several moments) leaves no
  *    half-written library at the target path: it is absent, the previous file unchanged, or a
- *    complete library that runs;
+ *    complete library that runs; SIGTERM/SIGINT or a file-size limit also leave none of its
+ *    temporary files;
  *  - running out of address space (ulimit -v at every MiB below what a run needs) gives an
  *    error message and exit 1, never a signal;
  *  - a long generation reaching the context limit stops, and memory does not grow beyond the
@@ -319,6 +320,54 @@ Test(faults, bitjitc_killed_leaves_no_half_written_output, .timeout = 600) {
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "bitjitc failed after the kills (status %#x)", st);
     expect_whole_or_absent(lib, NULL, "after the kills");
     cr_expect(exists(lib));
+}
+
+/* Entries of dir whose name contains part (NULL: all but . and ..). */
+static int count_entries(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    cr_assert(d, "%s: cannot list", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && (!part || strstr(e->d_name, part))) n++;
+    closedir(d);
+    return n;
+}
+
+/* SIGTERM or SIGINT to bitjitc alone (not its cc) at several moments, and a file-size limit:
+ * it stops, removes its work directory ($TMPDIR/bitjitc-*) and its temporary output
+ * (OUT.tmp-*), and the output is absent or whole. */
+Test(faults, bitjitc_interrupted_removes_its_temporary_files, .timeout = 600) {
+    char dir[4096], tmp[4096], lib[4200], exe[4096];
+    bitjitc_path(exe, sizeof exe);
+    fresh_dir(dir, sizeof dir, "aot-term");
+    fresh_dir(tmp, sizeof tmp, "aot-term-tmp");
+    cr_assert_eq(setenv("TMPDIR", tmp, 1), 0);
+    snprintf(lib, sizeof lib, "%s/kjv.so", dir);
+    char *argv[] = { exe, (char *)PACKED, "-o", lib, NULL };
+    pid_t pid = spawn(argv, 1 << 20, NULL); /* writes fail with EFBIG: an error, cleaned up */
+    int st = wait_status(pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "bitjitc under a 1 MiB file limit: status %#x", st);
+    cr_expect_eq(count_entries(tmp, NULL), 0, "a failed bitjitc left its work directory in %s", tmp);
+    cr_expect_eq(count_entries(dir, ".tmp-"), 0, "a failed bitjitc left a temporary output in %s", dir);
+    const int delays[] = { 100, 400, 800, 1200, 1600, 2000, 3000 };
+    int stopped = 0;
+    for (size_t i = 0; i < BJ_COUNTOF(delays); i++) {
+        unlink(lib);
+        pid = spawn(argv, -1, NULL);
+        sleep_ms(delays[i]);
+        int sig = i % 2 ? SIGINT : SIGTERM;
+        kill(pid, sig);
+        st = wait_status(pid);
+        char when[64];
+        snprintf(when, sizeof when, "signal %d at %d ms", sig, delays[i]);
+        cr_expect((WIFSIGNALED(st) && WTERMSIG(st) == sig) || (WIFEXITED(st) && WEXITSTATUS(st) == 0),
+                  "%s: status %#x", when, st);
+        stopped += WIFSIGNALED(st);
+        cr_expect_eq(count_entries(tmp, NULL), 0, "%s: the work directory is left in %s", when, tmp);
+        cr_expect_eq(count_entries(dir, ".tmp-"), 0, "%s: a temporary output is left in %s", when, dir);
+        expect_whole_or_absent(lib, NULL, when);
+    }
+    cr_expect_gt(stopped, 0, "no signal arrived while bitjitc was running: the delays are too long for this machine");
 }
 
 /* ---- out of memory ---------------------------------------------------------------------------------- */
