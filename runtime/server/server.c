@@ -5,10 +5,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -377,6 +379,19 @@ static void stream_free(void *cls) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Whether the client of a connection has closed it (EOF, reset or hang-up on its socket), looked
+ * at without blocking while a non-streaming answer is generated. A client that only shut down
+ * its sending side counts as gone too (HTTP clients do not do that while waiting). */
+static bool client_gone(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = { ci->connect_fd, POLLIN | POLLRDHUP, 0 };
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
+    char b;
+    return (p.revents & POLLIN) && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static enum MHD_Result serve_generate(bj_server *s, struct MHD_Connection *c, bool chat, const srv_conn *cc) {
     if (cc->too_big)
         return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "request_too_large",
@@ -418,10 +433,17 @@ static enum MHD_Result serve_generate(bj_server *s, struct MHD_Connection *c, bo
         MHD_destroy_response(r);
         return ret;
     }
-    while (!j->done && !s->stopping) {
+    bool gone = false; /* the client left: its job is cancelled at the next token, nothing is sent */
+    while (!j->done && !s->stopping && !(gone = client_gone(c))) {
         struct timespec ts;
-        deadline_in(&ts, 200);
+        deadline_in(&ts, 50);
         pthread_cond_timedwait(&j->cv, &s->mu, &ts);
+    }
+    if (gone) {
+        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELEASE);
+        job_release_locked(j);
+        pthread_mutex_unlock(&s->mu);
+        return MHD_NO;
     }
     char *body = NULL;
     int st = 503;

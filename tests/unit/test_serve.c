@@ -663,6 +663,37 @@ Test(serve, client_leaves_mid_stream, .timeout = 120) {
     free(want);
 }
 
+/* A client that sends a long non-streaming request and hangs up while it is generated: the
+ * server notices (it looks at the socket while it waits), cancels the job at the next token
+ * instead of generating all 500 tokens, and logs it as cancelled. */
+Test(serve, client_leaves_before_the_answer, .timeout = 120) {
+    server s;
+    start_server(&s, "-v", NULL); /* -v: one log line per request */
+    int fd = connect_to(s.port);
+    cr_assert_geq(fd, 0);
+    const char *b = "{\"prompt\":\"In the beginning\",\"max_tokens\":500,\"temperature\":0}";
+    cr_assert(send_request(fd, "POST", "/v1/completions", b, strlen(b)));
+    bool busy = false, idle = false; /* wait until it generates, hang up, wait until the slot is free */
+    for (double t0 = now_s(); !idle && now_s() - t0 < 30;) {
+        resp r;
+        cr_assert(http(s.port, "GET", "/health", NULL, 0, &r));
+        json_t *j = json_loads(r.body, 0, NULL);
+        if (!busy && jint(j, "slots_processing") == 1) {
+            busy = true;
+            close(fd);
+        } else if (busy) {
+            idle = jint(j, "slots_processing") == 0;
+        }
+        json_decref(j);
+        free(r.body);
+        if (!idle) usleep(5 * 1000);
+    }
+    cr_assert(busy, "the request never started");
+    cr_expect(idle, "the slot stayed busy");
+    stop_server(&s, SIGTERM);
+    cr_expect(strstr(s.log, "generated, cancelled"), "the job was not cancelled; server log:\n%s", s.log);
+}
+
 Test(serve, help_lists_flags) {
     (void)tool;
     char cmd[4096], out[16384];
