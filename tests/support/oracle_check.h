@@ -76,14 +76,20 @@ static inline bj_engine *bj_test_engine(const char *kind, const bj_graph *g, con
     return e;
 }
 
+/* A greedy sampler (temperature 0) over n_vocab tokens. */
+static inline void bj_test_greedy_sampler(bj_sampler *s, int64_t n_vocab) {
+    bj_error err = { 0 };
+    bj_sampler_params sp;
+    bj_sampler_params_default(&sp);
+    sp.temp = 0;
+    cr_assert_eq(bj_sampler_init(s, &sp, n_vocab, &err), BJ_OK, "%s", err.msg);
+}
+
 /* n greedy ids (temperature 0, no stop token) after the prompt, from an emptied KV cache. */
 static inline void bj_test_greedy(bj_engine *e, const int32_t *prompt, int64_t n_prompt, int64_t n, int32_t *out) {
     bj_error err = { 0 };
     bj_sampler s;
-    bj_sampler_params sp;
-    bj_sampler_params_default(&sp);
-    sp.temp = 0;
-    cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
+    bj_test_greedy_sampler(&s, e->n_vocab);
     bj_engine_reset(e);
     int64_t n_got;
     cr_assert_eq(bj_generate(e, &s, prompt, n_prompt, n, -1, NULL, NULL, out, &n_got, &err), BJ_OK, "%s", err.msg);

@@ -68,10 +68,7 @@ static void cc_case_free(cc_case *c) {
 static void cc_greedy(const cc_case *c, bj_engine *e, float *logits, int32_t *got, const char *what) {
     bj_error err = { 0 };
     bj_sampler s;
-    bj_sampler_params sp;
-    bj_sampler_params_default(&sp);
-    sp.temp = 0;
-    cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
+    bj_test_greedy_sampler(&s, e->n_vocab);
     cr_assert_eq(bj_engine_forward(e, c->ids, (int64_t)c->n_ids, false, logits, &err), BJ_OK, "%s", err.msg);
     cr_expect_arr_eq(logits, c->base_logits, (size_t)c->n_vocab * sizeof *logits,
                      "%s %s [%s]: last logits differ from the uncompiled graph's", c->model, e->name, what);
