@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Loads BJ_SOURCE_DIR/rel; aborts the test with a message when it cannot. */
@@ -23,6 +24,38 @@ static inline int32_t *bj_test_ids(json_t *arr, size_t *n) {
     int32_t *v = malloc((*n + 1) * sizeof *v);
     for (size_t i = 0; i < *n; i++) v[i] = (int32_t)json_integer_value(json_array_get(arr, i));
     return v;
+}
+
+/* One entry of an oracle.json "prompts" array, for one model of the file (key "packed" or
+ * "master"): the prompt's text and ids, the oracle's greedy continuation ("<key>_greedy_ids")
+ * and its last-position logits ("<key>_last_logits"). */
+typedef struct bj_oracle_prompt {
+    const char *text;      /* owned by the JSON */
+    int32_t *ids, *greedy; /* malloc'd */
+    size_t n_ids, n_greedy;
+    json_t *last_logits;   /* owned by the JSON; NULL where the file has none */
+} bj_oracle_prompt;
+
+static inline void bj_test_oracle_prompt(json_t *p, const char *key, bj_oracle_prompt *out) {
+    char k[64];
+    out->text = json_string_value(json_object_get(p, "prompt"));
+    out->ids = bj_test_ids(json_object_get(p, "ids"), &out->n_ids);
+    snprintf(k, sizeof k, "%s_greedy_ids", key);
+    out->greedy = bj_test_ids(json_object_get(p, k), &out->n_greedy);
+    snprintf(k, sizeof k, "%s_last_logits", key);
+    out->last_logits = json_object_get(p, k);
+}
+
+static inline void bj_test_oracle_prompt_free(bj_oracle_prompt *p) {
+    free(p->ids);
+    free(p->greedy);
+}
+
+/* Index of the first id where a and b (n each) differ; -1 when they are equal. */
+static inline int bj_test_first_diff(const int32_t *a, const int32_t *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return (int)i;
+    return -1;
 }
 
 #endif

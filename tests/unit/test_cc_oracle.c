@@ -7,10 +7,11 @@
  * One prompt, 16 tokens, to keep it fast (each prompt's tokens run once). Links bj_runtime (tests/CMakeLists.txt pass block). */
 #include "compiler/compiler.h"
 #include "runtime/runtime.h"
-#include "support/oracle.h"
 
 #include <criterion/criterion.h>
 #include <string.h>
+
+#include "support/oracle_check.h"
 
 #define N_GREEDY 16
 #define PROMPT_INDEX 1
@@ -24,18 +25,7 @@ typedef struct cc_case {
 } cc_case;
 
 static bj_engine *cc_engine(const char *kind, const bj_graph *g) {
-    bj_error err = { 0 };
-    bj_engine *e = NULL;
-    if (!strcmp(kind, "ref")) {
-        cr_assert_eq(bj_ref_engine_create(&e, g, &err), BJ_OK, "%s", err.msg);
-        return e;
-    }
-    bj_jit_options o;
-    bj_jit_options_default(&o);
-    o.n_threads = 2;
-    o.cache_dir = BJ_TEST_TMP "/cc-oracle-cache";
-    cr_assert_eq(bj_jit_engine_create(&e, g, &o, NULL, &err), BJ_OK, "%s", err.msg);
-    return e;
+    return bj_test_engine(kind, g, BJ_TEST_TMP "/cc-oracle-cache", NULL, NULL);
 }
 
 /* Loads the model and, unless opts is NULL, runs the pipeline on its graph. */
@@ -48,13 +38,13 @@ static void cc_load(bj_model *m, const cc_case *c, const bj_pipeline_opts *opts,
 }
 
 static void cc_case_init(cc_case *c, const char *model, const char *oracle, const char *key) {
-    char k_greedy[64];
     bj_error err = { 0 };
     *c = (cc_case){ .model = model, .oracle = oracle, .key = key };
-    json_t *o = bj_test_load_json(oracle), *p = json_array_get(json_object_get(o, "prompts"), PROMPT_INDEX);
-    snprintf(k_greedy, sizeof k_greedy, "%s_greedy_ids", key);
-    c->ids = bj_test_ids(json_object_get(p, "ids"), &c->n_ids);
-    c->greedy = bj_test_ids(json_object_get(p, k_greedy), &c->n_greedy);
+    json_t *o = bj_test_load_json(oracle);
+    bj_oracle_prompt p;
+    bj_test_oracle_prompt(json_array_get(json_object_get(o, "prompts"), PROMPT_INDEX), key, &p);
+    c->ids = p.ids, c->n_ids = p.n_ids;
+    c->greedy = p.greedy, c->n_greedy = p.n_greedy;
     cr_assert_geq(c->n_greedy, N_GREEDY);
     json_decref(o);
     bj_model m;
@@ -78,10 +68,7 @@ static void cc_case_free(cc_case *c) {
 static void cc_greedy(const cc_case *c, bj_engine *e, float *logits, int32_t *got, const char *what) {
     bj_error err = { 0 };
     bj_sampler s;
-    bj_sampler_params sp;
-    bj_sampler_params_default(&sp);
-    sp.temp = 0;
-    cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
+    bj_test_greedy_sampler(&s, e->n_vocab);
     cr_assert_eq(bj_engine_forward(e, c->ids, (int64_t)c->n_ids, false, logits, &err), BJ_OK, "%s", err.msg);
     cr_expect_arr_eq(logits, c->base_logits, (size_t)c->n_vocab * sizeof *logits,
                      "%s %s [%s]: last logits differ from the uncompiled graph's", c->model, e->name, what);
@@ -101,8 +88,7 @@ static void cc_check(const cc_case *c, const bj_pipeline_opts *opts, const char 
     float *logits = malloc((size_t)c->n_vocab * sizeof *logits);
     int32_t got[N_GREEDY];
     cc_greedy(c, e, logits, got, what);
-    int first = -1;
-    for (int t = 0; t < N_GREEDY && first < 0; t++) if (got[t] != c->greedy[t]) first = t;
+    int first = bj_test_first_diff(got, c->greedy, N_GREEDY);
     cr_expect_eq(first, -1, "%s %s [%s]: greedy ids differ from the oracle first at %d", c->model, kind, what, first);
     printf("[%s %s] %-34s ok=%d\n", c->model, kind, what, first < 0);
     free(logits);

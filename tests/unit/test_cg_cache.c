@@ -7,81 +7,13 @@
 
 #include <criterion/criterion.h>
 
+#include "support/kernel_set.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define NK 3
-#define T 2
-
-typedef struct kset {
-    bj_cg_target t;
-    bj_cg_kdesc d[NK];
-    int8_t *t8[NK];
-    uint8_t *w[NK];
-    int8_t *x[NK];
-    int32_t *ref[NK];
-} kset;
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* One kernel of each variant: dot2 96 x 130, bitplane 40 x 200, weights-as-code 8 x 64. */
-static void kset_init(kset *ks) {
-    static const struct { bj_cg_variant v; uint32_t m, k; } shapes[NK] = {
-        { BJ_CG_V_DOT2, 96, 130 }, { BJ_CG_V_BITPLANE, 40, 200 }, { BJ_CG_V_WCODE, 8, 64 } };
-    bj_error err = { 0 };
-    uint64_t s = 42;
-    cr_assert_eq(bj_cg_target_detect(&ks->t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
-    for (int i = 0; i < NK; i++) {
-        uint32_t M = shapes[i].m, K = shapes[i].k;
-        int64_t xs = bj_cg_x_stride(K);
-        ks->t8[i] = malloc((size_t)M * K);
-        ks->x[i] = calloc((size_t)(T * xs), 1);
-        ks->ref[i] = malloc((size_t)T * M * 4);
-        for (uint32_t j = 0; j < M * K; j++) ks->t8[i][j] = (int8_t)(rng_next(&s) % 3) - 1;
-        for (int t = 0; t < T; t++)
-            for (uint32_t k = 0; k < K; k++) ks->x[i][t * xs + k] = (int8_t)rng_next(&s);
-        cr_assert_eq(bj_cg_kdesc_init(&ks->d[i], &ks->t, shapes[i].v, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, M, K,
-                                      ks->t8[i], &err), BJ_OK, "%s", err.msg);
-        ks->w[i] = malloc(bj_cg_packed_size(&ks->d[i]) + 1);
-        cr_assert_eq(bj_cg_pack(&ks->d[i], ks->t8[i], ks->w[i], &err), BJ_OK, "%s", err.msg);
-        bj_cg_ref_matmul(ks->x[i], ks->t8[i], ks->ref[i], T, M, K, 0, M);
-    }
-}
-
-static void kset_free(kset *ks) {
-    for (int i = 0; i < NK; i++) {
-        free(ks->t8[i]);
-        free(ks->w[i]);
-        free(ks->x[i]);
-        free(ks->ref[i]);
-    }
-}
-
-/* Gets every kernel through the cache into a fresh JIT and checks its results. */
-static void run_all(kset *ks, bj_cg_cache *c) {
-    bj_error err = { 0 };
-    bj_cg_jit *j;
-    cr_assert_eq(bj_cg_jit_create(&j, &err), BJ_OK, "%s", err.msg);
-    for (int i = 0; i < NK; i++) {
-        bj_cg_matmul_fn fn;
-        uint32_t M = ks->d[i].m;
-        cr_assert_eq(bj_cg_kernel_get(c, j, &ks->t, &ks->d[i], ks->t8[i], &fn, &err), BJ_OK, "%s", err.msg);
-        int32_t *y = calloc((size_t)T * M, 4);
-        fn(ks->x[i], ks->w[i], y, T, 0, M);
-        cr_expect_arr_eq(y, ks->ref[i], (size_t)T * M * 4, "kernel %d (%s) differs from the reference", i,
-                         bj_cg_variant_name((bj_cg_variant)ks->d[i].variant));
-        free(y);
-    }
-    bj_cg_jit_free(j);
-}
 
 static void open_cache(bj_cg_cache *c, const kset *ks, const char *dir) {
     bj_error err = { 0 };
@@ -99,19 +31,19 @@ Test(cg_cache, cold_then_warm) {
     kset ks;
     bj_cg_cache c;
     char dir[512];
-    kset_init(&ks);
+    kset_init(&ks, 42);
     fresh_dir(dir, sizeof dir, "warm");
     open_cache(&c, &ks, dir);
     cr_assert(c.enabled, "cache off: %s", c.warn_msg);
-    run_all(&ks, &c);
+    kset_run_all(&ks, &c);
     fprintf(stderr, "cold: %llu compiled (%.1f ms), %llu loaded\n", (unsigned long long)c.n_compiled, c.compile_ms,
             (unsigned long long)c.n_loaded);
-    cr_expect_eq(c.n_compiled, NK);
+    cr_expect_eq(c.n_compiled, KSET_N);
     cr_expect_eq(c.n_loaded, 0);
     open_cache(&c, &ks, dir);
-    run_all(&ks, &c);
+    kset_run_all(&ks, &c);
     cr_expect_eq(c.n_compiled, 0, "warm run compiled %llu kernels", (unsigned long long)c.n_compiled);
-    cr_expect_eq(c.n_loaded, NK);
+    cr_expect_eq(c.n_loaded, KSET_N);
     cr_expect_eq(c.warn, 0, "%s", c.warn_msg);
     kset_free(&ks);
 }
@@ -122,7 +54,7 @@ Test(cg_cache, same_jit_twice_compiles_once) {
     bj_error err = { 0 };
     bj_cg_jit *j;
     bj_cg_matmul_fn a, b;
-    kset_init(&ks);
+    kset_init(&ks, 42);
     cr_assert_eq(bj_cg_cache_open(&c, NULL, &ks.t, true, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_jit_create(&j, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_kernel_get(&c, j, &ks.t, &ks.d[0], NULL, &a, &err), BJ_OK, "%s", err.msg);
@@ -154,16 +86,16 @@ Test(cg_cache, corrupt_entries_are_rebuilt) {
     bj_cg_cache c;
     bj_error err = { 0 };
     char dir[512], p0[4400], p1[4400];
-    kset_init(&ks);
+    kset_init(&ks, 42);
     fresh_dir(dir, sizeof dir, "corrupt");
     open_cache(&c, &ks, dir);
-    run_all(&ks, &c);
+    kset_run_all(&ks, &c);
     cr_assert_eq(bj_cg_cache_path(&c, &ks.d[0], p0, sizeof p0, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_cache_path(&c, &ks.d[1], p1, sizeof p1, &err), BJ_OK, "%s", err.msg);
     damage(p0, false);
     damage(p1, true);
     open_cache(&c, &ks, dir);
-    run_all(&ks, &c);
+    kset_run_all(&ks, &c);
     fprintf(stderr, "after damage: %llu corrupt, %llu compiled, %llu loaded; warning: %s\n",
             (unsigned long long)c.n_corrupt, (unsigned long long)c.n_compiled, (unsigned long long)c.n_loaded,
             c.warn_msg);
@@ -173,8 +105,8 @@ Test(cg_cache, corrupt_entries_are_rebuilt) {
     cr_expect(c.warn & BJ_CG_CACHE_W_CORRUPT);
     cr_expect(strstr(c.warn_msg, "corrupt") != NULL, "%s", c.warn_msg);
     open_cache(&c, &ks, dir); /* rebuilt entries are whole again */
-    run_all(&ks, &c);
-    cr_expect_eq(c.n_loaded, NK);
+    kset_run_all(&ks, &c);
+    cr_expect_eq(c.n_loaded, KSET_N);
     cr_expect_eq(c.n_corrupt, 0);
     kset_free(&ks);
 }
@@ -185,15 +117,15 @@ Test(cg_cache, foreign_entry_is_not_trusted) {
     bj_cg_cache c;
     bj_error err = { 0 };
     char dir[512], p0[4400], p1[4400];
-    kset_init(&ks);
+    kset_init(&ks, 42);
     fresh_dir(dir, sizeof dir, "foreign");
     open_cache(&c, &ks, dir);
-    run_all(&ks, &c);
+    kset_run_all(&ks, &c);
     cr_assert_eq(bj_cg_cache_path(&c, &ks.d[0], p0, sizeof p0, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_cache_path(&c, &ks.d[1], p1, sizeof p1, &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(rename(p0, p1), 0);
     open_cache(&c, &ks, dir);
-    run_all(&ks, &c);
+    kset_run_all(&ks, &c);
     cr_expect_eq(c.n_corrupt, 1);
     cr_expect_eq(c.n_compiled, 2); /* d[0] missing, d[1] foreign */
     kset_free(&ks);
@@ -204,7 +136,7 @@ Test(cg_cache, unwritable_dir_falls_back) {
     kset ks;
     bj_cg_cache c;
     char file[512], dir[600];
-    kset_init(&ks);
+    kset_init(&ks, 42);
     fresh_dir(file, sizeof file, "file");
     FILE *f = fopen(file, "w");
     cr_assert(f);
@@ -214,10 +146,10 @@ Test(cg_cache, unwritable_dir_falls_back) {
     cr_expect(!c.enabled);
     cr_expect(c.warn & BJ_CG_CACHE_W_UNWRITABLE);
     fprintf(stderr, "warning given: %s\n", c.warn_msg);
-    run_all(&ks, &c);
-    cr_expect_eq(c.n_compiled, NK);
-    run_all(&ks, &c); /* nothing was stored */
-    cr_expect_eq(c.n_compiled, 2 * NK);
+    kset_run_all(&ks, &c);
+    cr_expect_eq(c.n_compiled, KSET_N);
+    kset_run_all(&ks, &c); /* nothing was stored */
+    cr_expect_eq(c.n_compiled, 2 * KSET_N);
     cr_expect_eq(c.n_loaded, 0);
     kset_free(&ks);
 }
@@ -226,12 +158,12 @@ Test(cg_cache, disabled_cache_compiles) {
     kset ks;
     bj_cg_cache c;
     bj_error err = { 0 };
-    kset_init(&ks);
+    kset_init(&ks, 42);
     cr_assert_eq(bj_cg_cache_open(&c, NULL, &ks.t, true, &err), BJ_OK, "%s", err.msg);
     cr_expect(!c.enabled);
     cr_expect_eq(c.warn, 0);
-    run_all(&ks, &c);
-    cr_expect_eq(c.n_compiled, NK);
+    kset_run_all(&ks, &c);
+    cr_expect_eq(c.n_compiled, KSET_N);
     kset_free(&ks);
 }
 
@@ -240,7 +172,7 @@ Test(cg_cache, default_dir_follows_xdg) {
     bj_cg_cache c;
     bj_error err = { 0 };
     char dir[512], want[600];
-    kset_init(&ks);
+    kset_init(&ks, 42);
     fresh_dir(dir, sizeof dir, "xdg");
     setenv("XDG_CACHE_HOME", dir, 1);
     cr_assert_eq(bj_cg_cache_open(&c, NULL, &ks.t, false, &err), BJ_OK, "%s", err.msg);
@@ -261,7 +193,7 @@ Test(cg_cache, other_target_gets_other_keys) {
     bj_error err = { 0 };
     bj_cg_target t2;
     char dir[512], p[4400], p2[4400];
-    kset_init(&ks);
+    kset_init(&ks, 42);
     fresh_dir(dir, sizeof dir, "target");
     open_cache(&c, &ks, dir);
     cr_assert_eq(bj_cg_target_detect(&t2, "x86-64", NULL, &err), BJ_OK, "%s", err.msg);

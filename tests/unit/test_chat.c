@@ -8,7 +8,6 @@
 #include "support/shell.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -227,57 +226,17 @@ Test(chat, kv_seq_reuses_prefix) {
 }
 
 /* ---- `bitjit chat` ------------------------------------------------------------------------------ */
-/* stdout of a shell command (stderr dropped), malloc'd. */
-static char *run_out(const char *cmd, int *status) {
-    char full[8192];
-    snprintf(full, sizeof full, "%s 2>/dev/null", cmd);
-    FILE *p = popen(full, "r");
-    cr_assert(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return buf;
-}
-
-/* The continuation `bitjit run --temp 0 -n N` writes after the prompt (the prompt echoed first,
- * a newline last). The prompt goes through a file so any text passes unquoted. */
-static char *run_continuation(const char *prompt, int n) {
-    char path[4096], cmd[8192];
-    snprintf(path, sizeof path, "%s/chat_prompt_%d.txt", BJ_TEST_TMP, (int)getpid());
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs(prompt, f);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run -m %s --temp 0 -n %d -t 1 -f %s", BJ_BITJIT_EXE, KJV, n, path);
-    int st;
-    char *out = run_out(cmd, &st);
-    cr_assert_eq(st, 0);
-    size_t lp = strlen(prompt), lo = strlen(out);
-    cr_assert(lo > lp && !strncmp(out, prompt, lp) && out[lo - 1] == '\n', "run printed: %s", out);
-    out[lo - 1] = 0;
-    memmove(out, out + lp, lo - lp);
-    unlink(path);
-    return out;
-}
-
 Test(chat_cli, pipe_two_turns_equal_run, .timeout = 120) {
     const char *a = "In the beginning", *b = "And God said";
-    char *r1 = run_continuation(a, 24);
+    char *r1 = bitjit_continuation(KJV, a, 24);
     char p2[4096];
     snprintf(p2, sizeof p2, "%s%s\n%s", a, r1, b);
-    char *r2 = run_continuation(p2, 24);
+    char *r2 = bitjit_continuation(KJV, p2, 24);
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "printf '%%s\\n%%s\\n' '%s' '%s' | %s chat -m %s --temp 0 -n 24 -t 1", a, b, BJ_BITJIT_EXE,
              KJV);
     int st;
-    char *out = run_out(cmd, &st);
+    char *out = sh_stdout(cmd, &st);
     cr_expect_eq(st, 0);
     char want[8192];
     snprintf(want, sizeof want, "%s\n%s\n", r1, r2);
@@ -301,7 +260,7 @@ Test(chat_cli, pipe_two_turns_equal_run, .timeout = 120) {
     /* /reset forgets the conversation: the second answer is the first one again */
     snprintf(cmd, sizeof cmd, "printf '%%s\\n/reset\\n%%s\\n' '%s' '%s' | %s chat -m %s --temp 0 -n 24 -t 1", a, a,
              BJ_BITJIT_EXE, KJV);
-    out = run_out(cmd, &st);
+    out = sh_stdout(cmd, &st);
     snprintf(want, sizeof want, "%s\n%s\n", r1, r1);
     cr_expect_str_eq(out, want);
     free(out);
@@ -353,33 +312,16 @@ static size_t read_some(int fd, char *buf, size_t n, size_t cap, size_t want, do
 }
 
 static pid_t spawn_chat(int *in_fd, int *out_fd, const char *n) {
-    int in[2], out[2];
-    cr_assert_eq(pipe(in), 0);
-    cr_assert_eq(pipe(out), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        close(in[1]);
-        close(out[0]);
-        execl(BJ_BITJIT_EXE, "bitjit", "chat", "-m", KJV, "--temp", "0", "-t", "1", "-n", n, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    *in_fd = in[1];
-    *out_fd = out[0];
-    return pid;
+    char *const argv[] = { "bitjit", "chat", "-m", (char *)KJV, "--temp", "0", "-t", "1", "-n", (char *)n,
+                           NULL };
+    return spawn_piped(BJ_BITJIT_EXE, argv, in_fd, out_fd, NULL);
 }
 
 /* Ctrl-C during an answer stops it (what was printed is the start of the full answer, and the
  * answer ends early); chat stays and leaves at end of input with status 0. Ctrl-C at the prompt
  * leaves with status 0. */
 Test(chat_cli, sigint_stops_answer, .timeout = 120) {
-    char *full = run_continuation("In the beginning", 480);
+    char *full = bitjit_continuation(KJV, "In the beginning", 480);
     int in, out;
     pid_t pid = spawn_chat(&in, &out, "480");
     cr_assert_eq(write(in, "In the beginning\n", 17), 17);

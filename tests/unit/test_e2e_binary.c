@@ -1,7 +1,7 @@
 /* tests/unit/test_e2e_binary.c -- issue 10 end to end, on the 1-bit kjv-bitnet1-11m against
  * its oracle (the training code's own fp32 forward, not bitjit): for every prompt identical
  * prompt ids, last logits within 0.05 (the documented rounding-boundary prompt: within 0.15
- * with the oracle's top-5, as test_e2e_oracle.c explains), and the 48 greedy ids; through the
+ * with the oracle's top-5, as support/oracle_check.h explains), and the 48 greedy ids; through the
  * JIT engine with the binary kernels (bin1, asserted), the reference engine, bitjit's own
  * 1-bit format written by `bitjitc convert --type b1` and read back, and an AOT library.
  * Also: a binary model's kernels hold exactly half the weight bytes of 2-bit ternary ones,
@@ -11,20 +11,16 @@
 #include "frontends/b1_model.h"
 #include "runtime/aot_load.h"
 #include "runtime/runtime.h"
-#include "support/oracle.h"
 
 #include <criterion/criterion.h>
-#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "support/oracle_check.h"
 #include "support/shell.h"
 
 #define MASTER BJ_SOURCE_DIR "/models/kjv-bitnet1-11m/master"
 #define ORACLE "models/kjv-bitnet1-11m/oracle.json"
-#define LOGIT_TOL 0.05
-#define FLIP_TOL 0.15
-#define BOUNDARY_PROMPT "In the beginning" /* k_boundary_cases of test_e2e_oracle.c */
 
 static void tmp_path(char *buf, size_t cap, const char *name) {
     snprintf(buf, cap, "%s/e2e-binary-%d-%s", BJ_TEST_TMP, (int)getpid(), name);
@@ -38,90 +34,15 @@ static void rm_rf(const char *path) {
 
 /* kind: "ref", "jit" or "jit-x86-64"; lib: take the kernels from an AOT library. */
 static bj_engine *make_engine(const char *kind, const bj_graph *g, const bj_aot_lib *lib, bj_jit_report *r) {
-    bj_error err = { 0 };
-    bj_engine *e = NULL;
-    if (!strcmp(kind, "ref")) {
-        cr_assert_eq(bj_ref_engine_create(&e, g, &err), BJ_OK, "%s", err.msg);
-        return e;
-    }
-    bj_jit_options o;
-    bj_jit_options_default(&o);
-    o.n_threads = 2;
-    o.cache_dir = BJ_TEST_TMP "/e2e-binary-cache";
-    if (!strcmp(kind, "jit-x86-64")) o.mcpu = "x86-64";
-    if (lib) bj_aot_jit_options(lib, &o);
-    cr_assert_eq(bj_jit_engine_create(&e, g, &o, r, &err), BJ_OK, "%s", err.msg);
-    return e;
+    return bj_test_engine(kind, g, BJ_TEST_TMP "/e2e-binary-cache", lib, r);
 }
 
-static int64_t argmax_rank(const float *x, const double *xd, int64_t n, int64_t *out) {
-    for (int j = 0; j < 5; j++) {
-        int64_t best = -1;
-        for (int64_t v = 0; v < n; v++) {
-            bool taken = false;
-            for (int i = 0; i < j; i++) taken |= out[i] == v;
-            double val = x ? x[v] : xd[v], bv = best < 0 ? 0 : (x ? x[best] : xd[best]);
-            if (!taken && (best < 0 || val > bv)) best = v;
-        }
-        out[j] = best;
-    }
-    return out[0];
-}
-
-/* Every oracle prompt through engine e on model m. */
+/* Every oracle prompt through engine e on model m: prompt ids, last logits within
+ * BJ_ORACLE_LOGIT_TOL (the rounding-boundary prompt "In the beginning": BJ_ORACLE_FLIP_TOL and
+ * the same top-5), greedy ids (support/oracle_check.h). */
 static void check_oracle(const bj_model *m, bj_engine *e, const char *what) {
-    bj_error err = { 0 };
-    json_t *o = bj_test_load_json(ORACLE), *prompts = json_object_get(o, "prompts"), *p;
-    float *logits = malloc((size_t)e->n_vocab * sizeof *logits);
-    double *want = malloc((size_t)e->n_vocab * sizeof *want);
-    size_t i;
-    cr_assert_gt(json_array_size(prompts), 0);
-    json_array_foreach(prompts, i, p) {
-        const char *text = json_string_value(json_object_get(p, "prompt"));
-        size_t n_want, n_ids, n_greedy;
-        int32_t *want_ids = bj_test_ids(json_object_get(p, "ids"), &n_want), *ids, got[64];
-        cr_assert_eq(bj_tok_encode(m->tok, text, strlen(text), true, true, &ids, &n_ids, &err), BJ_OK, "%s", err.msg);
-        cr_assert_eq(n_ids, n_want, "%s '%s': prompt ids", what, text);
-        cr_assert_arr_eq(ids, want_ids, n_ids * sizeof *ids, "%s '%s': prompt ids differ", what, text);
-        bj_engine_reset(e);
-        cr_assert_eq(bj_engine_forward(e, ids, (int64_t)n_ids, false, logits, &err), BJ_OK, "%s", err.msg);
-        json_t *ol = json_object_get(p, "master_last_logits");
-        cr_assert_eq((int64_t)json_array_size(ol), e->n_vocab);
-        double maxdiff = 0;
-        for (int64_t v = 0; v < e->n_vocab; v++) {
-            want[v] = json_real_value(json_array_get(ol, (size_t)v));
-            maxdiff = fmax(maxdiff, fabs(logits[v] - want[v]));
-        }
-        bool boundary = !strcmp(text, BOUNDARY_PROMPT);
-        printf("[%s] '%s': last-logit max abs diff vs oracle = %.6f%s\n", what, text, maxdiff,
-               boundary ? " (known rounding-boundary case)" : "");
-        if (boundary) {
-            int64_t a[5], b[5];
-            argmax_rank(logits, NULL, e->n_vocab, a);
-            argmax_rank(NULL, want, e->n_vocab, b);
-            cr_expect_lt(maxdiff, FLIP_TOL, "%s '%s': logits differ by %g", what, text, maxdiff);
-            cr_expect_arr_eq(a, b, sizeof a, "%s '%s': top-5 differ from the oracle's", what, text);
-        } else {
-            cr_expect_lt(maxdiff, LOGIT_TOL, "%s '%s': logits differ by %g", what, text, maxdiff);
-        }
-        int32_t *greedy = bj_test_ids(json_object_get(p, "master_greedy_ids"), &n_greedy);
-        int64_t n_got;
-        bj_sampler s;
-        bj_sampler_params sp;
-        bj_sampler_params_default(&sp);
-        sp.temp = 0;
-        cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
-        bj_engine_reset(e);
-        cr_assert_eq(bj_generate(e, &s, ids, (int64_t)n_ids, (int64_t)n_greedy, -1, NULL, NULL, got, &n_got, &err),
-                     BJ_OK, "%s", err.msg);
-        cr_assert_eq(n_got, (int64_t)n_greedy);
-        cr_expect_arr_eq(got, greedy, n_greedy * sizeof *got, "%s '%s': greedy ids differ", what, text);
-        bj_sampler_free(&s);
-        free(want_ids); free(ids); free(greedy);
-    }
-    free(logits);
-    free(want);
-    json_decref(o);
+    bj_test_oracle_check(e, m->tok, &(bj_oracle_check){ .oracle = ORACLE, .key = "master", .what = what,
+                                                         .add_bos = true, .logits = true });
 }
 
 /* The master converted to bitjit's b1 format in a fresh temporary directory. */

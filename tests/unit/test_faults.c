@@ -16,6 +16,7 @@
 
 #include <criterion/criterion.h>
 
+#include "support/kernel_set.h"
 #include "support/shell.h"
 
 #include <dirent.h>
@@ -89,60 +90,12 @@ static int wait_status(pid_t pid) {
 }
 
 /* ---- kernel cache: killed while writing an entry ---------------------------------------------- */
-#define NK 3
-#define T 2
-typedef struct kset {
-    bj_cg_target t;
-    bj_cg_kdesc d[NK];
-    int8_t *t8[NK], *x[NK];
-    uint8_t *w[NK];
-    int32_t *ref[NK];
-} kset;
-
-static void kset_init(kset *ks) {
-    static const struct { bj_cg_variant v; uint32_t m, k; } shapes[NK] = {
-        { BJ_CG_V_DOT2, 96, 130 }, { BJ_CG_V_BITPLANE, 40, 200 }, { BJ_CG_V_WCODE, 8, 64 } };
-    bj_error err = { 0 };
-    uint64_t s = 7;
-    cr_assert_eq(bj_cg_target_detect(&ks->t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
-    for (int i = 0; i < NK; i++) {
-        uint32_t M = shapes[i].m, K = shapes[i].k;
-        int64_t xs = bj_cg_x_stride(K);
-        ks->t8[i] = malloc((size_t)M * K);
-        ks->x[i] = calloc((size_t)(T * xs), 1);
-        ks->ref[i] = malloc((size_t)T * M * 4);
-        for (uint32_t j = 0; j < M * K; j++) ks->t8[i][j] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 62) % 3 - 1;
-        for (int t = 0; t < T; t++)
-            for (uint32_t k = 0; k < K; k++) ks->x[i][t * xs + k] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 56);
-        cr_assert_eq(bj_cg_kdesc_init(&ks->d[i], &ks->t, shapes[i].v, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, M, K, ks->t8[i],
-                                      &err), BJ_OK, "%s", err.msg);
-        ks->w[i] = malloc(bj_cg_packed_size(&ks->d[i]) + 1);
-        cr_assert_eq(bj_cg_pack(&ks->d[i], ks->t8[i], ks->w[i], &err), BJ_OK, "%s", err.msg);
-        bj_cg_ref_matmul(ks->x[i], ks->t8[i], ks->ref[i], T, M, K, 0, M);
-    }
-}
-
-static void kset_free(kset *ks) {
-    for (int i = 0; i < NK; i++) { free(ks->t8[i]); free(ks->w[i]); free(ks->x[i]); free(ks->ref[i]); }
-}
-
 /* Gets every kernel through a cache on dir; checks results; returns the cache's counters. */
 static bj_cg_cache run_all(kset *ks, const char *dir) {
     bj_error err = { 0 };
     bj_cg_cache c;
-    bj_cg_jit *j;
     cr_assert_eq(bj_cg_cache_open(&c, dir, &ks->t, false, &err), BJ_OK, "%s", err.msg);
-    cr_assert_eq(bj_cg_jit_create(&j, &err), BJ_OK, "%s", err.msg);
-    for (int i = 0; i < NK; i++) {
-        bj_cg_matmul_fn fn;
-        uint32_t M = ks->d[i].m;
-        cr_assert_eq(bj_cg_kernel_get(&c, j, &ks->t, &ks->d[i], ks->t8[i], &fn, &err), BJ_OK, "%s", err.msg);
-        int32_t *y = calloc((size_t)T * M, 4);
-        fn(ks->x[i], ks->w[i], y, T, 0, M);
-        cr_expect_arr_eq(y, ks->ref[i], (size_t)T * M * 4, "kernel %d differs from the reference", i);
-        free(y);
-    }
-    bj_cg_jit_free(j);
+    kset_run_all(ks, &c);
     return c;
 }
 
@@ -160,7 +113,7 @@ static void kill_during_store(kset *ks, const char *dir, long long limit) {
         bj_cg_cache c;
         bj_cg_jit *j;
         if (bj_cg_cache_open(&c, dir, &ks->t, false, &err) != BJ_OK || bj_cg_jit_create(&j, &err) != BJ_OK) _exit(3);
-        for (int i = 0; i < NK; i++) {
+        for (int i = 0; i < KSET_N; i++) {
             bj_cg_matmul_fn fn;
             if (bj_cg_kernel_get(&c, j, &ks->t, &ks->d[i], ks->t8[i], &fn, &err) != BJ_OK) _exit(4);
         }
@@ -173,14 +126,14 @@ static void kill_during_store(kset *ks, const char *dir, long long limit) {
 
 Test(faults, cache_writer_killed_mid_entry, .timeout = 300) {
     kset ks;
-    kset_init(&ks);
+    kset_init(&ks, 7);
     char ref[4096], dir[4096], p[8192];
     /* sizes of the entries, from an undisturbed run */
     fresh_dir(ref, sizeof ref, "cache-ref");
     bj_cg_cache c = run_all(&ks, ref);
     bj_error err = { 0 };
-    long long size[NK];
-    for (int i = 0; i < NK; i++) {
+    long long size[KSET_N];
+    for (int i = 0; i < KSET_N; i++) {
         struct stat st;
         cr_assert_eq(bj_cg_cache_path(&c, &ks.d[i], p, sizeof p, &err), BJ_OK);
         cr_assert_eq(stat(p, &st), 0);
@@ -189,15 +142,15 @@ Test(faults, cache_writer_killed_mid_entry, .timeout = 300) {
     /* RLIMIT_FSIZE bounds each file: the child dies writing the first entry bigger than the limit,
      * after the entries before it were completed. Cuts: in the 128-byte header, at its end, in
      * the object, one byte short of each entry. */
-    long long limits[4 + 2 * NK];
+    long long limits[4 + 2 * KSET_N];
     int nl = 0;
     limits[nl++] = 1; limits[nl++] = 64; limits[nl++] = 128; limits[nl++] = 129;
-    for (int i = 0; i < NK; i++) { limits[nl++] = size[i] / 2; limits[nl++] = size[i] - 1; }
+    for (int i = 0; i < KSET_N; i++) { limits[nl++] = size[i] / 2; limits[nl++] = size[i] - 1; }
     int tested = 0;
     for (int l = 0; l < nl; l++) {
         int k = 0; /* entries written whole before the kill */
-        while (k < NK && size[k] <= limits[l]) k++;
-        if (k == NK) continue; /* nothing is cut at this limit */
+        while (k < KSET_N && size[k] <= limits[l]) k++;
+        if (k == KSET_N) continue; /* nothing is cut at this limit */
         tested++;
         fresh_dir(dir, sizeof dir, "cache-kill");
         kill_during_store(&ks, dir, limits[l]);
@@ -206,9 +159,9 @@ Test(faults, cache_writer_killed_mid_entry, .timeout = 300) {
         c = run_all(&ks, dir); /* a later run: trusts nothing partial */
         cr_expect_eq(c.n_corrupt, 0, "limit %lld: %s", limits[l], c.warn_msg);
         cr_expect_eq(c.n_loaded, k, "limit %lld", limits[l]);
-        cr_expect_eq(c.n_compiled, NK - k, "limit %lld", limits[l]);
+        cr_expect_eq(c.n_compiled, KSET_N - k, "limit %lld", limits[l]);
         c = run_all(&ks, dir); /* and the run after it loads everything */
-        cr_expect_eq(c.n_loaded, NK, "limit %lld", limits[l]);
+        cr_expect_eq(c.n_loaded, KSET_N, "limit %lld", limits[l]);
     }
     cr_expect_geq(tested, 6);
     kset_free(&ks);
@@ -217,12 +170,12 @@ Test(faults, cache_writer_killed_mid_entry, .timeout = 300) {
 /* A leftover temp file with garbage (a writer killed long ago) is never read as an entry. */
 Test(faults, stale_temp_files_are_ignored, .timeout = 300) {
     kset ks;
-    kset_init(&ks);
+    kset_init(&ks, 7);
     char dir[4096], p[8192];
     fresh_dir(dir, sizeof dir, "cache-stale");
     bj_cg_cache c = run_all(&ks, dir);
     bj_error err = { 0 };
-    for (int i = 0; i < NK; i++) {
+    for (int i = 0; i < KSET_N; i++) {
         cr_assert_eq(bj_cg_cache_path(&c, &ks.d[i], p, sizeof p, &err), BJ_OK);
         char tmp[8300];
         snprintf(tmp, sizeof tmp, "%s/.tmp-stale%d", dir, i);
@@ -231,7 +184,7 @@ Test(faults, stale_temp_files_are_ignored, .timeout = 300) {
         fclose(f);
     }
     c = run_all(&ks, dir);
-    cr_expect_eq(c.n_loaded, NK);
+    cr_expect_eq(c.n_loaded, KSET_N);
     cr_expect_eq(c.n_corrupt, 0);
     kset_free(&ks);
 }

@@ -9,7 +9,6 @@
 #include "frontends/model.h"
 #include "runtime/ops.h"
 #include "runtime/runtime.h"
-#include "support/oracle.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -17,6 +16,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "support/oracle_check.h"
 
 #define KJV_PACKED BJ_SOURCE_DIR "/models/kjv-bitnet-11m/packed"
 #define KJV_MASTER BJ_SOURCE_DIR "/models/kjv-bitnet-11m/master"
@@ -36,37 +37,9 @@ static void check_oracle(const char *path, const char *key) {
     bj_model m;
     cr_assert_eq(bj_model_load(&m, path, &err), BJ_OK, "load %s: %s", path, err.msg);
     cr_expect_eq(m.gguf->warnings, 0u, "%s: unexpected warning: %s", path, m.gguf->warning);
-    bj_engine *e;
-    cr_assert_eq(bj_ref_engine_create(&e, &m.graph, &err), BJ_OK, "%s", err.msg);
-    json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json"), *p;
-    char k_greedy[64];
-    snprintf(k_greedy, sizeof k_greedy, "%s_greedy_ids", key);
-    size_t i;
-    json_array_foreach(json_object_get(o, "prompts"), i, p) {
-        const char *text = json_string_value(json_object_get(p, "prompt"));
-        size_t n_want, n_ids, n_greedy;
-        int32_t *want = bj_test_ids(json_object_get(p, "ids"), &n_want), *ids, got[64];
-        cr_assert_eq(bj_tok_encode(m.tok, text, strlen(text), bj_tok_add_bos(m.tok), true, &ids, &n_ids, &err), BJ_OK);
-        cr_assert_eq(n_ids, n_want, "%s '%s': %zu prompt ids, oracle %zu", path, text, n_ids, n_want);
-        cr_assert_arr_eq(ids, want, n_ids * sizeof *ids, "%s '%s': prompt ids differ", path, text);
-        int32_t *greedy = bj_test_ids(json_object_get(p, k_greedy), &n_greedy);
-        bj_sampler s;
-        bj_sampler_params sp;
-        bj_sampler_params_default(&sp);
-        sp.temp = 0;
-        cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
-        bj_engine_reset(e);
-        int64_t n_got;
-        cr_assert_eq(bj_generate(e, &s, ids, (int64_t)n_ids, (int64_t)n_greedy, -1, NULL, NULL, got, &n_got, &err),
-                     BJ_OK, "%s", err.msg);
-        int first = -1;
-        for (size_t t = 0; t < n_greedy && first < 0; t++) if (got[t] != greedy[t]) first = (int)t;
-        cr_expect_eq(first, -1, "%s '%s': greedy ids differ first at %d (got %d, oracle %d)", path, text, first,
-                     first >= 0 ? got[first] : 0, first >= 0 ? greedy[first] : 0);
-        bj_sampler_free(&s);
-        free(want); free(ids); free(greedy);
-    }
-    json_decref(o);
+    bj_engine *e = bj_test_engine("ref", &m.graph, NULL, NULL, NULL);
+    bj_test_oracle_check(e, m.tok, &(bj_oracle_check){ .oracle = "models/kjv-bitnet-11m/oracle.json", .key = key,
+                                                        .what = path, .add_bos = bj_tok_add_bos(m.tok) });
     bj_engine_free(e);
     bj_model_free(&m);
 }

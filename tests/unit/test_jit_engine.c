@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/oracle_check.h"
+
 static const int32_t k_prompt[] = { 4094, 1144, 258, 2079 }; /* "In the beginning" */
 #define N_PROMPT 4
 #define N_GEN 32
@@ -28,16 +30,7 @@ static void run(bj_engine *e, float *logits, int32_t *ids) {
     bj_error err = { 0 };
     bj_engine_reset(e);
     cr_assert_eq(bj_engine_forward(e, k_prompt, N_PROMPT, true, logits, &err), BJ_OK, "%s", err.msg);
-    bj_sampler s;
-    bj_sampler_params p;
-    bj_sampler_params_default(&p);
-    p.temp = 0;
-    cr_assert_eq(bj_sampler_init(&s, &p, e->n_vocab, &err), BJ_OK);
-    bj_engine_reset(e);
-    int64_t n;
-    cr_assert_eq(bj_generate(e, &s, k_prompt, N_PROMPT, N_GEN, -1, NULL, NULL, ids, &n, &err), BJ_OK, "%s", err.msg);
-    cr_assert_eq(n, N_GEN);
-    bj_sampler_free(&s);
+    bj_test_greedy(e, k_prompt, N_PROMPT, N_GEN, ids);
 }
 
 static bj_status make_jit(bj_engine **e, const bj_graph *g, int threads, int variant, const char *mcpu,
@@ -112,52 +105,77 @@ static void corrupt_one(const char *dir) {
     closedir(d);
 }
 
-Test(jit_engine, kernel_cache_cold_warm_corrupt, .timeout = 600) {
+/* The cache tests: the packed model, a fresh cache directory and the results of the engine
+ * that filled it (l0, i0), to compare later engines' (l1, i1) with. */
+typedef struct cache_case {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/cache-%d", BJ_TEST_TMP, (int)getpid());
     bj_model m;
-    load(&m, "models/kjv-bitnet-11m/packed");
-    bj_error err = { 0 };
-    bj_jit_report r;
-    bj_engine *e;
-    float *l0 = malloc(N_PROMPT * 4096 * sizeof *l0), *l1 = malloc(N_PROMPT * 4096 * sizeof *l1);
+    float *l0, *l1;
     int32_t i0[N_GEN], i1[N_GEN];
+} cache_case;
 
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+static void cache_case_init(cache_case *c, const char *name) {
+    snprintf(c->dir, sizeof c->dir, "%s/%s-%d", BJ_TEST_TMP, name, (int)getpid());
+    load(&c->m, "models/kjv-bitnet-11m/packed");
+    c->l0 = malloc(N_PROMPT * 4096 * sizeof *c->l0);
+    c->l1 = malloc(N_PROMPT * 4096 * sizeof *c->l1);
+}
+
+static void cache_case_free(cache_case *c) {
+    free(c->l0);
+    free(c->l1);
+    bj_model_free(&c->m);
+}
+
+/* A JIT engine (2 threads, the cost rule's kernels) with its caches in c->dir. */
+static bj_engine *cache_engine(cache_case *c, bj_jit_report *r) {
+    bj_error err = { 0 };
+    bj_engine *e;
+    cr_assert_eq(make_jit(&e, &c->m.graph, 2, 0, NULL, c->dir, r, &err), BJ_OK, "%s", err.msg);
+    return e;
+}
+
+/* Runs e into l1/i1: its logits (and, with ids, its greedy ids) equal the first engine's. */
+static void expect_as_first(cache_case *c, bj_engine *e, bool ids) {
+    run(e, c->l1, c->i1);
+    cr_expect_arr_eq(c->l0, c->l1, N_PROMPT * 4096 * sizeof *c->l0, "logits differ from the first engine's");
+    if (ids) cr_expect_arr_eq(c->i0, c->i1, sizeof c->i0, "greedy ids differ from the first engine's");
+}
+
+Test(jit_engine, kernel_cache_cold_warm_corrupt, .timeout = 600) {
+    cache_case c;
+    cache_case_init(&c, "cache");
+    bj_jit_report r;
+    bj_engine *e = cache_engine(&c, &r);
     printf("cold: compiled %llu loaded %llu in %.0f ms\n", (unsigned long long)r.compiled, (unsigned long long)r.loaded,
            r.create_ms);
     cr_expect_gt(r.compiled, 0);
     cr_expect_eq(r.loaded, 0);
-    cr_expect_eq(count_entries(dir), (int)r.compiled);
-    run(e, l0, i0);
+    cr_expect_eq(count_entries(c.dir), (int)r.compiled);
+    run(e, c.l0, c.i0);
     bj_engine_free(e);
 
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    e = cache_engine(&c, &r);
     printf("warm: compiled %llu loaded %llu in %.0f ms\n", (unsigned long long)r.compiled, (unsigned long long)r.loaded,
            r.create_ms);
     cr_expect_eq(r.compiled, 0, "a warm start compiles nothing");
     cr_expect_gt(r.loaded, 0);
-    run(e, l1, i1);
-    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
-    cr_expect_arr_eq(i0, i1, sizeof i0);
+    expect_as_first(&c, e, true);
     bj_engine_free(e);
 
-    corrupt_one(dir);
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    corrupt_one(c.dir);
+    e = cache_engine(&c, &r);
     cr_expect_eq(r.corrupt, 1);
     cr_expect_eq(r.compiled, 1, "the corrupt entry is rebuilt");
     cr_expect_neq(r.cache_warning[0], 0, "a corrupt entry is reported");
-    run(e, l1, i1);
-    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
+    expect_as_first(&c, e, false);
     bj_engine_free(e);
 
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    e = cache_engine(&c, &r);
     cr_expect_eq(r.compiled, 0, "the rebuilt entry is reused");
     cr_expect_eq(r.corrupt, 0);
     bj_engine_free(e);
-    free(l0);
-    free(l1);
-    bj_model_free(&m);
+    cache_case_free(&c);
 }
 
 /* Packed weights (codegen/cg_wcache.c): stored by the first engine, mapped by the next with
@@ -174,45 +192,35 @@ static int count_w(const char *dir, char *first, size_t cap) {
 }
 
 Test(jit_engine, packed_weight_cache, .timeout = 600) {
-    char dir[4096], entry[8192];
-    snprintf(dir, sizeof dir, "%s/wcache-%d", BJ_TEST_TMP, (int)getpid());
-    bj_model m;
-    load(&m, "models/kjv-bitnet-11m/packed");
-    bj_error err = { 0 };
+    char entry[8192];
+    cache_case c;
+    cache_case_init(&c, "wcache");
     bj_jit_report r;
-    bj_engine *e;
-    float *l0 = malloc(N_PROMPT * 4096 * sizeof *l0), *l1 = malloc(N_PROMPT * 4096 * sizeof *l1);
-    int32_t i0[N_GEN], i1[N_GEN];
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    bj_engine *e = cache_engine(&c, &r);
     cr_expect_eq(r.packed_loaded, 0u);
-    cr_expect_eq(count_w(dir, entry, sizeof entry), (int)r.n_matmuls, "one entry per matmul");
-    run(e, l0, i0);
+    cr_expect_eq(count_w(c.dir, entry, sizeof entry), (int)r.n_matmuls, "one entry per matmul");
+    run(e, c.l0, c.i0);
     bj_engine_free(e);
 
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    e = cache_engine(&c, &r);
     cr_expect_eq(r.packed_loaded, (uint64_t)r.n_matmuls, "a warm start maps every matrix");
-    run(e, l1, i1);
-    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
-    cr_expect_arr_eq(i0, i1, sizeof i0);
+    expect_as_first(&c, e, true);
     bj_engine_free(e);
 
     FILE *f = fopen(entry, "r+b"); /* one payload byte: only the payload hash can tell */
     cr_assert(f);
     fseek(f, 4096 + 100, SEEK_SET);
-    int c = fgetc(f);
+    int ch = fgetc(f);
     fseek(f, 4096 + 100, SEEK_SET);
-    fputc(c ^ 0x21, f);
+    fputc(ch ^ 0x21, f);
     fclose(f);
-    cr_assert_eq(make_jit(&e, &m.graph, 2, 0, NULL, dir, &r, &err), BJ_OK, "%s", err.msg);
+    e = cache_engine(&c, &r);
     cr_expect_eq(r.corrupt, 1u);
     cr_expect_eq(r.packed_loaded, (uint64_t)r.n_matmuls - 1);
     cr_expect(strstr(r.cache_warning, "corrupt"), "%s", r.cache_warning);
-    run(e, l1, i1);
-    cr_expect_arr_eq(l0, l1, N_PROMPT * 4096 * sizeof *l0);
+    expect_as_first(&c, e, false);
     bj_engine_free(e);
-    free(l0);
-    free(l1);
-    bj_model_free(&m);
+    cache_case_free(&c);
 }
 
 Test(jit_engine, unusable_cache_dir_falls_back, .timeout = 300) {

@@ -16,8 +16,6 @@
  *    track the right model, not just a plausible one;
  *  - the reference engine and the JIT engine agree to 1e-6 nats per window (they are specified
  *    to produce the same logits bit for bit). */
-#include "support/oracle.h"
-
 #include "runtime/perplexity.h"
 
 #include <criterion/criterion.h>
@@ -25,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "support/oracle_check.h"
 #include "support/shell.h"
 
 /* Sanitizer builds (-O0, instrumented ops) run only a few windows of each model on the JIT engine,
@@ -116,18 +115,7 @@ static void unload(loaded *l) {
 }
 
 static bj_engine *engine(const bj_graph *g, bool ref) {
-    bj_engine *e;
-    bj_error err = { 0 };
-    if (ref) {
-        cr_assert_eq(bj_ref_engine_create(&e, g, &err), BJ_OK, "%s", err.msg);
-        return e;
-    }
-    bj_jit_options o;
-    bj_jit_options_default(&o);
-    o.n_threads = 2;
-    o.cache_dir = BJ_TEST_TMP "/ppl-cache";
-    cr_assert_eq(bj_jit_engine_create(&e, g, &o, NULL, &err), BJ_OK, "%s", err.msg);
-    return e;
+    return bj_test_engine(ref ? "ref" : "jit", g, BJ_TEST_TMP "/ppl-cache", NULL, NULL);
 }
 
 static void run_ppl(bj_engine *e, const loaded *l, int ctx, int64_t first, int64_t max, bj_ppl_result *r) {

@@ -10,7 +10,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -67,21 +66,7 @@ static void start_server(server *s, ...) {
     while ((a = va_arg(ap, const char *)) && argc < 31) argv[argc++] = a;
     va_end(ap);
     argv[argc] = NULL;
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    s->pid = fork();
-    cr_assert_geq(s->pid, 0);
-    if (s->pid == 0) {
-        dup2(p[1], 2);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        close(p[0]);
-        execv(BJ_BITJIT_EXE, (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    s->err_fd = p[0];
+    s->pid = spawn_piped(BJ_BITJIT_EXE, (char *const *)argv, NULL, NULL, &s->err_fd);
     /* read stderr up to the "listening on" line */
     const char *key = "listening on http://127.0.0.1:";
     double t0 = now_s();
@@ -246,30 +231,6 @@ static char *body_for(const char *key, const char *text, const char *extra) {
     return s;
 }
 
-/* ---- the independent path: `bitjit run --temp 0` ------------------------------------------------------ */
-static char *run_continuation(const char *prompt, int n) {
-    char path[4096], cmd[8192];
-    snprintf(path, sizeof path, "%s/serve_prompt_%d.txt", BJ_TEST_TMP, (int)getpid());
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs(prompt, f);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run -m %s --temp 0 -n %d -t 1 -f %s 2>/dev/null", BJ_BITJIT_EXE, KJV, n, path);
-    FILE *p = popen(cmd, "r");
-    cr_assert(p);
-    size_t cap = 1 << 16, len = 0, k;
-    char *out = malloc(cap);
-    while ((k = fread(out + len, 1, cap - len - 1, p)) > 0) len += k;
-    out[len] = 0;
-    cr_assert_eq(pclose(p), 0);
-    unlink(path);
-    size_t lp = strlen(prompt);
-    cr_assert(len > lp && !strncmp(out, prompt, lp) && out[len - 1] == '\n', "run printed: %s", out);
-    out[len - 1] = 0;
-    memmove(out, out + lp, len - lp);
-    return out;
-}
-
 /* Server-sent events of a streamed answer: the text pieces joined; the finish_reason of the last
  * event; checks the stream ends with data: [DONE]. */
 static char *join_stream(const resp *r, bool chat, char *finish, size_t fcap, int *n_events) {
@@ -312,7 +273,7 @@ Test(serve, completions_equal_run, .timeout = 180) {
     server s;
     start_server(&s, NULL);
     for (int i = 0; i < 2; i++) {
-        char *want = run_continuation(PROMPTS[i], 24);
+        char *want = bitjit_continuation(KJV, PROMPTS[i], 24);
         for (int form = 0; form < 2; form++) {
             char *b = body_for(form ? "prompt[]" : "prompt", PROMPTS[i], "{\"max_tokens\":24,\"temperature\":0,\"model\":\"x\"}");
             int st;
@@ -385,7 +346,7 @@ Test(serve, chat_completions_equal_run, .timeout = 180) {
     start_server(&s, NULL);
     /* the bundled model has no template: a user message is plain text to continue */
     const char *a = "In the beginning", *b2 = "And God said";
-    char *r1 = run_continuation(a, 24);
+    char *r1 = bitjit_continuation(KJV, a, 24);
     char *b = body_for("messages", a, "{\"max_tokens\":24,\"temperature\":0}");
     int st;
     json_t *j = post_json(s.port, "/v1/chat/completions", b, &st);
@@ -411,7 +372,7 @@ Test(serve, chat_completions_equal_run, .timeout = 180) {
     /* a second turn: the conversation as plain text, continued */
     char p2[4096];
     snprintf(p2, sizeof p2, "%s%s\n%s", a, r1, b2);
-    char *r2 = run_continuation(p2, 24);
+    char *r2 = bitjit_continuation(KJV, p2, 24);
     json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:[{s:s,s:s}]}],s:i,s:f}", "messages", "role", "user",
                             "content", a, "role", "assistant", "content", r1, "role", "user", "content", "type",
                             "text", "text", b2, "max_tokens", 24, "temperature", 0.0);
@@ -591,7 +552,7 @@ static void *client_main(void *arg) {
 }
 
 Test(serve, concurrent_clients, .timeout = 240) {
-    for (int i = 0; i < 4; i++) g_want[i] = run_continuation(PROMPTS[i], 8);
+    for (int i = 0; i < 4; i++) g_want[i] = bitjit_continuation(KJV, PROMPTS[i], 8);
     server s;
     start_server(&s, "--parallel", "2", NULL);
     g_port = s.port;
@@ -618,7 +579,7 @@ Test(serve, concurrent_clients, .timeout = 240) {
  * (the server stays healthy and answers the next request correctly, well before the long answer
  * could have finished). */
 Test(serve, client_leaves_mid_stream, .timeout = 120) {
-    char *want = run_continuation(PROMPTS[0], 8);
+    char *want = bitjit_continuation(KJV, PROMPTS[0], 8);
     server s;
     start_server(&s, NULL);
     for (int round = 0; round < 3; round++) {

@@ -6,8 +6,6 @@
  * other-version and other-CPU databases and unusable entries warn and fall back to the cost
  * rule, never fail; save/load round trip; a bitjitc library built with a database runs with
  * and without it. Speed is reported by `bitjit tune`, never asserted here. */
-#include "support/oracle.h"
-
 #include "codegen/cg_tunedb.h"
 #include "runtime/aot_load.h"
 #include "runtime/runtime.h"
@@ -18,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/oracle_check.h"
 #include "support/shell.h"
 
 #define KJV "models/kjv-bitnet-11m/packed"
@@ -50,29 +49,18 @@ static void expect_oracle_ids(bj_engine *e, const bj_model *m, const char *what,
     json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json"), *prompts = json_object_get(o, "prompts");
     size_t i;
     json_t *p;
-    bj_error err = { 0 };
     cr_assert_gt(json_array_size(prompts), 0);
     json_array_foreach(prompts, i, p) {
         if (i >= max_prompts) break;
-        size_t np, nw;
-        int32_t *ids = bj_test_ids(json_object_get(p, "ids"), &np);
-        int32_t *want = bj_test_ids(json_object_get(p, "packed_greedy_ids"), &nw), got[128];
-        cr_assert_leq(nw, 128);
-        bj_sampler s;
-        bj_sampler_params sp;
-        bj_sampler_params_default(&sp);
-        sp.temp = 0;
-        cr_assert_eq(bj_sampler_init(&s, &sp, e->n_vocab, &err), BJ_OK);
-        bj_engine_reset(e);
-        int64_t n = 0;
-        cr_assert_eq(bj_generate(e, &s, ids, (int64_t)np, (int64_t)nw, -1, NULL, NULL, got, &n, &err), BJ_OK, "%s",
-                     err.msg);
-        cr_assert_eq(n, (int64_t)nw);
-        for (size_t t = 0; t < nw; t++)
-            cr_expect_eq(got[t], want[t], "%s: prompt %zu token %zu: got %d, oracle %d", what, i, t, got[t], want[t]);
-        bj_sampler_free(&s);
-        free(ids);
-        free(want);
+        bj_oracle_prompt op;
+        bj_test_oracle_prompt(p, "packed", &op);
+        int32_t got[128];
+        cr_assert_leq(op.n_greedy, 128);
+        bj_test_greedy(e, op.ids, (int64_t)op.n_ids, (int64_t)op.n_greedy, got);
+        for (size_t t = 0; t < op.n_greedy; t++)
+            cr_expect_eq(got[t], op.greedy[t], "%s: prompt %zu token %zu: got %d, oracle %d", what, i, t, got[t],
+                         op.greedy[t]);
+        bj_test_oracle_prompt_free(&op);
     }
     (void)m;
     json_decref(o);
