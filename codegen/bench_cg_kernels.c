@@ -4,11 +4,12 @@
  * one thread on
  *   decode  T = 1: GB/s of packed weight bytes, from cache ("hot": one weight buffer) and
  *           streamed from memory ("mem": rotating through copies totalling >= 512 MiB);
- *   prefill T = 16 and 64: G int8 MAC/s.
+ *   prefill T = 16, 64 and 128: G int8 MAC/s.
  *
  *   bj_cg_bench_cg_kernels [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME]
- *                          [--tile tile_m,tile_t,unroll] [--quick]
- * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner.)
+ *                          [--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR]
+ * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner; --asm DIR
+ * writes each kernel's assembly to DIR/VARIANT-PATH-MxK.s.)
  * Default shapes: 2560x2560, 6912x2560 (M x K: the FFN up/gate), 2560x6912 (down).
  * Prints a table to stdout. */
 #include "codegen/codegen.h"
@@ -43,6 +44,8 @@ typedef struct bench {
     bool quick;
     int tile_m, tile_t, unroll; /* 0: the path's default */
     int only_variant;           /* 0: all */
+    int only_isa;               /* 0: every path the target allows */
+    const char *asm_dir;        /* --asm DIR: each kernel's assembly written there, or NULL */
 } bench;
 
 /* Seconds per call: the best of 5 rounds, each long enough to be timed. wsets weight copies
@@ -87,6 +90,17 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
         return;
     }
     bj_cg_matmul_fn fn = (bj_cg_matmul_fn)addr;
+    if (b->asm_dir) { /* what the generator and O3 made of it, for reading */
+        char *text = NULL, path[4096];
+        snprintf(path, sizeof path, "%s/%s-%s-%lldx%lld.s", b->asm_dir, bj_cg_variant_name(v), bj_cg_isa_name(isa),
+                 (long long)b->M, (long long)b->K);
+        FILE *f = bj_cg_compile_text(b->t, &d, b->t8, BJ_CG_EMIT_ASM, &text, &err) ? NULL : fopen(path, "w");
+        if (f) {
+            fputs(text, f);
+            fclose(f);
+        }
+        free(text);
+    }
     size_t wbytes = bj_cg_packed_size(&d) ? bj_cg_packed_size(&d) : 64;
     size_t wsets = b->quick ? 1 : (STREAM_BYTES + wbytes - 1) / wbytes;
     uint8_t *w = malloc(wbytes * wsets);
@@ -95,15 +109,16 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
         exit(1);
     }
     for (size_t i = 1; i < wsets; i++) memcpy(w + i * wbytes, w, wbytes);
-    int bad = check(fn, b, w, 1) || check(fn, b, w, 64);
+    int bad = check(fn, b, w, 1) || check(fn, b, w, 64) || check(fn, b, w, 128) || check(fn, b, w, 37);
     double min_s = b->quick ? 0.02 : 0.1;
     double hot = time_calls(fn, b, w, wbytes, 1, 1, min_s);
     double mem = wsets > 1 ? time_calls(fn, b, w, wbytes, wsets, 1, min_s) : hot;
     double p16 = time_calls(fn, b, w, wbytes, 1, 16, min_s), p64 = time_calls(fn, b, w, wbytes, 1, 64, min_s);
+    double p128 = time_calls(fn, b, w, wbytes, 1, 128, min_s);
     double macs = (double)b->M * b->K;
-    printf("%-8s %-10s %5lldx%-5lld %8.1f %9zu %8.1f %8.1f %9.1f %9.1f %8.1f  %s\n", bj_cg_variant_name(v),
+    printf("%-8s %-10s %5lldx%-5lld %8.1f %9zu %8.1f %8.1f %9.1f %9.1f %9.1f %8.1f  %s\n", bj_cg_variant_name(v),
            bj_cg_isa_name(isa), (long long)b->M, (long long)b->K, tm.build_ms + tm.opt_ms + tm.emit_ms, o.size,
-           wbytes / hot / 1e9, wbytes / mem / 1e9, macs * 16 / p16 / 1e9, macs * 64 / p64 / 1e9, hot * 1e6,
+           wbytes / hot / 1e9, wbytes / mem / 1e9, macs * 16 / p16 / 1e9, macs * 64 / p64 / 1e9, macs * 128 / p128 / 1e9, hot * 1e6,
            bad ? "MISMATCH" : "ok");
     fflush(stdout);
     bj_cg_object_free(&o);
@@ -115,19 +130,21 @@ static void run_shape(bench *b) {
     int64_t xs = bj_cg_x_stride(b->K);
     b->t8_ter = malloc((size_t)(b->M * b->K));
     b->t8_bin = malloc((size_t)(b->M * b->K));
-    b->x = calloc((size_t)(64 * xs), 1);
-    b->y = malloc((size_t)(64 * b->M) * 4);
-    b->ref = malloc((size_t)(64 * b->M) * 4);
+    b->x = calloc((size_t)(128 * xs), 1);
+    b->y = malloc((size_t)(128 * b->M) * 4);
+    b->ref = malloc((size_t)(128 * b->M) * 4);
     for (int64_t i = 0; i < b->M * b->K; i++) {
         unsigned r = (unsigned)(rng_next(&s) & 0xff);
         b->t8_ter[i] = r < 77 ? 0 : (r & 1) ? 1 : -1; /* ~30% zeros, as absmean quantisation gives */
         b->t8_bin[i] = (r & 1) ? 1 : -1;
     }
-    for (int64_t t = 0; t < 64; t++)
+    for (int64_t t = 0; t < 128; t++)
         for (int64_t k = 0; k < b->K; k++) b->x[t * xs + k] = (int8_t)rng_next(&s);
     for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
         for (int isa = BJ_CG_ISA_COUNT - 1; isa > BJ_CG_ISA_AUTO; isa--) {
-            if (!bj_cg_isa_supported(b->t, (bj_cg_isa)isa) || (b->only_variant && b->only_variant != v)) continue;
+            if (!bj_cg_isa_supported(b->t, (bj_cg_isa)isa) || (b->only_variant && b->only_variant != v) ||
+                (b->only_isa && b->only_isa != isa))
+                continue;
             if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)b->M, (uint32_t)b->K)) continue;
             run_one(b, (bj_cg_variant)v, (bj_cg_isa)isa);
         }
@@ -146,6 +163,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--mcpu") && i + 1 < argc) mcpu = argv[++i];
         else if (!strcmp(argv[i], "--mattr") && i + 1 < argc) mattr = argv[++i];
         else if (!strcmp(argv[i], "--quick")) b.quick = true;
+        else if (!strcmp(argv[i], "--asm") && i + 1 < argc) b.asm_dir = argv[++i];
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d,%d,%d", &b.tile_m, &b.tile_t, &b.unroll) != 3) {
                 fprintf(stderr, "bad --tile %s (want tile_m,tile_t,unroll; 0 = default)\n", argv[i]);
@@ -155,8 +173,11 @@ int main(int argc, char **argv) {
             const char *name = argv[++i];
             for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
                 if (!strcmp(name, bj_cg_variant_name((bj_cg_variant)v))) b.only_variant = v;
-        }
-        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && n < 16) {
+        } else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
+            const char *name = argv[++i];
+            for (int isa = BJ_CG_ISA_GENERIC; isa < BJ_CG_ISA_COUNT; isa++)
+                if (!strcmp(name, bj_cg_isa_name((bj_cg_isa)isa))) b.only_isa = isa;
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc && n < 16) {
             long long m, k;
             if (sscanf(argv[++i], "%lldx%lld", &m, &k) != 2 || m < 1 || k < 1) {
                 fprintf(stderr, "bad --shape %s (want MxK)\n", argv[i]);
@@ -166,7 +187,7 @@ int main(int argc, char **argv) {
             shapes[n++][1] = k;
         } else {
             fprintf(stderr, "usage: %s [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME] "
-                            "[--tile tile_m,tile_t,unroll] [--quick]\n", argv[0]);
+                            "[--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR]\n", argv[0]);
             return 2;
         }
     }
@@ -187,8 +208,8 @@ int main(int argc, char **argv) {
     printf("%s", info);
     printf("one thread; decode T=1 GB/s of packed weights (hot: cache-resident, mem: streamed); "
            "prefill G int8 MAC/s\n");
-    printf("%-8s %-10s %11s %8s %9s %8s %8s %9s %9s %8s\n", "variant", "path", "M x K", "comp ms", "obj B",
-           "hot GB/s", "mem GB/s", "T=16 GMAC", "T=64 GMAC", "T=1 us");
+    printf("%-8s %-10s %11s %8s %9s %8s %8s %9s %9s %9s %8s\n", "variant", "path", "M x K", "comp ms", "obj B",
+           "hot GB/s", "mem GB/s", "T=16 GMAC", "T=64 GMAC", "T=128 GMAC", "T=1 us");
     b.t = &t;
     for (int64_t i = 0; i < n; i++) {
         b.M = shapes[i][0];
