@@ -8,9 +8,10 @@
  *
  *   bj_cg_bench_cg_kernels [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME]
  *                          [--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR]
- *                          [--cpu-time]
+ *                          [--cpu-time] [--cmp m,t,u/m,t,u/... T ROUNDS]
  * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner; --asm DIR
- * writes each kernel's assembly to DIR/VARIANT-PATH-MxK.s.)
+ * writes each kernel's assembly to DIR/VARIANT-PATH-MxK.s; --cmp times dot2 kernels of the
+ * given tiles against each other, interleaved call by call: see run_cmp.)
  * Default shapes: 2560x2560, 6912x2560 (M x K: the FFN up/gate), 2560x6912 (down).
  * Prints a table to stdout. */
 #include "codegen/codegen.h"
@@ -50,6 +51,8 @@ typedef struct bench {
     int tile_m, tile_t, unroll; /* 0: the path's default */
     int only_variant;           /* 0: all */
     int only_isa;               /* 0: every path the target allows */
+    const char *cmp;            /* --cmp: tiles to compare ("m,t,u/m,t,u/..."), or NULL */
+    int cmp_t, cmp_rounds;
     const char *asm_dir;        /* --asm DIR: each kernel's assembly written there, or NULL */
 } bench;
 
@@ -130,6 +133,60 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
     free(w);
 }
 
+/* --cmp: the tiles given, compiled once each, then timed call by call in turn (T = cmp_t,
+ * cmp_rounds rounds, the fastest call of each kept), so that a load that comes and goes
+ * meets them all alike. */
+static void run_cmp(bench *b, const char *list, int64_t T, int rounds) {
+    enum { MAXC = 16 };
+    bj_cg_matmul_fn fns[MAXC];
+    uint8_t *ws[MAXC];
+    bj_cg_jit *jits[MAXC]; /* one each: the same tiles may come twice (a repeat shows the noise) */
+    char names[MAXC][64];
+    double best[MAXC];
+    int n = 0;
+    for (const char *p = list; *p && n < MAXC; n++) {
+        int tm = 0, tt = 0, un = 0, len = 0;
+        if (sscanf(p, "%d,%d,%d%n", &tm, &tt, &un, &len) != 3) break;
+        p += len;
+        if (*p == '/') p++;
+        bj_error err = { 0 };
+        bj_cg_kdesc d;
+        bj_cg_object o;
+        void *addr;
+        bj_status s = bj_cg_kdesc_init(&d, b->t, BJ_CG_V_DOT2, b->only_isa ? (bj_cg_isa)b->only_isa : BJ_CG_ISA_AUTO,
+                                       BJ_CG_W_TERNARY, (uint32_t)b->M, (uint32_t)b->K, NULL, &err);
+        d.tile_m = (uint8_t)tm;
+        d.tile_t = (uint8_t)tt;
+        d.unroll = (uint8_t)un;
+        if (s || bj_cg_kdesc_check(&d, b->t, &err) || bj_cg_compile(b->t, &d, NULL, &o, NULL, &err) ||
+            bj_cg_jit_create(&jits[n], &err) || bj_cg_jit_add_object(jits[n], o.data, o.size, &err) ||
+            bj_cg_jit_lookup(jits[n], o.sym, &addr, &err)) {
+            printf("%d,%d,%d: %s\n", tm, tt, un, err.msg);
+            exit(1);
+        }
+        bj_cg_object_free(&o);
+        fns[n] = (bj_cg_matmul_fn)addr;
+        ws[n] = malloc(bj_cg_packed_size(&d));
+        if (!ws[n] || bj_cg_pack(&d, b->t8, ws[n], &err)) exit(1);
+        snprintf(names[n], sizeof names[n], "%d,%d,%d", tm, tt, un);
+        best[n] = 1e30;
+        if (check(fns[n], b, ws[n], T)) printf("%s: MISMATCH\n", names[n]);
+    }
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n; i++) {
+            double t0 = now_s();
+            fns[i](b->x, ws[i], b->y, T, 0, b->M);
+            double t = now_s() - t0;
+            if (t < best[i]) best[i] = t;
+        }
+    for (int i = 0; i < n; i++) {
+        printf("%5lldx%-5lld T=%-3lld %-24s %8.1f G MAC/s (%.3f ms)\n", (long long)b->M, (long long)b->K, (long long)T,
+               names[i], (double)b->M * b->K * T / best[i] / 1e9, best[i] * 1e3);
+        free(ws[i]);
+        bj_cg_jit_free(jits[i]);
+    }
+}
+
 static void run_shape(bench *b) {
     uint64_t s = 1;
     int64_t xs = bj_cg_x_stride(b->K);
@@ -145,7 +202,11 @@ static void run_shape(bench *b) {
     }
     for (int64_t t = 0; t < 128; t++)
         for (int64_t k = 0; k < b->K; k++) b->x[t * xs + k] = (int8_t)rng_next(&s);
-    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
+    if (b->cmp) {
+        b->t8 = b->t8_ter;
+        run_cmp(b, b->cmp, b->cmp_t, b->cmp_rounds);
+    }
+    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT && !b->cmp; v++)
         for (int isa = BJ_CG_ISA_COUNT - 1; isa > BJ_CG_ISA_AUTO; isa--) {
             if (!bj_cg_isa_supported(b->t, (bj_cg_isa)isa) || (b->only_variant && b->only_variant != v) ||
                 (b->only_isa && b->only_isa != isa))
@@ -170,6 +231,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) b.quick = true;
         else if (!strcmp(argv[i], "--asm") && i + 1 < argc) b.asm_dir = argv[++i];
         else if (!strcmp(argv[i], "--cpu-time")) bench_clock = CLOCK_THREAD_CPUTIME_ID;
+        else if (!strcmp(argv[i], "--cmp") && i + 3 < argc) {
+            b.cmp = argv[++i];
+            b.cmp_t = atoi(argv[++i]);
+            b.cmp_rounds = atoi(argv[++i]);
+            if (b.cmp_t < 1 || b.cmp_t > 128 || b.cmp_rounds < 1) {
+                fprintf(stderr, "--cmp TILES T ROUNDS: T in [1, 128], ROUNDS >= 1\n");
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d,%d,%d", &b.tile_m, &b.tile_t, &b.unroll) != 3) {
                 fprintf(stderr, "bad --tile %s (want tile_m,tile_t,unroll; 0 = default)\n", argv[i]);
@@ -193,7 +263,7 @@ int main(int argc, char **argv) {
             shapes[n++][1] = k;
         } else {
             fprintf(stderr, "usage: %s [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME] "
-                            "[--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR] [--cpu-time]\n", argv[0]);
+                            "[--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR] [--cpu-time] [--cmp m,t,u/... T ROUNDS]\n", argv[0]);
             return 2;
         }
     }
