@@ -15,7 +15,8 @@
  *
  * Loop nest: token chunks of 64 (their sums on the stack) > row tiles of tile_m blocks >
  * token tiles of tile_t > (pmaddubsw paths: super-groups of BJ_DOT2_WIDE k-groups >)
- * k-groups (unroll per iteration), with remainder tiles of one block and one token.
+ * k-groups (unroll per iteration), with remainder tiles of one block and, for tokens, of
+ * the powers of two below tile_t, then one token.
  * Accumulators: tile_m * (64 / vector bytes) * tokens (the pmaddubsw paths: that many in i16
  * and in i32), times a split (VNNI only: vpdpbusd's latency is on its accumulator) that
  * keeps about eight chains in flight.
@@ -344,7 +345,23 @@ static void bj_dot2_tokens(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb) {
     bj_dot2_tile_emit(k, v_rb, nb, l.v_iv, tt);
     bj_cg_loop_end(cg, &l);
     if (tt > 1) {
-        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), k->v_nt, bj_cg_i64c(cg, 1), "tr");
+        /* The rest (< tt tokens): one tile of each power of two below tt that still fits,
+         * largest first, leaves at most one token. A prompt of 37 tokens with tile_t 8 runs
+         * 4 x 8 + 4 + 1 instead of 32 + 5 one-token tiles, each of which decodes the weights
+         * for a single token. */
+        LLVMValueRef v_tp = bj_cg_alloca(cg, cg->i64, "tpos");
+        bj_cg_st(cg, bj_cg_loop_final(cg, &l), v_tp);
+        unsigned p = 1;
+        while (2 * p < tt) p *= 2;
+        for (; p >= 2; p /= 2) {
+            LLVMValueRef v_t = bj_cg_ld(cg, v_tp, cg->i64);
+            LLVMValueRef v_fits = LLVMBuildICmp(cg->b, LLVMIntSLE, bj_cg_add(cg, v_t, bj_cg_i64c(cg, p)), k->v_nt, "");
+            LLVMBasicBlockRef b_merge = bj_cg_if_begin(cg, v_fits, "tp");
+            bj_dot2_tile_emit(k, v_rb, nb, v_t, p);
+            bj_cg_st(cg, bj_cg_add(cg, v_t, bj_cg_i64c(cg, p)), v_tp);
+            bj_cg_if_end(cg, b_merge);
+        }
+        bj_cg_loop_begin(cg, &r, bj_cg_ld(cg, v_tp, cg->i64), k->v_nt, bj_cg_i64c(cg, 1), "tr");
         bj_dot2_tile_emit(k, v_rb, nb, r.v_iv, 1);
         bj_cg_loop_end(cg, &r);
     }

@@ -117,8 +117,9 @@ enum { BJ_CG_KIND_MATMUL_T = 1 };
 #define BJ_CG_ABI_VERSION 1
 /* Bumped whenever a generator emits different code for the same descriptor: it is part of the
  * kernel cache key (the descriptor alone would load a kernel an older generator made).
- * 2: dot2/bin1 pmaddubsw paths sum in i16 over 16 k-groups. */
-#define BJ_CG_GEN_VERSION 2
+ * 2: dot2/bin1 pmaddubsw paths sum in i16 over 16 k-groups. 3: dot2/bin1 remainder token
+ * tiles of the powers of two below tile_t. */
+#define BJ_CG_GEN_VERSION 3
 #define BJ_CG_MAX_K (1 << 20)
 #define BJ_CG_MAX_M (1 << 24)
 /* Weights-as-code size rule: codegen takes ~30-40 us per non-zero weight (2 s for 64 K
