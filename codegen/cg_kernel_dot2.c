@@ -164,8 +164,10 @@ static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
 /* i16 paths: one k-group of the tile, products added to the i16 accumulators (one
  * pmaddubsw and one add per 32 MACs; the widening pmaddwd comes once per `wide` groups, in
  * bj_dot2_widen). Emitted slot by slot, token by token, so that only the tile's codes of one
- * slot and one broadcast are live beside the accumulators: the x86 schedulers keep this
- * order, and 16 ymm registers hold 2 * tile_t accumulators + codes for tile_t <= 5. */
+ * slot and one broadcast need to be live beside the accumulators. O3 reassociates the adds
+ * pairwise (a few spills at tiles 1/4/1 on AVX2); llvm.sadd.sat, which it leaves in order and
+ * which is exact here too, measured ~10% slower on Zen 3, and splitting a tile's two ymm
+ * halves into separate k-loops (so that tile_t 8 fits the registers) did not beat 1/4/1. */
 static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
     bj_cg *cg = k->cg;
     const char *ubsw = k->vb == 64 ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw";
