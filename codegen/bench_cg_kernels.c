@@ -4,11 +4,14 @@
  * one thread on
  *   decode  T = 1: GB/s of packed weight bytes, from cache ("hot": one weight buffer) and
  *           streamed from memory ("mem": rotating through copies totalling >= 512 MiB);
- *   prefill T = 16 and 64: G int8 MAC/s.
+ *   prefill T = 16, 64 and 128: G int8 MAC/s.
  *
  *   bj_cg_bench_cg_kernels [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME]
- *                          [--tile tile_m,tile_t,unroll] [--quick]
- * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner.)
+ *                          [--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR]
+ *                          [--cpu-time] [--cmp m,t,u/m,t,u/... T ROUNDS]
+ * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner; --asm DIR
+ * writes each kernel's assembly to DIR/VARIANT-PATH-MxK.s; --cmp times dot2 kernels of the
+ * given tiles against each other, interleaved call by call: see run_cmp.)
  * Default shapes: 2560x2560, 6912x2560 (M x K: the FFN up/gate), 2560x6912 (down).
  * Prints a table to stdout. */
 #include "codegen/codegen.h"
@@ -20,9 +23,13 @@
 
 #define STREAM_BYTES (512ull << 20)
 
+/* --cpu-time: this thread's CPU time instead of the wall clock, for A/B runs on a machine
+ * that others load (time spent descheduled does not count; caches shared with them still do). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
+
 static double now_s(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(bench_clock, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -43,6 +50,10 @@ typedef struct bench {
     bool quick;
     int tile_m, tile_t, unroll; /* 0: the path's default */
     int only_variant;           /* 0: all */
+    int only_isa;               /* 0: every path the target allows */
+    const char *cmp;            /* --cmp: tiles to compare ("m,t,u/m,t,u/..."), or NULL */
+    int cmp_t, cmp_rounds;
+    const char *asm_dir;        /* --asm DIR: each kernel's assembly written there, or NULL */
 } bench;
 
 /* Seconds per call: the best of 5 rounds, each long enough to be timed. wsets weight copies
@@ -87,6 +98,17 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
         return;
     }
     bj_cg_matmul_fn fn = (bj_cg_matmul_fn)addr;
+    if (b->asm_dir) { /* what the generator and O3 made of it, for reading */
+        char *text = NULL, path[4096];
+        snprintf(path, sizeof path, "%s/%s-%s-%lldx%lld.s", b->asm_dir, bj_cg_variant_name(v), bj_cg_isa_name(isa),
+                 (long long)b->M, (long long)b->K);
+        FILE *f = bj_cg_compile_text(b->t, &d, b->t8, BJ_CG_EMIT_ASM, &text, &err) ? NULL : fopen(path, "w");
+        if (f) {
+            fputs(text, f);
+            fclose(f);
+        }
+        free(text);
+    }
     size_t wbytes = bj_cg_packed_size(&d) ? bj_cg_packed_size(&d) : 64;
     size_t wsets = b->quick ? 1 : (STREAM_BYTES + wbytes - 1) / wbytes;
     uint8_t *w = malloc(wbytes * wsets);
@@ -95,19 +117,74 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
         exit(1);
     }
     for (size_t i = 1; i < wsets; i++) memcpy(w + i * wbytes, w, wbytes);
-    int bad = check(fn, b, w, 1) || check(fn, b, w, 64);
+    int bad = check(fn, b, w, 1) || check(fn, b, w, 64) || check(fn, b, w, 128) || check(fn, b, w, 37);
     double min_s = b->quick ? 0.02 : 0.1;
     double hot = time_calls(fn, b, w, wbytes, 1, 1, min_s);
     double mem = wsets > 1 ? time_calls(fn, b, w, wbytes, wsets, 1, min_s) : hot;
     double p16 = time_calls(fn, b, w, wbytes, 1, 16, min_s), p64 = time_calls(fn, b, w, wbytes, 1, 64, min_s);
+    double p128 = time_calls(fn, b, w, wbytes, 1, 128, min_s);
     double macs = (double)b->M * b->K;
-    printf("%-8s %-10s %5lldx%-5lld %8.1f %9zu %8.1f %8.1f %9.1f %9.1f %8.1f  %s\n", bj_cg_variant_name(v),
+    printf("%-8s %-10s %5lldx%-5lld %8.1f %9zu %8.1f %8.1f %9.1f %9.1f %9.1f %8.1f  %s\n", bj_cg_variant_name(v),
            bj_cg_isa_name(isa), (long long)b->M, (long long)b->K, tm.build_ms + tm.opt_ms + tm.emit_ms, o.size,
-           wbytes / hot / 1e9, wbytes / mem / 1e9, macs * 16 / p16 / 1e9, macs * 64 / p64 / 1e9, hot * 1e6,
+           wbytes / hot / 1e9, wbytes / mem / 1e9, macs * 16 / p16 / 1e9, macs * 64 / p64 / 1e9, macs * 128 / p128 / 1e9, hot * 1e6,
            bad ? "MISMATCH" : "ok");
     fflush(stdout);
     bj_cg_object_free(&o);
     free(w);
+}
+
+/* --cmp: the tiles given, compiled once each, then timed call by call in turn (T = cmp_t,
+ * cmp_rounds rounds, the fastest call of each kept), so that a load that comes and goes
+ * meets them all alike. */
+static void run_cmp(bench *b, const char *list, int64_t T, int rounds) {
+    enum { MAXC = 16 };
+    bj_cg_matmul_fn fns[MAXC];
+    uint8_t *ws[MAXC];
+    bj_cg_jit *jits[MAXC]; /* one each: the same tiles may come twice (a repeat shows the noise) */
+    char names[MAXC][64];
+    double best[MAXC];
+    int n = 0;
+    for (const char *p = list; *p && n < MAXC; n++) {
+        int tm = 0, tt = 0, un = 0, len = 0;
+        if (sscanf(p, "%d,%d,%d%n", &tm, &tt, &un, &len) != 3) break;
+        p += len;
+        if (*p == '/') p++;
+        bj_error err = { 0 };
+        bj_cg_kdesc d;
+        bj_cg_object o;
+        void *addr;
+        bj_status s = bj_cg_kdesc_init(&d, b->t, BJ_CG_V_DOT2, b->only_isa ? (bj_cg_isa)b->only_isa : BJ_CG_ISA_AUTO,
+                                       BJ_CG_W_TERNARY, (uint32_t)b->M, (uint32_t)b->K, NULL, &err);
+        d.tile_m = (uint8_t)tm;
+        d.tile_t = (uint8_t)tt;
+        d.unroll = (uint8_t)un;
+        if (s || bj_cg_kdesc_check(&d, b->t, &err) || bj_cg_compile(b->t, &d, NULL, &o, NULL, &err) ||
+            bj_cg_jit_create(&jits[n], &err) || bj_cg_jit_add_object(jits[n], o.data, o.size, &err) ||
+            bj_cg_jit_lookup(jits[n], o.sym, &addr, &err)) {
+            printf("%d,%d,%d: %s\n", tm, tt, un, err.msg);
+            exit(1);
+        }
+        bj_cg_object_free(&o);
+        fns[n] = (bj_cg_matmul_fn)addr;
+        ws[n] = malloc(bj_cg_packed_size(&d));
+        if (!ws[n] || bj_cg_pack(&d, b->t8, ws[n], &err)) exit(1);
+        snprintf(names[n], sizeof names[n], "%d,%d,%d", tm, tt, un);
+        best[n] = 1e30;
+        if (check(fns[n], b, ws[n], T)) printf("%s: MISMATCH\n", names[n]);
+    }
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n; i++) {
+            double t0 = now_s();
+            fns[i](b->x, ws[i], b->y, T, 0, b->M);
+            double t = now_s() - t0;
+            if (t < best[i]) best[i] = t;
+        }
+    for (int i = 0; i < n; i++) {
+        printf("%5lldx%-5lld T=%-3lld %-24s %8.1f G MAC/s (%.3f ms)\n", (long long)b->M, (long long)b->K, (long long)T,
+               names[i], (double)b->M * b->K * T / best[i] / 1e9, best[i] * 1e3);
+        free(ws[i]);
+        bj_cg_jit_free(jits[i]);
+    }
 }
 
 static void run_shape(bench *b) {
@@ -115,19 +192,25 @@ static void run_shape(bench *b) {
     int64_t xs = bj_cg_x_stride(b->K);
     b->t8_ter = malloc((size_t)(b->M * b->K));
     b->t8_bin = malloc((size_t)(b->M * b->K));
-    b->x = calloc((size_t)(64 * xs), 1);
-    b->y = malloc((size_t)(64 * b->M) * 4);
-    b->ref = malloc((size_t)(64 * b->M) * 4);
+    b->x = calloc((size_t)(128 * xs), 1);
+    b->y = malloc((size_t)(128 * b->M) * 4);
+    b->ref = malloc((size_t)(128 * b->M) * 4);
     for (int64_t i = 0; i < b->M * b->K; i++) {
         unsigned r = (unsigned)(rng_next(&s) & 0xff);
         b->t8_ter[i] = r < 77 ? 0 : (r & 1) ? 1 : -1; /* ~30% zeros, as absmean quantisation gives */
         b->t8_bin[i] = (r & 1) ? 1 : -1;
     }
-    for (int64_t t = 0; t < 64; t++)
+    for (int64_t t = 0; t < 128; t++)
         for (int64_t k = 0; k < b->K; k++) b->x[t * xs + k] = (int8_t)rng_next(&s);
-    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
+    if (b->cmp) {
+        b->t8 = b->t8_ter;
+        run_cmp(b, b->cmp, b->cmp_t, b->cmp_rounds);
+    }
+    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT && !b->cmp; v++)
         for (int isa = BJ_CG_ISA_COUNT - 1; isa > BJ_CG_ISA_AUTO; isa--) {
-            if (!bj_cg_isa_supported(b->t, (bj_cg_isa)isa) || (b->only_variant && b->only_variant != v)) continue;
+            if (!bj_cg_isa_supported(b->t, (bj_cg_isa)isa) || (b->only_variant && b->only_variant != v) ||
+                (b->only_isa && b->only_isa != isa))
+                continue;
             if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)b->M, (uint32_t)b->K)) continue;
             run_one(b, (bj_cg_variant)v, (bj_cg_isa)isa);
         }
@@ -146,6 +229,17 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--mcpu") && i + 1 < argc) mcpu = argv[++i];
         else if (!strcmp(argv[i], "--mattr") && i + 1 < argc) mattr = argv[++i];
         else if (!strcmp(argv[i], "--quick")) b.quick = true;
+        else if (!strcmp(argv[i], "--asm") && i + 1 < argc) b.asm_dir = argv[++i];
+        else if (!strcmp(argv[i], "--cpu-time")) bench_clock = CLOCK_THREAD_CPUTIME_ID;
+        else if (!strcmp(argv[i], "--cmp") && i + 3 < argc) {
+            b.cmp = argv[++i];
+            b.cmp_t = atoi(argv[++i]);
+            b.cmp_rounds = atoi(argv[++i]);
+            if (b.cmp_t < 1 || b.cmp_t > 128 || b.cmp_rounds < 1) {
+                fprintf(stderr, "--cmp TILES T ROUNDS: T in [1, 128], ROUNDS >= 1\n");
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d,%d,%d", &b.tile_m, &b.tile_t, &b.unroll) != 3) {
                 fprintf(stderr, "bad --tile %s (want tile_m,tile_t,unroll; 0 = default)\n", argv[i]);
@@ -155,8 +249,11 @@ int main(int argc, char **argv) {
             const char *name = argv[++i];
             for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
                 if (!strcmp(name, bj_cg_variant_name((bj_cg_variant)v))) b.only_variant = v;
-        }
-        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && n < 16) {
+        } else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
+            const char *name = argv[++i];
+            for (int isa = BJ_CG_ISA_GENERIC; isa < BJ_CG_ISA_COUNT; isa++)
+                if (!strcmp(name, bj_cg_isa_name((bj_cg_isa)isa))) b.only_isa = isa;
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc && n < 16) {
             long long m, k;
             if (sscanf(argv[++i], "%lldx%lld", &m, &k) != 2 || m < 1 || k < 1) {
                 fprintf(stderr, "bad --shape %s (want MxK)\n", argv[i]);
@@ -166,7 +263,7 @@ int main(int argc, char **argv) {
             shapes[n++][1] = k;
         } else {
             fprintf(stderr, "usage: %s [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME] "
-                            "[--tile tile_m,tile_t,unroll] [--quick]\n", argv[0]);
+                            "[--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR] [--cpu-time] [--cmp m,t,u/... T ROUNDS]\n", argv[0]);
             return 2;
         }
     }
@@ -187,8 +284,8 @@ int main(int argc, char **argv) {
     printf("%s", info);
     printf("one thread; decode T=1 GB/s of packed weights (hot: cache-resident, mem: streamed); "
            "prefill G int8 MAC/s\n");
-    printf("%-8s %-10s %11s %8s %9s %8s %8s %9s %9s %8s\n", "variant", "path", "M x K", "comp ms", "obj B",
-           "hot GB/s", "mem GB/s", "T=16 GMAC", "T=64 GMAC", "T=1 us");
+    printf("%-8s %-10s %11s %8s %9s %8s %8s %9s %9s %9s %8s\n", "variant", "path", "M x K", "comp ms", "obj B",
+           "hot GB/s", "mem GB/s", "T=16 GMAC", "T=64 GMAC", "T=128 GMAC", "T=1 us");
     b.t = &t;
     for (int64_t i = 0; i < n; i++) {
         b.M = shapes[i][0];

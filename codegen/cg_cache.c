@@ -49,8 +49,8 @@ _Static_assert(sizeof(bj_cg_cache_hdr) == 128, "cache header layout is the file 
 uint64_t bj_cg_env_hash(const bj_cg_target *t) {
     char llvm[32], buf[sizeof t->features + 256];
     bj_cg_llvm_version(llvm, sizeof llvm);
-    int n = snprintf(buf, sizeof buf, "bitjit-kcache|%s|%s|llvm %s|bitjit %s|abi %d", t->cpu, t->features,
-                     llvm, BJ_VERSION_STRING, BJ_CG_ABI_VERSION);
+    int n = snprintf(buf, sizeof buf, "bitjit-kcache|%s|%s|llvm %s|bitjit %s|abi %d|gen %d", t->cpu, t->features,
+                     llvm, BJ_VERSION_STRING, BJ_CG_ABI_VERSION, BJ_CG_GEN_VERSION);
     return XXH3_64bits(buf, n < (int)sizeof buf ? (size_t)n : sizeof buf);
 }
 

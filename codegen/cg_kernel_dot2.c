@@ -7,13 +7,19 @@
  * against the broadcast x[16g+4s .. +3] adds 4 MACs to every row's lane, and the 16 rows'
  * sums come out as one vector: no horizontal reductions. sum(c*x) - sum(x) = sum(w*x), with
  * sum(x) computed once per token per call. The dot product is vpdpbusd (zmm or ymm) where
- * VNNI exists, pmaddubsw + pmaddwd on AVX2/AVX-512BW (exact: |2*c*x| <= 512 per i16, four
- * slots sum to <= 2048), and widening multiplies in plain vector IR for generic x86-64.
+ * VNNI exists, pmaddubsw on AVX2/AVX-512BW, and widening multiplies in plain vector IR for
+ * generic x86-64. The pmaddubsw paths add the i16 products into i16 accumulators for
+ * BJ_DOT2_WIDE k-groups (exact: see there) and only then widen them with one pmaddwd into
+ * the i32 accumulators: one pmaddubsw + one add per 32 MACs, where widening every group
+ * took 4 + 3 + pmaddwd + add per 128 (~30% faster prefill on Zen 3).
  *
  * Loop nest: token chunks of 64 (their sums on the stack) > row tiles of tile_m blocks >
- * token tiles of tile_t > k-groups (unroll per iteration), with remainder tiles of one block
- * and one token. Accumulators: tile_m * (64 / vector bytes) * tokens, times a split (VNNI
- * only: vpdpbusd's latency is on its accumulator) that keeps about eight chains in flight.
+ * token tiles of tile_t > (pmaddubsw paths: super-groups of BJ_DOT2_WIDE k-groups >)
+ * k-groups (unroll per iteration), with remainder tiles of one block and, for tokens, of
+ * the powers of two below tile_t, then one token.
+ * Accumulators: tile_m * (64 / vector bytes) * tokens (the pmaddubsw paths: that many in i16
+ * and in i32), times a split (VNNI only: vpdpbusd's latency is on its accumulator) that
+ * keeps about eight chains in flight.
  * A tile whose rows all lie in [m0, m1) stores its vectors straight to y; an edge tile goes
  * through a stack buffer and copies only its rows in range.
  *
@@ -23,18 +29,25 @@
  * codes c = bit in {0,1} sum the activations where the weight is +1, and with w = 2c - 1,
  * sum(w*x) = 2 * sum(c*x) - sum(x): the last step replaces DOT2's subtraction; there is no
  * zero test and no multiply by a sign. Exactness as above: a pmaddubsw i16 slot gains at
- * most 2 * 128 per code slot, eight slots sum to <= 2048. */
+ * most 2 * 128 per code slot, eight slots sum to <= 2048 (the same BJ_DOT2_WIDE bound). */
 #include "codegen/cg_llvm.h"
 
 #define BJ_DOT2_TCHUNK 64 /* tokens whose activation sums one chunk keeps on the stack */
+/* k-groups an i16 accumulator takes before it is widened. A pmaddubsw lane is c0*x0 + c1*x1
+ * with codes c in {0,1,2} (BIN1: {0,1}) and x in [-128, 127], so a k-group adds at most
+ * 4 slots * 2 * 2 * 128 = 2048 in magnitude (BIN1: 8 slots * 2 * 1 * 128, the same), and
+ * precisely lies in [-2048, 2032]: 16 groups stay in [-32768, 32512], exact in i16. */
+#define BJ_DOT2_WIDE 16
 
 typedef struct bj_dot2 {
     bj_cg *cg;
+    bool i16;                 /* pmaddubsw paths: products summed in i16 over `wide` k-groups */
     unsigned vb, lanes, nh;   /* vector bytes, i32 lanes (rows) per vector, vectors per block */
     unsigned bits, slots;     /* code width (2 DOT2, 1 BIN1) and codes per byte (4 or 8) */
     unsigned acc_lanes;       /* lanes, or 2 * lanes where the accumulator keeps byte pairs */
     int64_t groups, blk_bytes; /* k-groups (of 4 * slots k) per row block, bytes per row block */
     LLVMTypeRef vbytes, vacc;  /* <vb x i8>, <acc_lanes x i32> */
+    LLVMTypeRef v16;           /* <vb / 2 x i16> */
     LLVMValueRef v_sums, v_tc, v_nt, v_tilebuf; /* tilebuf: [8 tokens][4 blocks * 16 rows] i32 */
 } bj_dot2;
 
@@ -43,6 +56,7 @@ typedef struct bj_dot2_tile {
     unsigned nb, nt, split;
     LLVMValueRef v_rb, v_t;
     LLVMValueRef acc[4][4][8][4]; /* [block][sub-vector][token][split] allocas */
+    LLVMValueRef acc16[4][4][8];  /* i16 paths: [block][sub-vector][token], widened into acc[..][0] */
 } bj_dot2_tile;
 
 /* acc += sum over the given slots of codes[s] . x[s] (u8 x s8 in groups of 4 bytes). */
@@ -54,23 +68,6 @@ static LLVMValueRef bj_dot2_vnni(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *c
         v_acc = LLVMBuildBitCast(k->cg->b, bj_cg_intrinsic(k->cg, name, NULL, 0, a, 3), k->vacc, "");
     }
     return v_acc;
-}
-
-static LLVMValueRef bj_dot2_pmadd(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *codes,
-                                  LLVMValueRef *xs, unsigned n) {
-    bj_cg *cg = k->cg;
-    const char *ubsw = k->vb == 64 ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw";
-    const char *wd = k->vb == 64 ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd";
-    LLVMTypeRef v16 = bj_cg_vec(cg->i16, k->vb / 2);
-    LLVMValueRef v_sum = NULL;
-    for (unsigned i = 0; i < n; i++) {
-        LLVMValueRef a[] = { codes[i], xs[i] };
-        LLVMValueRef v = LLVMBuildBitCast(cg->b, bj_cg_intrinsic(cg, ubsw, NULL, 0, a, 2), v16, "");
-        v_sum = v_sum ? bj_cg_add(cg, v_sum, v) : v;
-    }
-    LLVMValueRef a[] = { v_sum, bj_cg_splat(cg, LLVMConstInt(cg->i16, 1, 0), k->vb / 2) };
-    LLVMValueRef v = LLVMBuildBitCast(cg->b, bj_cg_intrinsic(cg, wd, NULL, 0, a, 2), k->vacc, "");
-    return bj_cg_add(cg, v_acc, v);
 }
 
 /* Plain vector IR: i16 products summed over the slots, then adjacent i16 pairs widened and
@@ -110,13 +107,12 @@ static LLVMValueRef bj_dot2_final(bj_dot2 *k, LLVMValueRef v_acc) {
     return v_sum;
 }
 
+/* The paths that accumulate in i32 every group (the pmaddubsw ones: bj_dot2_group16). */
 static LLVMValueRef bj_dot2_dot(bj_dot2 *k, LLVMValueRef v_acc, LLVMValueRef *codes,
                                 LLVMValueRef *xs, unsigned n) {
     switch ((bj_cg_isa)k->cg->d->isa) {
     case BJ_CG_ISA_AVX512VNNI:
     case BJ_CG_ISA_AVXVNNI: return bj_dot2_vnni(k, v_acc, codes, xs, n);
-    case BJ_CG_ISA_AVX512:
-    case BJ_CG_ISA_AVX2: return bj_dot2_pmadd(k, v_acc, codes, xs, n);
     default: return bj_dot2_generic(k, v_acc, codes, xs, n);
     }
 }
@@ -162,6 +158,73 @@ static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
                     bj_cg_st(cg, bj_dot2_dot(k, bj_cg_ld(cg, v_a, k->vacc), cs, xs, n), v_a);
                 }
         }
+    }
+}
+
+/* i16 paths: one k-group of the tile, products added to the i16 accumulators (one
+ * pmaddubsw and one add per 32 MACs; the widening pmaddwd comes once per `wide` groups, in
+ * bj_dot2_widen). Emitted slot by slot, token by token, so that only the tile's codes of one
+ * slot and one broadcast need to be live beside the accumulators. O3 reassociates the adds
+ * pairwise (a few spills at tiles 1/4/1 on AVX2); llvm.sadd.sat, which it leaves in order and
+ * which is exact here too, measured ~10% slower on Zen 3, and splitting a tile's two ymm
+ * halves into separate k-loops (so that tile_t 8 fits the registers) did not beat 1/4/1. */
+static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
+    bj_cg *cg = k->cg;
+    const char *ubsw = k->vb == 64 ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw";
+    LLVMValueRef v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 4 * k->slots)), v_w[4][4], v_xrow[8];
+    for (unsigned i = 0; i < tl->nb; i++) {
+        LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
+        LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
+        for (unsigned h = 0; h < k->nh; h++) v_w[i][h] = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb));
+    }
+    for (unsigned j = 0; j < tl->nt; j++) v_xrow[j] = bj_dot2_xrow(k, tl, j);
+    for (unsigned s = 0; s < k->slots; s++) {
+        LLVMValueRef codes[4][4];
+        for (unsigned i = 0; i < tl->nb; i++)
+            for (unsigned h = 0; h < k->nh; h++) codes[i][h] = bj_dot2_codes(k, v_w[i][h], s);
+        for (unsigned j = 0; j < tl->nt; j++) {
+            LLVMValueRef v_xb = bj_dot2_xbcast(k, v_xrow[j], v_goff, s);
+            for (unsigned i = 0; i < tl->nb; i++)
+                for (unsigned h = 0; h < k->nh; h++) {
+                    LLVMValueRef a[] = { codes[i][h], v_xb }, v_a = tl->acc16[i][h][j];
+                    LLVMValueRef v = LLVMBuildBitCast(cg->b, bj_cg_intrinsic(cg, ubsw, NULL, 0, a, 2), k->v16, "");
+                    bj_cg_st(cg, bj_cg_add(cg, bj_cg_ld(cg, v_a, k->v16), v), v_a);
+                }
+        }
+    }
+}
+
+/* i16 paths: acc += adjacent i16 pairs of acc16 (pmaddwd by 1: the pair of lane r is row r's
+ * four bytes), acc16 = 0. */
+static void bj_dot2_widen(bj_dot2 *k, bj_dot2_tile *tl) {
+    bj_cg *cg = k->cg;
+    const char *wd = k->vb == 64 ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd";
+    for (unsigned i = 0; i < tl->nb; i++)
+        for (unsigned h = 0; h < k->nh; h++)
+            for (unsigned j = 0; j < tl->nt; j++) {
+                LLVMValueRef a[] = { bj_cg_ld(cg, tl->acc16[i][h][j], k->v16),
+                                     bj_cg_splat(cg, LLVMConstInt(cg->i16, 1, 0), k->vb / 2) };
+                LLVMValueRef v = LLVMBuildBitCast(cg->b, bj_cg_intrinsic(cg, wd, NULL, 0, a, 2), k->vacc, "");
+                bj_cg_st(cg, bj_cg_add(cg, bj_cg_ld(cg, tl->acc[i][h][j][0], k->vacc), v), tl->acc[i][h][j][0]);
+                bj_cg_st(cg, LLVMConstNull(k->v16), tl->acc16[i][h][j]);
+            }
+}
+
+/* k-groups [v_g0, v_g0 + n) of the tile (n a constant > 0), unroll groups an iteration and a
+ * remainder loop. */
+static void bj_dot2_kloop(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g0, int64_t n) {
+    bj_cg *cg = k->cg;
+    int64_t unroll = cg->d->unroll;
+    void (*group)(bj_dot2 *, bj_dot2_tile *, LLVMValueRef) = k->i16 ? bj_dot2_group16 : bj_dot2_group;
+    bj_cg_loop l, r;
+    bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, n - unroll + 1), bj_cg_i64c(cg, unroll), "g");
+    LLVMValueRef v_g = bj_cg_add(cg, v_g0, l.v_iv);
+    for (int64_t u = 0; u < unroll; u++) group(k, tl, bj_cg_add(cg, v_g, bj_cg_i64c(cg, u)));
+    bj_cg_loop_end(cg, &l);
+    if (n % unroll) {
+        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), bj_cg_i64c(cg, n), bj_cg_i64c(cg, 1), "gr");
+        group(k, tl, bj_cg_add(cg, v_g0, r.v_iv));
+        bj_cg_loop_end(cg, &r);
     }
 }
 
@@ -244,7 +307,7 @@ static void bj_dot2_tile_store(bj_dot2 *k, bj_dot2_tile *tl) {
 /* Emits the whole tile: zero accumulators, the k-group loops, the stores. */
 static void bj_dot2_tile_emit(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb, LLVMValueRef v_t, unsigned nt) {
     bj_cg *cg = k->cg;
-    unsigned chains = nb * k->nh * nt, unroll = cg->d->unroll;
+    unsigned chains = nb * k->nh * nt;
     bj_dot2_tile tl = { .nb = nb, .nt = nt, .v_rb = v_rb, .v_t = v_t };
     /* Only vpdpbusd has the accumulator on its long-latency input; the other paths add the
      * finished products to it with a one-cycle add, so they keep one accumulator. */
@@ -252,16 +315,25 @@ static void bj_dot2_tile_emit(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb, LLVMVa
     tl.split = !vnni || chains >= 8 ? 1 : chains >= 4 ? 2 : 4;
     for (unsigned i = 0; i < nb; i++)
         for (unsigned h = 0; h < k->nh; h++)
-            for (unsigned j = 0; j < nt; j++)
+            for (unsigned j = 0; j < nt; j++) {
                 for (unsigned p = 0; p < tl.split; p++) tl.acc[i][h][j][p] = bj_cg_alloca_zero(cg, k->vacc, "acc");
-    bj_cg_loop l, r;
-    bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, k->groups - unroll + 1), bj_cg_i64c(cg, unroll), "g");
-    for (unsigned u = 0; u < unroll; u++) bj_dot2_group(k, &tl, bj_cg_add(cg, l.v_iv, bj_cg_i64c(cg, u)));
-    bj_cg_loop_end(cg, &l);
-    if (k->groups % unroll) {
-        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), bj_cg_i64c(cg, k->groups), bj_cg_i64c(cg, 1), "gr");
-        bj_dot2_group(k, &tl, r.v_iv);
-        bj_cg_loop_end(cg, &r);
+                if (k->i16) tl.acc16[i][h][j] = bj_cg_alloca_zero(cg, k->v16, "acc16");
+            }
+    if (!k->i16) {
+        bj_dot2_kloop(k, &tl, bj_cg_i64c(cg, 0), k->groups);
+    } else { /* super-groups of `wide` k-groups in i16, each widened once; then the rest */
+        int64_t wide = BJ_DOT2_WIDE, full = k->groups / wide;
+        if (full) {
+            bj_cg_loop l;
+            bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, full * wide), bj_cg_i64c(cg, wide), "sg");
+            bj_dot2_kloop(k, &tl, l.v_iv, wide);
+            bj_dot2_widen(k, &tl);
+            bj_cg_loop_end(cg, &l);
+        }
+        if (k->groups % wide) {
+            bj_dot2_kloop(k, &tl, bj_cg_i64c(cg, full * wide), k->groups % wide);
+            bj_dot2_widen(k, &tl);
+        }
     }
     bj_dot2_tile_store(k, &tl);
 }
@@ -275,7 +347,23 @@ static void bj_dot2_tokens(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb) {
     bj_dot2_tile_emit(k, v_rb, nb, l.v_iv, tt);
     bj_cg_loop_end(cg, &l);
     if (tt > 1) {
-        bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), k->v_nt, bj_cg_i64c(cg, 1), "tr");
+        /* The rest (< tt tokens): one tile of each power of two below tt that still fits,
+         * largest first, leaves at most one token. A prompt of 37 tokens with tile_t 8 runs
+         * 4 x 8 + 4 + 1 instead of 32 + 5 one-token tiles, each of which decodes the weights
+         * for a single token. */
+        LLVMValueRef v_tp = bj_cg_alloca(cg, cg->i64, "tpos");
+        bj_cg_st(cg, bj_cg_loop_final(cg, &l), v_tp);
+        unsigned p = 1;
+        while (2 * p < tt) p *= 2;
+        for (; p >= 2; p /= 2) {
+            LLVMValueRef v_t = bj_cg_ld(cg, v_tp, cg->i64);
+            LLVMValueRef v_fits = LLVMBuildICmp(cg->b, LLVMIntSLE, bj_cg_add(cg, v_t, bj_cg_i64c(cg, p)), k->v_nt, "");
+            LLVMBasicBlockRef b_merge = bj_cg_if_begin(cg, v_fits, "tp");
+            bj_dot2_tile_emit(k, v_rb, nb, v_t, p);
+            bj_cg_st(cg, bj_cg_add(cg, v_t, bj_cg_i64c(cg, p)), v_tp);
+            bj_cg_if_end(cg, b_merge);
+        }
+        bj_cg_loop_begin(cg, &r, bj_cg_ld(cg, v_tp, cg->i64), k->v_nt, bj_cg_i64c(cg, 1), "tr");
         bj_dot2_tile_emit(k, v_rb, nb, r.v_iv, 1);
         bj_cg_loop_end(cg, &r);
     }
@@ -320,6 +408,8 @@ bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err) {
     k.vbytes = bj_cg_vec(cg->i8, k.vb);
     k.acc_lanes = d->isa == BJ_CG_ISA_GENERIC ? 2 * k.lanes : k.lanes;
     k.vacc = bj_cg_vec(cg->i32, k.acc_lanes);
+    k.v16 = bj_cg_vec(cg->i16, k.vb / 2);
+    k.i16 = d->isa == BJ_CG_ISA_AVX2 || d->isa == BJ_CG_ISA_AVX512;
     bj_cg_kernel_begin(cg, name);
     k.v_sums = bj_cg_alloca(cg, LLVMArrayType(cg->i32, BJ_DOT2_TCHUNK), "sums");
     k.v_tilebuf = bj_cg_alloca(cg, LLVMArrayType(cg->i32, 8 * 64), "tilebuf");

@@ -115,6 +115,11 @@ typedef enum bj_cg_isa {
 typedef enum bj_cg_wtype { BJ_CG_W_TERNARY = 0, BJ_CG_W_BINARY = 1 } bj_cg_wtype;
 enum { BJ_CG_KIND_MATMUL_T = 1 };
 #define BJ_CG_ABI_VERSION 1
+/* Bumped whenever a generator emits different code for the same descriptor: it is part of the
+ * kernel cache key (the descriptor alone would load a kernel an older generator made).
+ * 2: dot2/bin1 pmaddubsw paths sum in i16 over 16 k-groups. 3: dot2/bin1 remainder token
+ * tiles of the powers of two below tile_t. */
+#define BJ_CG_GEN_VERSION 3
 #define BJ_CG_MAX_K (1 << 20)
 #define BJ_CG_MAX_M (1 << 24)
 /* Weights-as-code size rule: codegen takes ~30-40 us per non-zero weight (2 s for 64 K
@@ -235,11 +240,12 @@ bj_status bj_cg_jit_lookup(bj_cg_jit *j, const char *sym, void **addr, bj_error 
  * One file per kernel, <dir>/<key as 16 hex>.bjk: a header (magic, format, key, environment
  * hash, descriptor, symbol, object size and XXH3 checksum, header checksum) then the object.
  * key = XXH3_64(descriptor, seed = env), env = XXH3_64(cpu, features, LLVM version, bitjit
- * version, ABI). Written to a temp file in the same directory and renamed, so readers see a
- * whole entry or none. A bad entry (short, wrong magic, checksum or key) counts in n_corrupt,
- * sets BJ_CG_CACHE_W_CORRUPT and is rebuilt and overwritten. A directory that cannot be made
- * or written turns the cache off with BJ_CG_CACHE_W_UNWRITABLE; kernels still compile. The
- * library never prints: the caller reports warn_msg once when warn changes.
+ * version, ABI, generator version). Written to a temp file in the same directory and
+ * renamed, so readers see a whole entry or none. A bad entry (short, wrong magic, checksum
+ * or key) counts in n_corrupt, sets BJ_CG_CACHE_W_CORRUPT and is rebuilt and overwritten.
+ * A directory that cannot be made or written turns the cache off with
+ * BJ_CG_CACHE_W_UNWRITABLE; kernels still compile. The library never prints: the caller
+ * reports warn_msg once when warn changes.
  * Not thread-safe: one bj_cg_cache per compiling thread (files are safe across processes). */
 enum {
     BJ_CG_CACHE_W_UNWRITABLE = 1u << 0, /* directory unusable: caching is off */

@@ -249,3 +249,90 @@ Test(cg_kernels, host_lower_paths, .timeout = 600) {
             if (v != BJ_CG_V_WCODE && bj_cg_isa_supported(&t, (bj_cg_isa)isa))
                 check_table(NULL, (bj_cg_variant)v, (bj_cg_isa)isa, 3, 4);
 }
+
+/* Prefill tiles: the table above runs T <= 3, under every default tile_t, so only remainder
+ * tiles would run. Here T in {1, 5, 13, 64, 70} (70: a second 64-token chunk of 6) meets full
+ * token tiles, their remainders and the chunk edge, over tiles (tile_m, tile_t, unroll) whose
+ * edges differ, and K of 64 (4 k-groups), 300 and 4200 (264 k-groups: 16 i16 super-groups of
+ * 16 plus 8, see BJ_DOT2_WIDE) so that the i16 accumulators of the pmaddubsw paths meet their
+ * worst case: all +1 (code 2) against rows of -128 sum to exactly -32768 in a super-group. */
+#define PT 70
+static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
+    static const int64_t ms[] = { 17, 64 }, ks[] = { 64, 300, 4200 }, ts[] = { 1, 5, 13, 64, PT };
+    static const uint8_t tiles[][3] = { { 1, 4, 1 }, { 2, 3, 3 }, { 1, 8, 2 }, { 3, 5, 1 }, { 4, 1, 4 } };
+    bj_error err = { 0 };
+    bj_cg_target t;
+    bj_cg_jit *jit;
+    cr_assert_eq(bj_cg_target_detect(&t, mcpu, NULL, &err), BJ_OK, "%s", err.msg);
+    if (isa != BJ_CG_ISA_AUTO && !bj_cg_isa_supported(&t, isa)) return;
+    cr_assert_eq(bj_cg_jit_create(&jit, &err), BJ_OK, "%s", err.msg);
+    bool bin = v == BJ_CG_V_BIN1;
+    const int pats[3] = { bin ? PAT_BINARY : PAT_RANDOM, PAT_PLUS, PAT_MINUS };
+    for (size_t a = 0; a < BJ_COUNTOF(ms); a++)
+        for (size_t b = 0; b < BJ_COUNTOF(ks); b++) {
+            int64_t M = ms[a], K = ks[b], xs = bj_cg_x_stride(K);
+            int8_t *t8 = malloc((size_t)(M * K)), *x = calloc((size_t)(PT * xs), 1);
+            int32_t *ref = malloc((size_t)(PT * M) * 4), *y = malloc((size_t)(PT * M) * 4);
+            uint64_t s = 77 + (uint64_t)K;
+            cr_assert(t8 && x && ref && y);
+            for (int64_t tok = 0; tok < PT; tok++) /* random rows, rows of -128 and rows of +127 */
+                for (int64_t k = 0; k < K; k++)
+                    x[tok * xs + k] = tok % 7 == 1 ? -128 : tok % 7 == 2 ? 127 : (int8_t)(rng_next(&s) & 0xff);
+            for (size_t ti = 0; ti < BJ_COUNTOF(tiles); ti++) {
+                bj_cg_kdesc d;
+                bj_cg_object o;
+                void *addr = NULL;
+                cr_assert_eq(bj_cg_kdesc_init(&d, &t, v, isa, bin ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY, (uint32_t)M,
+                                              (uint32_t)K, NULL, &err), BJ_OK, "%s", err.msg);
+                d.tile_m = tiles[ti][0];
+                d.tile_t = tiles[ti][1];
+                d.unroll = tiles[ti][2];
+                cr_assert_eq(bj_cg_kdesc_check(&d, &t, &err), BJ_OK, "%s", err.msg);
+                cr_assert_eq(bj_cg_compile(&t, &d, NULL, &o, NULL, &err), BJ_OK, "%s", err.msg);
+                cr_assert_eq(bj_cg_jit_add_object(jit, o.data, o.size, &err), BJ_OK, "%s", err.msg);
+                cr_assert_eq(bj_cg_jit_lookup(jit, o.sym, &addr, &err), BJ_OK, "%s", err.msg);
+                bj_cg_object_free(&o);
+                bj_cg_matmul_fn fn = (bj_cg_matmul_fn)addr;
+                uint8_t *w = malloc(bj_cg_packed_size(&d));
+                cr_assert(w);
+                for (int p = 0; p < 3; p++) {
+                    kcase c = { &t, v, (bj_cg_isa)d.isa, M, K, pats[p] };
+                    gen_weights(t8, M, K, pats[p], 31 * (uint64_t)K + (uint64_t)M + (uint64_t)p);
+                    cr_assert_eq(bj_cg_pack(&d, t8, w, &err), BJ_OK, "%s", err.msg);
+                    bj_cg_ref_matmul(x, t8, ref, PT, M, K, 0, M);
+                    char what[96];
+                    int64_t bad = 0;
+                    for (size_t j = 0; j < BJ_COUNTOF(ts); j++) {
+                        for (int64_t i = 0; i < PT * M; i++) y[i] = SENTINEL;
+                        fn(x, w, y, ts[j], 0, M);
+                        snprintf(what, sizeof what, "tiles %u/%u/%u T=%lld", d.tile_m, d.tile_t, d.unroll,
+                                 (long long)ts[j]);
+                        bad += compare(&c, y, ref, ts[j], 0, M, what);
+                    }
+                    for (int64_t i = 0; i < PT * M; i++) y[i] = SENTINEL;
+                    fn(x, w, y, PT, 16, M - 1); /* rows from a block edge to one short of the end */
+                    snprintf(what, sizeof what, "tiles %u/%u/%u T=%d rows [16,%lld)", d.tile_m, d.tile_t, d.unroll,
+                             PT, (long long)(M - 1));
+                    bad += compare(&c, y, ref, PT, 16, M - 1, what);
+                    cr_expect_eq(bad, 0, "%s/%s %lldx%lld %s tiles %u/%u/%u: %lld mismatches", bj_cg_variant_name(v),
+                                 bj_cg_isa_name((bj_cg_isa)d.isa), (long long)M, (long long)K, pat_names[pats[p]],
+                                 d.tile_m, d.tile_t, d.unroll, (long long)bad);
+                }
+                free(w);
+            }
+            free(t8);
+            free(x);
+            free(ref);
+            free(y);
+        }
+    bj_cg_jit_free(jit);
+}
+
+/* Every path of the host (AVX2 and the SSE2 generic path here; VNNI and AVX-512 where the
+ * CPU has them), dot2 and bin1. */
+Test(cg_kernels, prefill_tiles, .timeout = 600) {
+    for (int isa = BJ_CG_ISA_GENERIC; isa < BJ_CG_ISA_COUNT; isa++) {
+        check_prefill(NULL, BJ_CG_V_DOT2, (bj_cg_isa)isa);
+        check_prefill(NULL, BJ_CG_V_BIN1, (bj_cg_isa)isa);
+    }
+}
