@@ -55,6 +55,9 @@ typedef struct jit_engine {
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
+    bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
+    bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
+    uint64_t released;    /* while preparing: bytes of source pages given back */
     bool *head_last;      /* per node: a matmul_f read only by the output (its last row suffices
                              when only the last logits are wanted) */
     float **kc, **vc;     /* per node: attention KV caches */
@@ -115,35 +118,48 @@ static bool is_lowbit_matmul(const bj_node *n) {
 }
 static uint32_t matmul_weight(const bj_node *n) { return n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]; }
 
+/* The source tensor a lowbit weight's values come from: itself, or the float master of a weight_quant. */
+static const bj_node *weight_src(const bj_graph *g, uint32_t wid) {
+    const bj_node *w = &g->nodes[wid];
+    return w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
+}
+
 /* The source-tensor hash the packed-weight cache is keyed by: the bytes of the lowbit weight
- * (or of the float master and the quantization rule applied to it). */
-static void weight_src_hash(const bj_graph *g, uint32_t wid, uint64_t out[2]) {
+ * (or of the float master and the quantization rule applied to it), from the source index
+ * when the model file has not changed since it was hashed (codegen.h, bj_cg_srcidx). */
+static void weight_src_hash(jit_engine *e, uint32_t wid, uint64_t out[2]) {
+    const bj_graph *g = e->g;
     const bj_node *w = &g->nodes[wid];
     const bj_node *src = w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
     char how[160];
     snprintf(how, sizeof how, "%s|%s|mode %lld|%lldx%lld", bj_op_get((bj_op)w->op)->name, bj_dtype_name((bj_dtype)src->dtype),
              (long long)(w->op == BJ_OP_WEIGHT_QUANT ? w->iattr[0] : -1), (long long)w->shape.d[0],
              (long long)w->shape.d[1]);
-    bj_cg_wcache_src_hash(src->data, (size_t)src->nbytes, how, out);
+    bj_cg_srcidx_hash(&e->cache, &e->sidx, src->data, (size_t)src->nbytes, how, out);
 }
 
 /* m->packed: mapped from the packed-weight cache, else packed from *t8 (unpacked now if the
- * caller had no need of it yet) and stored there. */
+ * caller had no need of it yet) and stored there. Then the source tensor's pages are given
+ * back (bj_fmap_release: only when they are a mapped model file's, whose bytes stay as they
+ * are): the engine reads the packed copy only, so they would double the weights' RSS. */
 static bj_status pack_weights(jit_engine *e, jit_mm *m, uint32_t wid, int8_t **t8, bj_error *err) {
     uint64_t size = bj_cg_packed_size(&m->desc), src[2];
     if (!size) return BJ_OK;
-    weight_src_hash(e->g, wid, src);
+    weight_src_hash(e, wid, src);
     BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &m->wmap, err));
     if (m->wmap.data) {
         m->packed = m->wmap.data;
-        return BJ_OK;
+    } else {
+        if (!*t8) BJ_TRY(bj_ir_lowbit_values(e->g, wid, t8, &m->scale, err));
+        uint8_t *p = malloc(size);
+        if (!p) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
+        m->packed = p;
+        BJ_TRY(bj_cg_pack(&m->desc, *t8, p, err));
+        BJ_TRY(bj_cg_wcache_store(&e->cache, &m->desc, src, p, err));
     }
-    if (!*t8) BJ_TRY(bj_ir_lowbit_values(e->g, wid, t8, &m->scale, err));
-    uint8_t *p = malloc(size);
-    if (!p) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
-    m->packed = p;
-    BJ_TRY(bj_cg_pack(&m->desc, *t8, p, err));
-    return bj_cg_wcache_store(&e->cache, &m->desc, src, p, err);
+    const bj_node *sn = weight_src(e->g, wid);
+    e->released += bj_fmap_release(sn->data, sn->nbytes);
+    return BJ_OK;
 }
 
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
@@ -209,6 +225,73 @@ static void q8_rows(void *ctx, int ith, int nth) {
     if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, n0, n1);
 }
 
+/* The packed-weight cache's kind for an int8 head (bj_cg_wcache_load_raw): int8 rows of
+ * bj_rt_q8w's stride, then one float scale per row. */
+#define HEAD_Q8_KIND 1
+#define HEAD_Q8_CHECK_ROWS 33
+
+/* A cached int8 head is keyed by the float head's bytes, but the conversion rule lives in
+ * runtime/ops.c: rows spread over the matrix are converted again and must match bit for bit,
+ * so a changed rule (or a wrong entry) is a miss, never a silently different head. */
+static bool head_q8_matches(const bj_rt_q8w *w, const bj_node *weight) {
+    uint64_t row_bytes = weight->nbytes / (uint64_t)w->N;
+    int8_t *q = malloc((size_t)w->stride);
+    bool ok = q != NULL;
+    for (int i = 0; ok && i < HEAD_Q8_CHECK_ROWS; i++) {
+        int64_t n = i == HEAD_Q8_CHECK_ROWS - 1 ? w->N - 1 : (int64_t)((uint64_t)i * (uint64_t)w->N / HEAD_Q8_CHECK_ROWS);
+        bj_node row = *weight;
+        row.data = (const uint8_t *)weight->data + (uint64_t)n * row_bytes;
+        row.nbytes = row_bytes;
+        row.shape.d[0] = 1;
+        float d;
+        bj_rt_q8w one = { .q = q, .d = &d, .N = 1, .K = w->K, .stride = w->stride };
+        bj_rt_q8w_rows(&one, &row, 0, 1);
+        ok = !memcmp(q, w->q + n * w->stride, (size_t)w->stride) && !memcmp(&d, &w->d[n], sizeof d);
+    }
+    free(q);
+    return ok;
+}
+
+/* --head q8: node id's float weight as int8 rows, mapped from the packed-weight cache (keyed
+ * by the weight's bytes) or converted on the pool and stored there. Then the float head's
+ * pages are given back: only rows an embedding looks up are read again. */
+static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, bj_error *err) {
+    const bj_node *weight = &e->g->nodes[e->g->nodes[id].in[1]];
+    bj_rt_q8w *w = &e->head8[id];
+    int64_t N = weight->shape.d[0], K = weight->shape.d[1];
+    uint64_t S = (bj_rt_q8w_bytes(N, K) - (uint64_t)N * 4) / (uint64_t)N, size = bj_rt_q8w_bytes(N, K), src[2];
+    /* Rows of the float weight must be equal slices of its bytes for the check above. */
+    bool cacheable = N > 0 && weight->nbytes % (uint64_t)N == 0 && N <= UINT32_MAX && K <= UINT32_MAX;
+    if (cacheable) {
+        char how[160];
+        snprintf(how, sizeof how, "head q8|%s|%lldx%lld|stride %llu", bj_dtype_name((bj_dtype)weight->dtype),
+                 (long long)N, (long long)K, (unsigned long long)S);
+        bj_cg_srcidx_hash(&e->cache, &e->sidx, weight->data, (size_t)weight->nbytes, how, src);
+        bj_cg_wmap *mp = &e->head8map[id];
+        BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
+        if (mp->data) {
+            *w = (bj_rt_q8w){ .q = (int8_t *)mp->data, .d = (float *)(mp->data + (uint64_t)N * S), .N = N, .K = K,
+                              .stride = (int64_t)S };
+            if (head_q8_matches(w, weight)) {
+                r->head_q8_loaded++;
+                e->released += bj_fmap_release(weight->data, weight->nbytes);
+                return BJ_OK;
+            }
+            memset(w, 0, sizeof *w);
+            bj_cg_wmap_free(mp);
+        }
+    }
+    q8_ctx c = { w, weight };
+    BJ_TRY(bj_rt_q8w_alloc(w, weight, err));
+    bj_pool_run(e->pool, q8_rows, &c);
+    if (cacheable && (uint64_t)w->stride == S) {
+        bj_cg_part parts[2] = { { w->q, (size_t)N * S }, { w->d, (size_t)N * sizeof(float) } };
+        BJ_TRY(bj_cg_wcache_store_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, src, parts, 2, err));
+    }
+    e->released += bj_fmap_release(weight->data, weight->nbytes);
+    return BJ_OK;
+}
+
 static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
     const bj_graph *g = e->g;
     int64_t total = 0, done = 0;
@@ -222,9 +305,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
         if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
-            q8_ctx c = { &e->head8[i], &g->nodes[n->in[1]] };
-            BJ_TRY(bj_rt_q8w_alloc(c.w, c.weight, err));
-            bj_pool_run(e->pool, q8_rows, &c);
+            BJ_TRY(prepare_head_q8(e, i, r, err));
             r->head_q8 = true;
         }
         if (!is_lowbit_matmul(n)) continue;
@@ -407,7 +488,8 @@ static void jit_free(bj_engine *base) {
             else free((void *)e->mm[i]->packed);
             free(e->mm[i]);
         }
-        if (e->head8) bj_rt_q8w_free(&e->head8[i]);
+        if (e->head8map && e->head8map[i].base) bj_cg_wmap_free(&e->head8map[i]);
+        else if (e->head8) bj_rt_q8w_free(&e->head8[i]);
         if (e->kc) free(e->kc[i]);
         if (e->vc) free(e->vc[i]);
     }
@@ -415,7 +497,7 @@ static void jit_free(bj_engine *base) {
     free(e->scratch);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->head8); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->head8); free(e->head8map); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -429,12 +511,13 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     size_t n = e->g->n_nodes;
     e->mm = calloc(n, sizeof *e->mm);
     e->head8 = calloc(n, sizeof *e->head8);
+    e->head8map = calloc(n, sizeof *e->head8map);
     e->head_last = calloc(n, sizeof *e->head_last);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
-    if (!e->mm || !e->head8 || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
+    if (!e->mm || !e->head8 || !e->head8map || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) /* matmul_f nodes read by nothing but output nodes */
         e->head_last[i] = e->g->nodes[i].op == BJ_OP_MATMUL_F;
@@ -457,7 +540,13 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (!o->no_tune_db && r->tune_db[0])
         BJ_TRY(bj_cg_tunedb_load(&tdb, &e->tgt, r->tune_db, &found, r->tune_warning, sizeof r->tune_warning, err));
     if (found) e->tdb = &tdb;
+    bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
+    if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
+    r->src_hashed = e->sidx.n_hashed;
+    r->src_indexed = e->sidx.n_hits;
+    r->released_bytes = e->released;
+    bj_cg_srcidx_free(&e->sidx);
     if (found) bj_cg_tunedb_free(&tdb);
     e->tdb = NULL;
     return s;
