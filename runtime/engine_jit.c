@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 typedef struct jit_mm {   /* one ternary matmul step */
@@ -58,6 +59,8 @@ typedef struct jit_engine {
     bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
     bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
     uint64_t released;    /* while preparing: bytes of source pages given back */
+    int8_t *t8buf;        /* while preparing: unpacked values of one matrix (an anonymous map) */
+    size_t t8cap;
     bool *head_last;      /* per node: a matmul_f read only by the output (its last row suffices
                              when only the last logits are wanted) */
     float **kc, **vc;     /* per node: attention KV caches */
@@ -142,20 +145,51 @@ static void weight_src_hash(jit_engine *e, uint32_t wid, uint64_t out[2]) {
  * caller had no need of it yet) and stored there. Then the source tensor's pages are given
  * back (bj_fmap_release: only when they are a mapped model file's, whose bytes stay as they
  * are): the engine reads the packed copy only, so they would double the weights' RSS. */
-static bj_status pack_weights(jit_engine *e, jit_mm *m, uint32_t wid, int8_t **t8, bj_error *err) {
+static bj_status pack_weights(jit_engine *e, jit_mm *m, uint32_t wid, const int8_t *t8, bj_error *err) {
     uint64_t size = bj_cg_packed_size(&m->desc), src[2];
     if (!size) return BJ_OK;
-    weight_src_hash(e, wid, src);
-    BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &m->wmap, err));
+    if (e->cache.enabled) { /* else nothing is looked up: no need to read the source twice */
+        weight_src_hash(e, wid, src);
+        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &m->wmap, err));
+    }
     if (m->wmap.data) {
         m->packed = m->wmap.data;
     } else {
-        if (!*t8) BJ_TRY(bj_ir_lowbit_values(e->g, wid, t8, &m->scale, err));
-        uint8_t *p = malloc(size);
-        if (!p) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
+        if (!t8) { /* unpacked into the engine's one buffer: the heap would keep every size it saw */
+            size_t nk = (size_t)(m->M * m->K);
+            if (nk > e->t8cap) {
+                if (e->t8buf) munmap(e->t8buf, e->t8cap);
+                e->t8cap = 0;
+                e->t8buf = mmap(NULL, nk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (e->t8buf == MAP_FAILED) {
+                    e->t8buf = NULL;
+                    return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of unpacked weights)", nk);
+                }
+                e->t8cap = nk;
+            }
+            BJ_TRY(bj_ir_lowbit_values_into(e->g, wid, e->t8buf, &m->scale, err));
+            t8 = e->t8buf;
+        }
+        /* Packed into an anonymous map of its own, not the heap: between the transient
+         * unpacked values (up to 17.7 MB a matrix for 2B4T) 210 long-lived heap buffers left
+         * ~350 MB of freed but resident heap after a cold start. */
+        void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
+        m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = (size_t)size }; /* freed as a map */
         m->packed = p;
-        BJ_TRY(bj_cg_pack(&m->desc, *t8, p, err));
+        BJ_TRY(bj_cg_pack(&m->desc, t8, p, err));
         BJ_TRY(bj_cg_wcache_store(&e->cache, &m->desc, src, p, err));
+        /* Then run from the entry just written (its pages are in the page cache, shared with
+         * other processes running the model) rather than from a private copy. */
+        bj_cg_wmap back;
+        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &back, err));
+        if (back.data) {
+            e->cache.n_wloaded--; /* counted as packed now, not as found in the cache */
+            bj_cg_wmap_free(&m->wmap);
+            m->wmap = back;
+            m->packed = back.data;
+        }
     }
     const bj_node *sn = weight_src(e->g, wid);
     e->released += bj_fmap_release(sn->data, sn->nbytes);
@@ -189,7 +223,7 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     if (s == BJ_OK)
         s = bj_cg_tune_pick_descs(e->tdb, &e->tgt, v, o->variant != 0, wt, (uint32_t)m->M, (uint32_t)m->K, t8, &pk, err);
     if (s == BJ_OK) tune_resolve(e, m, &pk, t8, o);
-    if (s == BJ_OK) s = pack_weights(e, m, wid, &t8, err);
+    if (s == BJ_OK) s = pack_weights(e, m, wid, t8, err);
     if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
         s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
@@ -216,13 +250,14 @@ static void describe_variants(jit_engine *e, bj_jit_report *r) {
 typedef struct q8_ctx {
     bj_rt_q8w *w;
     const bj_node *weight;
+    int64_t r0, r1; /* this round's rows */
 } q8_ctx;
 
 static void q8_rows(void *ctx, int ith, int nth) {
     q8_ctx *c = ctx;
     int64_t n0, n1;
-    bj_pool_split(c->w->N, 64, ith, nth, &n0, &n1);
-    if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, n0, n1);
+    bj_pool_split(c->r1 - c->r0, 64, ith, nth, &n0, &n1);
+    if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, c->r0 + n0, c->r0 + n1);
 }
 
 /* The packed-weight cache's kind for an int8 head (bj_cg_wcache_load_raw): int8 rows of
@@ -252,6 +287,22 @@ static bool head_q8_matches(const bj_rt_q8w *w, const bj_node *weight) {
     return ok;
 }
 
+/* w = weight at 8 bits, converted on the pool in rounds of rows; with by_rows (rows are equal
+ * slices of the bytes) each round's float rows are given back after it, so the float head and
+ * its int8 copy are never resident whole at once (2B4T: 656 + 328 MB). */
+static bj_status head_q8_convert(jit_engine *e, bj_rt_q8w *w, const bj_node *weight, bool by_rows, bj_error *err) {
+    BJ_TRY(bj_rt_q8w_alloc(w, weight, err));
+    int64_t N = w->N;
+    uint64_t row_bytes = N > 0 ? weight->nbytes / (uint64_t)N : 0;
+    for (int64_t r0 = 0; r0 < N; r0 += 4096) {
+        q8_ctx c = { w, weight, r0, r0 + 4096 < N ? r0 + 4096 : N };
+        bj_pool_run(e->pool, q8_rows, &c);
+        if (by_rows) bj_fmap_release((const uint8_t *)weight->data + (uint64_t)r0 * row_bytes,
+                                     (uint64_t)(c.r1 - r0) * row_bytes);
+    }
+    return BJ_OK;
+}
+
 /* --head q8: node id's float weight as int8 rows, mapped from the packed-weight cache (keyed
  * by the weight's bytes) or converted on the pool and stored there. Then the float head's
  * pages are given back: only rows an embedding looks up are read again. */
@@ -260,13 +311,18 @@ static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, b
     bj_rt_q8w *w = &e->head8[id];
     int64_t N = weight->shape.d[0], K = weight->shape.d[1];
     uint64_t S = (bj_rt_q8w_bytes(N, K) - (uint64_t)N * 4) / (uint64_t)N, size = bj_rt_q8w_bytes(N, K), src[2];
-    /* Rows of the float weight must be equal slices of its bytes for the check above. */
-    bool cacheable = N > 0 && weight->nbytes % (uint64_t)N == 0 && N <= UINT32_MAX && K <= UINT32_MAX;
+    /* Rows of the float weight must be equal slices of its bytes for the check above (and to
+     * give rows back as they are converted). */
+    bool sliced = N > 0 && weight->nbytes % (uint64_t)N == 0;
+    bool cacheable = e->cache.enabled && sliced && N <= UINT32_MAX && K <= UINT32_MAX;
     if (cacheable) {
         char how[160];
         snprintf(how, sizeof how, "head q8|%s|%lldx%lld|stride %llu", bj_dtype_name((bj_dtype)weight->dtype),
                  (long long)N, (long long)K, (unsigned long long)S);
         bj_cg_srcidx_hash(&e->cache, &e->sidx, weight->data, (size_t)weight->nbytes, how, src);
+        /* If that read the float head (not in the index), it need not stay: a cache hit reads
+         * 33 rows of it, a conversion faults it in again one round of rows at a time. */
+        bj_fmap_release(weight->data, weight->nbytes);
         bj_cg_wmap *mp = &e->head8map[id];
         BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
         if (mp->data) {
@@ -281,12 +337,23 @@ static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, b
             bj_cg_wmap_free(mp);
         }
     }
-    q8_ctx c = { w, weight };
-    BJ_TRY(bj_rt_q8w_alloc(w, weight, err));
-    bj_pool_run(e->pool, q8_rows, &c);
+    BJ_TRY(head_q8_convert(e, w, weight, sliced, err));
     if (cacheable && (uint64_t)w->stride == S) {
         bj_cg_part parts[2] = { { w->q, (size_t)N * S }, { w->d, (size_t)N * sizeof(float) } };
         BJ_TRY(bj_cg_wcache_store_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, src, parts, 2, err));
+        /* As for packed weights, run from the entry just written, and free the heap copy
+         * first so that the two are not resident together (328 MB each for 2B4T). Should the
+         * entry not map back (disk trouble), the head is converted once more. */
+        bj_cg_wmap *mp = &e->head8map[id];
+        if (e->cache.enabled) {
+            bj_rt_q8w_free(w);
+            BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
+            if (mp->data)
+                *w = (bj_rt_q8w){ .q = (int8_t *)mp->data, .d = (float *)(mp->data + (uint64_t)N * S), .N = N,
+                                  .K = K, .stride = (int64_t)S };
+            else
+                BJ_TRY(head_q8_convert(e, w, weight, false, err));
+        }
     }
     e->released += bj_fmap_release(weight->data, weight->nbytes);
     return BJ_OK;
@@ -542,6 +609,9 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (found) e->tdb = &tdb;
     bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
+    if (e->t8buf) munmap(e->t8buf, e->t8cap);
+    e->t8buf = NULL;
+    e->t8cap = 0;
     if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
     r->src_hashed = e->sidx.n_hashed;
     r->src_indexed = e->sidx.n_hits;
