@@ -1,10 +1,13 @@
 /* runtime/engine_jit.c -- the JIT engine: an execution plan over the graph whose ternary
  * matmuls are generated kernels.
  *
- * Creation: detect the target, then for each matmul_t take the weight's ternary values,
- * choose a kernel (descriptor by the tuning database, else the cost rule, or forced), pack the weights into the
- * kernel's layout and get the kernel from the JIT, the disk cache or a fresh compile
- * (bj_cg_kernel_get). Identical shapes share one kernel. Each matmul step keeps a libffi
+ * Creation: detect the target, then for each matmul_t choose a kernel (descriptor by the
+ * tuning database, else the cost rule, or forced), map the weights in the kernel's layout from
+ * the packed-weight cache (found by the source tensor's hash, from the source index when the
+ * model file is unchanged) and get the kernel from the JIT, the disk cache or a fresh compile
+ * (bj_cg_kernel_get); the misses are then unpacked and packed on the thread pool and stored.
+ * Source pages are given back once packed, so RSS holds one copy of the weights. Identical
+ * shapes share one kernel. Each matmul step keeps a libffi
  * call interface prepared once, so kernels keep their natural typed C signature.
  *
  * A step runs on the thread pool: every op is split by rows (tokens, output rows or heads)
@@ -35,6 +38,10 @@ typedef struct jit_mm {   /* one ternary matmul step */
     bj_cg_wmap wmap;       /* ... mapped from the packed-weight cache */
     double scale;
     int64_t M, K, row_block;
+    /* Cache miss, packed after every look-up (pack_pending): the weight node, the source hash. */
+    bool pending;
+    uint32_t wid;
+    uint64_t src[2];
 } jit_mm;
 
 typedef struct jit_buf {  /* one node's result, sized for cap_T tokens */
@@ -59,8 +66,6 @@ typedef struct jit_engine {
     bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
     bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
     uint64_t released;    /* while preparing: bytes of source pages given back */
-    int8_t *t8buf;        /* while preparing: unpacked values of one matrix (an anonymous map) */
-    size_t t8cap;
     bool *head_last;      /* per node: a matmul_f read only by the output (its last row suffices
                              when only the last logits are wanted) */
     float **kc, **vc;     /* per node: attention KV caches */
@@ -141,59 +146,118 @@ static void weight_src_hash(jit_engine *e, uint32_t wid, uint64_t out[2]) {
     bj_cg_srcidx_hash(&e->cache, &e->sidx, src->data, (size_t)src->nbytes, how, out);
 }
 
-/* m->packed: mapped from the packed-weight cache, else packed from *t8 (unpacked now if the
- * caller had no need of it yet) and stored there. Then the source tensor's pages are given
- * back (bj_fmap_release: only when they are a mapped model file's, whose bytes stay as they
- * are): the engine reads the packed copy only, so they would double the weights' RSS. */
-static bj_status pack_weights(jit_engine *e, jit_mm *m, uint32_t wid, const int8_t *t8, bj_error *err) {
-    uint64_t size = bj_cg_packed_size(&m->desc), src[2];
+/* m->packed: mapped from the packed-weight cache and the source tensor's pages given back
+ * (bj_fmap_release: only when they are a mapped model file's, whose bytes stay as they are;
+ * the engine reads the packed copy only, so they would double the weights' RSS). On a miss
+ * the matrix is left pending for pack_pending. Weights as code have no packed bytes. */
+static bj_status lookup_packed(jit_engine *e, jit_mm *m, uint32_t wid, bj_error *err) {
+    uint64_t size = bj_cg_packed_size(&m->desc);
     if (!size) return BJ_OK;
+    m->wid = wid;
     if (e->cache.enabled) { /* else nothing is looked up: no need to read the source twice */
-        weight_src_hash(e, wid, src);
-        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &m->wmap, err));
+        weight_src_hash(e, wid, m->src);
+        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, m->src, &m->wmap, err));
     }
     if (m->wmap.data) {
         m->packed = m->wmap.data;
-    } else {
-        if (!t8) { /* unpacked into the engine's one buffer: the heap would keep every size it saw */
-            size_t nk = (size_t)(m->M * m->K);
-            if (nk > e->t8cap) {
-                if (e->t8buf) munmap(e->t8buf, e->t8cap);
-                e->t8cap = 0;
-                e->t8buf = mmap(NULL, nk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-                if (e->t8buf == MAP_FAILED) {
-                    e->t8buf = NULL;
-                    return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of unpacked weights)", nk);
-                }
-                e->t8cap = nk;
+        const bj_node *sn = weight_src(e->g, wid);
+        e->released += bj_fmap_release(sn->data, sn->nbytes);
+        return BJ_OK;
+    }
+    m->pending = true;
+    return BJ_OK;
+}
+
+/* ---- packing the cache misses on the pool -------------------------------------------------
+ * Unpacking, checking and packing 2 G weights is most of a cold start (2B4T): the misses are
+ * packed after all look-ups, whole matrices spread over the pool's threads, each thread
+ * unpacking into one buffer of its own (an anonymous map, so no heap keeps every size it saw)
+ * and packing into an anonymous map per matrix. Then, in order on this thread, each is stored
+ * and the engine runs from the entry just written (page cache, shared between processes). */
+typedef struct pend_ctx {
+    jit_engine *e;
+    jit_mm **mm;      /* the pending matmuls */
+    uint32_t *ids;    /* their nodes, for messages */
+    int64_t n;
+    bj_status *st;    /* per matmul */
+    bj_error *errs;   /* per matmul */
+} pend_ctx;
+
+static void pack_one_thread(void *ctx, int ith, int nth) {
+    pend_ctx *c = ctx;
+    int8_t *buf = NULL;
+    size_t cap = 0;
+    for (int64_t j = ith; j < c->n; j += nth) {
+        jit_mm *m = c->mm[j];
+        bj_error *err = &c->errs[j];
+        size_t nk = (size_t)(m->M * m->K), size = (size_t)bj_cg_packed_size(&m->desc);
+        if (nk > cap) {
+            if (buf) munmap(buf, cap);
+            cap = 0;
+            buf = mmap(NULL, nk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (buf == MAP_FAILED) {
+                buf = NULL;
+                c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of unpacked weights)", nk);
+                continue;
             }
-            BJ_TRY(bj_ir_lowbit_values_into(e->g, wid, e->t8buf, &m->scale, err));
-            t8 = e->t8buf;
+            cap = nk;
         }
-        /* Packed into an anonymous map of its own, not the heap: between the transient
-         * unpacked values (up to 17.7 MB a matrix for 2B4T) 210 long-lived heap buffers left
-         * ~350 MB of freed but resident heap after a cold start. */
-        void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
-        m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = (size_t)size }; /* freed as a map */
+        c->st[j] = bj_ir_lowbit_values_into(c->e->g, m->wid, buf, &m->scale, err);
+        const bj_node *sn = weight_src(c->e->g, m->wid);
+        bj_fmap_release(sn->data, sn->nbytes); /* read once more only by a later hash of a changed file */
+        if (c->st[j] != BJ_OK) continue;
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of packed weights)", size);
+            continue;
+        }
+        m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = size }; /* freed as a map */
         m->packed = p;
-        BJ_TRY(bj_cg_pack(&m->desc, t8, p, err));
-        BJ_TRY(bj_cg_wcache_store(&e->cache, &m->desc, src, p, err));
-        /* Then run from the entry just written (its pages are in the page cache, shared with
-         * other processes running the model) rather than from a private copy. */
-        bj_cg_wmap back;
-        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &back, err));
+        c->st[j] = bj_cg_pack(&m->desc, buf, p, err);
+    }
+    if (buf) munmap(buf, cap);
+}
+
+static bj_status pack_pending(jit_engine *e, bj_error *err) {
+    const bj_graph *g = e->g;
+    int64_t n = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++) n += e->mm[i] && e->mm[i]->pending;
+    if (!n) return BJ_OK;
+    pend_ctx c = { e, calloc((size_t)n, sizeof *c.mm), calloc((size_t)n, sizeof *c.ids), n,
+                   calloc((size_t)n, sizeof *c.st), calloc((size_t)n, sizeof *c.errs) };
+    bj_status s = BJ_OK;
+    if (!c.mm || !c.ids || !c.st || !c.errs) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (uint32_t i = 0, j = 0; s == BJ_OK && i < g->n_nodes; i++)
+        if (e->mm[i] && e->mm[i]->pending) { c.mm[j] = e->mm[i]; c.ids[j++] = i; }
+    if (s == BJ_OK) bj_pool_run(e->pool, pack_one_thread, &c);
+    for (int64_t j = 0; s == BJ_OK && j < n; j++) {
+        jit_mm *m = c.mm[j];
+        if (c.st[j] != BJ_OK) {
+            *err = c.errs[j];
+            const bj_node *w = &g->nodes[m->wid];
+            bj_error_prefix(err, "matmul %%%u (weight '%s', %lldx%lld)", c.ids[j], w->name ? w->name : "?",
+                            (long long)m->M, (long long)m->K);
+            s = c.st[j];
+            break;
+        }
+        m->pending = false;
+        if (!e->cache.enabled) { e->released += weight_src(g, m->wid)->nbytes; continue; }
+        s = bj_cg_wcache_store(&e->cache, &m->desc, m->src, m->packed, err);
+        bj_cg_wmap back = { 0 };
+        if (s == BJ_OK) s = bj_cg_wcache_load(&e->cache, &m->desc, m->src, &back, err);
         if (back.data) {
             e->cache.n_wloaded--; /* counted as packed now, not as found in the cache */
             bj_cg_wmap_free(&m->wmap);
             m->wmap = back;
             m->packed = back.data;
         }
+        e->released += weight_src(g, m->wid)->nbytes;
     }
-    const bj_node *sn = weight_src(e->g, wid);
-    e->released += bj_fmap_release(sn->data, sn->nbytes);
-    return BJ_OK;
+    free(c.mm);
+    free(c.ids);
+    free(c.st);
+    free(c.errs);
+    return s;
 }
 
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
@@ -223,7 +287,7 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     if (s == BJ_OK)
         s = bj_cg_tune_pick_descs(e->tdb, &e->tgt, v, o->variant != 0, wt, (uint32_t)m->M, (uint32_t)m->K, t8, &pk, err);
     if (s == BJ_OK) tune_resolve(e, m, &pk, t8, o);
-    if (s == BJ_OK) s = pack_weights(e, m, wid, t8, err);
+    if (s == BJ_OK) s = lookup_packed(e, m, wid, err);
     if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
         s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
@@ -383,7 +447,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         if (o->progress) o->progress(o->progress_ud, ++done, total);
     }
     r->n_matmuls = total;
-    return BJ_OK;
+    return pack_pending(e, err);
 }
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -609,9 +673,6 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (found) e->tdb = &tdb;
     bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
-    if (e->t8buf) munmap(e->t8buf, e->t8cap);
-    e->t8buf = NULL;
-    e->t8cap = 0;
     if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
     r->src_hashed = e->sidx.n_hashed;
     r->src_indexed = e->sidx.n_hits;

@@ -244,3 +244,40 @@ Test(jit_srcidx, head_q8_from_the_cache, .timeout = 600) {
     free(l1);
     unlink(path);
 }
+
+/* A weight with an invalid code fails engine creation with the matmul and weight named, when
+ * the cache misses are packed on the pool (2 threads) as when they were packed one by one. */
+Test(jit_srcidx, invalid_code_found_when_packing_on_the_pool, .timeout = 600) {
+    char path[4096], dir[4096];
+    snprintf(path, sizeof path, "%s/srcidx-bad-%d.gguf", BJ_TEST_TMP, (int)getpid());
+    snprintf(dir, sizeof dir, "%s/srcidx-bad-%d", BJ_TEST_TMP, (int)getpid());
+    make_gguf(path);
+    bj_model m;
+    load(&m, path);
+    uint64_t off = 0;
+    int seen = 0;
+    for (uint32_t i = 0; i < m.graph.n_nodes && !off; i++) { /* the third ternary weight */
+        const bj_node *n = &m.graph.nodes[i];
+        if (n->op == BJ_OP_WEIGHT && n->dtype == BJ_DT_I2S && ++seen == 3)
+            off = (uint64_t)((const uint8_t *)n->data - m.gguf->map.data) + 5;
+    }
+    cr_assert_gt(off, 0u);
+    bj_model_free(&m);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t bad = 0xFF; /* code 3: not a ternary value */
+    cr_assert_eq(pwrite(fd, &bad, 1, (off_t)off), 1);
+    close(fd);
+    load(&m, path);
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.cache_dir = dir;
+    bj_engine *e = (bj_engine *)1;
+    bj_error err = { 0 };
+    cr_expect_eq(bj_jit_engine_create(&e, &m.graph, &o, NULL, &err), BJ_E_FORMAT, "%s", err.msg);
+    cr_expect_null(e);
+    cr_expect(strstr(err.msg, "matmul %") && strstr(err.msg, "invalid"), "%s", err.msg);
+    bj_model_free(&m);
+    unlink(path);
+}
