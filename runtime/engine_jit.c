@@ -164,6 +164,10 @@ static bj_status lookup_packed(jit_engine *e, jit_mm *m, uint32_t wid, bj_error 
         e->released += bj_fmap_release(sn->data, sn->nbytes);
         return BJ_OK;
     }
+    /* A miss: hashing read the source; it is read again when packed after all look-ups, so
+     * that the sources, the --head q8 conversion and the packing are never resident at once. */
+    const bj_node *sn = weight_src(e->g, wid);
+    bj_fmap_release(sn->data, sn->nbytes);
     m->pending = true;
     return BJ_OK;
 }
