@@ -211,8 +211,8 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *pa
                 (unsigned long long)r.loaded, r.compile_ms, r.create_ms, (unsigned long long)r.packed_loaded, r.variants,
                 r.cache_dir, o->jit.n_threads);
     if (o->verbose)
-        fprintf(stderr, "%s: source tensors: %llu hashed, %llu known unchanged from the source index; %.1f MB of their "
-                        "pages given back%s\n",
+        fprintf(stderr, "%s: source tensors: %llu hashed, %llu known unchanged from the source index; %.1f MB of them "
+                        "not kept resident (pages given back once packed)%s\n",
                 bj_cli_prog, (unsigned long long)r.src_hashed, (unsigned long long)r.src_indexed,
                 (double)r.released_bytes * 1e-6,
                 r.head_q8 ? (r.head_q8_loaded ? "; 8-bit head from the cache" : "; 8-bit head converted") : "");
