@@ -214,13 +214,14 @@ bool bj_cg_write_all(int fd, const void *buf, size_t n) {
     return true;
 }
 
-void bj_cg_cache_write(bj_cg_cache *c, const char *path, const void *a, size_t na, const void *b, size_t nb) {
+void bj_cg_cache_writev(bj_cg_cache *c, const char *path, const bj_cg_part *parts, int n_parts) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", c->dir);
     int fd = mkstemp(tmp), e = 0;
     if (fd < 0) e = errno;
     else {
-        bool ok = bj_cg_write_all(fd, a, na) && bj_cg_write_all(fd, b, nb);
+        bool ok = true;
+        for (int i = 0; i < n_parts && ok; i++) ok = bj_cg_write_all(fd, parts[i].p, parts[i].n);
         if (!ok) e = errno ? errno : EIO;
         if (close(fd) && !e) e = errno;
         if (!e && rename(tmp, path)) e = errno;
@@ -230,6 +231,11 @@ void bj_cg_cache_write(bj_cg_cache *c, const char *path, const void *a, size_t n
         bj_cg_cache_warn(c, BJ_CG_CACHE_W_WRITE, "cannot write %.300s (caching is off)", path, e);
         c->enabled = false;
     }
+}
+
+void bj_cg_cache_write(bj_cg_cache *c, const char *path, const void *a, size_t na, const void *b, size_t nb) {
+    bj_cg_part parts[2] = { { a, na }, { b, nb } };
+    bj_cg_cache_writev(c, path, parts, 2);
 }
 
 bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_object *o, bj_error *err) {

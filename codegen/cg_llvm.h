@@ -133,5 +133,7 @@ bool bj_cg_write_all(int fd, const void *buf, size_t n);
 /* Writes a then b to path through a temp file and rename (an entry is whole or absent); a
  * failure turns the cache off with a warning. */
 void bj_cg_cache_write(bj_cg_cache *c, const char *path, const void *a, size_t na, const void *b, size_t nb);
+/* The same for the concatenation of n_parts parts. */
+void bj_cg_cache_writev(bj_cg_cache *c, const char *path, const bj_cg_part *parts, int n_parts);
 
 #endif

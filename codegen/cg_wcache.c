@@ -49,47 +49,43 @@ void bj_cg_wcache_src_hash(const void *data, size_t n, const char *how, uint64_t
     out[1] = h.high64;
 }
 
-static void bj_cg_wcache_hdr_fill(const bj_cg_kdesc *d, const uint64_t src[2], const uint8_t *payload, uint64_t size,
-                                  bj_cg_wcache_hdr *h) {
-    memset(h, 0, sizeof *h);
-    memcpy(h->magic, BJ_CG_WCACHE_MAGIC, 8);
-    h->format = BJ_CG_WCACHE_FORMAT;
-    h->hdr_size = BJ_CG_WCACHE_HDR;
-    h->variant = d->variant;
-    h->wtype = d->wtype;
-    h->m = d->m;
-    h->k = d->k;
-    h->src[0] = src[0];
-    h->src[1] = src[1];
-    h->size = size;
-    h->payload_hash = XXH3_64bits(payload, size);
-    h->hdr_hash = XXH3_64bits(h, offsetof(bj_cg_wcache_hdr, hdr_hash));
+/* What an entry's bytes are: a kernel layout (variant, wtype of a descriptor), or with
+ * variant BJ_CG_WCACHE_RAW another derivation the caller names by kind (wtype). */
+#define BJ_CG_WCACHE_RAW 0xFF
+typedef struct wlayout {
+    uint8_t variant, wtype;
+    uint32_t m, k;
+    uint64_t size;
+} wlayout;
+
+static wlayout layout_of(const bj_cg_kdesc *d) {
+    return (wlayout){ (uint8_t)d->variant, (uint8_t)d->wtype, d->m, d->k, bj_cg_packed_size(d) };
 }
 
-static bj_status bj_cg_wcache_path(const bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t src[2], char *buf,
+static bj_status bj_cg_wcache_path(const bj_cg_cache *c, const wlayout *l, const uint64_t src[2], char *buf,
                                    size_t cap, bj_error *err) {
-    uint64_t layout[3] = { (uint64_t)d->variant << 8 | d->wtype, d->m, d->k };
+    uint64_t layout[3] = { (uint64_t)l->variant << 8 | l->wtype, l->m, l->k };
     uint64_t key = XXH3_64bits_withSeed(layout, sizeof layout, src[0] ^ src[1]);
     int n = snprintf(buf, cap, "%s/w-%016llx.bin", c->dir, (unsigned long long)key);
     if (n < 0 || (size_t)n >= cap) return BJ_FAIL(err, BJ_E_INVALID, "kernel cache path too long");
     return BJ_OK;
 }
 
-bj_status bj_cg_wcache_load(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t src[2], bj_cg_wmap *out,
-                            bj_error *err) {
+static bj_status wcache_load(bj_cg_cache *c, const wlayout *l, const uint64_t src[2], bj_cg_wmap *out,
+                             bj_error *err) {
     char path[4200];
     memset(out, 0, sizeof *out);
     if (!c->enabled) return BJ_OK;
-    BJ_TRY(bj_cg_wcache_path(c, d, src, path, sizeof path, err));
+    BJ_TRY(bj_cg_wcache_path(c, l, src, path, sizeof path, err));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return BJ_OK; /* a miss */
     struct stat st;
     bj_cg_wcache_hdr h;
-    uint64_t size = bj_cg_packed_size(d);
+    uint64_t size = l->size;
     bool ok = !fstat(fd, &st) && st.st_size >= BJ_CG_WCACHE_HDR && bj_cg_read_all(fd, &h, sizeof h) &&
               !memcmp(h.magic, BJ_CG_WCACHE_MAGIC, 8) && h.format == BJ_CG_WCACHE_FORMAT &&
               h.hdr_size == BJ_CG_WCACHE_HDR && h.hdr_hash == XXH3_64bits(&h, offsetof(bj_cg_wcache_hdr, hdr_hash)) &&
-              h.variant == d->variant && h.wtype == d->wtype && h.m == d->m && h.k == d->k && h.src[0] == src[0] &&
+              h.variant == l->variant && h.wtype == l->wtype && h.m == l->m && h.k == l->k && h.src[0] == src[0] &&
               h.src[1] == src[1] && h.size == size && (uint64_t)st.st_size == BJ_CG_WCACHE_HDR + size;
     void *base = MAP_FAILED;
     if (ok) {
@@ -106,27 +102,238 @@ bj_status bj_cg_wcache_load(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t
     out->base = base;
     out->len = (size_t)st.st_size;
     out->data = (const uint8_t *)base + BJ_CG_WCACHE_HDR;
-    c->n_wloaded++;
+    return BJ_OK;
+}
+
+static bj_status wcache_store(bj_cg_cache *c, const wlayout *l, const uint64_t src[2], const bj_cg_part *parts,
+                              int n_parts, bj_error *err) {
+    char path[4200];
+    if (!c->enabled) return BJ_OK;
+    BJ_TRY(bj_cg_wcache_path(c, l, src, path, sizeof path, err));
+    uint64_t size = 0;
+    XXH3_state_t *st = XXH3_createState();
+    uint8_t *hdr = calloc(1, BJ_CG_WCACHE_HDR);
+    bj_cg_part all[9];
+    if (!st || !hdr || n_parts > 8 || XXH3_64bits_reset(st) != XXH_OK) { /* not caching is never an error */
+        XXH3_freeState(st);
+        free(hdr);
+        return BJ_OK;
+    }
+    all[0] = (bj_cg_part){ hdr, BJ_CG_WCACHE_HDR };
+    for (int i = 0; i < n_parts; i++) {
+        XXH3_64bits_update(st, parts[i].p, parts[i].n);
+        size += parts[i].n;
+        all[i + 1] = parts[i];
+    }
+    BJ_ASSERT(size == l->size);
+    bj_cg_wcache_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, BJ_CG_WCACHE_MAGIC, 8);
+    h.format = BJ_CG_WCACHE_FORMAT;
+    h.hdr_size = BJ_CG_WCACHE_HDR;
+    h.variant = l->variant;
+    h.wtype = l->wtype;
+    h.m = l->m;
+    h.k = l->k;
+    h.src[0] = src[0];
+    h.src[1] = src[1];
+    h.size = size;
+    h.payload_hash = XXH3_64bits_digest(st);
+    h.hdr_hash = XXH3_64bits(&h, offsetof(bj_cg_wcache_hdr, hdr_hash));
+    memcpy(hdr, &h, sizeof h);
+    bj_cg_cache_writev(c, path, all, n_parts + 1);
+    XXH3_freeState(st);
+    free(hdr);
+    return BJ_OK;
+}
+
+bj_status bj_cg_wcache_load(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t src[2], bj_cg_wmap *out,
+                            bj_error *err) {
+    wlayout l = layout_of(d);
+    BJ_TRY(wcache_load(c, &l, src, out, err));
+    if (out->data) c->n_wloaded++;
     return BJ_OK;
 }
 
 bj_status bj_cg_wcache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_t src[2], const uint8_t *packed,
                              bj_error *err) {
-    char path[4200];
-    if (!c->enabled) return BJ_OK;
-    BJ_TRY(bj_cg_wcache_path(c, d, src, path, sizeof path, err));
-    uint8_t *hdr = calloc(1, BJ_CG_WCACHE_HDR);
-    if (!hdr) return BJ_OK; /* not caching is never an error */
-    bj_cg_wcache_hdr h;
-    uint64_t size = bj_cg_packed_size(d);
-    bj_cg_wcache_hdr_fill(d, src, packed, size, &h);
-    memcpy(hdr, &h, sizeof h);
-    bj_cg_cache_write(c, path, hdr, BJ_CG_WCACHE_HDR, packed, size);
-    free(hdr);
-    return BJ_OK;
+    wlayout l = layout_of(d);
+    bj_cg_part p = { packed, l.size };
+    return wcache_store(c, &l, src, &p, 1, err);
+}
+
+bj_status bj_cg_wcache_load_raw(bj_cg_cache *c, uint8_t kind, uint32_t m, uint32_t k, uint64_t size,
+                                const uint64_t src[2], bj_cg_wmap *out, bj_error *err) {
+    wlayout l = { BJ_CG_WCACHE_RAW, kind, m, k, size };
+    return wcache_load(c, &l, src, out, err);
+}
+
+bj_status bj_cg_wcache_store_raw(bj_cg_cache *c, uint8_t kind, uint32_t m, uint32_t k, const uint64_t src[2],
+                                 const bj_cg_part *parts, int n_parts, bj_error *err) {
+    uint64_t size = 0;
+    for (int i = 0; i < n_parts; i++) size += parts[i].n;
+    wlayout l = { BJ_CG_WCACHE_RAW, kind, m, k, size };
+    return wcache_store(c, &l, src, parts, n_parts, err);
 }
 
 void bj_cg_wmap_free(bj_cg_wmap *m) {
     if (m->base) munmap(m->base, m->len);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- source-hash index ---------------------------------------------------------------------
+ * File s-<XXH3 of dev, ino>.idx: a header naming the file's identity, n entries, then the
+ * XXH3_64 of everything before it. Used only when the whole file checks and the identity is the
+ * mapped file's now; anything else is ignored (and replaced by the next save). */
+#define BJ_CG_SRCIDX_MAGIC "BJSIDX01"
+#define BJ_CG_SRCIDX_MAX (1u << 20) /* entries; a model has hundreds */
+
+int64_t bj_cg_srcidx_racy_ns = 2000000000;
+
+typedef struct srcidx_hdr {
+    char magic[8];
+    uint32_t format, n;
+    uint64_t dev, ino, size;
+    int64_t mtime_ns, ctime_ns;
+} srcidx_hdr;
+
+typedef struct srcidx_ent {
+    uint64_t off, n, how; /* tensor offset and bytes in the file, XXH3_64 of the rule */
+    uint64_t src[2];
+} srcidx_ent;
+_Static_assert(sizeof(srcidx_hdr) == 56 && sizeof(srcidx_ent) == 40, "source index layout is the file format");
+
+struct bj_cg_srcidx_file {
+    bj_fmap_loc id;   /* the identity when first asked (now_ns: when) */
+    const void *probe; /* a byte of the map, to ask for the identity again */
+    bool stable;      /* the identity has not changed since */
+    bool dirty;       /* hashes were computed: save */
+    srcidx_ent *ent;  /* loaded and new */
+    uint32_t n, cap;
+};
+
+static bool same_file(const bj_fmap_loc *a, const bj_fmap_loc *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns &&
+           a->ctime_ns == b->ctime_ns;
+}
+
+static bj_status srcidx_path(const bj_cg_cache *c, const bj_fmap_loc *id, char *buf, size_t cap) {
+    uint64_t k[2] = { id->dev, id->ino };
+    int n = snprintf(buf, cap, "%s/s-%016llx.idx", c->dir, (unsigned long long)XXH3_64bits(k, sizeof k));
+    return n < 0 || (size_t)n >= cap ? BJ_E_INVALID : BJ_OK;
+}
+
+static void srcidx_read(const bj_cg_cache *c, bj_cg_srcidx_file *f) {
+    char path[4200];
+    if (srcidx_path(c, &f->id, path, sizeof path) != BJ_OK) return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    srcidx_hdr h;
+    uint64_t sum;
+    bool ok = !fstat(fd, &st) && (size_t)st.st_size >= sizeof h + sizeof sum && bj_cg_read_all(fd, &h, sizeof h) &&
+              !memcmp(h.magic, BJ_CG_SRCIDX_MAGIC, 8) && h.format == 1 && h.n <= BJ_CG_SRCIDX_MAX &&
+              (uint64_t)st.st_size == sizeof h + (uint64_t)h.n * sizeof(srcidx_ent) + sizeof sum && h.dev == f->id.dev &&
+              h.ino == f->id.ino && h.size == f->id.size && h.mtime_ns == f->id.mtime_ns && h.ctime_ns == f->id.ctime_ns;
+    srcidx_ent *e = ok ? malloc((size_t)h.n * sizeof *e + 1) : NULL;
+    ok = e && bj_cg_read_all(fd, e, (size_t)h.n * sizeof *e) && bj_cg_read_all(fd, &sum, sizeof sum);
+    close(fd);
+    if (ok) {
+        XXH3_state_t *s = XXH3_createState();
+        ok = s && XXH3_64bits_reset(s) == XXH_OK && XXH3_64bits_update(s, &h, sizeof h) == XXH_OK &&
+             XXH3_64bits_update(s, e, (size_t)h.n * sizeof *e) == XXH_OK && XXH3_64bits_digest(s) == sum;
+        XXH3_freeState(s);
+    }
+    if (!ok) { free(e); return; } /* stale or damaged: ignored, rewritten by the next save */
+    f->ent = e;
+    f->n = f->cap = h.n;
+}
+
+void bj_cg_srcidx_init(bj_cg_srcidx *x) { memset(x, 0, sizeof *x); }
+
+void bj_cg_srcidx_free(bj_cg_srcidx *x) {
+    for (int i = 0; i < x->n_files; i++) free(x->files[i].ent);
+    free(x->files);
+    memset(x, 0, sizeof *x);
+}
+
+/* The entry of f for one tensor, or NULL. */
+static srcidx_ent *srcidx_find(bj_cg_srcidx_file *f, uint64_t off, uint64_t n, uint64_t how) {
+    for (uint32_t i = 0; i < f->n; i++)
+        if (f->ent[i].off == off && f->ent[i].n == n && f->ent[i].how == how) return &f->ent[i];
+    return NULL;
+}
+
+void bj_cg_srcidx_hash(bj_cg_cache *c, bj_cg_srcidx *x, const void *data, size_t n, const char *how,
+                       uint64_t out[2]) {
+    bj_fmap_loc loc;
+    bj_cg_srcidx_file *f = NULL;
+    uint64_t how_h = XXH3_64bits(how, strlen(how));
+    if (c->enabled && bj_fmap_locate(data, n, &loc)) {
+        for (int i = 0; i < x->n_files && !f; i++)
+            if (x->files[i].id.dev == loc.dev && x->files[i].id.ino == loc.ino) f = &x->files[i];
+        if (!f) {
+            bj_cg_srcidx_file *fs = realloc(x->files, ((size_t)x->n_files + 1) * sizeof *fs);
+            if (fs) {
+                x->files = fs;
+                f = &fs[x->n_files++];
+                memset(f, 0, sizeof *f);
+                f->id = loc;
+                f->probe = data;
+                f->stable = true;
+                srcidx_read(c, f);
+            }
+        }
+        if (f && !same_file(&f->id, &loc)) f->stable = false; /* changed while we read it: no index */
+    }
+    srcidx_ent *e = f && f->stable ? srcidx_find(f, loc.offset, n, how_h) : NULL;
+    if (e) {
+        out[0] = e->src[0];
+        out[1] = e->src[1];
+        x->n_hits++;
+        return;
+    }
+    bj_cg_wcache_src_hash(data, n, how, out);
+    x->n_hashed++;
+    if (!f || !f->stable) return;
+    if (f->n == f->cap) {
+        uint32_t cap = f->cap ? 2 * f->cap : 64;
+        srcidx_ent *ne = cap <= BJ_CG_SRCIDX_MAX ? realloc(f->ent, (size_t)cap * sizeof *ne) : NULL;
+        if (!ne) return; /* not remembered: hashed again next time */
+        f->ent = ne;
+        f->cap = cap;
+    }
+    f->ent[f->n++] = (srcidx_ent){ loc.offset, n, how_h, { out[0], out[1] } };
+    f->dirty = true;
+}
+
+void bj_cg_srcidx_save(bj_cg_cache *c, bj_cg_srcidx *x) {
+    for (int i = 0; i < x->n_files && c->enabled; i++) {
+        bj_cg_srcidx_file *f = &x->files[i];
+        if (!f->dirty || !f->stable || f->id.now_ns - f->id.ctime_ns < bj_cg_srcidx_racy_ns) continue;
+        /* Still the file we hashed? The identity is re-read through the same open map. */
+        bj_fmap_loc now;
+        if (!bj_fmap_locate(f->probe, 0, &now) || !same_file(&f->id, &now)) continue;
+        char path[4200];
+        if (srcidx_path(c, &f->id, path, sizeof path) != BJ_OK) continue;
+        srcidx_hdr h;
+        memset(&h, 0, sizeof h);
+        memcpy(h.magic, BJ_CG_SRCIDX_MAGIC, 8);
+        h.format = 1;
+        h.n = f->n;
+        h.dev = f->id.dev;
+        h.ino = f->id.ino;
+        h.size = f->id.size;
+        h.mtime_ns = f->id.mtime_ns;
+        h.ctime_ns = f->id.ctime_ns;
+        XXH3_state_t *s = XXH3_createState();
+        if (!s || XXH3_64bits_reset(s) != XXH_OK) { XXH3_freeState(s); continue; }
+        XXH3_64bits_update(s, &h, sizeof h);
+        XXH3_64bits_update(s, f->ent, (size_t)f->n * sizeof *f->ent);
+        uint64_t sum = XXH3_64bits_digest(s);
+        XXH3_freeState(s);
+        bj_cg_part parts[3] = { { &h, sizeof h }, { f->ent, (size_t)f->n * sizeof *f->ent }, { &sum, sizeof sum } };
+        bj_cg_cache_writev(c, path, parts, 3);
+        f->dirty = false;
+    }
 }

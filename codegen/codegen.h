@@ -299,6 +299,47 @@ bj_status bj_cg_wcache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const uint64_
                              bj_error *err);
 void bj_cg_wmap_free(bj_cg_wmap *m);
 
+/* Other bytes derived from a source tensor and kept in the same cache with the same checks
+ * (the --head q8 int8 copy of a float head): kind names the derivation (the caller's numbering,
+ * part of the key), m x k its shape, size its bytes; stored as the concatenation of parts. */
+typedef struct bj_cg_part {
+    const void *p;
+    size_t n;
+} bj_cg_part;
+bj_status bj_cg_wcache_load_raw(bj_cg_cache *c, uint8_t kind, uint32_t m, uint32_t k, uint64_t size,
+                                const uint64_t src[2], bj_cg_wmap *out, bj_error *err);
+bj_status bj_cg_wcache_store_raw(bj_cg_cache *c, uint8_t kind, uint32_t m, uint32_t k, const uint64_t src[2],
+                                 const bj_cg_part *parts, int n_parts, bj_error *err);
+
+/* ---- source hashes remembered by file identity (cg_wcache.c) ------------------------------
+ * Hashing the source tensors to find their packed entries reads them whole (0.5 GB for 2B4T)
+ * at every start, so they stay resident beside the packed copy. The index remembers each
+ * tensor's bj_cg_wcache_src_hash in the cache directory (s-<file>.idx, one per model file),
+ * keyed by the mapped file's identity (bj_fmap_locate: device, inode, size, mtime, ctime) and
+ * the tensor's offset, size and `how`; a later start takes the hash from it without reading a
+ * byte. Any write to the file changes its ctime, so an edited file misses and is hashed again.
+ * A write in the same timestamp tick as the identity was taken might not change it, so an
+ * index is only written for a file whose ctime was at least bj_cg_srcidx_racy_ns before the
+ * identity was taken and is unchanged after the hashing (as git treats "racily clean" files).
+ * Memory that is not an open bj_fmap (buffers of a repacked graph) is always hashed. */
+typedef struct bj_cg_srcidx_file bj_cg_srcidx_file;
+typedef struct bj_cg_srcidx {
+    bj_cg_srcidx_file *files;
+    int n_files;
+    uint64_t n_hits;   /* hashes taken from the index */
+    uint64_t n_hashed; /* hashes computed from the bytes */
+} bj_cg_srcidx;
+extern int64_t bj_cg_srcidx_racy_ns; /* 2 s; a test may lower it */
+void bj_cg_srcidx_init(bj_cg_srcidx *x);
+/* out = bj_cg_wcache_src_hash(data, n, how), from the index when it has it for this file as
+ * it is now, else computed (and remembered for bj_cg_srcidx_save). With the cache off: computed. */
+void bj_cg_srcidx_hash(bj_cg_cache *c, bj_cg_srcidx *x, const void *data, size_t n, const char *how,
+                       uint64_t out[2]);
+/* Writes the index of every file that got new hashes (when the rule above allows). Failure to
+ * write only turns the cache off with a warning, as for other entries. */
+void bj_cg_srcidx_save(bj_cg_cache *c, bj_cg_srcidx *x);
+void bj_cg_srcidx_free(bj_cg_srcidx *x);
+
 /* The runtime's one call: the kernel for d, from j if already added, else from the cache,
  * else compiled (and stored). c counts what happened. t8 is needed for WCODE only. */
 bj_status bj_cg_kernel_get(bj_cg_cache *c, bj_cg_jit *j, const bj_cg_target *t,

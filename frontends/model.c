@@ -99,6 +99,10 @@ static bj_status load_gguf(bj_model *m, const char *path, bj_error *err) {
     BJ_TRY(bj_graph_init(&m->graph, "bitnet", err));
     BJ_TRY(bj_fe_build_bitnet_gguf(&m->graph, &m->cfg, m->gguf, err));
     if (m->gguf->warnings) snprintf(m->warning, sizeof m->warning, "%s", m->gguf->warning);
+    /* The metadata (for Llama 3 vocabularies: megabytes of token strings and merges) has been
+     * parsed into the tokenizer and config; its pages need not stay resident. Reading it again
+     * faults them back in with the same bytes (bj_fmap_release). */
+    if (m->gguf->map.data) bj_fmap_release(m->gguf->map.data, m->gguf->data_start);
     return BJ_OK;
 }
 

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 bj_status bj_error_set(bj_error *err, bj_status code, const char *file, int line,
@@ -106,6 +109,53 @@ char *bj_arena_strndup(bj_arena *a, const char *s, size_t n) {
 char *bj_arena_strdup(bj_arena *a, const char *s) { return bj_arena_strndup(a, s, strlen(s)); }
 
 /* ---- files ---------------------------------------------------------------------------- */
+/* Every open bj_fmap, so a caller holding only a pointer into one (a WEIGHT node's data) can
+ * ask which file it is (bj_fmap_locate) or give its pages back (bj_fmap_release). Each entry
+ * keeps the file open, so its identity is the mapped file's even after a rename. */
+typedef struct fmap_reg {
+    const uint8_t *data;
+    size_t size;
+    int fd;
+} fmap_reg;
+static pthread_mutex_t g_fmap_mu = PTHREAD_MUTEX_INITIALIZER;
+static fmap_reg *g_fmaps;
+static size_t g_n_fmaps, g_cap_fmaps;
+
+static bool fmap_register(const uint8_t *data, size_t size, int fd) {
+    pthread_mutex_lock(&g_fmap_mu);
+    bool ok = true;
+    if (g_n_fmaps == g_cap_fmaps) {
+        size_t cap = g_cap_fmaps ? 2 * g_cap_fmaps : 8;
+        fmap_reg *r = realloc(g_fmaps, cap * sizeof *r);
+        if (r) { g_fmaps = r; g_cap_fmaps = cap; }
+        else ok = false;
+    }
+    if (ok) g_fmaps[g_n_fmaps++] = (fmap_reg){ data, size, fd };
+    pthread_mutex_unlock(&g_fmap_mu);
+    return ok;
+}
+
+static void fmap_unregister(const uint8_t *data) {
+    pthread_mutex_lock(&g_fmap_mu);
+    for (size_t i = 0; i < g_n_fmaps; i++)
+        if (g_fmaps[i].data == data) {
+            close(g_fmaps[i].fd);
+            g_fmaps[i] = g_fmaps[--g_n_fmaps];
+            break;
+        }
+    pthread_mutex_unlock(&g_fmap_mu);
+}
+
+/* The registered map holding [p, p + n), or NULL; call with g_fmap_mu held. */
+static const fmap_reg *fmap_find(const void *p, uint64_t n) {
+    uintptr_t a = (uintptr_t)p;
+    for (size_t i = 0; i < g_n_fmaps; i++) {
+        uintptr_t b = (uintptr_t)g_fmaps[i].data;
+        if (a >= b && a - b <= g_fmaps[i].size && n <= g_fmaps[i].size - (a - b)) return &g_fmaps[i];
+    }
+    return NULL;
+}
+
 bj_status bj_fmap_open(bj_fmap *m, const char *path, bj_error *err) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -123,17 +173,59 @@ bj_status bj_fmap_open(bj_fmap *m, const char *path, bj_error *err) {
             return BJ_FAIL(err, BJ_E_IO, "%s: cannot map: %s", path, strerror(errno));
         }
         m->data = p;
+        /* Not registered (out of memory): the map works, it is only never located or released. */
+        if (!fmap_register(m->data, m->size, fd)) close(fd);
+    } else {
+        close(fd);
     }
-    close(fd);
     m->path = strdup(path);
     if (!m->path) { bj_fmap_close(m); return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory", path); }
     return BJ_OK;
 }
 
 void bj_fmap_close(bj_fmap *m) {
-    if (m->data) munmap((void *)m->data, m->size);
+    if (m->data) {
+        fmap_unregister(m->data);
+        munmap((void *)m->data, m->size);
+    }
     free(m->path);
     memset(m, 0, sizeof *m);
+}
+
+bool bj_fmap_locate(const void *p, uint64_t n, bj_fmap_loc *loc) {
+    memset(loc, 0, sizeof *loc);
+    pthread_mutex_lock(&g_fmap_mu);
+    const fmap_reg *r = fmap_find(p, n);
+    struct stat st;
+    bool ok = r && fstat(r->fd, &st) == 0;
+    if (ok) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        loc->dev = (uint64_t)st.st_dev;
+        loc->ino = (uint64_t)st.st_ino;
+        loc->size = (uint64_t)st.st_size;
+        loc->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        loc->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+        loc->now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        loc->offset = (uint64_t)((const uint8_t *)p - r->data);
+    }
+    pthread_mutex_unlock(&g_fmap_mu);
+    return ok;
+}
+
+uint64_t bj_fmap_release(const void *p, uint64_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return 0;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (b <= a) return 0;
+    pthread_mutex_lock(&g_fmap_mu);
+    /* Only inside a map of ours: there MADV_DONTNEED drops the process's page table entries of
+     * a read-only private file map (it never had copies of its own), so the bytes stay the
+     * file's; on anonymous memory the same call would zero them. */
+    bool ours = fmap_find(p, n) != NULL;
+    bool ok = ours && madvise((void *)a, (size_t)(b - a), MADV_DONTNEED) == 0;
+    pthread_mutex_unlock(&g_fmap_mu);
+    return ok ? (uint64_t)(b - a) : 0;
 }
 
 bj_status bj_read_file(const char *path, char **out, size_t *len, bj_error *err) {

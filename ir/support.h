@@ -9,6 +9,7 @@
 #define BJ_SUPPORT_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,26 @@ typedef struct bj_fmap {
 
 bj_status bj_fmap_open(bj_fmap *m, const char *path, bj_error *err);
 void bj_fmap_close(bj_fmap *m);
+
+/* Where a byte range of an open bj_fmap is, and the mapped file's identity now (fstat of the
+ * file the map was made from, even if its path was since renamed or replaced): what a cache
+ * keyed by file identity needs. An in-place write changes ctime (which no caller can set
+ * back), so (dev, ino, size, mtime, ctime) changes with the mapped bytes; a write within one
+ * timestamp tick of the fstat may not, so callers trust the identity only for files whose
+ * ctime is well before now_ns. */
+typedef struct bj_fmap_loc {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns, ctime_ns;
+    int64_t now_ns;   /* CLOCK_REALTIME at the fstat */
+    uint64_t offset;  /* of the range's first byte in the file */
+} bj_fmap_loc;
+/* true when [p, p + n) lies in one open bj_fmap (then *loc is filled; zeroed otherwise). */
+bool bj_fmap_locate(const void *p, uint64_t n, bj_fmap_loc *loc);
+/* Gives this process's resident pages of [p, p + n) back (the whole pages inside it) when the
+ * range lies in an open bj_fmap, and returns how many bytes that was (0 for memory that is not
+ * a bj_fmap's, which is left alone). The bytes do not change: a later read faults them in again
+ * from the page cache. For engines that have copied a weight into their own layout. */
+uint64_t bj_fmap_release(const void *p, uint64_t n);
 /* Reads a whole (small) file into a malloc'd NUL-terminated buffer. */
 bj_status bj_read_file(const char *path, char **out, size_t *len, bj_error *err);
 int bj_path_is_dir(const char *path);

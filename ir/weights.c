@@ -177,22 +177,28 @@ bj_status bj_ir_lowbit_scale(const bj_graph *g, uint32_t node, double *scale, bj
     return BJ_OK;
 }
 
+bj_status bj_ir_lowbit_values_into(const bj_graph *g, uint32_t node, int8_t *v, double *scale, bj_error *err) {
+    const bj_node *n = &g->nodes[node], *src;
+    BJ_TRY(lowbit_source(g, node, &src, err));
+    if (n->op == BJ_OP_WEIGHT_QUANT) {
+        bj_ir_quantize_master(src, n->iattr[0], v, scale);
+        return BJ_OK;
+    }
+    return unpack(n, v, scale, err);
+}
+
 bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err) {
     const bj_node *n = &g->nodes[node], *src;
     *t8 = NULL;
     BJ_TRY(lowbit_source(g, node, &src, err));
-    bool is_quant = n->op == BJ_OP_WEIGHT_QUANT;
     size_t nk = (size_t)(n->shape.d[0] * n->shape.d[1]);
     int8_t *v = malloc(nk ? nk : 1);
     if (!v) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes for '%s')", nk, src->name);
-    bj_status s = BJ_OK;
-    if (is_quant) bj_ir_quantize_master(src, n->iattr[0], v, scale);
-    else s = unpack(n, v, scale, err);
+    bj_status s = bj_ir_lowbit_values_into(g, node, v, scale, err);
     if (s != BJ_OK) { free(v); return s; }
     *t8 = v;
     return BJ_OK;
 }
-
 
 void bj_ir_pack_b1(const int8_t *v, int64_t N, int64_t K, uint8_t *out) {
     int64_t rb = (K + 7) / 8;

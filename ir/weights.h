@@ -19,6 +19,9 @@ bj_status bj_ir_weight_check(const bj_node *n, bj_error *err);
  * WEIGHT_QUANT of a bound float master. *t8 is malloc'd (rows x cols int8 in {-1,0,1});
  * *scale the multiplier. Checks the bound data's size and every code. */
 bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err);
+/* The same into the caller's v (rows x cols bytes), for callers that unpack many weights in
+ * turn into one buffer (the JIT engine: no heap churn of up to 17.7 MB a matrix). */
+bj_status bj_ir_lowbit_values_into(const bj_graph *g, uint32_t node, int8_t *v, double *scale, bj_error *err);
 /* The same *scale without making the values (for a caller that has them packed already);
  * checks the weight as bj_ir_lowbit_values does, except the codes themselves. */
 bj_status bj_ir_lowbit_scale(const bj_graph *g, uint32_t node, double *scale, bj_error *err);

@@ -5,6 +5,7 @@
 #include "runtime/threads.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -129,4 +130,23 @@ uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_byte
         else if (row) bytes += n->nbytes / (uint64_t)n->shape.d[0];
     }
     return bytes;
+}
+
+uint64_t bj_bench_resident_need(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t ctx) {
+    return bj_bench_bytes_per_token(g, packed_lowbit_bytes, head_q8, ctx);
+}
+
+void bj_bench_mem_read(bj_bench_mem *m) {
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long kb;
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) m->peak = kb * 1024;
+        else if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) m->rss = kb * 1024;
+        else if (sscanf(line, "RssAnon: %llu kB", &kb) == 1) m->anon = kb * 1024;
+        else if (sscanf(line, "RssFile: %llu kB", &kb) == 1) m->file = kb * 1024;
+    }
+    fclose(f);
 }

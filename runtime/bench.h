@@ -22,4 +22,16 @@ bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps
  * KV cache at position pos. head_q8: the head is read as int8 rows (bj_jit_options.head_q8). */
 uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos);
 
+/* This process's memory, from /proc/self/status (zeros where it cannot be read): peak RSS
+ * (VmHWM) and RSS now, split into anonymous and file-backed pages. Bytes. */
+typedef struct bj_bench_mem { uint64_t peak, rss, anon, file; } bj_bench_mem;
+void bj_bench_mem_read(bj_bench_mem *m);
+
+/* "Weights + KV cache": the bytes an engine must keep resident to run a context of ctx
+ * tokens, i.e. what one decode step at position ctx reads (bj_bench_bytes_per_token: packed
+ * low-bit weights, the head (int8 with head_q8, else as stored), norms, one embedding row,
+ * and the KV cache of ctx positions). The denominator of the peak-RSS ratio `bitjit bench`
+ * and `bitjit run -v` print. */
+uint64_t bj_bench_resident_need(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t ctx);
+
 #endif

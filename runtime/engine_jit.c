@@ -1,10 +1,13 @@
 /* runtime/engine_jit.c -- the JIT engine: an execution plan over the graph whose ternary
  * matmuls are generated kernels.
  *
- * Creation: detect the target, then for each matmul_t take the weight's ternary values,
- * choose a kernel (descriptor by the tuning database, else the cost rule, or forced), pack the weights into the
- * kernel's layout and get the kernel from the JIT, the disk cache or a fresh compile
- * (bj_cg_kernel_get). Identical shapes share one kernel. Each matmul step keeps a libffi
+ * Creation: detect the target, then for each matmul_t choose a kernel (descriptor by the
+ * tuning database, else the cost rule, or forced), map the weights in the kernel's layout from
+ * the packed-weight cache (found by the source tensor's hash, from the source index when the
+ * model file is unchanged) and get the kernel from the JIT, the disk cache or a fresh compile
+ * (bj_cg_kernel_get); the misses are then unpacked and packed on the thread pool and stored.
+ * Source pages are given back once packed, so RSS holds one copy of the weights. Identical
+ * shapes share one kernel. Each matmul step keeps a libffi
  * call interface prepared once, so kernels keep their natural typed C signature.
  *
  * A step runs on the thread pool: every op is split by rows (tokens, output rows or heads)
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 typedef struct jit_mm {   /* one ternary matmul step */
@@ -34,6 +38,10 @@ typedef struct jit_mm {   /* one ternary matmul step */
     bj_cg_wmap wmap;       /* ... mapped from the packed-weight cache */
     double scale;
     int64_t M, K, row_block;
+    /* Cache miss, packed after every look-up (pack_pending): the weight node, the source hash. */
+    bool pending;
+    uint32_t wid;
+    uint64_t src[2];
 } jit_mm;
 
 typedef struct jit_buf {  /* one node's result, sized for cap_T tokens */
@@ -55,6 +63,9 @@ typedef struct jit_engine {
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
+    bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
+    bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
+    uint64_t released;    /* while preparing: bytes of source pages given back */
     bool *head_last;      /* per node: a matmul_f read only by the output (its last row suffices
                              when only the last logits are wanted) */
     float **kc, **vc;     /* per node: attention KV caches */
@@ -115,35 +126,142 @@ static bool is_lowbit_matmul(const bj_node *n) {
 }
 static uint32_t matmul_weight(const bj_node *n) { return n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]; }
 
+/* The source tensor a lowbit weight's values come from: itself, or the float master of a weight_quant. */
+static const bj_node *weight_src(const bj_graph *g, uint32_t wid) {
+    const bj_node *w = &g->nodes[wid];
+    return w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
+}
+
 /* The source-tensor hash the packed-weight cache is keyed by: the bytes of the lowbit weight
- * (or of the float master and the quantization rule applied to it). */
-static void weight_src_hash(const bj_graph *g, uint32_t wid, uint64_t out[2]) {
+ * (or of the float master and the quantization rule applied to it), from the source index
+ * when the model file has not changed since it was hashed (codegen.h, bj_cg_srcidx). */
+static void weight_src_hash(jit_engine *e, uint32_t wid, uint64_t out[2]) {
+    const bj_graph *g = e->g;
     const bj_node *w = &g->nodes[wid];
     const bj_node *src = w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
     char how[160];
     snprintf(how, sizeof how, "%s|%s|mode %lld|%lldx%lld", bj_op_get((bj_op)w->op)->name, bj_dtype_name((bj_dtype)src->dtype),
              (long long)(w->op == BJ_OP_WEIGHT_QUANT ? w->iattr[0] : -1), (long long)w->shape.d[0],
              (long long)w->shape.d[1]);
-    bj_cg_wcache_src_hash(src->data, (size_t)src->nbytes, how, out);
+    bj_cg_srcidx_hash(&e->cache, &e->sidx, src->data, (size_t)src->nbytes, how, out);
 }
 
-/* m->packed: mapped from the packed-weight cache, else packed from *t8 (unpacked now if the
- * caller had no need of it yet) and stored there. */
-static bj_status pack_weights(jit_engine *e, jit_mm *m, uint32_t wid, int8_t **t8, bj_error *err) {
-    uint64_t size = bj_cg_packed_size(&m->desc), src[2];
+/* m->packed: mapped from the packed-weight cache and the source tensor's pages given back
+ * (bj_fmap_release: only when they are a mapped model file's, whose bytes stay as they are;
+ * the engine reads the packed copy only, so they would double the weights' RSS). On a miss
+ * the matrix is left pending for pack_pending. Weights as code have no packed bytes. */
+static bj_status lookup_packed(jit_engine *e, jit_mm *m, uint32_t wid, bj_error *err) {
+    uint64_t size = bj_cg_packed_size(&m->desc);
     if (!size) return BJ_OK;
-    weight_src_hash(e->g, wid, src);
-    BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, src, &m->wmap, err));
+    m->wid = wid;
+    if (e->cache.enabled) { /* else nothing is looked up: no need to read the source twice */
+        weight_src_hash(e, wid, m->src);
+        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, m->src, &m->wmap, err));
+    }
     if (m->wmap.data) {
         m->packed = m->wmap.data;
+        const bj_node *sn = weight_src(e->g, wid);
+        e->released += bj_fmap_release(sn->data, sn->nbytes);
         return BJ_OK;
     }
-    if (!*t8) BJ_TRY(bj_ir_lowbit_values(e->g, wid, t8, &m->scale, err));
-    uint8_t *p = malloc(size);
-    if (!p) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of packed weights)", (unsigned long long)size);
-    m->packed = p;
-    BJ_TRY(bj_cg_pack(&m->desc, *t8, p, err));
-    return bj_cg_wcache_store(&e->cache, &m->desc, src, p, err);
+    /* A miss: hashing read the source; it is read again when packed after all look-ups, so
+     * that the sources, the --head q8 conversion and the packing are never resident at once. */
+    const bj_node *sn = weight_src(e->g, wid);
+    bj_fmap_release(sn->data, sn->nbytes);
+    m->pending = true;
+    return BJ_OK;
+}
+
+/* ---- packing the cache misses on the pool -------------------------------------------------
+ * Unpacking, checking and packing 2 G weights is most of a cold start (2B4T): the misses are
+ * packed after all look-ups, whole matrices spread over the pool's threads, each thread
+ * unpacking into one buffer of its own (an anonymous map, so no heap keeps every size it saw)
+ * and packing into an anonymous map per matrix. Then, in order on this thread, each is stored
+ * and the engine runs from the entry just written (page cache, shared between processes). */
+typedef struct pend_ctx {
+    jit_engine *e;
+    jit_mm **mm;      /* the pending matmuls */
+    uint32_t *ids;    /* their nodes, for messages */
+    int64_t n;
+    bj_status *st;    /* per matmul */
+    bj_error *errs;   /* per matmul */
+} pend_ctx;
+
+static void pack_one_thread(void *ctx, int ith, int nth) {
+    pend_ctx *c = ctx;
+    int8_t *buf = NULL;
+    size_t cap = 0;
+    for (int64_t j = ith; j < c->n; j += nth) {
+        jit_mm *m = c->mm[j];
+        bj_error *err = &c->errs[j];
+        size_t nk = (size_t)(m->M * m->K), size = (size_t)bj_cg_packed_size(&m->desc);
+        if (nk > cap) {
+            if (buf) munmap(buf, cap);
+            cap = 0;
+            buf = mmap(NULL, nk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (buf == MAP_FAILED) {
+                buf = NULL;
+                c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of unpacked weights)", nk);
+                continue;
+            }
+            cap = nk;
+        }
+        c->st[j] = bj_ir_lowbit_values_into(c->e->g, m->wid, buf, &m->scale, err);
+        const bj_node *sn = weight_src(c->e->g, m->wid);
+        bj_fmap_release(sn->data, sn->nbytes); /* read once more only by a later hash of a changed file */
+        if (c->st[j] != BJ_OK) continue;
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of packed weights)", size);
+            continue;
+        }
+        m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = size }; /* freed as a map */
+        m->packed = p;
+        c->st[j] = bj_cg_pack(&m->desc, buf, p, err);
+    }
+    if (buf) munmap(buf, cap);
+}
+
+static bj_status pack_pending(jit_engine *e, bj_error *err) {
+    const bj_graph *g = e->g;
+    int64_t n = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++) n += e->mm[i] && e->mm[i]->pending;
+    if (!n) return BJ_OK;
+    pend_ctx c = { e, calloc((size_t)n, sizeof *c.mm), calloc((size_t)n, sizeof *c.ids), n,
+                   calloc((size_t)n, sizeof *c.st), calloc((size_t)n, sizeof *c.errs) };
+    bj_status s = BJ_OK;
+    if (!c.mm || !c.ids || !c.st || !c.errs) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (uint32_t i = 0, j = 0; s == BJ_OK && i < g->n_nodes; i++)
+        if (e->mm[i] && e->mm[i]->pending) { c.mm[j] = e->mm[i]; c.ids[j++] = i; }
+    if (s == BJ_OK) bj_pool_run(e->pool, pack_one_thread, &c);
+    for (int64_t j = 0; s == BJ_OK && j < n; j++) {
+        jit_mm *m = c.mm[j];
+        if (c.st[j] != BJ_OK) {
+            *err = c.errs[j];
+            const bj_node *w = &g->nodes[m->wid];
+            bj_error_prefix(err, "matmul %%%u (weight '%s', %lldx%lld)", c.ids[j], w->name ? w->name : "?",
+                            (long long)m->M, (long long)m->K);
+            s = c.st[j];
+            break;
+        }
+        m->pending = false;
+        if (!e->cache.enabled) { e->released += weight_src(g, m->wid)->nbytes; continue; }
+        s = bj_cg_wcache_store(&e->cache, &m->desc, m->src, m->packed, err);
+        bj_cg_wmap back = { 0 };
+        if (s == BJ_OK) s = bj_cg_wcache_load(&e->cache, &m->desc, m->src, &back, err);
+        if (back.data) {
+            e->cache.n_wloaded--; /* counted as packed now, not as found in the cache */
+            bj_cg_wmap_free(&m->wmap);
+            m->wmap = back;
+            m->packed = back.data;
+        }
+        e->released += weight_src(g, m->wid)->nbytes;
+    }
+    free(c.mm);
+    free(c.ids);
+    free(c.st);
+    free(c.errs);
+    return s;
 }
 
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
@@ -173,7 +291,7 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     if (s == BJ_OK)
         s = bj_cg_tune_pick_descs(e->tdb, &e->tgt, v, o->variant != 0, wt, (uint32_t)m->M, (uint32_t)m->K, t8, &pk, err);
     if (s == BJ_OK) tune_resolve(e, m, &pk, t8, o);
-    if (s == BJ_OK) s = pack_weights(e, m, wid, &t8, err);
+    if (s == BJ_OK) s = lookup_packed(e, m, wid, err);
     if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
         s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
@@ -200,13 +318,113 @@ static void describe_variants(jit_engine *e, bj_jit_report *r) {
 typedef struct q8_ctx {
     bj_rt_q8w *w;
     const bj_node *weight;
+    int64_t r0, r1; /* this round's rows */
 } q8_ctx;
 
 static void q8_rows(void *ctx, int ith, int nth) {
     q8_ctx *c = ctx;
     int64_t n0, n1;
-    bj_pool_split(c->w->N, 64, ith, nth, &n0, &n1);
-    if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, n0, n1);
+    bj_pool_split(c->r1 - c->r0, 64, ith, nth, &n0, &n1);
+    if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, c->r0 + n0, c->r0 + n1);
+}
+
+/* The packed-weight cache's kind for an int8 head (bj_cg_wcache_load_raw): int8 rows of
+ * bj_rt_q8w's stride, then one float scale per row. */
+#define HEAD_Q8_KIND 1
+#define HEAD_Q8_CHECK_ROWS 33
+
+/* A cached int8 head is keyed by the float head's bytes, but the conversion rule lives in
+ * runtime/ops.c: rows spread over the matrix are converted again and must match bit for bit,
+ * so a changed rule (or a wrong entry) is a miss, never a silently different head. */
+static bool head_q8_matches(const bj_rt_q8w *w, const bj_node *weight) {
+    uint64_t row_bytes = weight->nbytes / (uint64_t)w->N;
+    int8_t *q = malloc((size_t)w->stride);
+    bool ok = q != NULL;
+    for (int i = 0; ok && i < HEAD_Q8_CHECK_ROWS; i++) {
+        int64_t n = i == HEAD_Q8_CHECK_ROWS - 1 ? w->N - 1 : (int64_t)((uint64_t)i * (uint64_t)w->N / HEAD_Q8_CHECK_ROWS);
+        bj_node row = *weight;
+        row.data = (const uint8_t *)weight->data + (uint64_t)n * row_bytes;
+        row.nbytes = row_bytes;
+        row.shape.d[0] = 1;
+        float d;
+        bj_rt_q8w one = { .q = q, .d = &d, .N = 1, .K = w->K, .stride = w->stride };
+        bj_rt_q8w_rows(&one, &row, 0, 1);
+        ok = !memcmp(q, w->q + n * w->stride, (size_t)w->stride) && !memcmp(&d, &w->d[n], sizeof d);
+    }
+    free(q);
+    return ok;
+}
+
+/* w = weight at 8 bits, converted on the pool in rounds of rows; with by_rows (rows are equal
+ * slices of the bytes) each round's float rows are given back after it, so the float head and
+ * its int8 copy are never resident whole at once (2B4T: 656 + 328 MB). */
+static bj_status head_q8_convert(jit_engine *e, bj_rt_q8w *w, const bj_node *weight, bool by_rows, bj_error *err) {
+    BJ_TRY(bj_rt_q8w_alloc(w, weight, err));
+    int64_t N = w->N;
+    uint64_t row_bytes = N > 0 ? weight->nbytes / (uint64_t)N : 0;
+    for (int64_t r0 = 0; r0 < N; r0 += 4096) {
+        q8_ctx c = { w, weight, r0, r0 + 4096 < N ? r0 + 4096 : N };
+        bj_pool_run(e->pool, q8_rows, &c);
+        if (by_rows) bj_fmap_release((const uint8_t *)weight->data + (uint64_t)r0 * row_bytes,
+                                     (uint64_t)(c.r1 - r0) * row_bytes);
+    }
+    return BJ_OK;
+}
+
+/* --head q8: node id's float weight as int8 rows, mapped from the packed-weight cache (keyed
+ * by the weight's bytes) or converted on the pool and stored there. Then the float head's
+ * pages are given back: only rows an embedding looks up are read again. */
+static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, bj_error *err) {
+    const bj_node *weight = &e->g->nodes[e->g->nodes[id].in[1]];
+    bj_rt_q8w *w = &e->head8[id];
+    int64_t N = weight->shape.d[0], K = weight->shape.d[1];
+    uint64_t S = (bj_rt_q8w_bytes(N, K) - (uint64_t)N * 4) / (uint64_t)N, size = bj_rt_q8w_bytes(N, K), src[2];
+    /* Rows of the float weight must be equal slices of its bytes for the check above (and to
+     * give rows back as they are converted). */
+    bool sliced = N > 0 && weight->nbytes % (uint64_t)N == 0;
+    bool cacheable = e->cache.enabled && sliced && N <= UINT32_MAX && K <= UINT32_MAX;
+    if (cacheable) {
+        char how[160];
+        snprintf(how, sizeof how, "head q8|%s|%lldx%lld|stride %llu", bj_dtype_name((bj_dtype)weight->dtype),
+                 (long long)N, (long long)K, (unsigned long long)S);
+        bj_cg_srcidx_hash(&e->cache, &e->sidx, weight->data, (size_t)weight->nbytes, how, src);
+        /* If that read the float head (not in the index), it need not stay: a cache hit reads
+         * 33 rows of it, a conversion faults it in again one round of rows at a time. */
+        bj_fmap_release(weight->data, weight->nbytes);
+        bj_cg_wmap *mp = &e->head8map[id];
+        BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
+        if (mp->data) {
+            *w = (bj_rt_q8w){ .q = (int8_t *)mp->data, .d = (float *)(mp->data + (uint64_t)N * S), .N = N, .K = K,
+                              .stride = (int64_t)S };
+            if (head_q8_matches(w, weight)) {
+                r->head_q8_loaded++;
+                e->released += bj_fmap_release(weight->data, weight->nbytes);
+                return BJ_OK;
+            }
+            memset(w, 0, sizeof *w);
+            bj_cg_wmap_free(mp);
+        }
+    }
+    BJ_TRY(head_q8_convert(e, w, weight, sliced, err));
+    if (cacheable && (uint64_t)w->stride == S) {
+        bj_cg_part parts[2] = { { w->q, (size_t)N * S }, { w->d, (size_t)N * sizeof(float) } };
+        BJ_TRY(bj_cg_wcache_store_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, src, parts, 2, err));
+        /* As for packed weights, run from the entry just written, and free the heap copy
+         * first so that the two are not resident together (328 MB each for 2B4T). Should the
+         * entry not map back (disk trouble), the head is converted once more. */
+        bj_cg_wmap *mp = &e->head8map[id];
+        if (e->cache.enabled) {
+            bj_rt_q8w_free(w);
+            BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
+            if (mp->data)
+                *w = (bj_rt_q8w){ .q = (int8_t *)mp->data, .d = (float *)(mp->data + (uint64_t)N * S), .N = N,
+                                  .K = K, .stride = (int64_t)S };
+            else
+                BJ_TRY(head_q8_convert(e, w, weight, false, err));
+        }
+    }
+    e->released += bj_fmap_release(weight->data, weight->nbytes);
+    return BJ_OK;
 }
 
 static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
@@ -222,9 +440,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
         if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
-            q8_ctx c = { &e->head8[i], &g->nodes[n->in[1]] };
-            BJ_TRY(bj_rt_q8w_alloc(c.w, c.weight, err));
-            bj_pool_run(e->pool, q8_rows, &c);
+            BJ_TRY(prepare_head_q8(e, i, r, err));
             r->head_q8 = true;
         }
         if (!is_lowbit_matmul(n)) continue;
@@ -235,7 +451,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         if (o->progress) o->progress(o->progress_ud, ++done, total);
     }
     r->n_matmuls = total;
-    return BJ_OK;
+    return pack_pending(e, err);
 }
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -407,7 +623,8 @@ static void jit_free(bj_engine *base) {
             else free((void *)e->mm[i]->packed);
             free(e->mm[i]);
         }
-        if (e->head8) bj_rt_q8w_free(&e->head8[i]);
+        if (e->head8map && e->head8map[i].base) bj_cg_wmap_free(&e->head8map[i]);
+        else if (e->head8) bj_rt_q8w_free(&e->head8[i]);
         if (e->kc) free(e->kc[i]);
         if (e->vc) free(e->vc[i]);
     }
@@ -415,7 +632,7 @@ static void jit_free(bj_engine *base) {
     free(e->scratch);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->head8); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->head8); free(e->head8map); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -429,12 +646,13 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     size_t n = e->g->n_nodes;
     e->mm = calloc(n, sizeof *e->mm);
     e->head8 = calloc(n, sizeof *e->head8);
+    e->head8map = calloc(n, sizeof *e->head8map);
     e->head_last = calloc(n, sizeof *e->head_last);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
-    if (!e->mm || !e->head8 || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
+    if (!e->mm || !e->head8 || !e->head8map || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) /* matmul_f nodes read by nothing but output nodes */
         e->head_last[i] = e->g->nodes[i].op == BJ_OP_MATMUL_F;
@@ -457,7 +675,13 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (!o->no_tune_db && r->tune_db[0])
         BJ_TRY(bj_cg_tunedb_load(&tdb, &e->tgt, r->tune_db, &found, r->tune_warning, sizeof r->tune_warning, err));
     if (found) e->tdb = &tdb;
+    bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
+    if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
+    r->src_hashed = e->sidx.n_hashed;
+    r->src_indexed = e->sidx.n_hits;
+    r->released_bytes = e->released;
+    bj_cg_srcidx_free(&e->sidx);
     if (found) bj_cg_tunedb_free(&tdb);
     e->tdb = NULL;
     return s;

@@ -70,6 +70,10 @@ typedef struct bj_jit_report {
     double create_ms;          /* whole engine creation (packing, kernels, buffers) */
     uint64_t packed_bytes;     /* weight bytes in kernel layouts */
     bool head_q8;              /* the float matmuls run at 8 bits */
+    uint64_t head_q8_loaded;   /* ... whose int8 copy was mapped from the cache (not converted) */
+    uint64_t src_hashed;       /* source tensors whose bytes were hashed to find their cache entries */
+    uint64_t src_indexed;      /* ... whose hash came from the source index (file unchanged: not read) */
+    uint64_t released_bytes;   /* pages of mapped source tensors given back once packed (RSS not kept) */
     char cache_dir[4096];
     char cache_warning[512];   /* non-empty: the cache is off or had to rebuild entries */
     char variants[128];        /* e.g. "dot2/avx512vnni x42" */

@@ -3,6 +3,7 @@
 
 #include "runtime/chat.h"
 #include "runtime/cli/progress.h"
+#include "runtime/bench.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -179,11 +180,14 @@ bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo) {
     return lib;
 }
 
-static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g) {
+static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *packed_bytes) {
     bj_error err = { 0 };
     bj_engine *e;
+    *packed_bytes = 0;
     if (!strcmp(o->engine, "ref")) {
         if (bj_ref_engine_create(&e, g, &err) != BJ_OK) cli_die_error(&err);
+        for (uint32_t i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i].op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(g->nodes[i].dtype)) *packed_bytes += g->nodes[i].nbytes;
         return e;
     }
     cli_progress bar = { 0 };
@@ -195,6 +199,7 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g) {
     o->jit.progress = NULL;
     o->jit.progress_ud = NULL;
     if (st != BJ_OK) cli_die_error(&err);
+    *packed_bytes = r.packed_bytes;
     if (r.cache_warning[0] && !o->quiet)
         fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.cache_warning);
     if (r.tune_warning[0] && !o->quiet) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.tune_warning);
@@ -205,6 +210,19 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g) {
                 bj_cli_prog, r.cpu, r.llvm, (long long)r.n_matmuls, (unsigned long long)r.compiled,
                 (unsigned long long)r.loaded, r.compile_ms, r.create_ms, (unsigned long long)r.packed_loaded, r.variants,
                 r.cache_dir, o->jit.n_threads);
+    if (o->verbose)
+        fprintf(stderr, "%s: source tensors: %llu hashed, %llu known unchanged from the source index; %.1f MB of them "
+                        "not kept resident (pages given back once packed)%s\n",
+                bj_cli_prog, (unsigned long long)r.src_hashed, (unsigned long long)r.src_indexed,
+                (double)r.released_bytes * 1e-6,
+                r.head_q8 ? (r.head_q8_loaded ? "; 8-bit head from the cache" : "; 8-bit head converted") : "");
+    if (o->verbose) {
+        bj_bench_mem mem;
+        bj_bench_mem_read(&mem);
+        fprintf(stderr, "%s: RSS after engine creation %.1f MB (anonymous %.1f, file-backed %.1f), peak so far %.1f MB\n",
+                bj_cli_prog, (double)mem.rss * 1e-6, (double)mem.anon * 1e-6, (double)mem.file * 1e-6,
+                (double)mem.peak * 1e-6);
+    }
     if (o->verbose)
         fprintf(stderr, "%s: tuning database: %lld of %lld matmuls took their kernel from it (%lld with a prefill kernel); %s\n",
                 bj_cli_prog, (long long)r.n_tuned, (long long)r.n_matmuls, (long long)r.n_tuned_pp,
@@ -220,7 +238,7 @@ void cli_open(cli_model_opts *o, cli_session *s) {
     cli_progress_begin(&bar, "loading model", 0);
     s->lib = cli_load_model(o->model, &s->m, &o->jit);
     cli_progress_end(&bar);
-    s->e = make_engine(o, &s->m.graph);
+    s->e = make_engine(o, &s->m.graph, &s->packed_bytes);
     s->load_s = cli_now_s() - t0;
 }
 

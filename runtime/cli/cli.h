@@ -126,6 +126,7 @@ typedef struct cli_session {
     bj_aot_lib *lib; /* when the model is a bitjitc library, else NULL */
     bj_engine *e;
     double load_s;   /* load + engine creation */
+    uint64_t packed_bytes; /* jit: low-bit weights in kernel layouts; ref: as stored */
 } cli_session;
 
 /* A model directory or file (frontends), or an ahead-of-time library written by bitjitc, whose

@@ -416,6 +416,8 @@ int bj_cmd_bench(int argc, char **argv) {
 
     bench_row rows[2 * 64 + 2];
     int nr = 0;
+    bj_bench_mem mem = { 0 }; /* after the first engine's runs, before any bandwidth buffer */
+    bool have_mem = false;
     for (int k = 0; k < 2; k++) {
         const char *eng = k == 0 ? "jit" : "ref";
         if ((k == 0 && !want_jit) || (k == 1 && !want_ref)) continue;
@@ -428,6 +430,7 @@ int bj_cmd_bench(int argc, char **argv) {
             if (st != BJ_OK) cli_die_error(&err);
             bj_bench_stat pp, tg;
             if (bj_bench_engine(e, o.p, o.n, o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
+            if (!have_mem) { bj_bench_mem_read(&mem); have_mem = true; }
             bj_engine_free(e);
             double bw = 0;
             if (o.bw_mib > 0 && bj_bench_bandwidth(threads[i], (size_t)o.bw_mib << 20, 5, &bw, &err) != BJ_OK)
@@ -448,6 +451,14 @@ int bj_cmd_bench(int argc, char **argv) {
         }
     }
 
+    /* "Weights + KV cache" at the longest context the runs reached (p + n positions). */
+    uint64_t need = bj_bench_resident_need(&m.graph, want_jit ? cold.packed_bytes : 0, o.jit.head_q8, o.p + o.n);
+    if (o.fmt == FMT_MD && want_jit && have_mem && mem.peak)
+        printf("\nmemory: peak RSS %.1f MB (after the first engine's runs, before the bandwidth test) = %.3fx the "
+               "weights + KV cache the engine keeps (%.1f MB: low-bit weights in kernel layouts, head %s, norms, "
+               "one embedding row, KV of %lld positions)\n",
+               (double)mem.peak * 1e-6, need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,
+               o.jit.head_q8 ? "8-bit" : "as stored", (long long)(o.p + o.n));
     if (o.fmt == FMT_JSON) {
         FILE *f = stdout;
         fprintf(f, "{\n  \"model\": ");
@@ -470,6 +481,9 @@ int bj_cmd_bench(int argc, char **argv) {
                     cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms, (unsigned long long)warm.loaded,
                     (unsigned long long)warm.compiled);
         }
+        if (want_jit && have_mem && mem.peak)
+            fprintf(f, ",\n  \"memory\": {\"peak_rss\": %llu, \"resident_need\": %llu, \"ratio\": %.4f}",
+                    (unsigned long long)mem.peak, (unsigned long long)need, need ? (double)mem.peak / (double)need : 0);
         fprintf(f, ",\n  \"layouts\": [");
         for (int i = 0; i < nl; i++) {
             fprintf(f, "%s\n    {\"m\": %u, \"k\": %u, \"weights\": \"%s\", \"matmuls\": %d, \"variant\": \"%s\", "

@@ -1,5 +1,6 @@
 /* runtime/cli/cmd_run.c -- `bitjit run`: generate text from a model, streaming it to stdout. */
 #include "runtime/cli/cli.h"
+#include "runtime/bench.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -117,6 +118,15 @@ int bj_cmd_run(int argc, char **argv) {
         fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %zu prompt + %lld generated tokens in %.2f s (%.2f t/s)\n",
                 bj_cli_prog, o.mo.model, e->name, ses.load_s, n_ids, (long long)n_gen, t3 - t2,
                 (double)n_gen / fmax(t3 - t2, 1e-9));
+    if (o.mo.verbose) {
+        bj_bench_mem mem;
+        bj_bench_mem_read(&mem);
+        uint64_t need = bj_bench_resident_need(&ses.m.graph, ses.packed_bytes, o.mo.jit.head_q8, e->n_past);
+        fprintf(stderr, "%s: peak RSS %.1f MB = %.3fx the weights + KV cache it must keep (%.1f MB: low-bit weights %.1f MB "
+                        "as the engine holds them, head %s, norms, KV of %lld positions)\n",
+                bj_cli_prog, (double)mem.peak * 1e-6, need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,
+                (double)ses.packed_bytes * 1e-6, o.mo.jit.head_q8 ? "8-bit" : "as stored", (long long)e->n_past);
+    }
     bj_sampler_free(&s);
     free(ids);
     free(text);
