@@ -21,6 +21,7 @@
 #include "ir/weights.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -521,10 +522,21 @@ static bj_status bj_aot_work_open(bj_aot_work *w, bj_error *err) {
     return BJ_OK;
 }
 
+/* Removes the work directory: our files, and whatever the C compiler left there (it runs with
+ * TMPDIR set to it, and one stopped by a signal may leave its temporary files). */
 static void bj_aot_work_close(bj_aot_work *w) {
     for (size_t i = 0; i < w->n_files; i++) { unlink(w->files[i]); free(w->files[i]); }
     free(w->files);
-    if (w->dir[0]) rmdir(w->dir);
+    if (!w->dir[0]) return;
+    DIR *d = opendir(w->dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[4400];
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", w->dir, e->d_name) < sizeof path)
+            unlink(path);
+    }
+    if (d) closedir(d);
+    rmdir(w->dir);
 }
 
 /* Writes a file named name in the work directory; its path into path. */
@@ -551,13 +563,14 @@ static const char *bj_aot_cc(void) {
 }
 
 /* Runs argv (argv[0] from PATH) with its output in log; BJ_E_IO quoting the log on failure. */
-static bj_status bj_aot_spawn(char *const argv[], const char *log, bj_error *err) {
+static bj_status bj_aot_spawn(char *const argv[], const char *log, const char *tmpdir, bj_error *err) {
     BJ_TRY(bj_aot_check_stop(err));
     pid_t pid = fork();
     if (pid < 0) return BJ_FAIL(err, BJ_E_IO, "cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
+        setenv("TMPDIR", tmpdir, 1); /* the compiler's own temporary files go where ours are removed */
         execvp(argv[0], argv);
         fprintf(stderr, "cannot run '%s': %s (set $BITJIT_CC or $CC to a C compiler driver)\n", argv[0], strerror(errno));
         _exit(127);
@@ -615,7 +628,7 @@ static bj_status bj_aot_data_object(bj_aot_work *w, const bj_aot_buf *bundle, ch
     BJ_TRY(bj_aot_work_file(w, "bundle.o", NULL, 0, obj, cap, err));
     BJ_TRY(bj_aot_work_file(w, "cc.log", NULL, 0, log, sizeof log, err));
     char *argv[] = { (char *)bj_aot_cc(), "-c", src, "-o", obj, NULL };
-    return bj_aot_spawn(argv, log, err);
+    return bj_aot_spawn(argv, log, w->dir, err);
 }
 
 /* Compiles every kernel to an object file in the work directory; paths into objs[1..]. */
@@ -655,7 +668,7 @@ static bj_status bj_aot_link(bj_aot_work *w, bj_aot_emit what, char **objs, size
         argv[a++] = tmp;
         for (size_t i = 0; i < n_objs; i++) argv[a++] = objs[i];
         argv[a] = NULL;
-        st = bj_aot_spawn(argv, log, err);
+        st = bj_aot_spawn(argv, log, w->dir, err);
     }
     free(argv);
     if (st != BJ_OK) { unlink(tmp); return st; }
