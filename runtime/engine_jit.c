@@ -371,6 +371,30 @@ static void run_step(void *ctx, int ith, int nth) {
     }
 }
 
+/* Whether a step (phase) runs on the calling thread instead of the pool: the row-wise ops of
+ * a one-token step, which the pool would hand to a single thread anyway (they split by token
+ * rows), and elementwise ops too small to be worth a fork-join (a few µs of work against a
+ * wake-up and a barrier, ~15 of which a layer would otherwise pay per token). The same
+ * function runs over the same ranges, so the arithmetic is unchanged. */
+#define BJ_INLINE_ELEMS 16384
+
+static bool step_inline(const bj_node *n, int64_t T, int phase) {
+    switch (n->op) {
+    case BJ_OP_EMBED: case BJ_OP_RMSNORM: case BJ_OP_ACT_QUANT: case BJ_OP_RMSNORM_QUANT: case BJ_OP_ROPE:
+        return T == 1;
+    case BJ_OP_BITLINEAR: case BJ_OP_ATTENTION: /* phase 0: quantize rows, store k/v */
+        return T == 1 && phase == 0;
+    case BJ_OP_ADD: case BJ_OP_MUL: case BJ_OP_RELU_SQR: case BJ_OP_SILU:
+        return T * bj_shape_cols(n->shape) <= BJ_INLINE_ELEMS;
+    default: return false;
+    }
+}
+
+static void run_phase(jit_engine *e, step_ctx *c) {
+    if (step_inline(c->n, c->T, c->phase)) run_step(c, 0, 1);
+    else bj_pool_run(e->pool, run_step, c);
+}
+
 static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits, float *logits,
                              bj_error *err) {
     jit_engine *e = (jit_engine *)base;
@@ -388,8 +412,8 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             continue;
         }
         step_ctx c = { e, n, T, tokens, 0, !all_logits };
-        bj_pool_run(e->pool, run_step, &c);
-        if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; bj_pool_run(e->pool, run_step, &c); }
+        run_phase(e, &c);
+        if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; run_phase(e, &c); }
     }
     bj_engine_copy_logits(base, e->buf[out].f, T, all_logits, logits);
     base->n_past += T;
