@@ -107,6 +107,13 @@ static double dot_f64(const float *a, const float *b, int64_t n, int64_t bstride
     return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
 }
 
+/* fmaxf(amax, fabsf(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
+ * v leaves amax as fmaxf does, since the comparison is false). */
+static inline float absmax_step(float amax, float v) {
+    float a = fabsf(v);
+    return a > amax ? a : amax;
+}
+
 /* ---- ops --------------------------------------------------------------------------------- */
 void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, float *y) {
     int64_t D = table->shape.d[1];
@@ -135,8 +142,8 @@ void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int
     for (int64_t t = t0; t < t1; t++) {
         const float *xr = x + t * K;
         float amax = 0;
-        for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
-        float sc = 127.0f / fmaxf(amax, 1e-5f);
+        for (int64_t k = 0; k < K; k++) amax = absmax_step(amax, xr[k]);
+        float sc = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
         for (int64_t k = 0; k < K; k++) {
             float r = rintf(xr[k] * sc); /* half to even, as torch.round */
             q[t * qstride + k] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
@@ -189,7 +196,7 @@ uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K) { return (uint64_t)N * (uint64_t)
 /* Symmetric absmax quantization of n floats to int8 in [-127, 127]; returns the scale. */
 static float q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
     float amax = 0;
-    for (int64_t k = 0; k < n; k++) amax = fmaxf(amax, fabsf(x[k]));
+    for (int64_t k = 0; k < n; k++) amax = absmax_step(amax, x[k]);
     float inv = amax > 0 ? 127.0f / amax : 0;
     for (int64_t k = 0; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
     memset(q + n, 0, (size_t)(stride - n));
@@ -302,6 +309,32 @@ void bj_rt_kv_store(const float *k, const float *v, int64_t width, int64_t pos0,
     memcpy(vc + (pos0 + t0) * width, v + t0 * width, (size_t)((t1 - t0) * width) * sizeof(float));
 }
 
+/* o[i] = sum_j p[j] * v[j * Wkv + i] for i < d, in dot_f64's order (lane j mod 8 in position
+ * order, lanes combined pairwise, the tail of L mod 8 positions last), but walking each cached
+ * v row contiguously: the same bits as d strided dot_f64 calls, without their cache misses. */
+#define BJ_ATT_MAXD 256
+
+BJ_HOT static void pv_f64(const float *p, const float *v, int64_t L, int64_t Wkv, int64_t d, double *o) {
+    double s[8][BJ_ATT_MAXD], tail[BJ_ATT_MAXD];
+    for (int j = 0; j < 8; j++)
+        for (int64_t i = 0; i < d; i++) s[j][i] = 0;
+    for (int64_t i = 0; i < d; i++) tail[i] = 0;
+    int64_t k = 0;
+    for (; k + 8 <= L; k += 8)
+        for (int j = 0; j < 8; j++) {
+            double pk = p[k + j];
+            const float *vr = v + (k + j) * Wkv;
+            for (int64_t i = 0; i < d; i++) s[j][i] += pk * vr[i];
+        }
+    for (; k < L; k++) {
+        double pk = p[k];
+        const float *vr = v + k * Wkv;
+        for (int64_t i = 0; i < d; i++) tail[i] += pk * vr[i];
+    }
+    for (int64_t i = 0; i < d; i++)
+        o[i] = (((s[0][i] + s[1][i]) + (s[2][i] + s[3][i])) + ((s[4][i] + s[5][i]) + (s[6][i] + s[7][i]))) + tail[i];
+}
+
 /* Scores as one f32 gemm gives them (dot in higher precision, rounded once), scaled,
  * numerators exp(score - max), then (sum_j p_j v_j) / sum_j p_j, torch's CPU order. */
 void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
@@ -316,12 +349,18 @@ void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n
             float mx = -FLT_MAX;
             for (int64_t j = 0; j < L; j++) {
                 p[j] = (float)dot_f64(qr, kh + j * Wkv, d, 1) * scale;
-                mx = fmaxf(mx, p[j]);
+                mx = p[j] > mx ? p[j] : mx; /* fmaxf(mx, p[j]) inline: a NaN p[j] keeps mx as fmaxf does */
             }
             double sum = 0;
             for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
             float *o = y + t * Wq + h * d;
-            for (int64_t i = 0; i < d; i++) o[i] = (float)dot_f64(p, vh + i, L, Wkv) / (float)sum;
+            if (d <= BJ_ATT_MAXD) {
+                double od[BJ_ATT_MAXD];
+                pv_f64(p, vh, L, Wkv, d, od);
+                for (int64_t i = 0; i < d; i++) o[i] = (float)od[i] / (float)sum;
+            } else {
+                for (int64_t i = 0; i < d; i++) o[i] = (float)dot_f64(p, vh + i, L, Wkv) / (float)sum;
+            }
         }
 }
 
