@@ -19,6 +19,7 @@
 #include "runtime/threads.h"
 
 #include <ffi.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +288,30 @@ typedef struct step_ctx {
     const int32_t *tokens;
     int phase;      /* attention: 0 stores k/v, 1 attends */
     bool last_only; /* only the last token's logits are wanted */
+    atomic_int_fast64_t next; /* chunked steps: the first item no thread has taken yet */
 } step_ctx;
+
+/* The matmuls and attention hand out their rows (heads) in chunks from a shared counter
+ * rather than in one fixed share per thread: on a machine where another process holds a core
+ * for a while, the thread that still runs takes the rest instead of waiting at the barrier.
+ * Each row is computed by the same code whichever thread takes it, so results do not change.
+ * About BJ_CHUNKS_PER_THREAD chunks a thread, in multiples of align, at least min_items. */
+#define BJ_CHUNKS_PER_THREAD 8
+
+static int64_t chunk_size(int64_t n, int64_t align, int64_t min_items, int nth) {
+    int64_t c = n / ((int64_t)nth * BJ_CHUNKS_PER_THREAD);
+    if (c < min_items) c = min_items;
+    return (c + align - 1) / align * align;
+}
+
+/* The next chunk [*a, *b) of n items, false when none is left. */
+static bool next_chunk(step_ctx *c, int64_t n, int64_t size, int64_t *a, int64_t *b) {
+    int64_t i = atomic_fetch_add_explicit(&c->next, size, memory_order_relaxed);
+    if (i >= n) return false;
+    *a = i;
+    *b = i + size < n ? i + size : n;
+    return true;
+}
 
 static void run_matmul_t(step_ctx *c, int ith, int nth) {
     jit_engine *e = c->e;
@@ -295,16 +319,16 @@ static void run_matmul_t(step_ctx *c, int ith, int nth) {
     jit_mm *m = e->mm[id];
     jit_buf *y = &e->buf[id];
     const jit_buf *x = c->n->op == BJ_OP_BITLINEAR ? y : &e->buf[c->n->in[0]];
-    int64_t m0, m1;
-    bj_pool_split(m->M, m->row_block, ith, nth, &m0, &m1);
-    if (m0 >= m1) return;
+    int64_t m0, m1, size = chunk_size(m->M, m->row_block, 64, nth);
     const int8_t *xq = x->q;
     const uint8_t *w = m->packed;
     int32_t *acc = y->acc;
     int64_t T = c->T;
     void *args[6] = { &xq, &w, &acc, &T, &m0, &m1 };
-    ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
-    bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
+    while (next_chunk(c, m->M, size, &m0, &m1)) {
+        ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
+        bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
+    }
 }
 
 static void run_attention(step_ctx *c, int ith, int nth) {
@@ -317,8 +341,7 @@ static void run_attention(step_ctx *c, int ith, int nth) {
         if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kc[id], e->vc[id]);
         return;
     }
-    bj_pool_split(H, 1, ith, nth, &a, &b);
-    if (a < b)
+    while (next_chunk(c, H, 1, &a, &b))
         bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
                         e->buf[id].f);
 }
@@ -355,10 +378,11 @@ static void run_step(void *ctx, int ith, int nth) {
          * otherwise pay T times the largest matmul of the model). */
         int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = 0;
         if (c->last_only && e->head_last[n - g->nodes]) r0 = c->T - 1;
-        bj_pool_split(cols, 16, ith, nth, &n0, &n1);
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
-        if (n0 < n1 && w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
-        else if (n0 < n1) bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
+        for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, cols, size, &n0, &n1);) {
+            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
+            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
+        }
         break;
     }
     case BJ_OP_ROPE: bj_rt_rope(a, n->iattr[0], n->iattr[1], n->fattr[0], e->base.n_past, t0, t1, y->f); break;
@@ -391,6 +415,7 @@ static bool step_inline(const bj_node *n, int64_t T, int phase) {
 }
 
 static void run_phase(jit_engine *e, step_ctx *c) {
+    atomic_store_explicit(&c->next, 0, memory_order_relaxed); /* published by the pool's start */
     if (step_inline(c->n, c->T, c->phase)) run_step(c, 0, 1);
     else bj_pool_run(e->pool, run_step, c);
 }
@@ -411,7 +436,7 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             out = n->in[0];
             continue;
         }
-        step_ctx c = { e, n, T, tokens, 0, !all_logits };
+        step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits };
         run_phase(e, &c);
         if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; run_phase(e, &c); }
     }
