@@ -62,6 +62,7 @@ typedef struct jit_engine {
     jit_buf *buf;         /* per node */
     int64_t cap_T;
     float **scratch;      /* per thread: attention scores, max_seq floats */
+    struct jit_ctr *ctr;  /* per thread: chunked steps' progress through that thread's share */
 } jit_engine;
 
 static double now_ms(void) {
@@ -288,15 +289,21 @@ typedef struct step_ctx {
     const int32_t *tokens;
     int phase;      /* attention: 0 stores k/v, 1 attends */
     bool last_only; /* only the last token's logits are wanted */
-    atomic_int_fast64_t next; /* chunked steps: the first item no thread has taken yet */
 } step_ctx;
 
-/* The matmuls and attention hand out their rows (heads) in chunks from a shared counter
- * rather than in one fixed share per thread: on a machine where another process holds a core
- * for a while, the thread that still runs takes the rest instead of waiting at the barrier.
- * Each row is computed by the same code whichever thread takes it, so results do not change.
- * About BJ_CHUNKS_PER_THREAD chunks a thread, in multiples of align, at least min_items. */
+/* The matmuls and attention run each thread's fixed share (bj_pool_split) in chunks, taken
+ * from a counter per share; a thread done with its own share takes the remaining chunks of the
+ * others'. So every thread still streams its own contiguous rows, but on a machine where
+ * another process holds a core for a while the thread that runs does the rest instead of
+ * waiting at the barrier. Each row is computed by the same code whichever thread takes it, so
+ * results do not change. About BJ_CHUNKS_PER_THREAD chunks a share, in multiples of align,
+ * at least min_items. */
 #define BJ_CHUNKS_PER_THREAD 8
+
+typedef struct jit_ctr {  /* one cache line each: the threads' counters do not share lines */
+    atomic_int_fast64_t taken; /* items of this share handed out so far */
+    char pad[64 - sizeof(atomic_int_fast64_t)];
+} jit_ctr;
 
 static int64_t chunk_size(int64_t n, int64_t align, int64_t min_items, int nth) {
     int64_t c = n / ((int64_t)nth * BJ_CHUNKS_PER_THREAD);
@@ -304,13 +311,22 @@ static int64_t chunk_size(int64_t n, int64_t align, int64_t min_items, int nth) 
     return (c + align - 1) / align * align;
 }
 
-/* The next chunk [*a, *b) of n items, false when none is left. */
-static bool next_chunk(step_ctx *c, int64_t n, int64_t size, int64_t *a, int64_t *b) {
-    int64_t i = atomic_fetch_add_explicit(&c->next, size, memory_order_relaxed);
-    if (i >= n) return false;
-    *a = i;
-    *b = i + size < n ? i + size : n;
-    return true;
+/* The next chunk [*a, *b) of n items for thread ith of nth: from its own share, else from the
+ * next share with some left; false when none is left. */
+static bool next_chunk(step_ctx *c, int ith, int nth, int64_t n, int64_t align, int64_t size, int64_t *a,
+                       int64_t *b) {
+    for (int k = 0; k < nth; k++) {
+        int j = (ith + k) % nth;
+        int64_t s, e;
+        bj_pool_split(n, align, j, nth, &s, &e);
+        if (s >= e || atomic_load_explicit(&c->e->ctr[j].taken, memory_order_relaxed) >= e - s) continue;
+        int64_t i = s + atomic_fetch_add_explicit(&c->e->ctr[j].taken, size, memory_order_relaxed);
+        if (i >= e) continue;
+        *a = i;
+        *b = i + size < e ? i + size : e;
+        return true;
+    }
+    return false;
 }
 
 static void run_matmul_t(step_ctx *c, int ith, int nth) {
@@ -325,7 +341,7 @@ static void run_matmul_t(step_ctx *c, int ith, int nth) {
     int32_t *acc = y->acc;
     int64_t T = c->T;
     void *args[6] = { &xq, &w, &acc, &T, &m0, &m1 };
-    while (next_chunk(c, m->M, size, &m0, &m1)) {
+    while (next_chunk(c, ith, nth, m->M, m->row_block, size, &m0, &m1)) {
         ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
         bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
     }
@@ -341,7 +357,7 @@ static void run_attention(step_ctx *c, int ith, int nth) {
         if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kc[id], e->vc[id]);
         return;
     }
-    while (next_chunk(c, H, 1, &a, &b))
+    while (next_chunk(c, ith, nth, H, 1, 1, &a, &b))
         bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
                         e->buf[id].f);
 }
@@ -379,7 +395,7 @@ static void run_step(void *ctx, int ith, int nth) {
         int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = 0;
         if (c->last_only && e->head_last[n - g->nodes]) r0 = c->T - 1;
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
-        for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, cols, size, &n0, &n1);) {
+        for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, ith, nth, cols, 16, size, &n0, &n1);) {
             if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
             else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
         }
@@ -415,7 +431,8 @@ static bool step_inline(const bj_node *n, int64_t T, int phase) {
 }
 
 static void run_phase(jit_engine *e, step_ctx *c) {
-    atomic_store_explicit(&c->next, 0, memory_order_relaxed); /* published by the pool's start */
+    for (int i = 0; i < bj_pool_size(e->pool); i++) /* published by the pool's start */
+        atomic_store_explicit(&e->ctr[i].taken, 0, memory_order_relaxed);
     if (step_inline(c->n, c->T, c->phase)) run_step(c, 0, 1);
     else bj_pool_run(e->pool, run_step, c);
 }
@@ -462,6 +479,7 @@ static void jit_free(bj_engine *base) {
     }
     for (int i = 0; e->scratch && e->pool && i < bj_pool_size(e->pool); i++) free(e->scratch[i]);
     free(e->scratch);
+    free(e->ctr);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
     free(e->mm); free(e->head8); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
@@ -483,7 +501,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
-    if (!e->mm || !e->head8 || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
+    e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
+    if (!e->mm || !e->head8 || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) /* matmul_f nodes read by nothing but output nodes */
         e->head_last[i] = e->g->nodes[i].op == BJ_OP_MATMUL_F;
