@@ -22,6 +22,7 @@
 #include "runtime/threads.h"
 
 #include <ffi.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ typedef struct jit_engine {
     jit_buf *buf;         /* per node */
     int64_t cap_T;
     float **scratch;      /* per thread: attention scores, max_seq floats */
+    struct jit_ctr *ctr;  /* per thread: chunked steps' progress through that thread's share */
 } jit_engine;
 
 static double now_ms(void) {
@@ -505,22 +507,60 @@ typedef struct step_ctx {
     bool last_only; /* only the last token's logits are wanted */
 } step_ctx;
 
+/* The matmuls and attention run each thread's fixed share (bj_pool_split) in chunks, taken
+ * from a counter per share; a thread done with its own share takes the remaining chunks of the
+ * others'. So every thread still streams its own contiguous rows, but on a machine where
+ * another process holds a core for a while the thread that runs does the rest instead of
+ * waiting at the barrier. Each row is computed by the same code whichever thread takes it, so
+ * results do not change. About BJ_CHUNKS_PER_THREAD chunks a share, in multiples of align,
+ * at least min_items. */
+#define BJ_CHUNKS_PER_THREAD 8
+
+typedef struct jit_ctr {  /* one cache line each: the threads' counters do not share lines */
+    atomic_int_fast64_t taken; /* items of this share handed out so far */
+    char pad[64 - sizeof(atomic_int_fast64_t)];
+} jit_ctr;
+
+static int64_t chunk_size(int64_t n, int64_t align, int64_t min_items, int nth) {
+    int64_t c = n / ((int64_t)nth * BJ_CHUNKS_PER_THREAD);
+    if (c < min_items) c = min_items;
+    return (c + align - 1) / align * align;
+}
+
+/* The next chunk [*a, *b) of n items for thread ith of nth: from its own share, else from the
+ * next share with some left; false when none is left. */
+static bool next_chunk(step_ctx *c, int ith, int nth, int64_t n, int64_t align, int64_t size, int64_t *a,
+                       int64_t *b) {
+    for (int k = 0; k < nth; k++) {
+        int j = (ith + k) % nth;
+        int64_t s, e;
+        bj_pool_split(n, align, j, nth, &s, &e);
+        if (s >= e || atomic_load_explicit(&c->e->ctr[j].taken, memory_order_relaxed) >= e - s) continue;
+        int64_t i = s + atomic_fetch_add_explicit(&c->e->ctr[j].taken, size, memory_order_relaxed);
+        if (i >= e) continue;
+        *a = i;
+        *b = i + size < e ? i + size : e;
+        return true;
+    }
+    return false;
+}
+
 static void run_matmul_t(step_ctx *c, int ith, int nth) {
     jit_engine *e = c->e;
     uint32_t id = (uint32_t)(c->n - e->g->nodes);
     jit_mm *m = e->mm[id];
     jit_buf *y = &e->buf[id];
     const jit_buf *x = c->n->op == BJ_OP_BITLINEAR ? y : &e->buf[c->n->in[0]];
-    int64_t m0, m1;
-    bj_pool_split(m->M, m->row_block, ith, nth, &m0, &m1);
-    if (m0 >= m1) return;
+    int64_t m0, m1, size = chunk_size(m->M, m->row_block, 64, nth);
     const int8_t *xq = x->q;
     const uint8_t *w = m->packed;
     int32_t *acc = y->acc;
     int64_t T = c->T;
     void *args[6] = { &xq, &w, &acc, &T, &m0, &m1 };
-    ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
-    bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
+    while (next_chunk(c, ith, nth, m->M, m->row_block, size, &m0, &m1)) {
+        ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
+        bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
+    }
 }
 
 static void run_attention(step_ctx *c, int ith, int nth) {
@@ -533,8 +573,7 @@ static void run_attention(step_ctx *c, int ith, int nth) {
         if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kc[id], e->vc[id]);
         return;
     }
-    bj_pool_split(H, 1, ith, nth, &a, &b);
-    if (a < b)
+    while (next_chunk(c, ith, nth, H, 1, 1, &a, &b))
         bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
                         e->buf[id].f);
 }
@@ -571,10 +610,11 @@ static void run_step(void *ctx, int ith, int nth) {
          * otherwise pay T times the largest matmul of the model). */
         int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = 0;
         if (c->last_only && e->head_last[n - g->nodes]) r0 = c->T - 1;
-        bj_pool_split(cols, 16, ith, nth, &n0, &n1);
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
-        if (n0 < n1 && w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
-        else if (n0 < n1) bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
+        for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, ith, nth, cols, 16, size, &n0, &n1);) {
+            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
+            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
+        }
         break;
     }
     case BJ_OP_ROPE: bj_rt_rope(a, n->iattr[0], n->iattr[1], n->fattr[0], e->base.n_past, t0, t1, y->f); break;
@@ -585,6 +625,32 @@ static void run_step(void *ctx, int ith, int nth) {
         bj_rt_elementwise((bj_op)n->op, a, n->nin > 1 ? e->buf[n->in[1]].f : NULL, i0, i1, y->f);
     }
     }
+}
+
+/* Whether a step (phase) runs on the calling thread instead of the pool: the row-wise ops of
+ * a one-token step, which the pool would hand to a single thread anyway (they split by token
+ * rows), and elementwise ops too small to be worth a fork-join (a few µs of work against a
+ * wake-up and a barrier, ~15 of which a layer would otherwise pay per token). The same
+ * function runs over the same ranges, so the arithmetic is unchanged. */
+#define BJ_INLINE_ELEMS 16384
+
+static bool step_inline(const bj_node *n, int64_t T, int phase) {
+    switch (n->op) {
+    case BJ_OP_EMBED: case BJ_OP_RMSNORM: case BJ_OP_ACT_QUANT: case BJ_OP_RMSNORM_QUANT: case BJ_OP_ROPE:
+        return T == 1;
+    case BJ_OP_BITLINEAR: case BJ_OP_ATTENTION: /* phase 0: quantize rows, store k/v */
+        return T == 1 && phase == 0;
+    case BJ_OP_ADD: case BJ_OP_MUL: case BJ_OP_RELU_SQR: case BJ_OP_SILU:
+        return T * bj_shape_cols(n->shape) <= BJ_INLINE_ELEMS;
+    default: return false;
+    }
+}
+
+static void run_phase(jit_engine *e, step_ctx *c) {
+    for (int i = 0; i < bj_pool_size(e->pool); i++) /* published by the pool's start */
+        atomic_store_explicit(&e->ctr[i].taken, 0, memory_order_relaxed);
+    if (step_inline(c->n, c->T, c->phase)) run_step(c, 0, 1);
+    else bj_pool_run(e->pool, run_step, c);
 }
 
 static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits, float *logits,
@@ -603,9 +669,9 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             out = n->in[0];
             continue;
         }
-        step_ctx c = { e, n, T, tokens, 0, !all_logits };
-        bj_pool_run(e->pool, run_step, &c);
-        if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; bj_pool_run(e->pool, run_step, &c); }
+        step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits };
+        run_phase(e, &c);
+        if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; run_phase(e, &c); }
     }
     bj_engine_copy_logits(base, e->buf[out].f, T, all_logits, logits);
     base->n_past += T;
@@ -630,6 +696,7 @@ static void jit_free(bj_engine *base) {
     }
     for (int i = 0; e->scratch && e->pool && i < bj_pool_size(e->pool); i++) free(e->scratch[i]);
     free(e->scratch);
+    free(e->ctr);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
     free(e->mm); free(e->head8); free(e->head8map); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
@@ -652,7 +719,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
-    if (!e->mm || !e->head8 || !e->head8map || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch)
+    e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
+    if (!e->mm || !e->head8 || !e->head8map || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) /* matmul_f nodes read by nothing but output nodes */
         e->head_last[i] = e->g->nodes[i].op == BJ_OP_MATMUL_F;

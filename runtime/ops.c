@@ -77,17 +77,24 @@ BJ_HOT static float dot_f32(const float *a, const float *b, int64_t n) {
     return dot_fold(s, tail);
 }
 
+/* Software prefetch distance of the head's streaming dots, in bytes: the rows are read once
+ * and sequentially, from 4 KiB pages (an mmap of the model file) at whose boundaries the
+ * hardware prefetcher stops; running this far ahead keeps the next page's lines in flight. */
+#define BJ_HEAD_PREFETCH 4096
+
 #if defined(__x86_64__) && defined(__GNUC__)
 /* The same dot against an F16 row, converting in registers (decode reads the head once, so
  * converting into a buffer first doubled its memory traffic). Multiply then add, no FMA. */
 __attribute__((target("avx,f16c"))) static float dot_f16_f16c(const float *a, const uint8_t *w, int64_t n) {
     __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
     int64_t k = 0;
-    for (; k + BJ_DOT_LANES <= n; k += BJ_DOT_LANES)
+    for (; k + BJ_DOT_LANES <= n; k += BJ_DOT_LANES) {
+        _mm_prefetch((const char *)(w + 2 * k + BJ_HEAD_PREFETCH), _MM_HINT_T0); /* one 64-byte line a step */
         for (int q = 0; q < 4; q++) {
             __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * (k + 8 * q))));
             acc[q] = _mm256_add_ps(acc[q], _mm256_mul_ps(_mm256_loadu_ps(a + k + 8 * q), wv));
         }
+    }
     float s[BJ_DOT_LANES], tail = 0;
     for (int q = 0; q < 4; q++) _mm256_storeu_ps(s + 8 * q, acc[q]);
     for (; k < n; k++) tail += a[k] * bj_f16_to_f32(bj_rd16(w + 2 * k));
@@ -105,6 +112,13 @@ static double dot_f64(const float *a, const float *b, int64_t n, int64_t bstride
         for (int j = 0; j < 8; j++) s[j] += (double)a[k + j] * b[(k + j) * bstride];
     for (; k < n; k++) tail += (double)a[k] * b[k * bstride];
     return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
+}
+
+/* fmaxf(amax, fabsf(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
+ * v leaves amax as fmaxf does, since the comparison is false). */
+static inline float absmax_step(float amax, float v) {
+    float a = fabsf(v);
+    return a > amax ? a : amax;
 }
 
 /* ---- ops --------------------------------------------------------------------------------- */
@@ -135,8 +149,8 @@ void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int
     for (int64_t t = t0; t < t1; t++) {
         const float *xr = x + t * K;
         float amax = 0;
-        for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
-        float sc = 127.0f / fmaxf(amax, 1e-5f);
+        for (int64_t k = 0; k < K; k++) amax = absmax_step(amax, xr[k]);
+        float sc = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
         for (int64_t k = 0; k < K; k++) {
             float r = rintf(xr[k] * sc); /* half to even, as torch.round */
             q[t * qstride + k] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
@@ -163,22 +177,25 @@ void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t 
         }
 }
 
+/* Rows of up to this many floats are converted on the stack (no malloc per call). */
+#define BJ_STACK_ROW 8192
+
 void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
                     float *y) {
-    float *row = malloc((size_t)K * sizeof *row);
-    BJ_ASSERT(row);
 #if defined(__x86_64__) && defined(__GNUC__)
     if (T == 1 && w->dtype == BJ_DT_F16 && __builtin_cpu_supports("f16c")) { /* decode: one pass */
         for (int64_t n = n0; n < n1; n++) y[n] = dot_f16_f16c(x, (const uint8_t *)w->data + 2 * n * K, K);
-        free(row);
         return;
     }
 #endif
+    float stack_row[BJ_STACK_ROW];
+    float *row = K <= BJ_STACK_ROW ? stack_row : malloc((size_t)K * sizeof *row);
+    BJ_ASSERT(row);
     for (int64_t n = n0; n < n1; n++) {
         load_row(w->dtype, w->data, (uint64_t)(n * K), K, row);
         for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(x + t * K, row, K);
     }
-    free(row);
+    if (row != stack_row) free(row);
 }
 
 /* ---- the 8-bit head ---------------------------------------------------------------------- */
@@ -189,7 +206,7 @@ uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K) { return (uint64_t)N * (uint64_t)
 /* Symmetric absmax quantization of n floats to int8 in [-127, 127]; returns the scale. */
 static float q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
     float amax = 0;
-    for (int64_t k = 0; k < n; k++) amax = fmaxf(amax, fabsf(x[k]));
+    for (int64_t k = 0; k < n; k++) amax = absmax_step(amax, x[k]);
     float inv = amax > 0 ? 127.0f / amax : 0;
     for (int64_t k = 0; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
     memset(q + n, 0, (size_t)(stride - n));
@@ -243,14 +260,25 @@ BJ_HOT static int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
 #if defined(__x86_64__) && defined(__GNUC__)
 /* The same with AVX2's unsigned x signed byte products: |a| times b with a's sign moved onto
  * b (pairs of products fit int16: 2 * 127 * 127 < 32768), then widened to int32. */
+__attribute__((target("avx2"))) static inline __m256i dot_i8_step(__m256i acc, const int8_t *a, const int8_t *b) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)a);
+    __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)b);
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* Two independent accumulators over 64-byte steps, the weight row prefetched ahead (integer
+ * sums: any order gives the same result). */
 __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, int64_t n) {
-    __m256i acc = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
-    for (int64_t k = 0; k < n; k += 32) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(a + k));
-        __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)(b + k));
-        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    __m256i acc = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+    int64_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        _mm_prefetch((const char *)(b + k + BJ_HEAD_PREFETCH), _MM_HINT_T0);
+        acc = dot_i8_step(acc, a + k, b + k);
+        acc2 = dot_i8_step(acc2, a + k + 32, b + k + 32);
     }
+    if (k < n) acc = dot_i8_step(acc, a + k, b + k);
+    acc = _mm256_add_epi32(acc, acc2);
     __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
@@ -260,8 +288,11 @@ __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, cons
 
 void bj_rt_matmul_q8(const float *x, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y) {
     int64_t K = w->K, S = w->stride;
-    int8_t *xq = malloc((size_t)(T * S));
-    float *xd = malloc((size_t)T * sizeof *xd);
+    int8_t stack_q[BJ_STACK_ROW];
+    float stack_d[BJ_STACK_ROW / 256];
+    bool small = T * S <= BJ_STACK_ROW && T <= BJ_STACK_ROW / 256; /* decode: no malloc per call */
+    int8_t *xq = small ? stack_q : malloc((size_t)(T * S));
+    float *xd = small ? stack_d : malloc((size_t)T * sizeof *xd);
     BJ_ASSERT(xq && xd);
     for (int64_t t = 0; t < T; t++) xd[t] = q8_row(x + t * K, K, S, xq + t * S);
     int32_t (*dot)(const int8_t *, const int8_t *, int64_t) = dot_i8;
@@ -272,8 +303,10 @@ void bj_rt_matmul_q8(const float *x, const bj_rt_q8w *w, int64_t T, int64_t n0, 
         const int8_t *wr = w->q + n * S;
         for (int64_t t = 0; t < T; t++) y[t * w->N + n] = (float)dot(xq + t * S, wr, S) * (xd[t] * w->d[n]);
     }
-    free(xq);
-    free(xd);
+    if (!small) {
+        free(xq);
+        free(xd);
+    }
 }
 
 /* HF rotate_half: pairs (i, i + d/2) rotated by pos * theta^(-2i/d), inv_freq in f32. */
@@ -302,6 +335,32 @@ void bj_rt_kv_store(const float *k, const float *v, int64_t width, int64_t pos0,
     memcpy(vc + (pos0 + t0) * width, v + t0 * width, (size_t)((t1 - t0) * width) * sizeof(float));
 }
 
+/* o[i] = sum_j p[j] * v[j * Wkv + i] for i < d, in dot_f64's order (lane j mod 8 in position
+ * order, lanes combined pairwise, the tail of L mod 8 positions last), but walking each cached
+ * v row contiguously: the same bits as d strided dot_f64 calls, without their cache misses. */
+#define BJ_ATT_MAXD 256
+
+BJ_HOT static void pv_f64(const float *p, const float *v, int64_t L, int64_t Wkv, int64_t d, double *o) {
+    double s[8][BJ_ATT_MAXD], tail[BJ_ATT_MAXD];
+    for (int j = 0; j < 8; j++)
+        for (int64_t i = 0; i < d; i++) s[j][i] = 0;
+    for (int64_t i = 0; i < d; i++) tail[i] = 0;
+    int64_t k = 0;
+    for (; k + 8 <= L; k += 8)
+        for (int j = 0; j < 8; j++) {
+            double pk = p[k + j];
+            const float *vr = v + (k + j) * Wkv;
+            for (int64_t i = 0; i < d; i++) s[j][i] += pk * vr[i];
+        }
+    for (; k < L; k++) {
+        double pk = p[k];
+        const float *vr = v + k * Wkv;
+        for (int64_t i = 0; i < d; i++) tail[i] += pk * vr[i];
+    }
+    for (int64_t i = 0; i < d; i++)
+        o[i] = (((s[0][i] + s[1][i]) + (s[2][i] + s[3][i])) + ((s[4][i] + s[5][i]) + (s[6][i] + s[7][i]))) + tail[i];
+}
+
 /* Scores as one f32 gemm gives them (dot in higher precision, rounded once), scaled,
  * numerators exp(score - max), then (sum_j p_j v_j) / sum_j p_j, torch's CPU order. */
 void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
@@ -316,12 +375,18 @@ void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n
             float mx = -FLT_MAX;
             for (int64_t j = 0; j < L; j++) {
                 p[j] = (float)dot_f64(qr, kh + j * Wkv, d, 1) * scale;
-                mx = fmaxf(mx, p[j]);
+                mx = p[j] > mx ? p[j] : mx; /* fmaxf(mx, p[j]) inline: a NaN p[j] keeps mx as fmaxf does */
             }
             double sum = 0;
             for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
             float *o = y + t * Wq + h * d;
-            for (int64_t i = 0; i < d; i++) o[i] = (float)dot_f64(p, vh + i, L, Wkv) / (float)sum;
+            if (d <= BJ_ATT_MAXD) {
+                double od[BJ_ATT_MAXD];
+                pv_f64(p, vh, L, Wkv, d, od);
+                for (int64_t i = 0; i < d; i++) o[i] = (float)od[i] / (float)sum;
+            } else {
+                for (int64_t i = 0; i < d; i++) o[i] = (float)dot_f64(p, vh + i, L, Wkv) / (float)sum;
+            }
         }
 }
 

@@ -2,7 +2,8 @@
  * (1) over random shapes (odd K, N, T = 1 and many), every output is within the analytic bound
  *     of int8 rounding against a double-precision dot of the same float inputs:
  *       |y - x.w| <= d_x/2 sum|w| + d_w/2 sum|x| + K d_x d_w / 4   (+ f32 slack),
- *     with d = absmax / 127 of the token row and of the weight row;
+ *     with d = absmax / 127 of the token row and of the weight row, and equals bit for bit
+ *     the plain integer dot of the int8 rows (whichever SIMD path the CPU runs);
  * (2) on the bundled kjv model through the JIT engine, the last logits stay within 0.1 of the
  *     oracle's (HF transformers, exact head) and the oracle's top-1 token is unchanged for
  *     every prompt; the exact head stays the default. */
@@ -39,6 +40,20 @@ static void check_shape(int64_t N, int64_t K, int64_t T, uint64_t seed) {
     /* Two column ranges, as two threads would split them. */
     bj_rt_matmul_q8(x, &q, T, 0, N / 2, y);
     bj_rt_matmul_q8(x, &q, T, N / 2, N, y);
+    /* The token rows quantized by the same rule (as a T x K weight), then a plain int dot. */
+    bj_node xn = { .op = BJ_OP_WEIGHT, .dtype = BJ_DT_F32, .name = "x", .data = x,
+                   .shape = { .ndim = 2, .d = { T, K } }, .nbytes = (uint64_t)(T * K * 4) };
+    bj_rt_q8w xq;
+    cr_assert_eq(bj_rt_q8w_make(&xq, &xn, &err), BJ_OK, "%s", err.msg);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            int32_t acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += xq.q[t * xq.stride + k] * q.q[n * q.stride + k];
+            float want = (float)acc * (xq.d[t] * q.d[n]), got = y[t * N + n];
+            cr_assert_eq(memcmp(&got, &want, 4), 0, "N=%lld K=%lld T=%lld t=%lld n=%lld: %.9g, int dot gives %.9g",
+                         (long long)N, (long long)K, (long long)T, (long long)t, (long long)n, got, want);
+        }
+    bj_rt_q8w_free(&xq);
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * K;
         double ax = 0, sx = 0;
@@ -64,7 +79,7 @@ static void check_shape(int64_t N, int64_t K, int64_t T, uint64_t seed) {
 Test(head_q8, within_the_rounding_bound_over_shapes) {
     static const int64_t shapes[][3] = { { 1, 1, 1 },    { 3, 31, 1 },   { 17, 32, 2 },   { 64, 33, 1 },
                                          { 5, 100, 7 },  { 129, 257, 1 }, { 33, 2560, 3 }, { 1000, 384, 1 },
-                                         { 7, 4097, 16 } };
+                                         { 7, 4097, 16 }, { 300, 2560, 1 } };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
         check_shape(shapes[i][0], shapes[i][1], shapes[i][2], 0x9e3779b97f4a7c15ull + i);
 }

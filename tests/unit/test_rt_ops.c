@@ -1,10 +1,13 @@
 /* tests/unit/test_rt_ops.c -- the shared ops' fast paths agree bit for bit with their plain
  * paths: the LM head's one-pass F16 dot (decode, F16C) against convert-then-dot (prefill),
- * for odd K, and the F16 row conversion against the scalar rule for every half value. */
+ * for odd K, the F16 row conversion against the scalar rule for every half value, and
+ * attention's contiguous p.V accumulation against the strided per-column dot it replaced. */
 #include "ir/weights.h"
 #include "runtime/ops.h"
 
 #include <criterion/criterion.h>
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,4 +53,53 @@ Test(rt_ops, f16_rows_convert_every_half_exactly) {
         if (want != want) cr_expect(out[i] != out[i], "half 0x%04x: NaN expected", i);
         else cr_expect_eq(memcmp(&out[i], &want, 4), 0, "half 0x%04x: %g vs %g", i, out[i], want);
     }
+}
+
+/* The attention op as it was written before its p.V sum walked v rows contiguously: per output
+ * column a double dot over 8 lanes (position mod 8), lanes summed pairwise, then the tail. */
+static double strided_dot(const float *a, const float *b, int64_t n, int64_t bstride) {
+    double s[8] = { 0 }, tail = 0;
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)a[k + j] * b[(k + j) * bstride];
+    for (; k < n; k++) tail += (double)a[k] * b[k * bstride];
+    return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
+}
+
+static void attention_strided(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
+                              int64_t d, int64_t pos0, int64_t T, float *p, float *y) {
+    int64_t Wq = n_head * d, Wkv = n_kv * d, group = n_head / n_kv;
+    float scale = 1.0f / sqrtf((float)d);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < n_head; h++) {
+            const float *qr = q + t * Wq + h * d, *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
+            int64_t L = pos0 + t + 1;
+            float mx = -FLT_MAX;
+            for (int64_t j = 0; j < L; j++) {
+                p[j] = (float)strided_dot(qr, kh + j * Wkv, d, 1) * scale;
+                mx = fmaxf(mx, p[j]);
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
+            for (int64_t i = 0; i < d; i++) y[t * Wq + h * d + i] = (float)strided_dot(p, vh + i, L, Wkv) / (float)sum;
+        }
+}
+
+Test(rt_ops, attention_equals_the_strided_sum) {
+    const int64_t H = 4, Hkv = 2, ds[] = { 8, 64, 128 }, pos0s[] = { 0, 6, 7, 8, 15, 40 }, T = 3;
+    for (size_t a = 0; a < sizeof ds / sizeof *ds; a++)
+        for (size_t b = 0; b < sizeof pos0s / sizeof *pos0s; b++) {
+            int64_t d = ds[a], pos0 = pos0s[b], L = pos0 + T;
+            float *q = malloc((size_t)(T * H * d) * sizeof *q), *kc = malloc((size_t)(L * Hkv * d) * sizeof *kc);
+            float *vc = malloc((size_t)(L * Hkv * d) * sizeof *vc), *p = malloc((size_t)L * sizeof *p);
+            float *y1 = malloc((size_t)(T * H * d) * sizeof *y1), *y2 = malloc((size_t)(T * H * d) * sizeof *y2);
+            for (int64_t i = 0; i < T * H * d; i++) q[i] = frand() * 2;
+            for (int64_t i = 0; i < L * Hkv * d; i++) { kc[i] = frand() * 2; vc[i] = frand() * 3; }
+            bj_rt_attention(q, kc, vc, H, Hkv, d, pos0, T, 0, H, p, y1);
+            attention_strided(q, kc, vc, H, Hkv, d, pos0, T, p, y2);
+            for (int64_t i = 0; i < T * H * d; i++)
+                cr_expect_eq(memcmp(&y1[i], &y2[i], 4), 0, "d %lld pos0 %lld elem %lld: %.9g vs %.9g", (long long)d,
+                             (long long)pos0, (long long)i, y1[i], y2[i]);
+            free(q); free(kc); free(vc); free(p); free(y1); free(y2);
+        }
 }
