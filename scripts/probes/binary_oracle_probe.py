@@ -21,7 +21,11 @@ Modes:
                T*K int8 codes, T*K f32 inputs, in graph order: qkv, o, gate/up, down per layer)
                with the exact forward's, and prints the first codes that differ and how far
                the exact value x*s was from the .5 boundary.
-Usage: binary_oracle_probe.py MODEL_DIR (--variants | --round32 | --dump-q FILE --prompt I)
+  --greedy     the exact forward's greedy continuation (as many ids as the oracle's) against
+               the oracle's master_greedy_ids.
+  --rule ternary runs the same on kjv-bitnet-11m's master (absmean RoundClip weights).
+Usage: binary_oracle_probe.py MODEL_DIR [--rule binary|ternary] (--variants | --round32 | --greedy |
+       --dump-q FILE --prompt I)
 """
 import argparse, json, struct
 
@@ -35,6 +39,9 @@ ap.add_argument("--variants", action="store_true")
 ap.add_argument("--round32", action="store_true")
 ap.add_argument("--dump-q")
 ap.add_argument("--prompt", type=int, default=0)
+ap.add_argument("--rule", choices=("binary", "ternary"), default="binary",
+                help="binary: the README's Sign rule (kjv-bitnet1-11m); ternary: absmean RoundClip (kjv-bitnet-11m master)")
+ap.add_argument("--greedy", action="store_true", help="the exact forward's 48 greedy ids against the oracle's")
 args = ap.parse_args()
 
 idx = json.load(open(f"{args.model}/master/model.safetensors.index.json"))
@@ -66,8 +73,12 @@ def forward(ids, dt, exact, aq="mul", mm="lin", rms_mean="f64", r32=(), log=None
         q = xs.round().clamp(-128, 127)
         if log is not None:
             log.setdefault(name, (q, xs))
-        sign = torch.where(w - w.mean() > 0, 1.0, -1.0).to(dt)
-        beta = w.abs().mean()
+        if args.rule == "binary":
+            sign = torch.where(w - w.mean() > 0, 1.0, -1.0).to(dt)
+            beta = w.abs().mean()
+        else:  # absmean: gamma = max(mean|W|, 1e-5), W_t = clamp(round(W / gamma), -1, 1), scale gamma
+            beta = w.abs().mean().clamp(min=1e-5)
+            sign = (w / beta).round().clamp(-1, 1)
         if exact:
             return R(((q.double() @ sign.double().T) / s.double() * beta.double()).to(dt), "mm")
         if mm == "int":
@@ -126,6 +137,14 @@ if args.round32:
                 ("res", "rms", "mm", "kv", "attn", "ffn")):
         print(f"exact, rounded to f32 at {r32 or '(nothing)'}: "
               + vs_oracle(lambda ids: forward(ids, torch.float64, True, r32=r32)))
+if args.greedy:
+    for pr in orc["prompts"]:
+        ids, want = list(pr["ids"]), pr["master_greedy_ids"]
+        for _ in range(len(want)):
+            ids.append(int(forward(ids, torch.float64, True).argmax()))
+        got = ids[len(pr["ids"]):]
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+        print(f"exact forward, greedy {pr['prompt']!r}: " + ("equal" if first is None else f"differs first at {first}"))
 if args.dump_q:
     buf, off, recs = open(args.dump_q, "rb").read(), 0, []
     while off < len(buf):
