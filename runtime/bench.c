@@ -150,3 +150,10 @@ void bj_bench_mem_read(bj_bench_mem *m) {
     }
     fclose(f);
 }
+
+bool bj_bench_mem_reset_peak(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return false;
+    bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}

@@ -26,6 +26,9 @@ uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_byte
  * (VmHWM) and RSS now, split into anonymous and file-backed pages. Bytes. */
 typedef struct bj_bench_mem { uint64_t peak, rss, anon, file; } bj_bench_mem;
 void bj_bench_mem_read(bj_bench_mem *m);
+/* Starts a new peak (VmHWM = the current RSS, Linux /proc/self/clear_refs); false where the
+ * kernel does not allow it (then the peak stays the process's). */
+bool bj_bench_mem_reset_peak(void);
 
 /* "Weights + KV cache": the bytes an engine must keep resident to run a context of ctx
  * tokens, i.e. what one decode step at position ctx reads (bj_bench_bytes_per_token: packed
