@@ -6,6 +6,7 @@
 #include "compiler/aot.h"
 #include "runtime/bench.h"
 #include "runtime/cli/cli.h"
+#include "runtime/cli/progress.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -131,10 +132,15 @@ static void bench_compile(const bj_graph *g, const bench_opts *o, bj_jit_report 
     tune_db_path(&o->jit, db, sizeof db);
     if (db[0]) jo.tune_db = db;
     bj_engine *e;
+    cli_progress bar;
+    cli_progress_begin(&bar, "compile test", 2);
+    cli_progress_update(&bar, 0, "cold: empty cache");
     if (bj_jit_engine_create(&e, g, &jo, cold, &err) != BJ_OK) cli_die_error(&err);
     bj_engine_free(e);
+    cli_progress_update(&bar, 1, "warm: from the cache");
     if (bj_jit_engine_create(&e, g, &jo, warm, &err) != BJ_OK) cli_die_error(&err);
     bj_engine_free(e);
+    cli_progress_end(&bar);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "%s: warning: could not remove %s\n", bj_cli_prog, dir);
@@ -420,6 +426,9 @@ int bj_cmd_bench(int argc, char **argv) {
      * above packed weights and are gone, so the peak starts again here where the kernel allows. */
     bj_bench_mem mem = { 0 };
     bool have_mem = false, fresh_peak = bj_bench_mem_reset_peak();
+    cli_progress bar; /* one step per engine and thread count; rows go to stdout as they finish */
+    int64_t n_conf = (want_jit ? nt : 0) + (want_ref ? 1 : 0), conf = 0;
+    cli_progress_begin(&bar, "bench", n_conf);
     for (int k = 0; k < 2; k++) {
         const char *eng = k == 0 ? "jit" : "ref";
         if ((k == 0 && !want_jit) || (k == 1 && !want_ref)) continue;
@@ -427,6 +436,9 @@ int bj_cmd_bench(int argc, char **argv) {
             bj_engine *e;
             bj_jit_options jo = o.jit;
             jo.n_threads = threads[i];
+            char note[64];
+            snprintf(note, sizeof note, "%s, %d thread%s", eng, k == 0 ? threads[i] : 1, k == 0 && threads[i] > 1 ? "s" : "");
+            cli_progress_update(&bar, conf, note);
             bj_status st = k == 0 ? bj_jit_engine_create(&e, &m.graph, &jo, NULL, &err)
                                   : bj_ref_engine_create(&e, &m.graph, &err);
             if (st != BJ_OK) cli_die_error(&err);
@@ -438,6 +450,7 @@ int bj_cmd_bench(int argc, char **argv) {
             if (o.bw_mib > 0 && bj_bench_bandwidth(threads[i], (size_t)o.bw_mib << 20, 5, &bw, &err) != BJ_OK)
                 cli_die_error(&err);
             int nthr = k == 0 ? threads[i] : 1;
+            cli_progress_clear();
             for (int t = 0; t < 2; t++) {
                 if ((t == 0 && o.p == 0) || (t == 1 && o.n == 0)) continue;
                 bench_row *r = &rows[nr++];
@@ -450,8 +463,11 @@ int bj_cmd_bench(int argc, char **argv) {
                 if (o.fmt == FMT_MD) print_row_md(r);
                 else if (o.fmt == FMT_CSV) print_row_csv(r, o.model);
             }
+            fflush(stdout);
+            cli_progress_update(&bar, ++conf, note);
         }
     }
+    cli_progress_end(&bar);
 
     /* "Weights + KV cache" at the longest context the runs reached (p + n positions). */
     uint64_t need = bj_bench_resident_need(&m.graph, want_jit ? cold.packed_bytes : 0, o.jit.head_q8, o.p + o.n);
@@ -460,7 +476,8 @@ int bj_cmd_bench(int argc, char **argv) {
                "weights + KV cache the engine keeps (%.1f MB: low-bit weights in kernel layouts, head %s, norms, "
                "one embedding row, KV of %lld positions)\n",
                (double)mem.peak * 1e-6,
-               fresh_peak ? "the first measured engine, created after the compile tests" : "the process up to the first engine's runs", need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,
+               fresh_peak ? "the first measured engine, created after the compile tests" : "the process up to the first engine's runs",
+               need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,
                o.jit.head_q8 ? "8-bit" : "as stored", (long long)(o.p + o.n));
     if (o.fmt == FMT_JSON) {
         FILE *f = stdout;
