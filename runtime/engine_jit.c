@@ -74,7 +74,16 @@ typedef struct jit_engine {
     int64_t cap_T;
     float **scratch;      /* per thread: attention scores, max_seq floats */
     struct jit_ctr *ctr;  /* per thread: chunked steps' progress through that thread's share */
+    uint64_t *prof_ns;    /* options.profile: per node, time in its steps; NULL otherwise */
+    int64_t *prof_steps;
+    bj_jit_profile_sum prof_sum;
 } jit_engine;
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static double now_ms(void) {
     struct timespec t;
@@ -662,6 +671,7 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)T);
     }
     uint32_t out = BJ_NONE;
+    uint64_t f0 = e->prof_ns ? now_ns() : 0;
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const bj_node *n = &e->g->nodes[i];
         if (!is_step_value(n)) continue;
@@ -669,12 +679,70 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             out = n->in[0];
             continue;
         }
+        uint64_t t0 = e->prof_ns ? now_ns() : 0;
         step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits };
         run_phase(e, &c);
         if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; run_phase(e, &c); }
+        if (e->prof_ns) {
+            e->prof_ns[i] += now_ns() - t0;
+            e->prof_steps[i]++;
+        }
     }
     bj_engine_copy_logits(base, e->buf[out].f, T, all_logits, logits);
     base->n_past += T;
+    if (e->prof_ns) {
+        e->prof_sum.forward_ms += (double)(now_ns() - f0) * 1e-6;
+        e->prof_sum.forwards++;
+        e->prof_sum.tokens += T;
+    }
+    return BJ_OK;
+}
+
+/* ---- profile (options.profile) --------------------------------------------------------- */
+static int prof_row(bj_jit_profile_row *rows, int *n, int cap, const char *what) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(rows[i].what, what)) return i;
+    if (*n == cap) return -1;
+    memset(&rows[*n], 0, sizeof rows[*n]);
+    snprintf(rows[*n].what, sizeof rows[*n].what, "%s", what);
+    return (*n)++;
+}
+
+static int prof_by_time(const void *a, const void *b) {
+    double x = ((const bj_jit_profile_row *)a)->ms, y = ((const bj_jit_profile_row *)b)->ms;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+bj_status bj_jit_profile(const bj_engine *base, bj_jit_profile_row *rows, int cap, int *n, bj_jit_profile_sum *sum,
+                         bj_error *err) {
+    *n = 0;
+    if (base->forward != jit_forward || !((const jit_engine *)base)->prof_ns)
+        return BJ_FAIL(err, BJ_E_INVALID, "no profile: not a JIT engine created with the profile option");
+    const jit_engine *e = (const jit_engine *)base;
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        if (!e->prof_steps[i]) continue;
+        const bj_node *nd = &e->g->nodes[i];
+        char what[48];
+        uint64_t bytes = 0;
+        if (e->mm[i]) {
+            snprintf(what, sizeof what, "matmul %lldx%lld", (long long)e->mm[i]->M, (long long)e->mm[i]->K);
+            bytes = bj_cg_packed_size(&e->mm[i]->desc);
+        } else if (nd->op == BJ_OP_MATMUL_F) {
+            const bj_node *w = &e->g->nodes[nd->in[1]];
+            snprintf(what, sizeof what, "head %lldx%lld%s", (long long)w->shape.d[0], (long long)w->shape.d[1],
+                     e->head8[i].q ? " (8-bit)" : "");
+            bytes = e->head8[i].q ? bj_rt_q8w_bytes(w->shape.d[0], w->shape.d[1]) : w->nbytes;
+        } else {
+            snprintf(what, sizeof what, "%s", bj_op_get((bj_op)nd->op)->name);
+        }
+        int r = prof_row(rows, n, cap, what);
+        if (r < 0) continue;
+        rows[r].steps += e->prof_steps[i];
+        rows[r].ms += (double)e->prof_ns[i] * 1e-6;
+        rows[r].bytes += bytes * (uint64_t)e->prof_steps[i];
+    }
+    qsort(rows, (size_t)*n, sizeof *rows, prof_by_time);
+    if (sum) *sum = e->prof_sum;
     return BJ_OK;
 }
 
@@ -697,6 +765,8 @@ static void jit_free(bj_engine *base) {
     for (int i = 0; e->scratch && e->pool && i < bj_pool_size(e->pool); i++) free(e->scratch[i]);
     free(e->scratch);
     free(e->ctr);
+    free(e->prof_ns);
+    free(e->prof_steps);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
     free(e->mm); free(e->head8); free(e->head8map); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
@@ -719,6 +789,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
     e->scratch = calloc((size_t)o->n_threads, sizeof *e->scratch);
+    if (o->profile && (!(e->prof_ns = calloc(n, sizeof *e->prof_ns)) || !(e->prof_steps = calloc(n, sizeof *e->prof_steps))))
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
     if (!e->mm || !e->head8 || !e->head8map || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");

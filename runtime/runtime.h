@@ -57,6 +57,8 @@ typedef struct bj_jit_options {
     /* Called as kernels are prepared (done of total); may be NULL. */
     void (*progress)(void *ud, int64_t done, int64_t total);
     void *progress_ud;
+    /* Time every step of every forward (two clock reads a step): bj_jit_profile reads the sums. */
+    bool profile;
 } bj_jit_options;
 
 typedef struct bj_jit_report {
@@ -86,6 +88,22 @@ typedef struct bj_jit_report {
 void bj_jit_options_default(bj_jit_options *o);
 bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_options *o,
                                bj_jit_report *report, bj_error *err);
+
+/* Where a JIT engine created with `profile` spent its forward time since creation: one row per
+ * op kind, the ternary matmuls one row per shape and the float (head) matmuls apart, by time. */
+typedef struct bj_jit_profile_row {
+    char what[48];   /* op name ("rmsnorm_quant", ...), "matmul 2560x6912", "head 128256x2560" */
+    int64_t steps;   /* node executions (a forward runs each node once) */
+    double ms;       /* wall time in them (for pool steps: until the last thread is done) */
+    uint64_t bytes;  /* weight bytes they read (matmuls: kernel layout; head: as stored or 8-bit) */
+} bj_jit_profile_row;
+typedef struct bj_jit_profile_sum {
+    double forward_ms;  /* all forwards, steps and what lies between them */
+    int64_t forwards, tokens;
+} bj_jit_profile_sum;
+/* Up to cap rows into rows (*n of them); BJ_E_INVALID if e is not a JIT engine made with profile. */
+bj_status bj_jit_profile(const bj_engine *e, bj_jit_profile_row *rows, int cap, int *n, bj_jit_profile_sum *sum,
+                         bj_error *err);
 
 /* For engine implementations: checks a step's tokens against the vocabulary and the
  * context left; copies the last row (or all rows) of f32 [T][n_vocab] logits out. */

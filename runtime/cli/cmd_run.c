@@ -18,6 +18,8 @@ static int usage_run(FILE *f) {
             "  -n, --n-predict N       tokens to generate (default 128; stops early at EOS)\n"
             "      --ids               print only the generated token ids, space-separated, on one line\n"
             "      --no-bos            do not prepend the BOS token\n"
+            "      --profile           after the run, print on stderr where the forward time went: per op kind,\n"
+            "                          per matmul shape (with the GB/s its weights were read at), the head\n"
             "\n"
             "sampling:\n" CLI_SAMPLING_HELP
             "\n"
@@ -29,18 +31,18 @@ static int usage_run(FILE *f) {
 typedef struct run_opts {
     const char *prompt, *prompt_file;
     int64_t n_predict;
-    bool ids, no_bos;
+    bool ids, no_bos, profile;
     cli_sampling samp;
     cli_model_opts mo;
 } run_opts;
 
-enum { O_IDS = CLI_O_CMD, O_NO_BOS };
+enum { O_IDS = CLI_O_CMD, O_NO_BOS, O_PROFILE };
 
 static void parse_run(int argc, char **argv, run_opts *o) {
     static const struct option longs[] = {
         { "prompt", required_argument, 0, 'p' }, { "file", required_argument, 0, 'f' },
         { "n-predict", required_argument, 0, 'n' }, { "ids", no_argument, 0, O_IDS },
-        { "no-bos", no_argument, 0, O_NO_BOS }, CLI_SAMPLING_LONGOPTS, CLI_MODEL_LONGOPTS, CLI_END_LONGOPTS,
+        { "no-bos", no_argument, 0, O_NO_BOS }, { "profile", no_argument, 0, O_PROFILE }, CLI_SAMPLING_LONGOPTS, CLI_MODEL_LONGOPTS, CLI_END_LONGOPTS,
     };
     int c;
     opterr = 0;
@@ -52,11 +54,14 @@ static void parse_run(int argc, char **argv, run_opts *o) {
         case 'n': o->n_predict = cli_parse_int("-n", optarg, 0, INT32_MAX); break;
         case O_IDS: o->ids = true; break;
         case O_NO_BOS: o->no_bos = true; break;
+        case O_PROFILE: o->profile = o->mo.jit.profile = true; break;
         default: cli_bad_option(c, argv, usage_run);
         }
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
     if (o->prompt && o->prompt_file) cli_die_usage("%s", "give either -p or -f, not both");
+    if (o->profile && o->mo.engine && strcmp(o->mo.engine, "jit"))
+        cli_die_usage("--profile needs the JIT engine (not --engine %s)", o->mo.engine);
     cli_model_opts_check(&o->mo);
     cli_sampling_finish(&o->samp);
 }
@@ -71,6 +76,31 @@ static char *read_prompt(const run_opts *o, size_t *len) {
     bj_error err = { 0 };
     if (bj_read_file(o->prompt_file, &buf, len, &err) != BJ_OK) cli_die_error(&err);
     return buf;
+}
+
+/* --profile: the engine's step times, largest first, and what they add up to. */
+static void print_profile(const bj_engine *e) {
+    bj_jit_profile_row rows[64];
+    bj_jit_profile_sum sum;
+    int n;
+    bj_error err = { 0 };
+    if (bj_jit_profile(e, rows, 64, &n, &sum, &err) != BJ_OK) { /* an AOT library without the JIT's */
+        fprintf(stderr, "%s: no profile: %s\n", bj_cli_prog, err.msg);
+        return;
+    }
+    double steps_ms = 0;
+    for (int i = 0; i < n; i++) steps_ms += rows[i].ms;
+    fprintf(stderr, "%s: profile of %lld forwards (%lld tokens) in %.1f ms:\n", bj_cli_prog, (long long)sum.forwards,
+            (long long)sum.tokens, sum.forward_ms);
+    fprintf(stderr, "  %-26s %8s %10s %6s %9s %9s\n", "step", "steps", "ms", "%", "us/step", "GB/s");
+    for (int i = 0; i < n; i++) {
+        char gbs[16] = "";
+        if (rows[i].bytes && rows[i].ms > 0) snprintf(gbs, sizeof gbs, "%.1f", (double)rows[i].bytes / (rows[i].ms * 1e6));
+        fprintf(stderr, "  %-26s %8lld %10.2f %5.1f%% %9.1f %9s\n", rows[i].what, (long long)rows[i].steps, rows[i].ms,
+                100 * rows[i].ms / fmax(sum.forward_ms, 1e-9), 1e3 * rows[i].ms / (double)rows[i].steps, gbs);
+    }
+    fprintf(stderr, "  %-26s %8s %10.2f %5.1f%%\n", "(between steps)", "", sum.forward_ms - steps_ms,
+            100 * (sum.forward_ms - steps_ms) / fmax(sum.forward_ms, 1e-9));
 }
 
 int bj_cmd_run(int argc, char **argv) {
@@ -127,6 +157,7 @@ int bj_cmd_run(int argc, char **argv) {
                 bj_cli_prog, (double)mem.peak * 1e-6, need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,
                 (double)ses.packed_bytes * 1e-6, o.mo.jit.head_q8 ? "8-bit" : "as stored", (long long)e->n_past);
     }
+    if (o.profile) print_profile(e);
     bj_sampler_free(&s);
     free(ids);
     free(text);

@@ -134,4 +134,16 @@ Test(cli, bad_engine_flags) {
     expect_fail("bench -p 0 -n 0", "nothing to measure");
     expect_fail("bench --engine warp", "warp");
     expect_fail("info --bogus", "--bogus");
+    expect_fail("run --profile --engine ref -p hi", "--profile needs the JIT engine");
+}
+
+/* run --profile: a table on stderr after the text, with the ternary matmuls by shape (kjv has
+ * four: 384x384, 128x384, 1024x384, 384x1024) and the head, each with its GB/s. */
+Test(cli, run_profile_table, .timeout = 300) {
+    char out[16384];
+    cr_assert_eq(run("run -p Amen -n 4 --temp 0 --profile -t 1", out, sizeof out, true), 0, "%s", out);
+    cr_expect(strstr(out, "profile of 4 forwards"), "%s", out);
+    const char *want[] = { "matmul 384x384 ", "matmul 128x384 ", "matmul 1024x384 ", "matmul 384x1024 ", "head 4096x384 ",
+                           "attention ", "(between steps)" };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) cr_expect(strstr(out, want[i]), "no '%s' row:\n%s", want[i], out);
 }

@@ -264,3 +264,69 @@ Test(jit_engine, refuses_features_the_host_lacks) {
     cr_assert_null(e);
     bj_model_free(&m);
 }
+
+/* options.profile: every step of every forward is counted once, in its row (ternary matmuls by
+ * shape, so their steps add up to the report's matmul count per forward), rows largest first,
+ * and their time is part of the forward time; the profiled engine computes the same logits; an
+ * engine made without the option (or the reference engine) has no profile. */
+Test(jit_engine, profile_counts_every_step, .timeout = 300) {
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.cache_dir = BJ_TEST_TMP "/jit-profile-cache";
+    o.profile = true;
+    bj_jit_report r;
+    bj_engine *e, *plain, *ref;
+    cr_assert_eq(bj_jit_engine_create(&e, &m.graph, &o, &r, &err), BJ_OK, "%s", err.msg);
+    o.profile = false;
+    cr_assert_eq(bj_jit_engine_create(&plain, &m.graph, &o, NULL, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_ref_engine_create(&ref, &m.graph, &err), BJ_OK, "%s", err.msg);
+    size_t V = (size_t)e->n_vocab;
+    float *a = malloc(N_PROMPT * V * sizeof *a), *b = malloc(N_PROMPT * V * sizeof *b);
+    const int forwards = 3;
+    for (int i = 0; i < forwards; i++) {
+        bj_engine_reset(e);
+        bj_engine_reset(plain);
+        cr_assert_eq(bj_engine_forward(e, k_prompt, N_PROMPT, true, a, &err), BJ_OK, "%s", err.msg);
+        cr_assert_eq(bj_engine_forward(plain, k_prompt, N_PROMPT, true, b, &err), BJ_OK, "%s", err.msg);
+        cr_expect_arr_eq(a, b, N_PROMPT * V * sizeof *a, "profiling changed the logits");
+    }
+    bj_jit_profile_row rows[64];
+    bj_jit_profile_sum sum;
+    int n;
+    cr_assert_eq(bj_jit_profile(e, rows, 64, &n, &sum, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(sum.forwards, forwards);
+    cr_expect_eq(sum.tokens, forwards * N_PROMPT);
+    int64_t mm_steps = 0, steps = 0;
+    double ms = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strncmp(rows[i].what, "matmul ", 7)) {
+            mm_steps += rows[i].steps;
+            cr_expect_gt(rows[i].bytes, 0, "%s: no weight bytes", rows[i].what);
+        }
+        cr_expect_eq(rows[i].steps % forwards, 0, "%s: %lld steps in %d forwards", rows[i].what,
+                     (long long)rows[i].steps, forwards);
+        if (i) cr_expect_geq(rows[i - 1].ms, rows[i].ms, "rows not largest first");
+        steps += rows[i].steps;
+        ms += rows[i].ms;
+    }
+    cr_expect_eq(mm_steps, r.n_matmuls * forwards);
+    int64_t values = 0; /* nodes a forward runs: everything but inputs, weights and the output */
+    for (uint32_t i = 0; i < m.graph.n_nodes; i++) {
+        uint8_t op = m.graph.nodes[i].op;
+        values += op != BJ_OP_INPUT && op != BJ_OP_WEIGHT && op != BJ_OP_WEIGHT_QUANT && op != BJ_OP_OUTPUT;
+    }
+    cr_expect_eq(steps, values * forwards);
+    cr_expect_leq(ms, sum.forward_ms);
+    cr_expect_neq(bj_jit_profile(plain, rows, 64, &n, &sum, &err), BJ_OK);
+    cr_expect_neq(bj_jit_profile(ref, rows, 64, &n, &sum, &err), BJ_OK);
+    free(a);
+    free(b);
+    bj_engine_free(e);
+    bj_engine_free(plain);
+    bj_engine_free(ref);
+    bj_model_free(&m);
+}
