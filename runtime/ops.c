@@ -127,25 +127,50 @@ void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_
     for (int64_t t = t0; t < t1; t++) load_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, y + t * D);
 }
 
-/* As HF's BitNetRMSNorm: x^2 in f32, mean = sum * (1/D), r = 1/sqrt(mean + eps), w * (x * r). */
-void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, float *y) {
+/* As HF's BitNetRMSNorm: x^2 in f32, mean = sum * (1/D), r = 1/sqrt(mean + eps), w * (x * r).
+ * The norm weight is converted once per call (load_row: the same values as converting each
+ * element where it is used), so the scaling loop vectorizes. */
+#define BJ_STACK_ROW 8192 /* rows of up to this many floats are converted on the stack */
+
+BJ_HOT static void rmsnorm_rows(const float *x, const float *wr, double eps, int64_t D, int64_t t0, int64_t t1,
+                                float *y) {
     for (int64_t t = t0; t < t1; t++) {
         const float *xr = x + t * D;
-        double ss = 0;
-        for (int64_t d = 0; d < D; d++) {
+        /* the f32 squares summed in double over 8 lanes (lane j: d = j mod 8), combined pairwise:
+         * a fixed order, and the double sum rounds to the same f32 mean as a sequential one
+         * but for ties 2^-29 apart, while the lanes let it vectorize */
+        double s8[8] = { 0 }, tail = 0;
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8)
+            for (int j = 0; j < 8; j++) {
+                float sq = xr[d + j] * xr[d + j];
+                s8[j] += sq;
+            }
+        for (; d < D; d++) {
             float sq = xr[d] * xr[d];
-            ss += sq;
+            tail += sq;
         }
+        double ss = (((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]))) + tail;
         float mean = (float)ss * (1.0f / (float)D);
         float r = 1.0f / sqrtf(mean + (float)eps);
-        for (int64_t d = 0; d < D; d++) {
+        for (d = 0; d < D; d++) {
             float xn = xr[d] * r;
-            y[t * D + d] = bj_ir_weight_float(w->dtype, w->data, (uint64_t)d) * xn;
+            y[t * D + d] = wr[d] * xn;
         }
     }
 }
 
-void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int64_t t1, int8_t *q, float *qs) {
+void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, float *y) {
+    float stack_w[BJ_STACK_ROW];
+    float *wr = D <= BJ_STACK_ROW ? stack_w : malloc((size_t)D * sizeof *wr);
+    BJ_ASSERT(wr);
+    load_row(w->dtype, w->data, 0, D, wr);
+    rmsnorm_rows(x, wr, eps, D, t0, t1, y);
+    if (wr != stack_w) free(wr);
+}
+
+/* rintf in the AVX2 clone is one vroundps (the baseline calls libm per element): same values. */
+BJ_HOT void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int64_t t1, int8_t *q, float *qs) {
     for (int64_t t = t0; t < t1; t++) {
         const float *xr = x + t * K;
         float amax = 0;
@@ -177,8 +202,6 @@ void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t 
         }
 }
 
-/* Rows of up to this many floats are converted on the stack (no malloc per call). */
-#define BJ_STACK_ROW 8192
 
 void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
                     float *y) {
@@ -390,7 +413,7 @@ void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n
         }
 }
 
-void bj_rt_elementwise(bj_op op, const float *a, const float *b, int64_t i0, int64_t i1, float *y) {
+BJ_HOT void bj_rt_elementwise(bj_op op, const float *a, const float *b, int64_t i0, int64_t i1, float *y) {
     switch (op) {
     case BJ_OP_ADD: for (int64_t i = i0; i < i1; i++) y[i] = a[i] + b[i]; break;
     case BJ_OP_MUL: for (int64_t i = i0; i < i1; i++) y[i] = a[i] * b[i]; break;
