@@ -18,10 +18,11 @@ static void tmp_path(char *buf, size_t cap, const char *name) {
     snprintf(buf, cap, "%s/bench-%d-%s", BJ_TEST_TMP, (int)getpid(), name);
 }
 
-/* Runs `bitjit bench TINY extra > out`; fails the test on a non-zero exit. */
+/* Runs `bitjit bench TINY extra > out` (stderr, where progress goes, kept out of the file: sh()
+ * adds 2>&1 after the group); fails the test on a non-zero exit. */
 static void bench(const char *extra, const char *out) {
     char cmd[8192], log[16384], exe[4096];
-    snprintf(cmd, sizeof cmd, "'%s' bench " TINY " %s > '%s'", tool("bitjit", exe, sizeof exe), extra, out);
+    snprintf(cmd, sizeof cmd, "{ '%s' bench " TINY " %s > '%s'; }", tool("bitjit", exe, sizeof exe), extra, out);
     cr_assert_eq(sh(cmd, log, sizeof log), 0, "%s: %s", cmd, log);
 }
 
