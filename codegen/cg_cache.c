@@ -69,8 +69,7 @@ void bj_cg_cache_warn(bj_cg_cache *c, uint32_t what, const char *fmt, const char
     c->warn |= what;
 }
 
-/* mkdir -p. */
-static int bj_cg_mkdirs(const char *dir) {
+int bj_cg_mkdirs(const char *dir) {
     char p[4096];
     if (strlen(dir) >= sizeof p) return ENAMETOOLONG;
     strcpy(p, dir);

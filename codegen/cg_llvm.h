@@ -126,7 +126,9 @@ static inline void bj_cg_st(bj_cg *cg, LLVMValueRef v_val, LLVMValueRef v_alloca
     LLVMBuildStore(cg->b, v_val, v_alloca);
 }
 
-/* cg_cache.c's file helpers, shared with the packed-weight cache (cg_wcache.c). */
+/* cg_cache.c's file helpers, shared with the packed-weight cache (cg_wcache.c) and the tuning
+ * database (cg_tunedb.c). mkdir -p: 0, or the errno (ENOTDIR: the path exists as a file). */
+int bj_cg_mkdirs(const char *dir);
 void bj_cg_cache_warn(bj_cg_cache *c, uint32_t what, const char *fmt, const char *arg, int e);
 bool bj_cg_read_all(int fd, void *buf, size_t n);
 bool bj_cg_write_all(int fd, const void *buf, size_t n);

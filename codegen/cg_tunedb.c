@@ -1,6 +1,7 @@
 /* codegen/cg_tunedb.c -- the tuning database's reader, writer and the one rule that turns its
  * entries into kernel descriptors (format and rules in cg_tunedb.h). */
 #include "codegen/cg_tunedb.h"
+#include "codegen/cg_llvm.h"
 
 #include <xxhash.h>
 
@@ -224,27 +225,13 @@ bj_status bj_cg_tunedb_load(bj_cg_tunedb *db, const bj_cg_target *t, const char 
     return BJ_OK;
 }
 
-static int bj_cg_mkdir_p(const char *dir) {
-    char p[4096];
-    if (strlen(dir) >= sizeof p) return ENAMETOOLONG;
-    strcpy(p, dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) return errno;
-        *s = '/';
-    }
-    if (mkdir(p, 0755) && errno != EEXIST) return errno;
-    return 0;
-}
-
 bj_status bj_cg_tunedb_save(const bj_cg_tunedb *db, const char *path, bj_error *err) {
     char dir[4096], tmp[4200];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = 0;
-        int e = bj_cg_mkdir_p(dir);
+        int e = bj_cg_mkdirs(dir);
         if (e) return BJ_FAIL(err, BJ_E_IO, "cannot make directory %s: %s", dir, strerror(e));
     }
     int n = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
