@@ -327,6 +327,23 @@ Test(tune, save_load_round_trip) {
 
 /* bitjitc with the forced database compiles the tuned kernels beside the cost rule's: the library
  * runs exactly with the database (its kernels) and without it (the cost rule's). */
+
+/* An engine over an AOT library's kernels (2 threads), with the tuning database db (or
+ * ignoring it: no_tune_db); *l and *lm stay open for the caller to close. */
+static bj_engine *lib_engine(const char *lib, const char *db, bool no_tune_db, bj_aot_lib **l, bj_model *lm,
+                             bj_jit_report *r) {
+    bj_error err = { 0 };
+    cr_assert_eq(bj_aot_load(l, lm, lib, &err), BJ_OK, "%s", err.msg);
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    bj_aot_jit_options(*l, &o);
+    o.n_threads = 2;
+    o.tune_db = db;
+    o.no_tune_db = no_tune_db;
+    bj_engine *e;
+    cr_assert_eq(bj_jit_engine_create(&e, &lm->graph, &o, r, &err), BJ_OK, "%s", err.msg);
+    return e;
+}
 Test(tune, bitjitc_library_with_database, .timeout = 900) {
     bj_model m;
     load(&m);
@@ -343,17 +360,8 @@ Test(tune, bitjitc_library_with_database, .timeout = 900) {
     for (int with = 0; with < 2; with++) {
         bj_aot_lib *l;
         bj_model lm;
-        bj_error err = { 0 };
-        cr_assert_eq(bj_aot_load(&l, &lm, lib, &err), BJ_OK, "%s", err.msg);
-        bj_jit_options o;
-        bj_jit_options_default(&o);
-        bj_aot_jit_options(l, &o);
-        o.n_threads = 2;
-        o.tune_db = db;
-        o.no_tune_db = !with;
         bj_jit_report r;
-        bj_engine *e;
-        cr_assert_eq(bj_jit_engine_create(&e, &lm.graph, &o, &r, &err), BJ_OK, "%s", err.msg);
+        bj_engine *e = lib_engine(lib, db, !with, &l, &lm, &r);
         cr_expect_eq(r.n_tuned, with ? r.n_matmuls : 0);
         expect_oracle_ids(e, &lm, with ? "library, tuned" : "library, cost rule", 100);
         expect_ref_logits(e, &lm.graph, with ? "library, tuned" : "library, cost rule");
@@ -368,16 +376,8 @@ Test(tune, bitjitc_library_with_database, .timeout = 900) {
     cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
     bj_aot_lib *l;
     bj_model lm;
-    bj_error err = { 0 };
-    cr_assert_eq(bj_aot_load(&l, &lm, lib, &err), BJ_OK, "%s", err.msg);
-    bj_jit_options o;
-    bj_jit_options_default(&o);
-    bj_aot_jit_options(l, &o);
-    o.n_threads = 2;
-    o.tune_db = db;
     bj_jit_report r;
-    bj_engine *e;
-    cr_assert_eq(bj_jit_engine_create(&e, &lm.graph, &o, &r, &err), BJ_OK, "%s", err.msg);
+    bj_engine *e = lib_engine(lib, db, false, &l, &lm, &r);
     cr_expect_eq(r.n_tuned, 0);
     cr_expect_eq(r.n_tuned_pp, 0);
     expect_oracle_ids(e, &lm, "library without the database's kernels", 1);
