@@ -46,11 +46,12 @@ typedef struct jit_mm {   /* one ternary matmul step */
 } jit_mm;
 
 typedef struct jit_buf {  /* one node's result, sized for cap_T tokens */
-    float *f;
+    double *f;            /* f64 activations (runtime/ops.h) */
+    float *lg;            /* matmul_f: f32 logits */
     int8_t *q;            /* q8row: rows of stride bj_cg_x_stride(K), zero padded */
-    float *qs;
+    double *qs;
     int32_t *acc;         /* matmul_t: integer sums before the rescale */
-    float *tmp;           /* rmsnorm_quant, bitlinear: the normed rows before quantization */
+    double *tmp;          /* rmsnorm_quant, bitlinear: the normed rows before quantization */
 } jit_buf;
 
 typedef struct jit_engine {
@@ -67,12 +68,11 @@ typedef struct jit_engine {
     bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
     bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
     uint64_t released;    /* while preparing: bytes of source pages given back */
-    bool *head_last;      /* per node: a matmul_f read only by the output (its last row suffices
-                             when only the last logits are wanted) */
-    float **kc, **vc;     /* per node: attention KV caches */
+    uint32_t head;        /* the matmul_f the output reads (bj_engine_check_head) */
+    bj_kv **kc, **vc;     /* per node: attention KV caches */
     jit_buf *buf;         /* per node */
     int64_t cap_T;
-    float **scratch;      /* per thread: attention scores, max_seq floats */
+    double **scratch;     /* per thread: attention scores, max_seq doubles */
     struct jit_ctr *ctr;  /* per thread: chunked steps' progress through that thread's share */
     uint64_t *prof_ns;    /* options.profile: per node, time in its steps; NULL otherwise */
     int64_t *prof_steps;
@@ -446,7 +446,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         const bj_node *n = &g->nodes[i];
         if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
-            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(float);
+            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
@@ -469,6 +469,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
 static void free_buffers(jit_engine *e) {
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         free(e->buf[i].f);
+        free(e->buf[i].lg);
         free(e->buf[i].q);
         free(e->buf[i].qs);
         free(e->buf[i].acc);
@@ -493,13 +494,17 @@ static bool alloc_buffers(jit_engine *e, int64_t T) {
         size_t qcols = n->op == BJ_OP_BITLINEAR ? (size_t)e->g->nodes[n->in[2]].shape.d[1] : cols;
         if (n->dtype == BJ_DT_Q8ROW || n->op == BJ_OP_BITLINEAR) {
             b->q = malloc(t * (size_t)bj_cg_x_stride((int64_t)qcols));
-            b->qs = malloc(t * sizeof(float));
+            b->qs = malloc(t * sizeof(double));
             if (!b->q || !b->qs) return false;
         }
-        if ((n->op == BJ_OP_RMSNORM_QUANT || n->op == BJ_OP_BITLINEAR) && !(b->tmp = malloc(t * qcols * sizeof(float))))
+        if ((n->op == BJ_OP_RMSNORM_QUANT || n->op == BJ_OP_BITLINEAR) && !(b->tmp = malloc(t * qcols * sizeof(double))))
             return false;
         if (n->dtype == BJ_DT_Q8ROW) continue;
-        if (!(b->f = malloc(t * cols * sizeof(float)))) return false;
+        if (n->op == BJ_OP_MATMUL_F) {
+            if (!(b->lg = malloc(t * cols * sizeof(float)))) return false;
+            continue;
+        }
+        if (!(b->f = malloc(t * cols * sizeof(double)))) return false;
         if (is_lowbit_matmul(n) && !(b->acc = malloc(t * cols * sizeof(int32_t)))) return false;
     }
     e->cap_T = T;
@@ -600,7 +605,7 @@ static void run_step(void *ctx, int ith, int nth) {
     const bj_graph *g = e->g;
     const bj_node *n = c->n;
     jit_buf *y = &e->buf[n - g->nodes];
-    const float *a = n->nin > 0 ? e->buf[n->in[0]].f : NULL;
+    const double *a = n->nin > 0 ? e->buf[n->in[0]].f : NULL;
     int64_t cols = bj_shape_cols(n->shape), t0, t1;
     bj_pool_split(c->T, 1, ith, nth, &t0, &t1);
     switch (n->op) {
@@ -614,15 +619,14 @@ static void run_step(void *ctx, int ith, int nth) {
         else run_matmul_t(c, ith, nth);
         break;
     case BJ_OP_MATMUL_F: {
-        /* The output head: when only the last token's logits are wanted and nothing but the
-         * output reads this product, only that row is computed (a prompt of T tokens would
-         * otherwise pay T times the largest matmul of the model). */
-        int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = 0;
-        if (c->last_only && e->head_last[n - g->nodes]) r0 = c->T - 1;
+        /* The output head: when only the last token's logits are wanted, only that row is
+         * computed (nothing but the output reads logits: bj_engine_check_head; a prompt of T
+         * tokens would otherwise pay T times the largest matmul of the model). */
+        int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = c->last_only ? c->T - 1 : 0;
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
         for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, ith, nth, cols, 16, size, &n0, &n1);) {
-            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->f + r0 * cols);
-            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->f + r0 * cols);
+            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->lg + r0 * cols);
+            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->lg + r0 * cols);
         }
         break;
     }
@@ -670,15 +674,11 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
         free_buffers(e);
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)T);
     }
-    uint32_t out = BJ_NONE;
     uint64_t f0 = e->prof_ns ? now_ns() : 0;
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const bj_node *n = &e->g->nodes[i];
         if (!is_step_value(n)) continue;
-        if (n->op == BJ_OP_OUTPUT) { /* the logits are copied straight from the output's operand */
-            out = n->in[0];
-            continue;
-        }
+        if (n->op == BJ_OP_OUTPUT) continue; /* the logits are copied straight from the head */
         uint64_t t0 = e->prof_ns ? now_ns() : 0;
         step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits };
         run_phase(e, &c);
@@ -688,7 +688,7 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             e->prof_steps[i]++;
         }
     }
-    bj_engine_copy_logits(base, e->buf[out].f, T, all_logits, logits);
+    bj_engine_copy_logits(base, e->buf[e->head].lg, T, all_logits, logits);
     base->n_past += T;
     if (e->prof_ns) {
         e->prof_sum.forward_ms += (double)(now_ns() - f0) * 1e-6;
@@ -769,7 +769,7 @@ static void jit_free(bj_engine *base) {
     free(e->prof_steps);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->head8); free(e->head8map); free(e->head_last); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->head8); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -784,7 +784,6 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->mm = calloc(n, sizeof *e->mm);
     e->head8 = calloc(n, sizeof *e->head8);
     e->head8map = calloc(n, sizeof *e->head8map);
-    e->head_last = calloc(n, sizeof *e->head_last);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
@@ -792,15 +791,10 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (o->profile && (!(e->prof_ns = calloc(n, sizeof *e->prof_ns)) || !(e->prof_steps = calloc(n, sizeof *e->prof_steps))))
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
-    if (!e->mm || !e->head8 || !e->head8map || !e->head_last || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
+    if (!e->mm || !e->head8 || !e->head8map || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < n; i++) /* matmul_f nodes read by nothing but output nodes */
-        e->head_last[i] = e->g->nodes[i].op == BJ_OP_MATMUL_F;
-    for (uint32_t i = 0; i < n; i++)
-        for (uint32_t k = 0; k < e->g->nodes[i].nin; k++)
-            if (e->g->nodes[i].op != BJ_OP_OUTPUT) e->head_last[e->g->nodes[i].in[k]] = false;
     for (int i = 0; i < o->n_threads; i++)
-        if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(float))))
+        if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(double))))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     ffi_type *argt[6] = { &ffi_type_pointer, &ffi_type_pointer, &ffi_type_pointer,
                           &ffi_type_sint64, &ffi_type_sint64, &ffi_type_sint64 };
@@ -835,9 +829,12 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     memset(r, 0, sizeof *r);
     if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
     BJ_TRY(bj_ir_verify(g, err));
+    uint32_t head;
+    BJ_TRY(bj_engine_check_head(g, &head, err));
     jit_engine *e = calloc(1, sizeof *e);
     if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->g = g;
+    e->head = head;
     e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(g->nodes[bj_ir_find_output(g)].shape),
                            .max_seq = g->max_seq, .forward = jit_forward, .reset = jit_reset, .free = jit_free };
     bj_status s = setup(e, o, r, err);

@@ -1,6 +1,7 @@
 /* runtime/ops.c -- the plain C ops every engine shares (see ops.h).
- * Rounding follows torch: f32 where torch materialises a tensor, reductions summed in
- * double and rounded once (torch's cascade sums are close to exact), means as sum * (1/N). */
+ * Activations are f64 and every op fixes its own summation order, so all engines give the
+ * same bits. Where the arithmetic is narrower on purpose (the KV cache, attention scores,
+ * the LM head's f32 dots) the function says so; docs/numerics.md says why the rest is f64. */
 #include "runtime/ops.h"
 
 #include "ir/weights.h"
@@ -43,6 +44,8 @@ static void f16_row(const uint8_t *p, int64_t n, float *out) {
 BJ_HOT static void bf16_row(const uint8_t *p, int64_t n, float *out) {
     for (int64_t k = 0; k < n; k++) out[k] = bj_bf16_to_f32(bj_rd16(p + 2 * k));
 }
+
+#define BJ_STACK_ROW 8192 /* rows of up to this many floats are converted on the stack */
 
 /* n elements from index i0 of a float weight into out, with the dtype switch outside the
  * loop so the conversion vectorizes. */
@@ -105,62 +108,69 @@ __attribute__((target("avx,f16c"))) static float dot_f16_f16c(const float *a, co
 /* sum_k a[k] * b[k] in double over 8 independent lanes, combined pairwise: the order is
  * fixed by this code (not by the compiler), so every engine gets the same bits, and the
  * lanes let the loop run at throughput rather than at add latency. */
-static double dot_f64(const float *a, const float *b, int64_t n, int64_t bstride) {
+static double dot_f64(const double *a, const bj_kv *b, int64_t n, int64_t bstride) {
     double s[8] = { 0 }, tail = 0;
     int64_t k = 0;
     for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) s[j] += (double)a[k + j] * b[(k + j) * bstride];
-    for (; k < n; k++) tail += (double)a[k] * b[k * bstride];
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[(k + j) * bstride];
+    for (; k < n; k++) tail += a[k] * b[k * bstride];
     return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
 }
 
-/* fmaxf(amax, fabsf(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
+/* fmax(amax, fabs(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
  * v leaves amax as fmaxf does, since the comparison is false). */
-static inline float absmax_step(float amax, float v) {
+static inline float absmax_stepf(float amax, float v) {
     float a = fabsf(v);
     return a > amax ? a : amax;
 }
 
-/* ---- ops --------------------------------------------------------------------------------- */
-void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, float *y) {
-    int64_t D = table->shape.d[1];
-    for (int64_t t = t0; t < t1; t++) load_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, y + t * D);
+static inline double absmax_step(double amax, double v) {
+    double a = fabs(v);
+    return a > amax ? a : amax;
 }
 
-/* As HF's BitNetRMSNorm: x^2 in f32, mean = sum * (1/D), r = 1/sqrt(mean + eps), w * (x * r).
- * The norm weight is converted once per call (load_row: the same values as converting each
- * element where it is used), so the scaling loop vectorizes. */
-#define BJ_STACK_ROW 8192 /* rows of up to this many floats are converted on the stack */
+/* ---- ops --------------------------------------------------------------------------------- */
+/* The f32 (or narrower) values of a weight row, widened: exact. */
+BJ_HOT static void widen(const float *x, int64_t n, double *y) {
+    for (int64_t k = 0; k < n; k++) y[k] = x[k];
+}
 
-BJ_HOT static void rmsnorm_rows(const float *x, const float *wr, double eps, int64_t D, int64_t t0, int64_t t1,
-                                float *y) {
+/* Activations rounded to f32 (round to nearest), for the LM head's f32 arithmetic. */
+BJ_HOT static void narrow(const double *x, int64_t n, float *y) {
+    for (int64_t k = 0; k < n; k++) y[k] = (float)x[k];
+}
+
+void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, double *y) {
+    int64_t D = table->shape.d[1];
+    float stack_row[BJ_STACK_ROW];
+    float *row = D <= BJ_STACK_ROW ? stack_row : malloc((size_t)D * sizeof *row);
+    BJ_ASSERT(row);
     for (int64_t t = t0; t < t1; t++) {
-        const float *xr = x + t * D;
-        /* the f32 squares summed in double over 8 lanes (lane j: d = j mod 8), combined pairwise:
-         * a fixed order, and the double sum rounds to the same f32 mean as a sequential one
-         * but for ties 2^-29 apart, while the lanes let it vectorize */
+        load_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, row);
+        widen(row, D, y + t * D);
+    }
+    if (row != stack_row) free(row);
+}
+
+/* RMSNorm in f64: mean = (sum of x^2) * (1/D), r = 1/sqrt(mean + eps), y = w * (x * r). The
+ * squares are summed over 8 lanes (lane j: d = j mod 8) combined pairwise, a fixed order
+ * that vectorizes. The norm weight is converted once per call (load_row, exact). */
+BJ_HOT static void rmsnorm_rows(const double *x, const float *wr, double eps, int64_t D, int64_t t0, int64_t t1,
+                                double *y) {
+    for (int64_t t = t0; t < t1; t++) {
+        const double *xr = x + t * D;
         double s8[8] = { 0 }, tail = 0;
         int64_t d = 0;
         for (; d + 8 <= D; d += 8)
-            for (int j = 0; j < 8; j++) {
-                float sq = xr[d + j] * xr[d + j];
-                s8[j] += sq;
-            }
-        for (; d < D; d++) {
-            float sq = xr[d] * xr[d];
-            tail += sq;
-        }
+            for (int j = 0; j < 8; j++) s8[j] += xr[d + j] * xr[d + j];
+        for (; d < D; d++) tail += xr[d] * xr[d];
         double ss = (((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]))) + tail;
-        float mean = (float)ss * (1.0f / (float)D);
-        float r = 1.0f / sqrtf(mean + (float)eps);
-        for (d = 0; d < D; d++) {
-            float xn = xr[d] * r;
-            y[t * D + d] = wr[d] * xn;
-        }
+        double r = 1.0 / sqrt(ss * (1.0 / (double)D) + eps);
+        for (d = 0; d < D; d++) y[t * D + d] = wr[d] * (xr[d] * r);
     }
 }
 
-void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, float *y) {
+void bj_rt_rmsnorm(const double *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, double *y) {
     float stack_w[BJ_STACK_ROW];
     float *wr = D <= BJ_STACK_ROW ? stack_w : malloc((size_t)D * sizeof *wr);
     BJ_ASSERT(wr);
@@ -169,15 +179,17 @@ void bj_rt_rmsnorm(const float *x, const bj_node *w, double eps, int64_t D, int6
     if (wr != stack_w) free(wr);
 }
 
-/* rintf in the AVX2 clone is one vroundps (the baseline calls libm per element): same values. */
-BJ_HOT void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t t0, int64_t t1, int8_t *q, float *qs) {
+/* s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s), -128, 127), all in f64. rint in the
+ * AVX2 clone is one vroundpd (the baseline calls libm per element): same values. */
+BJ_HOT void bj_rt_act_quant(const double *x, int64_t K, int64_t qstride, int64_t t0, int64_t t1, int8_t *q,
+                            double *qs) {
     for (int64_t t = t0; t < t1; t++) {
-        const float *xr = x + t * K;
-        float amax = 0;
+        const double *xr = x + t * K;
+        double amax = 0;
         for (int64_t k = 0; k < K; k++) amax = absmax_step(amax, xr[k]);
-        float sc = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+        double sc = 127.0 / (amax > 1e-5 ? amax : 1e-5);
         for (int64_t k = 0; k < K; k++) {
-            float r = rintf(xr[k] * sc); /* half to even, as torch.round */
+            double r = rint(xr[k] * sc); /* half to even, as torch.round */
             q[t * qstride + k] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
         }
         memset(q + t * qstride + K, 0, (size_t)(qstride - K));
@@ -185,11 +197,10 @@ BJ_HOT void bj_rt_act_quant(const float *x, int64_t K, int64_t qstride, int64_t 
     }
 }
 
-void bj_rt_rescale(const int32_t *acc, const float *qs, double scale, int64_t N, int64_t t0, int64_t t1,
-                   int64_t n0, int64_t n1, float *y) {
-    float sc = (float)scale;
+BJ_HOT void bj_rt_rescale(const int32_t *acc, const double *qs, double scale, int64_t N, int64_t t0, int64_t t1,
+                          int64_t n0, int64_t n1, double *y) {
     for (int64_t t = t0; t < t1; t++)
-        for (int64_t n = n0; n < n1; n++) y[t * N + n] = (float)acc[t * N + n] / qs[t] * sc;
+        for (int64_t n = n0; n < n1; n++) y[t * N + n] = (double)acc[t * N + n] / qs[t] * scale;
 }
 
 void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t K, int64_t N, int64_t t0,
@@ -203,11 +214,22 @@ void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t 
 }
 
 
-void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
+/* x rounded to f32 (T x K) on the stack where it fits (decode), else on the heap. */
+static float *narrow_rows(const double *x, int64_t T, int64_t K, float *stack, int64_t stack_n) {
+    float *xf = T * K <= stack_n ? stack : malloc((size_t)(T * K) * sizeof *xf);
+    BJ_ASSERT(xf);
+    narrow(x, T * K, xf);
+    return xf;
+}
+
+void bj_rt_matmul_f(const double *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
                     float *y) {
+    float stack_x[BJ_STACK_ROW];
+    float *xf = narrow_rows(x, T, K, stack_x, BJ_STACK_ROW);
 #if defined(__x86_64__) && defined(__GNUC__)
     if (T == 1 && w->dtype == BJ_DT_F16 && __builtin_cpu_supports("f16c")) { /* decode: one pass */
-        for (int64_t n = n0; n < n1; n++) y[n] = dot_f16_f16c(x, (const uint8_t *)w->data + 2 * n * K, K);
+        for (int64_t n = n0; n < n1; n++) y[n] = dot_f16_f16c(xf, (const uint8_t *)w->data + 2 * n * K, K);
+        if (xf != stack_x) free(xf);
         return;
     }
 #endif
@@ -216,9 +238,10 @@ void bj_rt_matmul_f(const float *x, const bj_node *w, int64_t K, int64_t N, int6
     BJ_ASSERT(row);
     for (int64_t n = n0; n < n1; n++) {
         load_row(w->dtype, w->data, (uint64_t)(n * K), K, row);
-        for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(x + t * K, row, K);
+        for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(xf + t * K, row, K);
     }
     if (row != stack_row) free(row);
+    if (xf != stack_x) free(xf);
 }
 
 /* ---- the 8-bit head ---------------------------------------------------------------------- */
@@ -229,7 +252,7 @@ uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K) { return (uint64_t)N * (uint64_t)
 /* Symmetric absmax quantization of n floats to int8 in [-127, 127]; returns the scale. */
 static float q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
     float amax = 0;
-    for (int64_t k = 0; k < n; k++) amax = absmax_step(amax, x[k]);
+    for (int64_t k = 0; k < n; k++) amax = absmax_stepf(amax, x[k]);
     float inv = amax > 0 ? 127.0f / amax : 0;
     for (int64_t k = 0; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
     memset(q + n, 0, (size_t)(stride - n));
@@ -309,8 +332,10 @@ __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, cons
 }
 #endif
 
-void bj_rt_matmul_q8(const float *x, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y) {
+void bj_rt_matmul_q8(const double *x64, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y) {
     int64_t K = w->K, S = w->stride;
+    float stack_x[BJ_STACK_ROW];
+    float *x = narrow_rows(x64, T, K, stack_x, BJ_STACK_ROW);
     int8_t stack_q[BJ_STACK_ROW];
     float stack_d[BJ_STACK_ROW / 256];
     bool small = T * S <= BJ_STACK_ROW && T <= BJ_STACK_ROW / 256; /* decode: no malloc per call */
@@ -330,21 +355,23 @@ void bj_rt_matmul_q8(const float *x, const bj_rt_q8w *w, int64_t T, int64_t n0, 
         free(xq);
         free(xd);
     }
+    if (x != stack_x) free(x);
 }
 
-/* HF rotate_half: pairs (i, i + d/2) rotated by pos * theta^(-2i/d), inv_freq in f32. */
-void bj_rt_rope(const float *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
-                int64_t t1, float *y) {
+/* HF rotate_half: pairs (i, i + d/2) rotated by pos * theta^(-2i/d); the angles, their cos
+ * and sin in f32 as HF computes them, the rotation in f64. */
+void bj_rt_rope(const double *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
+                int64_t t1, double *y) {
     int64_t half = head_dim / 2, W = n_head * head_dim;
     for (int64_t t = t0; t < t1; t++) {
         float pos = (float)(pos0 + t);
         for (int64_t i = 0; i < half; i++) {
             float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)head_dim);
-            float c = cosf(pos * inv), sn = sinf(pos * inv);
+            double c = cosf(pos * inv), sn = sinf(pos * inv);
             for (int64_t h = 0; h < n_head; h++) {
-                const float *a = x + t * W + h * head_dim;
-                float *o = y + t * W + h * head_dim;
-                float a_c = a[i] * c, b_s = a[i + half] * sn, b_c = a[i + half] * c, a_s = a[i] * sn;
+                const double *a = x + t * W + h * head_dim;
+                double *o = y + t * W + h * head_dim;
+                double a_c = a[i] * c, b_s = a[i + half] * sn, b_c = a[i + half] * c, a_s = a[i] * sn;
                 o[i] = a_c - b_s;
                 o[i + half] = b_c + a_s;
             }
@@ -352,10 +379,12 @@ void bj_rt_rope(const float *x, int64_t n_head, int64_t head_dim, double theta, 
     }
 }
 
-void bj_rt_kv_store(const float *k, const float *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1,
-                    float *kc, float *vc) {
-    memcpy(kc + (pos0 + t0) * width, k + t0 * width, (size_t)((t1 - t0) * width) * sizeof(float));
-    memcpy(vc + (pos0 + t0) * width, v + t0 * width, (size_t)((t1 - t0) * width) * sizeof(float));
+void bj_rt_kv_store(const double *k, const double *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1,
+                    bj_kv *kc, bj_kv *vc) {
+    for (int64_t i = t0 * width; i < t1 * width; i++) {
+        kc[pos0 * width + i] = (bj_kv)k[i];
+        vc[pos0 * width + i] = (bj_kv)v[i];
+    }
 }
 
 /* o[i] = sum_j p[j] * v[j * Wkv + i] for i < d, in dot_f64's order (lane j mod 8 in position
@@ -363,7 +392,7 @@ void bj_rt_kv_store(const float *k, const float *v, int64_t width, int64_t pos0,
  * v row contiguously: the same bits as d strided dot_f64 calls, without their cache misses. */
 #define BJ_ATT_MAXD 256
 
-BJ_HOT static void pv_f64(const float *p, const float *v, int64_t L, int64_t Wkv, int64_t d, double *o) {
+BJ_HOT static void pv_f64(const double *p, const bj_kv *v, int64_t L, int64_t Wkv, int64_t d, double *o) {
     double s[8][BJ_ATT_MAXD], tail[BJ_ATT_MAXD];
     for (int j = 0; j < 8; j++)
         for (int64_t i = 0; i < d; i++) s[j][i] = 0;
@@ -372,54 +401,55 @@ BJ_HOT static void pv_f64(const float *p, const float *v, int64_t L, int64_t Wkv
     for (; k + 8 <= L; k += 8)
         for (int j = 0; j < 8; j++) {
             double pk = p[k + j];
-            const float *vr = v + (k + j) * Wkv;
+            const bj_kv *vr = v + (k + j) * Wkv;
             for (int64_t i = 0; i < d; i++) s[j][i] += pk * vr[i];
         }
     for (; k < L; k++) {
         double pk = p[k];
-        const float *vr = v + k * Wkv;
+        const bj_kv *vr = v + k * Wkv;
         for (int64_t i = 0; i < d; i++) tail[i] += pk * vr[i];
     }
     for (int64_t i = 0; i < d; i++)
         o[i] = (((s[0][i] + s[1][i]) + (s[2][i] + s[3][i])) + ((s[4][i] + s[5][i]) + (s[6][i] + s[7][i]))) + tail[i];
 }
 
-/* Scores as one f32 gemm gives them (dot in higher precision, rounded once), scaled,
- * numerators exp(score - max), then (sum_j p_j v_j) / sum_j p_j, torch's CPU order. */
-void bj_rt_attention(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
-                     int64_t head_dim, int64_t pos0, int64_t T, int64_t h0, int64_t h1, float *p, float *y) {
+/* Softmax attention in f64 over the f32 cache: scores q.k / sqrt(d), numerators
+ * exp(score - max), then (sum_j p_j v_j) / sum_j p_j. (With the scores rounded to f32 and
+ * expf, the binary model's second oracle prompt flipped an int8 code downstream and its
+ * greedy continuation left the oracle's at token 14.) */
+void bj_rt_attention(const double *q, const bj_kv *kc, const bj_kv *vc, int64_t n_head, int64_t n_kv,
+                     int64_t head_dim, int64_t pos0, int64_t T, int64_t h0, int64_t h1, double *p, double *y) {
     int64_t d = head_dim, Wq = n_head * d, Wkv = n_kv * d, group = n_head / n_kv;
-    float scale = 1.0f / sqrtf((float)d);
+    double sqrt_d = sqrt((double)d);
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = h0; h < h1; h++) {
-            const float *qr = q + t * Wq + h * d;
-            const float *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
+            const double *qr = q + t * Wq + h * d;
+            const bj_kv *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
             int64_t L = pos0 + t + 1; /* causal: positions 0 .. pos0+t */
-            float mx = -FLT_MAX;
+            double mx = -DBL_MAX;
             for (int64_t j = 0; j < L; j++) {
-                p[j] = (float)dot_f64(qr, kh + j * Wkv, d, 1) * scale;
-                mx = p[j] > mx ? p[j] : mx; /* fmaxf(mx, p[j]) inline: a NaN p[j] keeps mx as fmaxf does */
+                p[j] = dot_f64(qr, kh + j * Wkv, d, 1) / sqrt_d;
+                mx = p[j] > mx ? p[j] : mx; /* fmax(mx, p[j]) inline: a NaN p[j] keeps mx as fmax does */
             }
             double sum = 0;
-            for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
-            float *o = y + t * Wq + h * d;
+            for (int64_t j = 0; j < L; j++) sum += (p[j] = exp(p[j] - mx));
+            double *o = y + t * Wq + h * d;
             if (d <= BJ_ATT_MAXD) {
                 double od[BJ_ATT_MAXD];
                 pv_f64(p, vh, L, Wkv, d, od);
-                for (int64_t i = 0; i < d; i++) o[i] = (float)od[i] / (float)sum;
+                for (int64_t i = 0; i < d; i++) o[i] = od[i] / sum;
             } else {
-                for (int64_t i = 0; i < d; i++) o[i] = (float)dot_f64(p, vh + i, L, Wkv) / (float)sum;
+                for (int64_t i = 0; i < d; i++) o[i] = dot_f64(p, vh + i, L, Wkv) / sum;
             }
         }
 }
 
-BJ_HOT void bj_rt_elementwise(bj_op op, const float *a, const float *b, int64_t i0, int64_t i1, float *y) {
+BJ_HOT void bj_rt_elementwise(bj_op op, const double *a, const double *b, int64_t i0, int64_t i1, double *y) {
     switch (op) {
     case BJ_OP_ADD: for (int64_t i = i0; i < i1; i++) y[i] = a[i] + b[i]; break;
     case BJ_OP_MUL: for (int64_t i = i0; i < i1; i++) y[i] = a[i] * b[i]; break;
     case BJ_OP_RELU_SQR: for (int64_t i = i0; i < i1; i++) y[i] = a[i] > 0 ? a[i] * a[i] : 0; break;
-    case BJ_OP_SILU: for (int64_t i = i0; i < i1; i++) y[i] = a[i] / (1.0f + expf(-a[i])); break;
-    case BJ_OP_OUTPUT: memcpy(y + i0, a + i0, (size_t)(i1 - i0) * sizeof *y); break;
+    case BJ_OP_SILU: for (int64_t i = i0; i < i1; i++) y[i] = a[i] / (1.0 + exp(-a[i])); break;
     default: BJ_ASSERT(!"not an elementwise op");
     }
 }

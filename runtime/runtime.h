@@ -108,6 +108,9 @@ bj_status bj_jit_profile(const bj_engine *e, bj_jit_profile_row *rows, int cap, 
 /* For engine implementations: checks a step's tokens against the vocabulary and the
  * context left; copies the last row (or all rows) of f32 [T][n_vocab] logits out. */
 bj_status bj_engine_check_step(const bj_engine *e, const int32_t *tokens, int64_t T, bj_error *err);
+/* The engines keep activations in f64 and a matmul_f's result (the head) as f32 logits: the
+ * graph's output must read a matmul_f, and nothing else may read one. *head: the output's. */
+bj_status bj_engine_check_head(const bj_graph *g, uint32_t *head, bj_error *err);
 void bj_engine_copy_logits(const bj_engine *e, const float *y, int64_t T, bool all_logits, float *logits);
 
 static inline bj_status bj_engine_forward(bj_engine *e, const int32_t *tokens, int64_t n,

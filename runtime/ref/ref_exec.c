@@ -1,8 +1,8 @@
 /* runtime/ref/ref_exec.c -- the reference executor: interprets the graph in plain C.
  *
  * This is the baseline every generated kernel and JIT path is compared against, so each op
- * is written the way HF transformers computes it (formats.md §3.6), in f32, with no
- * cleverness:
+ * is written the way the BitNet forward is defined (formats.md §3.6), in f64 (docs/numerics.md),
+ * with no cleverness:
  *   - activation quant: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x*s), -128, 127)
  *     (rint = round half to even, as torch.round);
  *   - BitLinear: y = (sum_k q[k] * w[k]) / s * scale, the sum exact in int32;
@@ -13,16 +13,14 @@
  * interpreter around them. Weights are unpacked to one int8 per value at creation;
  * activations are allocated per step. Single-threaded on purpose.
  *
- * Why the f32 details matter: greedy decoding of these models meets near-ties (two logits
- * within 0.01), and one activation that lands an ulp from a .5 rounding boundary of the
- * int8 quantizer flips a code, which is enough to tip such a tie. So where torch
- * materialises an f32 tensor we round at the same point, and where torch reduces (sums,
- * dots, means) we sum in double and round once, which is what torch's accurate cascade
- * reductions get close to. Tested against torch 1.13 and the HF oracle: with sequential f32
- * sums, 3 of the 12 oracle continuations diverged at such ties; as written, none do.
- * BitLinear keeps the integer form y = f32(acc) / s * scale for packed and master weights
- * alike (HF's master path dequantizes first; the difference moved no oracle token), so the
- * generated kernels can reproduce it bit for bit. */
+ * Why f64: greedy decoding of these models meets near-ties (two logits within 0.01), and an
+ * activation within an ulp of a .5 rounding boundary of the int8 quantizer flips a code,
+ * which is enough to tip such a tie. Carried in f64, the residual stream, the norms and the
+ * BitLinear rescale decide those codes as the exact forward does (to 1e-16 instead of 6e-8);
+ * the narrower parts (the f32 KV cache, the head's f32 dots) are where the oracles'
+ * arithmetic is f32 too. BitLinear keeps the integer form
+ * y = acc / s * scale for packed and master weights alike, so the generated kernels
+ * reproduce it bit for bit. */
 #include "runtime/ops.h"
 #include "runtime/runtime.h"
 
@@ -30,9 +28,10 @@
 #include <string.h>
 
 typedef struct ref_value { /* one node's result for the current step */
-    float *f;   /* f32 [T, cols] */
+    double *f;  /* f64 [T, cols] */
+    float *lg;  /* matmul_f: the f32 logits [T, cols] */
     int8_t *q;  /* q8row values [T, cols] */
-    float *qs;  /* q8row per-row scale s [T] (x ~ q / s) */
+    double *qs; /* q8row per-row scale s [T] (x ~ q / s) */
 } ref_value;
 
 typedef struct ref_lowbit { /* a ternary/binary weight prepared once */
@@ -44,8 +43,9 @@ typedef struct ref_engine {
     bj_engine base;
     const bj_graph *g;
     ref_lowbit *lowbit; /* per node: set for lowbit WEIGHT and WEIGHT_QUANT nodes */
-    float **kc, **vc;   /* per node: KV cache of ATTENTION nodes, [max_seq, n_kv*head_dim] */
+    bj_kv **kc, **vc;   /* per node: KV cache of ATTENTION nodes, [max_seq, n_kv*head_dim] */
     ref_value *val;     /* per node, valid during a step */
+    uint32_t head;      /* the matmul_f the output reads */
 } ref_engine;
 
 static bj_status prepare(ref_engine *e, bj_error *err) {
@@ -56,7 +56,7 @@ static bj_status prepare(ref_engine *e, bj_error *err) {
         if (lowbit) BJ_TRY(bj_ir_lowbit_values(g, i, &e->lowbit[i].v, &e->lowbit[i].scale, err));
         else if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
-            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(float);
+            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
@@ -77,9 +77,9 @@ static void run_matmul_t(ref_engine *e, const bj_node *n, const ref_value *x, ui
 }
 
 /* rmsnorm_quant, and the first half of bitlinear: the rmsnorm and act_quant ops in sequence. */
-static void run_norm_quant(ref_engine *e, const bj_node *n, int64_t T, int8_t *q, float *qs) {
+static void run_norm_quant(ref_engine *e, const bj_node *n, int64_t T, int8_t *q, double *qs) {
     int64_t D = bj_shape_cols(e->g->nodes[n->in[0]].shape);
-    float *h = malloc((size_t)(T * D) * sizeof *h);
+    double *h = malloc((size_t)(T * D) * sizeof *h);
     BJ_ASSERT(h);
     bj_rt_rmsnorm(e->val[n->in[0]].f, &e->g->nodes[n->in[1]], n->fattr[0], D, 0, T, h);
     bj_rt_act_quant(h, D, D, 0, T, q, qs);
@@ -88,7 +88,7 @@ static void run_norm_quant(ref_engine *e, const bj_node *n, int64_t T, int8_t *q
 
 static void run_bitlinear(ref_engine *e, const bj_node *n, ref_value *out, int64_t T) {
     int64_t K = e->g->nodes[n->in[2]].shape.d[1];
-    ref_value x = { .q = malloc((size_t)(T * K)), .qs = malloc((size_t)T * sizeof(float)) };
+    ref_value x = { .q = malloc((size_t)(T * K)), .qs = malloc((size_t)T * sizeof(double)) };
     BJ_ASSERT(x.q && x.qs);
     run_norm_quant(e, n, T, x.q, x.qs);
     run_matmul_t(e, n, &x, n->in[2], out, T);
@@ -100,7 +100,7 @@ static void run_attention(ref_engine *e, const bj_node *n, ref_value *out, int64
     uint32_t id = (uint32_t)(n - e->g->nodes);
     int64_t H = n->iattr[1], Hkv = n->iattr[2], d = n->iattr[3], pos0 = e->base.n_past;
     bj_rt_kv_store(e->val[n->in[1]].f, e->val[n->in[2]].f, Hkv * d, pos0, 0, T, e->kc[id], e->vc[id]);
-    float *scratch = malloc((size_t)(pos0 + T) * sizeof *scratch);
+    double *scratch = malloc((size_t)(pos0 + T) * sizeof *scratch);
     BJ_ASSERT(scratch);
     bj_rt_attention(e->val[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, T, 0, H, scratch, out->f);
     free(scratch);
@@ -108,10 +108,11 @@ static void run_attention(ref_engine *e, const bj_node *n, ref_value *out, int64
 
 static void run_node(ref_engine *e, const bj_node *n, ref_value *out, int64_t T, const int32_t *tokens) {
     const bj_graph *g = e->g;
-    const float *a = n->nin > 0 ? e->val[n->in[0]].f : NULL;
+    const double *a = n->nin > 0 ? e->val[n->in[0]].f : NULL;
     int64_t cols = bj_shape_cols(n->shape);
     switch (n->op) {
     case BJ_OP_INPUT: case BJ_OP_WEIGHT: case BJ_OP_WEIGHT_QUANT: break; /* prepared once */
+    case BJ_OP_OUTPUT: break; /* the logits are copied from the head's result */
     case BJ_OP_EMBED: bj_rt_embed(&g->nodes[n->in[0]], tokens, 0, T, out->f); break;
     case BJ_OP_RMSNORM: bj_rt_rmsnorm(a, &g->nodes[n->in[1]], n->fattr[0], cols, 0, T, out->f); break;
     case BJ_OP_ACT_QUANT: bj_rt_act_quant(a, cols, cols, 0, T, out->q, out->qs); break;
@@ -119,7 +120,7 @@ static void run_node(ref_engine *e, const bj_node *n, ref_value *out, int64_t T,
     case BJ_OP_RMSNORM_QUANT: run_norm_quant(e, n, T, out->q, out->qs); break;
     case BJ_OP_BITLINEAR: run_bitlinear(e, n, out, T); break;
     case BJ_OP_MATMUL_F:
-        bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, T, 0, cols, out->f);
+        bj_rt_matmul_f(a, &g->nodes[n->in[1]], bj_shape_cols(g->nodes[n->in[0]].shape), cols, T, 0, cols, out->lg);
         break;
     case BJ_OP_ROPE: bj_rt_rope(a, n->iattr[0], n->iattr[1], n->fattr[0], e->base.n_past, 0, T, out->f); break;
     case BJ_OP_ATTENTION: run_attention(e, n, out, T); break;
@@ -129,12 +130,13 @@ static void run_node(ref_engine *e, const bj_node *n, ref_value *out, int64_t T,
 
 /* ---- the engine ------------------------------------------------------------------------ */
 static bool is_step_value(const bj_node *n) {
-    return n->op != BJ_OP_INPUT && n->op != BJ_OP_WEIGHT && n->op != BJ_OP_WEIGHT_QUANT;
+    return n->op != BJ_OP_INPUT && n->op != BJ_OP_WEIGHT && n->op != BJ_OP_WEIGHT_QUANT && n->op != BJ_OP_OUTPUT;
 }
 
 static void free_values(ref_engine *e) {
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         free(e->val[i].f);
+        free(e->val[i].lg);
         free(e->val[i].q);
         free(e->val[i].qs);
         memset(&e->val[i], 0, sizeof e->val[i]);
@@ -148,9 +150,11 @@ static bool alloc_values(ref_engine *e, int64_t T) {
         size_t cols = (size_t)bj_shape_cols(n->shape);
         if (n->dtype == BJ_DT_Q8ROW) {
             e->val[i].q = malloc((size_t)T * cols);
-            e->val[i].qs = malloc((size_t)T * sizeof(float));
+            e->val[i].qs = malloc((size_t)T * sizeof(double));
             if (!e->val[i].q || !e->val[i].qs) return false;
-        } else if (!(e->val[i].f = malloc((size_t)T * cols * sizeof(float)))) {
+        } else if (n->op == BJ_OP_MATMUL_F) {
+            if (!(e->val[i].lg = malloc((size_t)T * cols * sizeof(float)))) return false;
+        } else if (!(e->val[i].f = malloc((size_t)T * cols * sizeof(double)))) {
             return false;
         }
     }
@@ -162,12 +166,8 @@ static bj_status ref_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
     ref_engine *e = (ref_engine *)base;
     BJ_TRY(bj_engine_check_step(base, tokens, T, err));
     if (!alloc_values(e, T)) { free_values(e); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations"); }
-    uint32_t out = BJ_NONE;
-    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
-        run_node(e, &e->g->nodes[i], &e->val[i], T, tokens);
-        if (e->g->nodes[i].op == BJ_OP_OUTPUT) out = i;
-    }
-    bj_engine_copy_logits(base, e->val[out].f, T, all_logits, logits);
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) run_node(e, &e->g->nodes[i], &e->val[i], T, tokens);
+    bj_engine_copy_logits(base, e->val[e->head].lg, T, all_logits, logits);
     free_values(e);
     base->n_past += T;
     return BJ_OK;
@@ -190,12 +190,14 @@ static void ref_free(bj_engine *base) {
 bj_status bj_ref_engine_create(bj_engine **out, const bj_graph *g, bj_error *err) {
     *out = NULL;
     BJ_TRY(bj_ir_verify(g, err));
-    uint32_t o = bj_ir_find_output(g);
+    uint32_t o = bj_ir_find_output(g), head;
+    BJ_TRY(bj_engine_check_head(g, &head, err));
     ref_engine *e = calloc(1, sizeof *e);
     if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->base = (bj_engine){ .name = "ref", .n_vocab = bj_shape_cols(g->nodes[o].shape), .max_seq = g->max_seq,
                            .forward = ref_forward, .reset = ref_reset, .free = ref_free };
     e->g = g;
+    e->head = head;
     size_t n = g->n_nodes;
     e->lowbit = calloc(n, sizeof *e->lowbit);
     e->kc = calloc(n, sizeof *e->kc);

@@ -30,14 +30,16 @@ static void expect_file(const char *rel) {
 }
 
 /* The example's output for the installed model: as in test_api.c (example_program_runs). */
-static void expect_example(const char *exe, const char *want_ids, const char *text, bool static_link) {
+static void expect_example(const char *exe, const char *prompt, const char *want_ids, const char *text,
+                           bool static_link) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "cd / && '%s' '%s/share/bitjit/models/kjv-bitnet-11m/packed' 'In the beginning' 32", exe,
-             prefix);
+    size_t plen = strlen(prompt);
+    snprintf(cmd, sizeof cmd, "cd / && '%s' '%s/share/bitjit/models/kjv-bitnet-11m/packed' '%s' 32", exe, prefix,
+             prompt);
     run_ok(exe, cmd);
     cr_expect(strstr(out, want_ids), "%s:\n%s\nwant: %s", exe, out, want_ids);
-    cr_expect(!strncmp(out, "In the beginning", 16), "%s: %s", exe, out);
-    cr_expect(!strncmp(out + 16, text, 40), "%s: %s", exe, out);
+    cr_expect(!strncmp(out, prompt, plen), "%s: %s", exe, out);
+    cr_expect(!strncmp(out + plen, text, 40), "%s: %s", exe, out);
     snprintf(cmd, sizeof cmd, "readelf -d '%s' | grep NEEDED", exe);
     run_ok("readelf", cmd);
     if (static_link) cr_expect(!strstr(out, "libbitjit"), "%s is linked statically, yet needs:\n%s", exe, out);
@@ -62,7 +64,8 @@ Test(install, prefix_find_package_and_pkg_config, .timeout = 300) {
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) expect_file(files[i]);
 
     json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json");
-    json_t *p0 = json_array_get(json_object_get(o, "prompts"), 0);
+    json_t *p0 = json_array_get(json_object_get(o, "prompts"), BJ_ORACLE_PLAIN_PROMPT);
+    const char *prompt = json_string_value(json_object_get(p0, "prompt"));
     size_t n;
     int32_t *ids = bj_test_ids(json_object_get(p0, "packed_greedy_ids"), &n);
     cr_assert_geq(n, 32);
@@ -75,7 +78,7 @@ Test(install, prefix_find_package_and_pkg_config, .timeout = 300) {
 
     /* The installed driver: its default model is the installed copy, wherever it is run from. */
     snprintf(cmd, sizeof cmd,
-             "cd / && env -u BITJIT_MODEL '%s/bin/bitjit' run -p 'In the beginning' -n 8 --temp 0 --ids -v", prefix);
+             "cd / && env -u BITJIT_MODEL '%s/bin/bitjit' run -p '%s' -n 8 --temp 0 --ids -v", prefix, prompt);
     run_ok("installed bitjit run", cmd);
     cr_expect(strstr(out, want8), "%s\nwant: %s", out, want8);
     char shared_model[8192];
@@ -110,7 +113,7 @@ Test(install, prefix_find_package_and_pkg_config, .timeout = 300) {
     for (size_t i = 0; i < sizeof exes / sizeof *exes; i++) {
         char exe[8192];
         snprintf(exe, sizeof exe, "%s/%s", dir, exes[i].exe);
-        expect_example(exe, want, text, exes[i].st);
+        expect_example(exe, prompt, want, text, exes[i].st);
     }
     free(ids);
     json_decref(o);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Loads BJ_SOURCE_DIR/rel; aborts the test with a message when it cannot. */
 static inline json_t *bj_test_load_json(const char *rel) {
@@ -49,6 +50,31 @@ static inline void bj_test_oracle_prompt(json_t *p, const char *key, bj_oracle_p
 static inline void bj_test_oracle_prompt_free(bj_oracle_prompt *p) {
     free(p->ids);
     free(p->greedy);
+}
+
+/* Greedy continuations that part from the oracle's at a near-tie the oracle's f32
+ * arithmetic decided: at step `step` the oracle's token and bitjit's are within
+ * BJ_ORACLE_TIE_MARGIN in bitjit's logits, because one activation upstream sits at a
+ * fraction of an f32 ulp from an int8 rounding tie. The packed model's "In the beginning":
+ * at step 4, a code whose exact x*s is -5.5000004104 (7.5e-8 relative from the tie, 0.86 of
+ * an f32 ulp): bitjit's f64 rounds it to -6 as the exact rule does, HF's f32 forward to -5;
+ * forcing that one code to -5 makes all 48 ids equal (docs/numerics.md). For these the ids
+ * must be equal before the step, and along the oracle's own continuation (teacher-forced)
+ * every step's oracle token must be bitjit's best, or within the margin at the tie step. */
+#define BJ_ORACLE_TIE_MARGIN 0.01
+/* The prompt of kjv-bitnet-11m's oracle that tests running one prompt through a pipeline
+ * use: its greedy continuations (packed and master) have no such tie. */
+#define BJ_ORACLE_PLAIN_PROMPT 3
+static const struct { const char *oracle, *key, *prompt; int step; } bj_oracle_greedy_ties[] = {
+    { "models/kjv-bitnet-11m/oracle.json", "packed", "In the beginning", 4 },
+};
+
+static inline int bj_test_oracle_greedy_tie(const char *oracle, const char *key, const char *prompt) {
+    for (size_t i = 0; i < sizeof bj_oracle_greedy_ties / sizeof *bj_oracle_greedy_ties; i++)
+        if (!strcmp(oracle, bj_oracle_greedy_ties[i].oracle) && !strcmp(key, bj_oracle_greedy_ties[i].key) &&
+            !strcmp(prompt, bj_oracle_greedy_ties[i].prompt))
+            return bj_oracle_greedy_ties[i].step;
+    return -1;
 }
 
 /* Index of the first id where a and b (n each) differ; -1 when they are equal. */

@@ -21,18 +21,14 @@
 /* Prompts whose oracle logits sit across an int8 rounding boundary: one activation x*s
  * lands within an ulp of a .5 boundary of the quantizer, the oracle's machine rounded it
  * one way and every logit moved by ~0.1. HF transformers 5.17 with torch 2.11 itself
- * (the oracle's own versions), run on a 16-core Xeon CPU, gives 0.116570 on the master
- * case, exactly as bitjit does (and a torch 1.13 emulation too), so the oracle is not
- * reproducible there by any engine: it is the float order of the oracle's CPU kernels,
- * not a bitjit bug. The binary model's case (0.051614) is one activation whose exact x*s is
- * -57.500000892, 1.6e-8 from the tie, decided by the oracle's BLAS order one way and by
- * bitjit's exact integer sums the other (docs/numerics.md, scripts/probes/). For these, the
- * logits must still be within BJ_ORACLE_FLIP_TOL and the top-5 tokens identical to the
- * oracle's; the greedy ids must match (they do). */
+ * (the oracle's own versions), run on a 16-core Xeon CPU, gives 0.116570 on this case, as
+ * bitjit does (and the exact forward of scripts/probes/binary_oracle_probe.py --rule
+ * ternary), so the oracle is not reproducible there by any engine: it is the float order
+ * of the oracle's own kernels, not a bitjit bug (docs/numerics.md). For these, the logits
+ * must still be within BJ_ORACLE_FLIP_TOL and the top-5 tokens identical to the oracle's. */
 #define BJ_ORACLE_FLIP_TOL 0.15
 static const struct { const char *oracle, *key, *prompt; } bj_oracle_boundary_cases[] = {
-    { "models/kjv-bitnet-11m/oracle.json", "master", "Blessed are the" },   /* kjv-bitnet-11m/master */
-    { "models/kjv-bitnet1-11m/oracle.json", "master", "In the beginning" }, /* kjv-bitnet1-11m/master */
+    { "models/kjv-bitnet-11m/oracle.json", "master", "Blessed are the" }, /* kjv-bitnet-11m/master */
 };
 
 static inline bool bj_test_oracle_boundary(const char *oracle, const char *key, const char *prompt) {
@@ -100,6 +96,40 @@ static inline void bj_test_greedy(bj_engine *e, const int32_t *prompt, int64_t n
     bj_sampler_free(&s);
 }
 
+/* The oracle's greedy continuation fed back as the prompt (teacher-forced): at every step the
+ * oracle's next id must be the engine's best token, except at step tie (a known near-tie),
+ * where it must be within BJ_ORACLE_TIE_MARGIN of the best. */
+static inline void bj_test_teacher_forced(bj_engine *e, const int32_t *ids, size_t n_ids, const bj_oracle_prompt *op,
+                                          int tie, const char *what, const char *text) {
+    bj_error err = { 0 };
+    int64_t V = e->n_vocab, T = (int64_t)(n_ids + op->n_greedy) - 1;
+    int32_t *seq = malloc((size_t)T * sizeof *seq);
+    float *lg = malloc((size_t)(T * V) * sizeof *lg);
+    cr_assert(seq && lg);
+    memcpy(seq, ids, n_ids * sizeof *seq);
+    memcpy(seq + n_ids, op->greedy, (op->n_greedy - 1) * sizeof *seq);
+    bj_engine_reset(e);
+    cr_assert_eq(bj_engine_forward(e, seq, T, true, lg, &err), BJ_OK, "%s", err.msg);
+    for (size_t i = 0; i < op->n_greedy; i++) {
+        const float *row = lg + ((int64_t)n_ids - 1 + (int64_t)i) * V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++) best = row[v] > row[best] ? v : best;
+        float gap = row[best] - row[op->greedy[i]];
+        if ((int)i == tie) {
+            printf("[%s] '%s': greedy step %d is a known near-tie: oracle token %d is %.6f below the best\n", what, text,
+                   tie, op->greedy[i], gap);
+            cr_expect_lt(gap, BJ_ORACLE_TIE_MARGIN, "%s '%s': at the known near-tie (step %d) the oracle's token is %g "
+                         "below the best", what, text, tie, gap);
+        } else {
+            cr_expect_eq(best, op->greedy[i], "%s '%s': teacher-forced step %zu: best token %lld, oracle %d", what, text,
+                         i, (long long)best, op->greedy[i]);
+        }
+    }
+    bj_engine_reset(e);
+    free(seq);
+    free(lg);
+}
+
 /* What bj_test_oracle_check runs. */
 typedef struct bj_oracle_check {
     const char *oracle; /* oracle.json, relative to BJ_SOURCE_DIR */
@@ -113,7 +143,8 @@ typedef struct bj_oracle_check {
  *  - the prompt's ids equal the oracle's;
  *  - with c->logits, the last-position logits are within BJ_ORACLE_LOGIT_TOL max abs of the
  *    oracle's (a rounding-boundary case above: within BJ_ORACLE_FLIP_TOL, same top-5 tokens);
- *  - the greedy continuation (as many ids as the oracle's) equals the oracle's. */
+ *  - the greedy continuation (as many ids as the oracle's) equals the oracle's (a near-tie above:
+ *    equal up to its step, and the oracle's continuation teacher-forced). */
 static inline void bj_test_oracle_check(bj_engine *e, const bj_tokenizer *tok, const bj_oracle_check *c) {
     bj_error err = { 0 };
     json_t *o = bj_test_load_json(c->oracle), *prompts = json_object_get(o, "prompts"), *p;
@@ -159,9 +190,13 @@ static inline void bj_test_oracle_check(bj_engine *e, const bj_tokenizer *tok, c
         cr_assert_gt(op.n_greedy, 0, "%s '%s': the oracle has no %s_greedy_ids", c->what, text, c->key);
         int32_t *got = malloc(op.n_greedy * sizeof *got);
         bj_test_greedy(e, ids, (int64_t)n_ids, (int64_t)op.n_greedy, got);
-        int first = bj_test_first_diff(got, op.greedy, op.n_greedy);
-        cr_expect_eq(first, -1, "%s '%s': greedy ids differ first at %d (got %d, oracle %d)", c->what, text, first,
-                     first >= 0 ? got[first] : 0, first >= 0 ? op.greedy[first] : 0);
+        int first = bj_test_first_diff(got, op.greedy, op.n_greedy), tie = bj_test_oracle_greedy_tie(c->oracle, c->key, text);
+        if (tie >= 0 && first == tie) {
+            bj_test_teacher_forced(e, ids, n_ids, &op, tie, c->what, text);
+        } else {
+            cr_expect_eq(first, -1, "%s '%s': greedy ids differ first at %d (got %d, oracle %d)", c->what, text, first,
+                         first >= 0 ? got[first] : 0, first >= 0 ? op.greedy[first] : 0);
+        }
         free(got);
         free(ids);
         bj_test_oracle_prompt_free(&op);

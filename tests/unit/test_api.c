@@ -61,7 +61,7 @@ static void expect_greedy(bitjit_model *m, const char *key, int prompt) {
 
 Test(api, generate_matches_oracle_from_model_dir, .timeout = 120) {
     bitjit_model *m = load(MODEL_DIR "/packed");
-    expect_greedy(m, "packed_greedy_ids", 0);
+    expect_greedy(m, "packed_greedy_ids", BJ_ORACLE_PLAIN_PROMPT);
     expect_greedy(m, "packed_greedy_ids", 2); /* a second call starts from an empty context */
     cr_expect_eq(bitjit_context_length(m), 512);
     bitjit_free(m);
@@ -116,14 +116,16 @@ static bool on_token(void *user, int32_t tok, const char *piece, size_t len) {
 Test(api, callback_pieces_and_early_stop, .timeout = 60) {
     bitjit_model *m = load(MODEL_DIR "/packed");
     json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json");
-    const char *want = json_string_value(json_object_get(oracle_prompt(o, 0), "packed_greedy_text"));
+    json_t *p = oracle_prompt(o, BJ_ORACLE_PLAIN_PROMPT);
+    const char *want = json_string_value(json_object_get(p, "packed_greedy_text"));
+    const char *prompt = json_string_value(json_object_get(p, "prompt"));
     collect c = { .stop_after = 64 };
     bitjit_error err;
-    cr_assert_eq(bitjit_generate(m, "In the beginning", 48, NULL, on_token, &c, &err), BITJIT_OK, "%s", err.message);
+    cr_assert_eq(bitjit_generate(m, prompt, 48, NULL, on_token, &c, &err), BITJIT_OK, "%s", err.message);
     cr_expect_eq(c.n, 48);
     cr_expect_str_eq(c.text, want);
     collect s = { .stop_after = 5 };
-    cr_assert_eq(bitjit_generate(m, "In the beginning", 48, NULL, on_token, &s, &err), BITJIT_OK);
+    cr_assert_eq(bitjit_generate(m, prompt, 48, NULL, on_token, &s, &err), BITJIT_OK);
     cr_expect_eq(s.n, 5, "the callback's false stops generation");
     json_decref(o);
     bitjit_free(m);
@@ -180,17 +182,20 @@ Test(api, example_program_runs, .timeout = 180) {
     build_lib("packed", "", "example", lib, sizeof lib);
     json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json");
     size_t n, off = 0;
-    int32_t *ids = bj_test_ids(json_object_get(oracle_prompt(o, 0), "packed_greedy_ids"), &n);
+    json_t *p = oracle_prompt(o, BJ_ORACLE_PLAIN_PROMPT);
+    const char *prompt = json_string_value(json_object_get(p, "prompt"));
+    size_t plen = strlen(prompt);
+    int32_t *ids = bj_test_ids(json_object_get(p, "packed_greedy_ids"), &n);
     off += (size_t)snprintf(want, sizeof want, "ids:");
     for (size_t i = 0; i < 32; i++) off += (size_t)snprintf(want + off, sizeof want - off, " %d", ids[i]);
-    const char *text = json_string_value(json_object_get(oracle_prompt(o, 0), "packed_greedy_text"));
+    const char *text = json_string_value(json_object_get(p, "packed_greedy_text"));
     const char *models[] = { lib, MODEL_DIR "/packed" };
     for (int k = 0; k < 2; k++) {
-        snprintf(cmd, sizeof cmd, "'%s' '%s' 'In the beginning' 32 2>&1", tool("bitjit-example", exe, sizeof exe), models[k]);
+        snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' 32 2>&1", tool("bitjit-example", exe, sizeof exe), models[k], prompt);
         cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
         cr_expect(strstr(out, want), "%s\nwant: %s", out, want);
-        cr_expect(!strncmp(out, "In the beginning", 16));
-        cr_expect(!strncmp(out + 16, text, 40), "%s", out);
+        cr_expect(!strncmp(out, prompt, plen));
+        cr_expect(!strncmp(out + plen, text, 40), "%s", out);
     }
     snprintf(cmd, sizeof cmd, "'%s' /no/such/model", exe);
     cr_expect_eq(sh(cmd, out, sizeof out), 1);

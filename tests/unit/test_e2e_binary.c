@@ -1,7 +1,6 @@
 /* tests/unit/test_e2e_binary.c -- issue 10 end to end, on the 1-bit kjv-bitnet1-11m against
  * its oracle (the training code's own fp32 forward, not bitjit): for every prompt identical
- * prompt ids, last logits within 0.05 (the documented rounding-boundary prompt: within 0.15
- * with the oracle's top-5, as support/oracle_check.h explains), and the 48 greedy ids; through the
+ * prompt ids, last logits within 0.05, and the 48 greedy ids; through the
  * JIT engine with the binary kernels (bin1, asserted), the reference engine, bitjit's own
  * 1-bit format written by `bitjitc convert --type b1` and read back, and an AOT library.
  * Also: a binary model's kernels hold exactly half the weight bytes of 2-bit ternary ones,
@@ -38,8 +37,7 @@ static bj_engine *make_engine(const char *kind, const bj_graph *g, const bj_aot_
 }
 
 /* Every oracle prompt through engine e on model m: prompt ids, last logits within
- * BJ_ORACLE_LOGIT_TOL (the rounding-boundary prompt "In the beginning": BJ_ORACLE_FLIP_TOL and
- * the same top-5), greedy ids (support/oracle_check.h). */
+ * BJ_ORACLE_LOGIT_TOL (0.05, every prompt), greedy ids (support/oracle_check.h). */
 static void check_oracle(const bj_model *m, bj_engine *e, const char *what) {
     bj_test_oracle_check(e, m->tok, &(bj_oracle_check){ .oracle = ORACLE, .key = "master", .what = what,
                                                          .add_bos = true, .logits = true });

@@ -37,9 +37,14 @@ static void check_shape(int64_t N, int64_t K, int64_t T, uint64_t seed) {
     bj_rt_q8w q;
     bj_error err = { 0 };
     cr_assert_eq(bj_rt_q8w_make(&q, &w, &err), BJ_OK, "%s", err.msg);
-    /* Two column ranges, as two threads would split them. */
-    bj_rt_matmul_q8(x, &q, T, 0, N / 2, y);
-    bj_rt_matmul_q8(x, &q, T, N / 2, N, y);
+    /* Two column ranges, as two threads would split them; activations are f64 (f32 values here,
+     * so the head's rounding to f32 gives x back). */
+    double *xd = malloc((size_t)(T * K) * sizeof *xd);
+    cr_assert(xd);
+    for (int64_t i = 0; i < T * K; i++) xd[i] = x[i];
+    bj_rt_matmul_q8(xd, &q, T, 0, N / 2, y);
+    bj_rt_matmul_q8(xd, &q, T, N / 2, N, y);
+    free(xd);
     /* The token rows quantized by the same rule (as a T x K weight), then a plain int dot. */
     bj_node xn = { .op = BJ_OP_WEIGHT, .dtype = BJ_DT_F32, .name = "x", .data = x,
                    .shape = { .ndim = 2, .d = { T, K } }, .nbytes = (uint64_t)(T * K * 4) };

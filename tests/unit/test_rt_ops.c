@@ -1,7 +1,8 @@
 /* tests/unit/test_rt_ops.c -- the shared ops' fast paths agree bit for bit with their plain
  * paths: the LM head's one-pass F16 dot (decode, F16C) against convert-then-dot (prefill),
- * for odd K, the F16 row conversion against the scalar rule for every half value, and
- * attention's contiguous p.V accumulation against the strided per-column dot it replaced. */
+ * for odd K, the F16 row conversion against the scalar rule for every half value,
+ * attention's contiguous p.V accumulation against the strided per-column dot it replaced, and
+ * the activation quantizer deciding a near-tie in f64 (docs/numerics.md). */
 #include "ir/weights.h"
 #include "runtime/ops.h"
 
@@ -22,7 +23,8 @@ Test(rt_ops, head_f16_decode_equals_prefill_path) {
     for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
         int64_t K = Ks[c], N = 7;
         uint16_t *w = malloc((size_t)(N * K) * 2);
-        float *x = malloc((size_t)(2 * K) * sizeof *x), y1[7], y2[14];
+        double *x = malloc((size_t)(2 * K) * sizeof *x);
+        float y1[7], y2[14];
         for (int64_t i = 0; i < N * K; i++) w[i] = bj_f32_to_f16(frand() * 3);
         for (int64_t k = 0; k < K; k++) x[k] = x[K + k] = frand() * 5;
         bj_node node = { .op = BJ_OP_WEIGHT, .dtype = BJ_DT_F16, .shape = bj_shape2(N, K), .data = w,
@@ -45,43 +47,44 @@ Test(rt_ops, f16_rows_convert_every_half_exactly) {
     for (uint32_t i = 0; i < 65536; i++) all[i] = (uint16_t)i;
     bj_node table = { .op = BJ_OP_WEIGHT, .dtype = BJ_DT_F16, .shape = bj_shape2(1, 65536), .data = all,
                       .nbytes = sizeof all, .name = "t" };
-    static float out[65536];
+    static double out[65536];
     int32_t tok = 0;
     bj_rt_embed(&table, &tok, 0, 1, out);
     for (uint32_t i = 0; i < 65536; i++) {
-        float want = bj_f16_to_f32((uint16_t)i);
+        double want = bj_f16_to_f32((uint16_t)i);
         if (want != want) cr_expect(out[i] != out[i], "half 0x%04x: NaN expected", i);
-        else cr_expect_eq(memcmp(&out[i], &want, 4), 0, "half 0x%04x: %g vs %g", i, out[i], want);
+        else cr_expect_eq(memcmp(&out[i], &want, sizeof want), 0, "half 0x%04x: %g vs %g", i, out[i], want);
     }
 }
 
-/* The attention op as it was written before its p.V sum walked v rows contiguously: per output
- * column a double dot over 8 lanes (position mod 8), lanes summed pairwise, then the tail. */
-static double strided_dot(const float *a, const float *b, int64_t n, int64_t bstride) {
+/* The attention op with its p.V sum as a strided per-column dot (as it was written before it
+ * walked v rows contiguously): a double dot over 8 lanes (position mod 8), lanes summed
+ * pairwise, then the tail. */
+static double strided_dot(const double *a, const float *b, int64_t n, int64_t bstride) {
     double s[8] = { 0 }, tail = 0;
     int64_t k = 0;
     for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) s[j] += (double)a[k + j] * b[(k + j) * bstride];
-    for (; k < n; k++) tail += (double)a[k] * b[k * bstride];
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[(k + j) * bstride];
+    for (; k < n; k++) tail += a[k] * b[k * bstride];
     return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
 }
 
-static void attention_strided(const float *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
-                              int64_t d, int64_t pos0, int64_t T, float *p, float *y) {
+static void attention_strided(const double *q, const float *kc, const float *vc, int64_t n_head, int64_t n_kv,
+                              int64_t d, int64_t pos0, int64_t T, double *p, double *y) {
     int64_t Wq = n_head * d, Wkv = n_kv * d, group = n_head / n_kv;
-    float scale = 1.0f / sqrtf((float)d);
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < n_head; h++) {
-            const float *qr = q + t * Wq + h * d, *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
+            const double *qr = q + t * Wq + h * d;
+            const float *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
             int64_t L = pos0 + t + 1;
-            float mx = -FLT_MAX;
+            double mx = -DBL_MAX;
             for (int64_t j = 0; j < L; j++) {
-                p[j] = (float)strided_dot(qr, kh + j * Wkv, d, 1) * scale;
-                mx = fmaxf(mx, p[j]);
+                p[j] = strided_dot(qr, kh + j * Wkv, d, 1) / sqrt((double)d);
+                mx = fmax(mx, p[j]);
             }
             double sum = 0;
-            for (int64_t j = 0; j < L; j++) sum += (p[j] = expf(p[j] - mx));
-            for (int64_t i = 0; i < d; i++) y[t * Wq + h * d + i] = (float)strided_dot(p, vh + i, L, Wkv) / (float)sum;
+            for (int64_t j = 0; j < L; j++) sum += (p[j] = exp(p[j] - mx));
+            for (int64_t i = 0; i < d; i++) y[t * Wq + h * d + i] = strided_dot(p, vh + i, L, Wkv) / sum;
         }
 }
 
@@ -90,16 +93,32 @@ Test(rt_ops, attention_equals_the_strided_sum) {
     for (size_t a = 0; a < sizeof ds / sizeof *ds; a++)
         for (size_t b = 0; b < sizeof pos0s / sizeof *pos0s; b++) {
             int64_t d = ds[a], pos0 = pos0s[b], L = pos0 + T;
-            float *q = malloc((size_t)(T * H * d) * sizeof *q), *kc = malloc((size_t)(L * Hkv * d) * sizeof *kc);
-            float *vc = malloc((size_t)(L * Hkv * d) * sizeof *vc), *p = malloc((size_t)L * sizeof *p);
-            float *y1 = malloc((size_t)(T * H * d) * sizeof *y1), *y2 = malloc((size_t)(T * H * d) * sizeof *y2);
+            double *q = malloc((size_t)(T * H * d) * sizeof *q), *p = malloc((size_t)L * sizeof *p);
+            float *kc = malloc((size_t)(L * Hkv * d) * sizeof *kc), *vc = malloc((size_t)(L * Hkv * d) * sizeof *vc);
+            double *y1 = malloc((size_t)(T * H * d) * sizeof *y1), *y2 = malloc((size_t)(T * H * d) * sizeof *y2);
             for (int64_t i = 0; i < T * H * d; i++) q[i] = frand() * 2;
             for (int64_t i = 0; i < L * Hkv * d; i++) { kc[i] = frand() * 2; vc[i] = frand() * 3; }
             bj_rt_attention(q, kc, vc, H, Hkv, d, pos0, T, 0, H, p, y1);
             attention_strided(q, kc, vc, H, Hkv, d, pos0, T, p, y2);
             for (int64_t i = 0; i < T * H * d; i++)
-                cr_expect_eq(memcmp(&y1[i], &y2[i], 4), 0, "d %lld pos0 %lld elem %lld: %.9g vs %.9g", (long long)d,
+                cr_expect_eq(memcmp(&y1[i], &y2[i], sizeof *y1), 0, "d %lld pos0 %lld elem %lld: %.9g vs %.9g", (long long)d,
                              (long long)pos0, (long long)i, y1[i], y2[i]);
             free(q); free(kc); free(vc); free(p); free(y1); free(y2);
         }
+}
+
+/* The quantizer decides in f64: with max|x| = 127 (s = 1) an input 56.5 + 2^-30 is 56.5 in f32,
+ * a tie that rint would send to the even 56; in f64 it lies above the tie and rounds to 57, as
+ * the exact rule says. An exact tie still goes to even, and s is kept in f64. */
+Test(rt_ops, act_quant_decides_near_ties_in_f64) {
+    double x[4] = { 127.0, 56.5 + 0x1p-30, -57.5 - 0x1p-30, 56.5 }, s;
+    int8_t q[32];
+    cr_assert_eq((float)x[1], 56.5f, "the test input must be a tie at f32 precision");
+    bj_rt_act_quant(x, 4, 32, 0, 1, q, &s);
+    cr_expect_eq(s, 1.0);
+    cr_expect_eq(q[0], 127);
+    cr_expect_eq(q[1], 57, "56.5 + 2^-30 rounded to %d", q[1]);
+    cr_expect_eq(q[2], -58, "-57.5 - 2^-30 rounded to %d", q[2]);
+    cr_expect_eq(q[3], 56, "an exact tie goes to even: %d", q[3]);
+    for (int k = 4; k < 32; k++) cr_expect_eq(q[k], 0, "padding %d", k);
 }

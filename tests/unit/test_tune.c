@@ -56,6 +56,9 @@ static void expect_oracle_ids(bj_engine *e, const bj_model *m, const char *what,
         bj_test_oracle_prompt(p, "packed", &op);
         int32_t got[128];
         cr_assert_leq(op.n_greedy, 128);
+        /* up to a known near-tie of the oracle's (support/oracle.h) */
+        int tie = bj_test_oracle_greedy_tie("models/kjv-bitnet-11m/oracle.json", "packed", op.text);
+        if (tie >= 0 && (size_t)tie < op.n_greedy) op.n_greedy = (size_t)tie;
         bj_test_greedy(e, op.ids, (int64_t)op.n_ids, (int64_t)op.n_greedy, got);
         for (size_t t = 0; t < op.n_greedy; t++)
             cr_expect_eq(got[t], op.greedy[t], "%s: prompt %zu token %zu: got %d, oracle %d", what, i, t, got[t],
