@@ -45,13 +45,16 @@ typedef struct jit_mm {   /* one ternary matmul step */
     uint64_t src[2];
 } jit_mm;
 
-typedef struct jit_buf {  /* one node's result, sized for cap_T tokens */
+/* The pieces of one node's step, each cap_T rows inside the activation arena (see "buffers"). */
+enum { JIT_F, JIT_Q, JIT_QS, JIT_ACC, JIT_TMP, JIT_PIECES };
+
+typedef struct jit_buf {  /* one node's result and scratch, cap_T rows each, NULL where unused */
     double *f;            /* f64 activations (runtime/ops.h) */
-    float *lg;            /* matmul_f: f32 logits */
     int8_t *q;            /* q8row: rows of stride bj_cg_x_stride(K), zero padded */
     double *qs;
     int32_t *acc;         /* matmul_t: integer sums before the rescale */
     double *tmp;          /* rmsnorm_quant, bitlinear: the normed rows before quantization */
+    int64_t row[JIT_PIECES], off[JIT_PIECES]; /* bytes a token and arena offset a token (plan_buffers) */
 } jit_buf;
 
 typedef struct jit_engine {
@@ -71,7 +74,12 @@ typedef struct jit_engine {
     uint32_t head;        /* the matmul_f the output reads (bj_engine_check_head) */
     bj_kv **kc, **vc;     /* per node: attention KV caches */
     jit_buf *buf;         /* per node */
+    int64_t plan_row;     /* the arena's bytes per token of capacity (plan_buffers) */
+    int64_t plan_naive;   /* ... were every piece its own buffer */
+    uint8_t *arena;       /* activations for cap_T tokens */
     int64_t cap_T;
+    float *logits;        /* the head's f32 rows: lg_rows of them */
+    int64_t lg_rows;
     double **scratch;     /* per thread: attention scores, max_seq doubles */
     struct jit_ctr *ctr;  /* per thread: chunked steps' progress through that thread's share */
     uint64_t *prof_ns;    /* options.profile: per node, time in its steps; NULL otherwise */
@@ -465,49 +473,124 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
     return pack_pending(e, err);
 }
 
-/* ---- buffers -------------------------------------------------------------------------- */
-static void free_buffers(jit_engine *e) {
-    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
-        free(e->buf[i].f);
-        free(e->buf[i].lg);
-        free(e->buf[i].q);
-        free(e->buf[i].qs);
-        free(e->buf[i].acc);
-        free(e->buf[i].tmp);
-        memset(&e->buf[i], 0, sizeof e->buf[i]);
-    }
-    e->cap_T = 0;
-}
+/* ---- buffers ---------------------------------------------------------------------------
+ * Every piece of a step (a node's result, its integer sums, its normed rows, a bitlinear's
+ * quantized input) is T rows of a fixed number of bytes, so one plan in bytes per token serves
+ * every T. A node's result lives from its step to the last step that reads it, its scratch for
+ * its own step only; first fit over those intervals gives each piece an offset, and one arena of
+ * cap_T times the plan's row holds them all. Pieces whose lifetimes do not overlap share bytes,
+ * so a prompt costs a few rows of the widest layers a token instead of one buffer per node
+ * (11 MB a token for 2B4T in f32; twice that in f64). The head's f32 logits live apart: one row
+ * when only the last is wanted, T when all are. */
+#define JIT_ALIGN 64
 
 static bool is_step_value(const bj_node *n) {
     return n->op != BJ_OP_INPUT && n->op != BJ_OP_WEIGHT && n->op != BJ_OP_WEIGHT_QUANT;
 }
 
+typedef struct jit_piece {
+    uint32_t node, from, to; /* live during steps [from, to] */
+    int kind;                /* JIT_F ... */
+    int64_t row, off;        /* bytes a token; offset a token */
+} jit_piece;
+
+static int piece_by_off(const void *a, const void *b) {
+    int64_t x = (*(const jit_piece *const *)a)->off, y = (*(const jit_piece *const *)b)->off;
+    return (x > y) - (x < y);
+}
+
+/* Sets buf[].row and buf[].off for every piece and e->plan_row. Steps run in node order. */
+static bool plan_buffers(jit_engine *e) {
+    const bj_graph *g = e->g;
+    uint32_t n = g->n_nodes, *last = malloc(n * sizeof *last);
+    jit_piece *p = malloc((size_t)n * JIT_PIECES * sizeof *p), **live = malloc((size_t)n * JIT_PIECES * sizeof *live);
+    if (!last || !p || !live) { free(last); free(p); free(live); return false; }
+    for (uint32_t i = 0; i < n; i++) last[i] = i;
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t k = 0; k < g->nodes[i].nin; k++)
+            if (last[g->nodes[i].in[k]] < i) last[g->nodes[i].in[k]] = i;
+    size_t np = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const bj_node *nd = &g->nodes[i];
+        jit_buf *b = &e->buf[i];
+        for (int k = 0; k < JIT_PIECES; k++) b->row[k] = 0;
+        if (!is_step_value(nd) || nd->op == BJ_OP_OUTPUT || nd->op == BJ_OP_MATMUL_F) continue;
+        int64_t cols = bj_shape_cols(nd->shape);
+        /* rmsnorm_quant: q8row of its own columns; bitlinear: its result plus its quantized input (K columns) */
+        int64_t qcols = nd->op == BJ_OP_BITLINEAR ? g->nodes[nd->in[2]].shape.d[1] : cols;
+        bool q8 = nd->dtype == BJ_DT_Q8ROW;
+        if (q8 || nd->op == BJ_OP_BITLINEAR) {
+            b->row[JIT_Q] = bj_cg_x_stride(qcols);
+            b->row[JIT_QS] = (int64_t)sizeof(double);
+        }
+        if (nd->op == BJ_OP_RMSNORM_QUANT || nd->op == BJ_OP_BITLINEAR) b->row[JIT_TMP] = qcols * (int64_t)sizeof(double);
+        if (!q8) b->row[JIT_F] = cols * (int64_t)sizeof(double);
+        if (is_lowbit_matmul(nd)) b->row[JIT_ACC] = cols * (int64_t)sizeof(int32_t);
+        for (int k = 0; k < JIT_PIECES; k++) {
+            if (!b->row[k]) continue;
+            bool result = k == JIT_F || (q8 && (k == JIT_Q || k == JIT_QS));
+            p[np++] = (jit_piece){ .node = i, .from = i, .to = result ? last[i] : i, .kind = k,
+                                   .row = (b->row[k] + JIT_ALIGN - 1) / JIT_ALIGN * JIT_ALIGN };
+        }
+    }
+    int64_t top = 0;
+    for (size_t a = 0; a < np; a++) { /* pieces come in step order: first fit among those still live */
+        size_t nl = 0;
+        for (size_t c = 0; c < a; c++)
+            if (p[c].to >= p[a].from) live[nl++] = &p[c];
+        qsort(live, nl, sizeof *live, piece_by_off);
+        int64_t off = 0;
+        for (size_t c = 0; c < nl && live[c]->off < off + p[a].row; c++)
+            if (live[c]->off + live[c]->row > off) off = live[c]->off + live[c]->row;
+        p[a].off = off;
+        if (off + p[a].row > top) top = off + p[a].row;
+        e->buf[p[a].node].off[p[a].kind] = off;
+    }
+    e->plan_row = top;
+    e->plan_naive = 0;
+    for (size_t a = 0; a < np; a++) e->plan_naive += p[a].row;
+    free(last);
+    free(p);
+    free(live);
+    return true;
+}
+
+static void free_buffers(jit_engine *e) {
+    free(e->arena);
+    e->arena = NULL;
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        jit_buf *b = &e->buf[i];
+        b->f = b->qs = b->tmp = NULL;
+        b->q = NULL;
+        b->acc = NULL;
+    }
+    e->cap_T = 0;
+}
+
 static bool alloc_buffers(jit_engine *e, int64_t T) {
     free_buffers(e);
+    if (!(e->arena = malloc((size_t)(e->plan_row * T)))) return false;
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
-        const bj_node *n = &e->g->nodes[i];
-        if (!is_step_value(n) || n->op == BJ_OP_OUTPUT) continue; /* output: see jit_forward */
-        size_t cols = (size_t)bj_shape_cols(n->shape), t = (size_t)T;
         jit_buf *b = &e->buf[i];
-        /* rmsnorm_quant: q8row of its own columns; bitlinear: f32 result plus its quantized input (K columns). */
-        size_t qcols = n->op == BJ_OP_BITLINEAR ? (size_t)e->g->nodes[n->in[2]].shape.d[1] : cols;
-        if (n->dtype == BJ_DT_Q8ROW || n->op == BJ_OP_BITLINEAR) {
-            b->q = malloc(t * (size_t)bj_cg_x_stride((int64_t)qcols));
-            b->qs = malloc(t * sizeof(double));
-            if (!b->q || !b->qs) return false;
-        }
-        if ((n->op == BJ_OP_RMSNORM_QUANT || n->op == BJ_OP_BITLINEAR) && !(b->tmp = malloc(t * qcols * sizeof(double))))
-            return false;
-        if (n->dtype == BJ_DT_Q8ROW) continue;
-        if (n->op == BJ_OP_MATMUL_F) {
-            if (!(b->lg = malloc(t * cols * sizeof(float)))) return false;
-            continue;
-        }
-        if (!(b->f = malloc(t * cols * sizeof(double)))) return false;
-        if (is_lowbit_matmul(n) && !(b->acc = malloc(t * cols * sizeof(int32_t)))) return false;
+        void *at[JIT_PIECES];
+        for (int k = 0; k < JIT_PIECES; k++) at[k] = b->row[k] ? e->arena + b->off[k] * T : NULL;
+        b->f = at[JIT_F];
+        b->q = at[JIT_Q];
+        b->qs = at[JIT_QS];
+        b->acc = at[JIT_ACC];
+        b->tmp = at[JIT_TMP];
     }
     e->cap_T = T;
+    return true;
+}
+
+/* The head's rows: one, or T when all logits are wanted. */
+static bool logit_rows(jit_engine *e, int64_t rows) {
+    if (rows <= e->lg_rows) return true;
+    free(e->logits);
+    e->lg_rows = 0;
+    if (!(e->logits = malloc((size_t)(rows * e->base.n_vocab) * sizeof *e->logits))) return false;
+    e->lg_rows = rows;
     return true;
 }
 
@@ -619,14 +702,15 @@ static void run_step(void *ctx, int ith, int nth) {
         else run_matmul_t(c, ith, nth);
         break;
     case BJ_OP_MATMUL_F: {
-        /* The output head: when only the last token's logits are wanted, only that row is
-         * computed (nothing but the output reads logits: bj_engine_check_head; a prompt of T
-         * tokens would otherwise pay T times the largest matmul of the model). */
+        /* The output head, into e->logits: when only the last token's logits are wanted, only
+         * that row is computed, as row 0 (nothing but the output reads logits:
+         * bj_engine_check_head; a prompt of T tokens would otherwise pay T times the largest
+         * matmul of the model). */
         int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = c->last_only ? c->T - 1 : 0;
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
         for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, ith, nth, cols, 16, size, &n0, &n1);) {
-            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, y->lg + r0 * cols);
-            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, y->lg + r0 * cols);
+            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, e->logits);
+            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, e->logits);
         }
         break;
     }
@@ -674,11 +758,14 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
         free_buffers(e);
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)T);
     }
+    if (!logit_rows(e, all_logits ? T : 1))
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for %lld rows of logits", (long long)(all_logits ? T : 1));
     uint64_t f0 = e->prof_ns ? now_ns() : 0;
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const bj_node *n = &e->g->nodes[i];
         if (!is_step_value(n)) continue;
-        if (n->op == BJ_OP_OUTPUT) continue; /* the logits are copied straight from the head */
+        /* the logits are copied straight from the head; a matmul_f nothing reads is not run */
+        if (n->op == BJ_OP_OUTPUT || (n->op == BJ_OP_MATMUL_F && i != e->head)) continue;
         uint64_t t0 = e->prof_ns ? now_ns() : 0;
         step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits };
         run_phase(e, &c);
@@ -688,7 +775,7 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             e->prof_steps[i]++;
         }
     }
-    bj_engine_copy_logits(base, e->buf[e->head].lg, T, all_logits, logits);
+    bj_engine_copy_logits(base, e->logits, all_logits ? T : 1, all_logits, logits);
     base->n_past += T;
     if (e->prof_ns) {
         e->prof_sum.forward_ms += (double)(now_ns() - f0) * 1e-6;
@@ -751,6 +838,7 @@ static void jit_reset(bj_engine *base) { base->n_past = 0; }
 static void jit_free(bj_engine *base) {
     jit_engine *e = (jit_engine *)base;
     if (e->buf) free_buffers(e);
+    free(e->logits);
     for (uint32_t i = 0; e->g && i < e->g->n_nodes; i++) {
         if (e->mm && e->mm[i]) {
             if (e->mm[i]->wmap.base) bj_cg_wmap_free(&e->mm[i]->wmap);
@@ -793,6 +881,7 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
     if (!e->mm || !e->head8 || !e->head8map || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (!plan_buffers(e)) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (int i = 0; i < o->n_threads; i++)
         if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(double))))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
@@ -815,6 +904,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     r->src_hashed = e->sidx.n_hashed;
     r->src_indexed = e->sidx.n_hits;
     r->released_bytes = e->released;
+    r->act_row_bytes = e->plan_row;
+    r->act_row_naive = e->plan_naive;
     bj_cg_srcidx_free(&e->sidx);
     if (found) bj_cg_tunedb_free(&tdb);
     e->tdb = NULL;

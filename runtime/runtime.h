@@ -76,6 +76,8 @@ typedef struct bj_jit_report {
     uint64_t src_hashed;       /* source tensors whose bytes were hashed to find their cache entries */
     uint64_t src_indexed;      /* ... whose hash came from the source index (file unchanged: not read) */
     uint64_t released_bytes;   /* pages of mapped source tensors given back once packed (RSS not kept) */
+    int64_t act_row_bytes;     /* activation arena per token of a step (pieces sharing bytes) */
+    int64_t act_row_naive;     /* ... were every piece its own buffer */
     char cache_dir[4096];
     char cache_warning[512];   /* non-empty: the cache is off or had to rebuild entries */
     char variants[128];        /* e.g. "dot2/avx512vnni x42" */

@@ -216,6 +216,9 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *pa
                 bj_cli_prog, (unsigned long long)r.src_hashed, (unsigned long long)r.src_indexed,
                 (double)r.released_bytes * 1e-6,
                 r.head_q8 ? (r.head_q8_loaded ? "; 8-bit head from the cache" : "; 8-bit head converted") : "");
+    if (o->verbose)
+        fprintf(stderr, "%s: activations: %.1f KB a token of the prompt (%.1f KB were every step's buffer its own)\n",
+                bj_cli_prog, (double)r.act_row_bytes / 1024, (double)r.act_row_naive / 1024);
     if (o->verbose) {
         bj_bench_mem mem;
         bj_bench_mem_read(&mem);

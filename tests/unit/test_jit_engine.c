@@ -60,8 +60,17 @@ static void compare_with_ref(const char *model_rel) {
     };
     for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
         bj_engine *jit;
+        bj_jit_report r;
         cr_assert_eq(make_jit(&jit, &m.graph, cfg[c].threads, cfg[c].variant, cfg[c].mcpu, BJ_TEST_TMP "/jit-cache",
-                              NULL, &err), BJ_OK, "%s", err.msg);
+                              &r, &err), BJ_OK, "%s", err.msg);
+        /* the steps share one activation arena (pieces whose lifetimes do not overlap share
+         * bytes): far smaller than a buffer per step, and the logits still equal ref's */
+        cr_expect(r.act_row_bytes > 0 && r.act_row_bytes * 4 < r.act_row_naive, "%s: arena %lld bytes a token, %lld unshared",
+                  model_rel, (long long)r.act_row_bytes, (long long)r.act_row_naive);
+        if (c == 0) { /* a one-token step first: the arena then grows to the prompt's rows */
+            cr_assert_eq(bj_engine_forward(jit, k_prompt, 1, false, lj, &err), BJ_OK, "%s", err.msg);
+            bj_engine_reset(jit);
+        }
         run(jit, lj, ij);
         cr_expect_arr_eq(lj, lr, N_PROMPT * V * sizeof *lj, "%s: logits differ from ref (threads %d, variant %d, mcpu %s)",
                          model_rel, cfg[c].threads, cfg[c].variant, cfg[c].mcpu ? cfg[c].mcpu : "host");
