@@ -78,8 +78,6 @@ typedef struct jit_engine {
     int64_t plan_naive;   /* ... were every piece its own buffer */
     uint8_t *arena;       /* activations for cap_T tokens */
     int64_t cap_T;
-    float *logits;        /* the head's f32 rows: lg_rows of them */
-    int64_t lg_rows;
     double **scratch;     /* per thread: attention scores, max_seq doubles */
     struct jit_ctr *ctr;  /* per thread: chunked steps' progress through that thread's share */
     uint64_t *prof_ns;    /* options.profile: per node, time in its steps; NULL otherwise */
@@ -480,8 +478,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
  * its own step only; first fit over those intervals gives each piece an offset, and one arena of
  * cap_T times the plan's row holds them all. Pieces whose lifetimes do not overlap share bytes,
  * so a prompt costs a few rows of the widest layers a token instead of one buffer per node
- * (11 MB a token for 2B4T in f32; twice that in f64). The head's f32 logits live apart: one row
- * when only the last is wanted, T when all are. */
+ * (11 MB a token for 2B4T in f32; twice that in f64). The head writes the caller's logits. */
 #define JIT_ALIGN 64
 
 static bool is_step_value(const bj_node *n) {
@@ -584,16 +581,6 @@ static bool alloc_buffers(jit_engine *e, int64_t T) {
     return true;
 }
 
-/* The head's rows: one, or T when all logits are wanted. */
-static bool logit_rows(jit_engine *e, int64_t rows) {
-    if (rows <= e->lg_rows) return true;
-    free(e->logits);
-    e->lg_rows = 0;
-    if (!(e->logits = malloc((size_t)(rows * e->base.n_vocab) * sizeof *e->logits))) return false;
-    e->lg_rows = rows;
-    return true;
-}
-
 /* ---- one step on the pool -------------------------------------------------------------- */
 typedef struct step_ctx {
     jit_engine *e;
@@ -602,6 +589,7 @@ typedef struct step_ctx {
     const int32_t *tokens;
     int phase;      /* attention: 0 stores k/v, 1 attends */
     bool last_only; /* only the last token's logits are wanted */
+    float *logits;  /* where the head writes: T rows, or the last row only */
 } step_ctx;
 
 /* The matmuls and attention run each thread's fixed share (bj_pool_split) in chunks, taken
@@ -702,15 +690,15 @@ static void run_step(void *ctx, int ith, int nth) {
         else run_matmul_t(c, ith, nth);
         break;
     case BJ_OP_MATMUL_F: {
-        /* The output head, into e->logits: when only the last token's logits are wanted, only
-         * that row is computed, as row 0 (nothing but the output reads logits:
+        /* The output head, straight into the caller's logits: when only the last token's are
+         * wanted, only that row is computed (nothing but the output reads logits:
          * bj_engine_check_head; a prompt of T tokens would otherwise pay T times the largest
          * matmul of the model). */
         int64_t n0, n1, K = bj_shape_cols(g->nodes[n->in[0]].shape), r0 = c->last_only ? c->T - 1 : 0;
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
         for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, ith, nth, cols, 16, size, &n0, &n1);) {
-            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, e->logits);
-            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, e->logits);
+            if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, c->logits);
+            else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, c->logits);
         }
         break;
     }
@@ -750,24 +738,16 @@ static void run_phase(jit_engine *e, step_ctx *c) {
     else bj_pool_run(e->pool, run_step, c);
 }
 
-static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits, float *logits,
-                             bj_error *err) {
-    jit_engine *e = (jit_engine *)base;
-    BJ_TRY(bj_engine_check_step(base, tokens, T, err));
-    if (T > e->cap_T && !alloc_buffers(e, T)) {
-        free_buffers(e);
-        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)T);
-    }
-    if (!logit_rows(e, all_logits ? T : 1))
-        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for %lld rows of logits", (long long)(all_logits ? T : 1));
-    uint64_t f0 = e->prof_ns ? now_ns() : 0;
+/* One step of T <= cap_T tokens at positions n_past..; the head runs when logits is not NULL
+ * (all T rows of it, or only the last into logits[0..V)). */
+static void forward_rows(jit_engine *e, const int32_t *tokens, int64_t T, bool all_logits, float *logits) {
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const bj_node *n = &e->g->nodes[i];
         if (!is_step_value(n)) continue;
-        /* the logits are copied straight from the head; a matmul_f nothing reads is not run */
-        if (n->op == BJ_OP_OUTPUT || (n->op == BJ_OP_MATMUL_F && i != e->head)) continue;
+        /* the head writes the caller's logits; a matmul_f nothing reads is not run */
+        if (n->op == BJ_OP_OUTPUT || (n->op == BJ_OP_MATMUL_F && (i != e->head || !logits))) continue;
         uint64_t t0 = e->prof_ns ? now_ns() : 0;
-        step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits };
+        step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits, .logits = logits };
         run_phase(e, &c);
         if (n->op == BJ_OP_ATTENTION || n->op == BJ_OP_BITLINEAR) { c.phase = 1; run_phase(e, &c); }
         if (e->prof_ns) {
@@ -775,8 +755,32 @@ static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, 
             e->prof_steps[i]++;
         }
     }
-    bj_engine_copy_logits(base, e->logits, all_logits ? T : 1, all_logits, logits);
-    base->n_past += T;
+    e->base.n_past += T;
+}
+
+/* A prompt runs in steps of at most BJ_JIT_STEP_ROWS tokens, each attending to the KV cache the
+ * earlier ones filled: the same arithmetic row by row (every op but attention is row-wise, and
+ * attention reads the same cached values), so the same bits, with activations for that many
+ * rows only (the arena: ~14 MB for 2B4T) however long the prompt. The prefill kernels reuse
+ * each weight across a step's rows; 64 keeps the extra weight traffic of a long prompt small
+ * (one more pass over the weights per 64 tokens). */
+#define BJ_JIT_STEP_ROWS 64
+
+static bj_status jit_forward(bj_engine *base, const int32_t *tokens, int64_t T, bool all_logits, float *logits,
+                             bj_error *err) {
+    jit_engine *e = (jit_engine *)base;
+    BJ_TRY(bj_engine_check_step(base, tokens, T, err));
+    int64_t rows = T < BJ_JIT_STEP_ROWS ? T : BJ_JIT_STEP_ROWS;
+    if (rows > e->cap_T && !alloc_buffers(e, rows)) {
+        free_buffers(e);
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for activations of %lld tokens", (long long)rows);
+    }
+    uint64_t f0 = e->prof_ns ? now_ns() : 0;
+    for (int64_t s = 0; s < T; s += rows) {
+        int64_t n = T - s < rows ? T - s : rows;
+        float *lg = all_logits ? logits + s * base->n_vocab : s + n == T ? logits : NULL;
+        forward_rows(e, tokens + s, n, all_logits, lg);
+    }
     if (e->prof_ns) {
         e->prof_sum.forward_ms += (double)(now_ns() - f0) * 1e-6;
         e->prof_sum.forwards++;
@@ -838,7 +842,6 @@ static void jit_reset(bj_engine *base) { base->n_past = 0; }
 static void jit_free(bj_engine *base) {
     jit_engine *e = (jit_engine *)base;
     if (e->buf) free_buffers(e);
-    free(e->logits);
     for (uint32_t i = 0; e->g && i < e->g->n_nodes; i++) {
         if (e->mm && e->mm[i]) {
             if (e->mm[i]->wmap.base) bj_cg_wmap_free(&e->mm[i]->wmap);

@@ -85,6 +85,39 @@ static void compare_with_ref(const char *model_rel) {
 }
 
 Test(jit_engine, identical_to_ref_packed, .timeout = 600) { compare_with_ref("models/kjv-bitnet-11m/packed"); }
+
+/* A prompt longer than the JIT's step (it runs prompts in steps of 64 rows, each attending to
+ * the cache the earlier ones filled): every position's logits equal ref's, which runs the whole
+ * prompt at once; so does the last row alone, and a decode step after the prompt. */
+Test(jit_engine, long_prompt_in_steps_identical_to_ref, .timeout = 300) {
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_engine *ref, *jit;
+    cr_assert_eq(bj_ref_engine_create(&ref, &m.graph, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(make_jit(&jit, &m.graph, 2, BJ_CG_V_AUTO, NULL, BJ_TEST_TMP "/jit-cache", NULL, &err), BJ_OK, "%s",
+                 err.msg);
+    enum { T = 150 }; /* two full steps and a partial one */
+    size_t V = (size_t)ref->n_vocab;
+    int32_t toks[T + 1];
+    for (int t = 0; t <= T; t++) toks[t] = (int32_t)((t * 7919 + 13) % (int)V);
+    float *lr = malloc((T + 1) * V * sizeof *lr), *lj = malloc((T + 1) * V * sizeof *lj);
+    cr_assert(lr && lj);
+    cr_assert_eq(bj_engine_forward(ref, toks, T, true, lr, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_engine_forward(jit, toks, T, true, lj, &err), BJ_OK, "%s", err.msg);
+    cr_expect_arr_eq(lj, lr, T * V * sizeof *lj, "all-position logits of a %d-token prompt differ from ref", T);
+    cr_assert_eq(bj_engine_forward(ref, toks + T, 1, false, lr + T * V, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_engine_forward(jit, toks + T, 1, false, lj + T * V, &err), BJ_OK, "%s", err.msg);
+    cr_expect_arr_eq(lj + T * V, lr + T * V, V * sizeof *lj, "the decode step after the prompt differs from ref");
+    bj_engine_reset(jit);
+    cr_assert_eq(bj_engine_forward(jit, toks, T, false, lj, &err), BJ_OK, "%s", err.msg);
+    cr_expect_arr_eq(lj, lr + (T - 1) * V, V * sizeof *lj, "the last row alone differs from ref's");
+    free(lr);
+    free(lj);
+    bj_engine_free(jit);
+    bj_engine_free(ref);
+    bj_model_free(&m);
+}
 Test(jit_engine, identical_to_ref_binary, .timeout = 600) { compare_with_ref("models/kjv-bitnet1-11m/master"); }
 
 static int count_entries(const char *dir) {
