@@ -72,6 +72,9 @@ typedef struct jit_engine {
     bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
     uint64_t released;    /* while preparing: bytes of source pages given back */
     uint32_t head;        /* the matmul_f the output reads (bj_engine_check_head) */
+    uint32_t *done;       /* per node: the step that computes it (itself, or the matmul it is folded into) */
+    uint32_t *tail;       /* per matmul: the first elementwise node folded into its chunks, BJ_NONE if none */
+    uint32_t *tail_next;  /* per folded node: the next one of the same matmul */
     bj_kv **kc, **vc;     /* per node: attention KV caches */
     jit_buf *buf;         /* per node */
     int64_t plan_row;     /* the arena's bytes per token of capacity (plan_buffers) */
@@ -496,7 +499,38 @@ static int piece_by_off(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Sets buf[].row and buf[].off for every piece and e->plan_row. Steps run in node order. */
+/* Elementwise ops (add, mul, relu_sqr, silu) whose last operand to be computed is a ternary
+ * matmul run in that matmul's step, on each chunk of output columns right after the chunk is
+ * rescaled, by the thread that computed it: the values are still in its cache, where a step of
+ * their own would read them from every core (at 16 threads relu_sqr alone took 48 us a layer
+ * that way) and cost a fork-join or the calling thread's time. The same function on the same
+ * elements, so the same bits. The residual adds after o_proj/down, and relu^2 and the gate*up
+ * product of the FFN, fold this way. */
+static bool plan_folds(jit_engine *e) {
+    const bj_graph *g = e->g;
+    uint32_t n = g->n_nodes;
+    if (!(e->done = malloc(n * sizeof *e->done)) || !(e->tail = malloc(n * sizeof *e->tail)) ||
+        !(e->tail_next = malloc(n * sizeof *e->tail_next)))
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        e->done[i] = i;
+        e->tail[i] = e->tail_next[i] = BJ_NONE;
+        const bj_node *nd = &g->nodes[i];
+        if (nd->op != BJ_OP_ADD && nd->op != BJ_OP_MUL && nd->op != BJ_OP_RELU_SQR && nd->op != BJ_OP_SILU) continue;
+        uint32_t p = 0;
+        for (uint32_t k = 0; k < nd->nin; k++)
+            if (e->done[nd->in[k]] >= p) p = e->done[nd->in[k]];
+        if (!is_lowbit_matmul(&g->nodes[p]) || bj_shape_cols(g->nodes[p].shape) != bj_shape_cols(nd->shape)) continue;
+        e->done[i] = p;
+        uint32_t *at = &e->tail[p]; /* appended: the tail runs them in node order */
+        while (*at != BJ_NONE) at = &e->tail_next[*at];
+        *at = i;
+    }
+    return true;
+}
+
+/* Sets buf[].row and buf[].off for every piece and e->plan_row. Steps run in node order; a
+ * folded node's pieces are live from its matmul's step. */
 static bool plan_buffers(jit_engine *e) {
     const bj_graph *g = e->g;
     uint32_t n = g->n_nodes, *last = malloc(n * sizeof *last);
@@ -526,12 +560,19 @@ static bool plan_buffers(jit_engine *e) {
         for (int k = 0; k < JIT_PIECES; k++) {
             if (!b->row[k]) continue;
             bool result = k == JIT_F || (q8 && (k == JIT_Q || k == JIT_QS));
-            p[np++] = (jit_piece){ .node = i, .from = i, .to = result ? last[i] : i, .kind = k,
+            p[np++] = (jit_piece){ .node = i, .from = e->done[i], .to = result ? last[i] : e->done[i], .kind = k,
                                    .row = (b->row[k] + JIT_ALIGN - 1) / JIT_ALIGN * JIT_ALIGN };
         }
     }
     int64_t top = 0;
-    for (size_t a = 0; a < np; a++) { /* pieces come in step order: first fit among those still live */
+    /* first fit in step order, among the pieces still live */
+    for (size_t a = 1; a < np; a++) /* insertion sort by step: folded pieces start before their node */
+        for (size_t c = a; c > 0 && p[c - 1].from > p[c].from; c--) {
+            jit_piece t = p[c];
+            p[c] = p[c - 1];
+            p[c - 1] = t;
+        }
+    for (size_t a = 0; a < np; a++) {
         size_t nl = 0;
         for (size_t c = 0; c < a; c++)
             if (p[c].to >= p[a].from) live[nl++] = &p[c];
@@ -645,6 +686,12 @@ static void run_matmul_t(step_ctx *c, int ith, int nth) {
     while (next_chunk(c, ith, nth, m->M, m->row_block, size, &m0, &m1)) {
         ffi_call(&m->cif, FFI_FN((T >= BJ_CG_TUNE_PREFILL_MIN_T && m->fn_pp ? m->fn_pp : m->fn)), NULL, args);
         bj_rt_rescale(acc, x->qs, m->scale, m->M, 0, T, m0, m1, y->f);
+        for (uint32_t f = e->tail[id]; f != BJ_NONE; f = e->tail_next[f]) { /* plan_folds */
+            const bj_node *fn = &e->g->nodes[f];
+            const double *b = fn->nin > 1 ? e->buf[fn->in[1]].f : NULL;
+            for (int64_t t = 0; t < T; t++)
+                bj_rt_elementwise((bj_op)fn->op, e->buf[fn->in[0]].f, b, t * m->M + m0, t * m->M + m1, e->buf[f].f);
+        }
     }
 }
 
@@ -746,6 +793,10 @@ static void forward_rows(jit_engine *e, const int32_t *tokens, int64_t T, bool a
         if (!is_step_value(n)) continue;
         /* the head writes the caller's logits; a matmul_f nothing reads is not run */
         if (n->op == BJ_OP_OUTPUT || (n->op == BJ_OP_MATMUL_F && (i != e->head || !logits))) continue;
+        if (e->done[i] != i) { /* folded into a matmul's step */
+            if (e->prof_ns) e->prof_steps[i]++;
+            continue;
+        }
         uint64_t t0 = e->prof_ns ? now_ns() : 0;
         step_ctx c = { .e = e, .n = n, .T = T, .tokens = tokens, .last_only = !all_logits, .logits = logits };
         run_phase(e, &c);
@@ -860,7 +911,7 @@ static void jit_free(bj_engine *base) {
     free(e->prof_steps);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->head8); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -884,7 +935,7 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
     if (!e->mm || !e->head8 || !e->head8map || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    if (!plan_buffers(e)) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (!plan_folds(e) || !plan_buffers(e)) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (int i = 0; i < o->n_threads; i++)
         if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(double))))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
