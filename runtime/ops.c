@@ -185,12 +185,21 @@ BJ_HOT void bj_rt_act_quant(const double *x, int64_t K, int64_t qstride, int64_t
                             double *qs) {
     for (int64_t t = t0; t < t1; t++) {
         const double *xr = x + t * K;
-        double amax = 0;
-        for (int64_t k = 0; k < K; k++) amax = absmax_step(amax, xr[k]);
+        /* max|x| over 8 lanes (a max is exact: any order gives the same value), so the
+         * comparisons do not form one serial chain (that took 5 us for 2560 values) */
+        double m8[8] = { 0 }, amax = 0;
+        int64_t k0 = 0;
+        for (; k0 + 8 <= K; k0 += 8)
+            for (int j = 0; j < 8; j++) m8[j] = absmax_step(m8[j], xr[k0 + j]);
+        for (int j = 0; j < 8; j++) amax = absmax_step(amax, m8[j]);
+        for (; k0 < K; k0++) amax = absmax_step(amax, xr[k0]);
         double sc = 127.0 / (amax > 1e-5 ? amax : 1e-5);
+        int8_t *qr = q + t * qstride;
         for (int64_t k = 0; k < K; k++) {
             double r = rint(xr[k] * sc); /* half to even, as torch.round */
-            q[t * qstride + k] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
+            r = r > 127 ? 127 : r;
+            r = r < -128 ? -128 : r;
+            qr[k] = (int8_t)(int32_t)r;
         }
         memset(q + t * qstride + K, 0, (size_t)(qstride - K));
         qs[t] = sc;
