@@ -2,7 +2,9 @@
  * its oracle (the training code's own fp32 forward, not bitjit): for every prompt identical
  * prompt ids, last logits within 0.05, and the 48 greedy ids; through the
  * JIT engine with the binary kernels (bin1, asserted), the reference engine, bitjit's own
- * 1-bit format written by `bitjitc convert --type b1` and read back, and an AOT library.
+ * 1-bit format written by `bitjitc convert --type b1` and read back, and an AOT library (also
+ * its perplexity of heldout.txt, within 0.5% of the oracle's; the JIT's and the reference
+ * engine's are in test_perplexity).
  * Also: a binary model's kernels hold exactly half the weight bytes of 2-bit ternary ones,
  * a b1 -> b1 conversion is byte-identical, and `bitjit run` prints the same ids for the
  * master and its b1 copy. */
@@ -181,6 +183,19 @@ Test(e2e_binary, aot_library_oracle, .timeout = 600) {
     bj_engine_free(e);
     bj_model_free(&m);
     bj_aot_close(l);
+    /* perplexity of heldout.txt through the library (`bitjit perplexity -m LIB`, the oracle's
+     * windows of 256) within 0.5% of oracle.json's "ppl" */
+    json_t *o = bj_test_load_json(ORACLE);
+    double want = json_number_value(json_object_get(json_object_get(json_object_get(o, "ppl"), "heldout.txt"), "ppl"));
+    json_decref(o);
+    snprintf(cmd, sizeof cmd, "'%s' perplexity -m '%s' -f '%s/models/kjv-bitnet1-11m/heldout.txt' --ctx 256 -q -t 2",
+             BJ_BITJIT_EXE, lib, BJ_SOURCE_DIR);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    const char *p = strstr(out, "perplexity: ");
+    double got = 0;
+    cr_assert(p && sscanf(p, "perplexity: %lf", &got) == 1, "%s", out);
+    printf("[aot library] perplexity of heldout.txt %.4f, oracle %.4f (%+.4f%%)\n", got, want, (got / want - 1) * 100);
+    cr_expect(want > 1 && fabs(got / want - 1) < 0.005, "aot library perplexity %.4f, oracle %.4f", got, want);
     unlink(lib);
 }
 
