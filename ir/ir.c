@@ -183,6 +183,11 @@ const bj_op_info *bj_op_get(bj_op op) {
     return &bj_ops.info[op];
 }
 
+const char *bj_op_name(bj_op op) {
+    const bj_op_info *o = bj_op_get(op);
+    return o ? o->name : "?";
+}
+
 bool bj_op_from_name(const char *s, size_t n, bj_op *out) {
     for (int op = 0; op < BJ_OP_COUNT; op++) {
         const char *name = bj_op_rows[op].name;
@@ -240,8 +245,7 @@ static bj_status bj_rule_fail(const bj_rule_cx *c, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const bj_op_info *o = bj_op_get((bj_op)c->n->op);
-    return BJ_FAIL(c->err, BJ_E_INVALID, "%s %%%u: %s", o ? o->name : "?", c->idx, msg);
+    return BJ_FAIL(c->err, BJ_E_INVALID, "%s %%%u: %s", bj_op_name((bj_op)c->n->op), c->idx, msg);
 }
 
 static const char *bj_in_type(const bj_rule_cx *c, int i, char *buf) {

@@ -88,6 +88,7 @@ typedef struct bj_op_info {
 } bj_op_info;
 
 const bj_op_info *bj_op_get(bj_op op);
+const char *bj_op_name(bj_op op); /* "?" for an op id outside the table */
 bool bj_op_from_name(const char *s, size_t n, bj_op *out);
 
 /* ---- nodes and graphs -------------------------------------------------------------------- */

@@ -11,17 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *bj_verify_op_name(const bj_node *n) {
-    const bj_op_info *o = bj_op_get((bj_op)n->op);
-    return o ? o->name : "?";
-}
-
 /* Only weights carry a name or data: anything else would be silently dropped by the text
  * form and ignored by the executors. */
 static bj_status bj_verify_payload(const bj_node *n, uint32_t i, bj_error *err) {
     if (n->op == BJ_OP_WEIGHT) return BJ_OK;
     if (n->name || n->data || n->nbytes)
-        return BJ_FAIL(err, BJ_E_INVALID, "%s %%%u: only weights may have a name or data", bj_verify_op_name(n), i);
+        return BJ_FAIL(err, BJ_E_INVALID, "%s %%%u: only weights may have a name or data", bj_op_name((bj_op)n->op), i);
     return BJ_OK;
 }
 
@@ -34,7 +29,7 @@ static bj_status bj_verify_node(const bj_graph *g, uint32_t i, bj_error *err) {
     BJ_TRY(bj_verify_payload(n, i, err));
     if (n->dtype != dt || !bj_shape_eq(n->shape, s))
         return BJ_FAIL(err, BJ_E_INVALID, "%s %%%u: stored type %s differs from inferred %s",
-                       bj_verify_op_name(n), i, bj_ir_type_str((bj_dtype)n->dtype, n->shape, have, sizeof have),
+                       bj_op_name((bj_op)n->op), i, bj_ir_type_str((bj_dtype)n->dtype, n->shape, have, sizeof have),
                        bj_ir_type_str(dt, s, want, sizeof want));
     return BJ_OK;
 }

@@ -875,7 +875,7 @@ bj_status bj_jit_profile(const bj_engine *base, bj_jit_profile_row *rows, int ca
                      e->head8[i].q ? " (8-bit)" : "");
             bytes = e->head8[i].q ? bj_rt_q8w_bytes(w->shape.d[0], w->shape.d[1]) : w->nbytes;
         } else {
-            snprintf(what, sizeof what, "%s", bj_op_get((bj_op)nd->op)->name);
+            snprintf(what, sizeof what, "%s", bj_op_name((bj_op)nd->op));
         }
         int r = prof_row(rows, n, cap, what);
         if (r < 0) continue;

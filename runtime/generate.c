@@ -41,23 +41,18 @@ bj_status bj_engine_check_step(const bj_engine *e, const int32_t *tokens, int64_
     return BJ_OK;
 }
 
-static const char *op_name(const bj_node *n) {
-    const bj_op_info *o = bj_op_get((bj_op)n->op);
-    return o ? o->name : "?";
-}
-
 bj_status bj_engine_check_head(const bj_graph *g, uint32_t *head, bj_error *err) {
     uint32_t out = bj_ir_find_output(g);
     if (out == BJ_NONE) return BJ_FAIL(err, BJ_E_INVALID, "graph: no single output node");
     uint32_t h = g->nodes[out].in[0];
     if (g->nodes[h].op != BJ_OP_MATMUL_F)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED, "graph: the output reads %s %%%u; the engines expect the logits of a matmul_f",
-                       op_name(&g->nodes[h]), h);
+                       bj_op_name((bj_op)g->nodes[h].op), h);
     for (uint32_t i = 0; i < g->n_nodes; i++)
         for (uint32_t k = 0; k < g->nodes[i].nin; k++)
             if (g->nodes[i].op != BJ_OP_OUTPUT && g->nodes[g->nodes[i].in[k]].op == BJ_OP_MATMUL_F)
                 return BJ_FAIL(err, BJ_E_UNSUPPORTED, "graph: %s %%%u reads the f32 logits of matmul_f %%%u; only the output may",
-                               op_name(&g->nodes[i]), i, g->nodes[i].in[k]);
+                               bj_op_name((bj_op)g->nodes[i].op), i, g->nodes[i].in[k]);
     *head = h;
     return BJ_OK;
 }

@@ -1,7 +1,7 @@
 /* runtime/ops.c -- the plain C ops every engine shares (see ops.h).
  * Activations are f64 and every op fixes its own summation order, so all engines give the
- * same bits. Where the arithmetic is narrower on purpose (the KV cache, attention scores,
- * the LM head's f32 dots) the function says so; docs/numerics.md says why the rest is f64. */
+ * same bits. Where the arithmetic is narrower on purpose (the f32 KV cache, the LM head's f32
+ * dots) the function says so; docs/numerics.md says why the rest is f64. */
 #include "runtime/ops.h"
 
 #include "ir/weights.h"
@@ -46,6 +46,18 @@ BJ_HOT static void bf16_row(const uint8_t *p, int64_t n, float *out) {
 }
 
 #define BJ_STACK_ROW 8192 /* rows of up to this many floats are converted on the stack */
+
+/* A row buffer of n floats: stack (BJ_STACK_ROW of them) when it fits, else the heap; release
+ * with row_free(buf, stack). */
+static float *row_buf(float *stack, int64_t n) {
+    float *b = n <= BJ_STACK_ROW ? stack : malloc((size_t)n * sizeof *b);
+    BJ_ASSERT(b);
+    return b;
+}
+
+static void row_free(float *b, const float *stack) {
+    if (b != stack) free(b);
+}
 
 /* n elements from index i0 of a float weight into out, with the dtype switch outside the
  * loop so the conversion vectorizes. */
@@ -105,16 +117,21 @@ __attribute__((target("avx,f16c"))) static float dot_f16_f16c(const float *a, co
 }
 #endif
 
-/* sum_k a[k] * b[k] in double over 8 independent lanes, combined pairwise: the order is
- * fixed by this code (not by the compiler), so every engine gets the same bits, and the
- * lanes let the loop run at throughput rather than at add latency. */
+/* The f64 sums below run over 8 independent lanes (lane j: index j mod 8), combined pairwise,
+ * then the tail: the order is fixed by this code (not by the compiler), so every engine gets
+ * the same bits, and the lanes let the loops run at throughput rather than at add latency. */
+static inline double lanes8(const double s[8], double tail) {
+    return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
+}
+
+/* sum_k a[k] * b[k * bstride] in that order. */
 static double dot_f64(const double *a, const bj_kv *b, int64_t n, int64_t bstride) {
     double s[8] = { 0 }, tail = 0;
     int64_t k = 0;
     for (; k + 8 <= n; k += 8)
         for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[(k + j) * bstride];
     for (; k < n; k++) tail += a[k] * b[k * bstride];
-    return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
+    return lanes8(s, tail);
 }
 
 /* fmax(amax, fabs(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
@@ -142,19 +159,17 @@ BJ_HOT static void narrow(const double *x, int64_t n, float *y) {
 
 void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, double *y) {
     int64_t D = table->shape.d[1];
-    float stack_row[BJ_STACK_ROW];
-    float *row = D <= BJ_STACK_ROW ? stack_row : malloc((size_t)D * sizeof *row);
-    BJ_ASSERT(row);
+    float stack_row[BJ_STACK_ROW], *row = row_buf(stack_row, D);
     for (int64_t t = t0; t < t1; t++) {
         load_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, row);
         widen(row, D, y + t * D);
     }
-    if (row != stack_row) free(row);
+    row_free(row, stack_row);
 }
 
 /* RMSNorm in f64: mean = (sum of x^2) * (1/D), r = 1/sqrt(mean + eps), y = w * (x * r). The
- * squares are summed over 8 lanes (lane j: d = j mod 8) combined pairwise, a fixed order
- * that vectorizes. The norm weight is converted once per call (load_row, exact). */
+ * squares are summed in lanes8's order. The norm weight is converted once per call (load_row,
+ * exact). */
 BJ_HOT static void rmsnorm_rows(const double *x, const float *wr, double eps, int64_t D, int64_t t0, int64_t t1,
                                 double *y) {
     for (int64_t t = t0; t < t1; t++) {
@@ -164,19 +179,16 @@ BJ_HOT static void rmsnorm_rows(const double *x, const float *wr, double eps, in
         for (; d + 8 <= D; d += 8)
             for (int j = 0; j < 8; j++) s8[j] += xr[d + j] * xr[d + j];
         for (; d < D; d++) tail += xr[d] * xr[d];
-        double ss = (((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]))) + tail;
-        double r = 1.0 / sqrt(ss * (1.0 / (double)D) + eps);
+        double r = 1.0 / sqrt(lanes8(s8, tail) * (1.0 / (double)D) + eps);
         for (d = 0; d < D; d++) y[t * D + d] = wr[d] * (xr[d] * r);
     }
 }
 
 void bj_rt_rmsnorm(const double *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, double *y) {
-    float stack_w[BJ_STACK_ROW];
-    float *wr = D <= BJ_STACK_ROW ? stack_w : malloc((size_t)D * sizeof *wr);
-    BJ_ASSERT(wr);
+    float stack_w[BJ_STACK_ROW], *wr = row_buf(stack_w, D);
     load_row(w->dtype, w->data, 0, D, wr);
     rmsnorm_rows(x, wr, eps, D, t0, t1, y);
-    if (wr != stack_w) free(wr);
+    row_free(wr, stack_w);
 }
 
 /* s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s), -128, 127), all in f64. rint in the
@@ -201,7 +213,7 @@ BJ_HOT void bj_rt_act_quant(const double *x, int64_t K, int64_t qstride, int64_t
             r = r < -128 ? -128 : r;
             qr[k] = (int8_t)(int32_t)r;
         }
-        memset(q + t * qstride + K, 0, (size_t)(qstride - K));
+        memset(qr + K, 0, (size_t)(qstride - K));
         qs[t] = sc;
     }
 }
@@ -223,34 +235,30 @@ void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t 
 }
 
 
-/* x rounded to f32 (T x K) on the stack where it fits (decode), else on the heap. */
-static float *narrow_rows(const double *x, int64_t T, int64_t K, float *stack, int64_t stack_n) {
-    float *xf = T * K <= stack_n ? stack : malloc((size_t)(T * K) * sizeof *xf);
-    BJ_ASSERT(xf);
+/* x rounded to f32 (T x K) in row_buf(stack, T * K). */
+static float *narrow_rows(const double *x, int64_t T, int64_t K, float *stack) {
+    float *xf = row_buf(stack, T * K);
     narrow(x, T * K, xf);
     return xf;
 }
 
 void bj_rt_matmul_f(const double *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
                     float *y) {
-    float stack_x[BJ_STACK_ROW];
-    float *xf = narrow_rows(x, T, K, stack_x, BJ_STACK_ROW);
+    float stack_x[BJ_STACK_ROW], *xf = narrow_rows(x, T, K, stack_x);
 #if defined(__x86_64__) && defined(__GNUC__)
     if (T == 1 && w->dtype == BJ_DT_F16 && __builtin_cpu_supports("f16c")) { /* decode: one pass */
         for (int64_t n = n0; n < n1; n++) y[n] = dot_f16_f16c(xf, (const uint8_t *)w->data + 2 * n * K, K);
-        if (xf != stack_x) free(xf);
+        row_free(xf, stack_x);
         return;
     }
 #endif
-    float stack_row[BJ_STACK_ROW];
-    float *row = K <= BJ_STACK_ROW ? stack_row : malloc((size_t)K * sizeof *row);
-    BJ_ASSERT(row);
+    float stack_row[BJ_STACK_ROW], *row = row_buf(stack_row, K);
     for (int64_t n = n0; n < n1; n++) {
         load_row(w->dtype, w->data, (uint64_t)(n * K), K, row);
         for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(xf + t * K, row, K);
     }
-    if (row != stack_row) free(row);
-    if (xf != stack_x) free(xf);
+    row_free(row, stack_row);
+    row_free(xf, stack_x);
 }
 
 /* ---- the 8-bit head ---------------------------------------------------------------------- */
@@ -343,8 +351,7 @@ __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, cons
 
 void bj_rt_matmul_q8(const double *x64, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y) {
     int64_t K = w->K, S = w->stride;
-    float stack_x[BJ_STACK_ROW];
-    float *x = narrow_rows(x64, T, K, stack_x, BJ_STACK_ROW);
+    float stack_x[BJ_STACK_ROW], *x = narrow_rows(x64, T, K, stack_x);
     int8_t stack_q[BJ_STACK_ROW];
     float stack_d[BJ_STACK_ROW / 256];
     bool small = T * S <= BJ_STACK_ROW && T <= BJ_STACK_ROW / 256; /* decode: no malloc per call */
@@ -364,7 +371,7 @@ void bj_rt_matmul_q8(const double *x64, const bj_rt_q8w *w, int64_t T, int64_t n
         free(xq);
         free(xd);
     }
-    if (x != stack_x) free(x);
+    row_free(x, stack_x);
 }
 
 /* HF rotate_half: pairs (i, i + d/2) rotated by pos * theta^(-2i/d); the angles, their cos

@@ -65,16 +65,31 @@ static inline void bj_test_oracle_prompt_free(bj_oracle_prompt *p) {
 /* The prompt of kjv-bitnet-11m's oracle that tests running one prompt through a pipeline
  * use: its greedy continuations (packed and master) have no such tie. */
 #define BJ_ORACLE_PLAIN_PROMPT 3
-static const struct { const char *oracle, *key, *prompt; int step; } bj_oracle_greedy_ties[] = {
+
+/* One prompt of one model of an oracle file, singled out by a table (here and in
+ * support/oracle_check.h), with the step where it matters (-1: not a step). */
+typedef struct bj_oracle_case {
+    const char *oracle, *key, *prompt;
+    int step;
+} bj_oracle_case;
+
+/* The entry of table t (n entries) for (oracle, key, prompt), or NULL. */
+static inline const bj_oracle_case *bj_test_oracle_case(const bj_oracle_case *t, size_t n, const char *oracle,
+                                                        const char *key, const char *prompt) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(oracle, t[i].oracle) && !strcmp(key, t[i].key) && !strcmp(prompt, t[i].prompt)) return &t[i];
+    return NULL;
+}
+
+static const bj_oracle_case bj_oracle_greedy_ties[] = {
     { "models/kjv-bitnet-11m/oracle.json", "packed", "In the beginning", 4 },
 };
 
+/* The step of a known greedy near-tie of that prompt, or -1. */
 static inline int bj_test_oracle_greedy_tie(const char *oracle, const char *key, const char *prompt) {
-    for (size_t i = 0; i < sizeof bj_oracle_greedy_ties / sizeof *bj_oracle_greedy_ties; i++)
-        if (!strcmp(oracle, bj_oracle_greedy_ties[i].oracle) && !strcmp(key, bj_oracle_greedy_ties[i].key) &&
-            !strcmp(prompt, bj_oracle_greedy_ties[i].prompt))
-            return bj_oracle_greedy_ties[i].step;
-    return -1;
+    const bj_oracle_case *c = bj_test_oracle_case(bj_oracle_greedy_ties, sizeof bj_oracle_greedy_ties /
+                                                  sizeof *bj_oracle_greedy_ties, oracle, key, prompt);
+    return c ? c->step : -1;
 }
 
 /* Index of the first id where a and b (n each) differ; -1 when they are equal. */

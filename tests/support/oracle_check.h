@@ -27,16 +27,13 @@
  * of the oracle's own kernels, not a bitjit bug (docs/numerics.md). For these, the logits
  * must still be within BJ_ORACLE_FLIP_TOL and the top-5 tokens identical to the oracle's. */
 #define BJ_ORACLE_FLIP_TOL 0.15
-static const struct { const char *oracle, *key, *prompt; } bj_oracle_boundary_cases[] = {
-    { "models/kjv-bitnet-11m/oracle.json", "master", "Blessed are the" }, /* kjv-bitnet-11m/master */
+static const bj_oracle_case bj_oracle_boundary_cases[] = {
+    { "models/kjv-bitnet-11m/oracle.json", "master", "Blessed are the", -1 }, /* kjv-bitnet-11m/master */
 };
 
 static inline bool bj_test_oracle_boundary(const char *oracle, const char *key, const char *prompt) {
-    for (size_t i = 0; i < sizeof bj_oracle_boundary_cases / sizeof *bj_oracle_boundary_cases; i++)
-        if (!strcmp(oracle, bj_oracle_boundary_cases[i].oracle) && !strcmp(key, bj_oracle_boundary_cases[i].key) &&
-            !strcmp(prompt, bj_oracle_boundary_cases[i].prompt))
-            return true;
-    return false;
+    return bj_test_oracle_case(bj_oracle_boundary_cases, sizeof bj_oracle_boundary_cases / sizeof *bj_oracle_boundary_cases,
+                               oracle, key, prompt) != NULL;
 }
 
 /* Indices of the 5 largest values of x (f32) or, when x is NULL, of xd (f64), best first. */
