@@ -69,6 +69,17 @@ void bj_cg_cache_warn(bj_cg_cache *c, uint32_t what, const char *fmt, const char
     c->warn |= what;
 }
 
+void bj_cg_cache_merge(bj_cg_cache *c, const bj_cg_cache *base, const bj_cg_cache *copy) {
+    c->enabled = c->enabled && copy->enabled;
+    c->warn |= copy->warn;
+    if (!c->warn_msg[0]) memcpy(c->warn_msg, copy->warn_msg, sizeof c->warn_msg);
+    c->n_compiled += copy->n_compiled - base->n_compiled;
+    c->n_loaded += copy->n_loaded - base->n_loaded;
+    c->n_corrupt += copy->n_corrupt - base->n_corrupt;
+    c->n_wloaded += copy->n_wloaded - base->n_wloaded;
+    c->compile_ms += copy->compile_ms - base->compile_ms;
+}
+
 int bj_cg_mkdirs(const char *dir) {
     char p[4096];
     if (strlen(dir) >= sizeof p) return ENAMETOOLONG;

@@ -194,6 +194,12 @@ uint64_t bj_cg_packed_size(const bj_cg_kdesc *d);
 /* Packs t8 (M x K row-major int8) for d. BJ_E_INVALID naming (row, col) on a value outside
  * {-1,0,1} ({-1,1} for binary). out must hold bj_cg_packed_size(d) bytes. */
 bj_status bj_cg_pack(const bj_cg_kdesc *d, const int8_t *t8, uint8_t *out, bj_error *err);
+/* Rows [r0, r1) of the same, from t8 holding those rows only ((r1 - r0) x K): r0 a multiple of
+ * bj_cg_row_block(d), r1 too or M (BJ_E_INVALID otherwise). Writes every byte of those rows'
+ * blocks (padding included) and no other, so calls over disjoint ranges may run on different
+ * threads, and a large matrix can be packed a cache-sized block at a time. */
+bj_status bj_cg_pack_rows(const bj_cg_kdesc *d, const int8_t *t8, uint64_t r0, uint64_t r1, uint8_t *out,
+                          bj_error *err);
 /* The inverse, for tests: writes M x K int8. */
 void bj_cg_unpack(const bj_cg_kdesc *d, const uint8_t *packed, int8_t *t8);
 
@@ -276,6 +282,11 @@ bj_status bj_cg_cache_path(const bj_cg_cache *c, const bj_cg_kdesc *d, char *buf
 /* *hit = false on a miss or a corrupt entry (counted and flagged). */
 bj_status bj_cg_cache_load(bj_cg_cache *c, const bj_cg_kdesc *d, bj_cg_object *out, bool *hit,
                            bj_error *err);
+/* A thread may use a copy of the handle (struct assignment) while others use theirs: entries
+ * are files written whole and renamed into place. Afterwards bj_cg_cache_merge folds what a
+ * copy saw into c: cache turned off, warnings, counters (as changed since base, the state c
+ * was in when copied). */
+void bj_cg_cache_merge(bj_cg_cache *c, const bj_cg_cache *base, const bj_cg_cache *copy);
 /* Failure to write only turns the cache off with a warning; it is not an error. */
 bj_status bj_cg_cache_store(bj_cg_cache *c, const bj_cg_kdesc *d, const bj_cg_object *o,
                             bj_error *err);

@@ -45,6 +45,16 @@ _Noreturn void bj_abort(const char *file, int line, const char *what);
 #define BJ_ASSERT(x) ((x) ? (void)0 : bj_abort(__FILE__, __LINE__, #x))
 #define BJ_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Hot loops get an AVX2 clone next to the baseline one (GCC picks at load time). The
+ * clones compute the same bits: the code fixes every rounding and summation order, and
+ * ISO C mode keeps GCC from contracting a*b+c into an FMA. O3 for its vectorizer (the
+ * build is -O2, whose cheap cost model leaves these loops scalar). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BJ_HOT __attribute__((target_clones("avx2", "default"), optimize("O3")))
+#else
+#define BJ_HOT
+#endif
+
 /* ---- arena: bump allocator, freed all at once ---------------------------------------- */
 typedef struct bj_arena_block bj_arena_block;
 typedef struct bj_arena {

@@ -64,41 +64,39 @@ static int lowbit_get(bj_dtype dt, const uint8_t *d, int64_t N, int64_t K, int64
     return 0;
 }
 
-/* Whole-tensor decoders for the layouts large models ship in (2B4T: 2 G values), with the
- * layout's loops instead of a per-value switch; lowbit_get covers every layout. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O3"))) /* the -O2 cost model leaves these loops scalar */
-#endif
-static bool unpack_fast(const bj_node *n, int64_t N, int64_t K, int8_t *v) {
+/* Row decoders for the layouts large models ship in (2B4T: 2 G values), with the layout's
+ * loops instead of a per-value switch; lowbit_get covers every layout. Rows [r0, r1) into v;
+ * false when the layout or the range does not suit one (I2_S: whole 128-value blocks). */
+BJ_HOT static bool unpack_fast(const bj_node *n, int64_t N, int64_t K, int64_t r0, int64_t r1, int8_t *v) {
     const uint8_t *d = n->data;
     switch (n->dtype) {
     case BJ_DT_I2S:
-        if ((N * K) % 128) return false;
-        for (int64_t b = 0; b < N * K / 128; b++)
+        if ((N * K) % 128 || (r0 * K) % 128 || (r1 * K) % 128) return false;
+        for (int64_t b = r0 * K / 128, o = 0; b < r1 * K / 128; b++, o += 128)
             for (int g = 0; g < 4; g++)
-                for (int p = 0; p < 32; p++) v[128 * b + 32 * g + p] = (int8_t)(((d[32 * b + p] >> (6 - 2 * g)) & 3) - 1);
+                for (int p = 0; p < 32; p++) v[o + 32 * g + p] = (int8_t)(((d[32 * b + p] >> (6 - 2 * g)) & 3) - 1);
         return true;
     case BJ_DT_B1: { /* 2 * bit - 1 */
         int64_t rb = (K + 7) / 8;
-        for (int64_t r = 0; r < N; r++)
-            for (int64_t k = 0; k < K; k++) v[r * K + k] = (int8_t)(((d[r * rb + k / 8] >> (k % 8)) & 1) * 2 - 1);
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t k = 0; k < K; k++) v[(r - r0) * K + k] = (int8_t)(((d[r * rb + k / 8] >> (k % 8)) & 1) * 2 - 1);
         return true;
     }
-    case BJ_DT_T2HF:
+    case BJ_DT_T2HF: { /* row r: byte row r % (N/4), lane r / (N/4) */
         if (N % 4) return false;
-        for (int64_t lane = 0; lane < 4; lane++)
-            for (int64_t r = 0; r < N / 4; r++)
-                for (int64_t k = 0; k < K; k++)
-                    v[(lane * (N / 4) + r) * K + k] = (int8_t)(((d[r * K + k] >> (2 * lane)) & 3) - 1);
+        int64_t R = N / 4;
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *b = d + (r % R) * K;
+            int sh = (int)(2 * (r / R));
+            for (int64_t k = 0; k < K; k++) v[(r - r0) * K + k] = (int8_t)(((b[k] >> sh) & 3) - 1);
+        }
         return true;
+    }
     default: return false;
     }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O3")))
-#endif
-bool bj_ir_values_valid(const int8_t *v, int64_t n, bool binary) {
+BJ_HOT bool bj_ir_values_valid(const int8_t *v, int64_t n, bool binary) {
     uint8_t bad = 0, zero_bad = binary ? 1 : 0; /* bytes throughout, so the loop vectorizes */
     for (int64_t i = 0; i < n; i++) {
         uint8_t u = (uint8_t)(v[i] + 1); /* 0, 1, 2 for -1, 0, 1 */
@@ -107,18 +105,18 @@ bool bj_ir_values_valid(const int8_t *v, int64_t n, bool binary) {
     return !bad;
 }
 
-static bj_status unpack(const bj_node *n, int8_t *v, double *scale, bj_error *err) {
-    int64_t N = n->shape.d[0], K = n->shape.d[1];
-    if (!unpack_fast(n, N, K, v))
-        for (int64_t r = 0; r < N; r++)
-            for (int64_t k = 0; k < K; k++) v[r * K + k] = (int8_t)lowbit_get(n->dtype, n->data, N, K, r, k);
+/* Rows [r0, r1) of lowbit weight n into v, every code checked. */
+static bj_status unpack_rows(const bj_node *n, int64_t r0, int64_t r1, int8_t *v, bj_error *err) {
+    int64_t N = n->shape.d[0], K = n->shape.d[1], nv = (r1 - r0) * K;
+    if (!unpack_fast(n, N, K, r0, r1, v))
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t k = 0; k < K; k++) v[(r - r0) * K + k] = (int8_t)lowbit_get(n->dtype, n->data, N, K, r, k);
     unsigned binary = bj_dtype_class_of((bj_dtype)n->dtype) == BJ_DTC_BINARY;
-    if (!bj_ir_values_valid(v, N * K, binary))
-        for (int64_t i = 0; i < N * K; i++)
+    if (!bj_ir_values_valid(v, nv, binary))
+        for (int64_t i = 0; i < nv; i++)
             if (v[i] < -1 || v[i] > 1 || (binary && v[i] == 0))
                 return BJ_FAIL(err, BJ_E_FORMAT, "weight '%s': invalid %s value at [%lld,%lld]", n->name,
-                               bj_dtype_name(n->dtype), (long long)(i / K), (long long)(i % K));
-    *scale = n->fattr[0];
+                               bj_dtype_name(n->dtype), (long long)(r0 + i / K), (long long)(i % K));
     return BJ_OK;
 }
 
@@ -184,7 +182,23 @@ bj_status bj_ir_lowbit_values_into(const bj_graph *g, uint32_t node, int8_t *v, 
         bj_ir_quantize_master(src, n->iattr[0], v, scale);
         return BJ_OK;
     }
-    return unpack(n, v, scale, err);
+    BJ_TRY(unpack_rows(n, 0, n->shape.d[0], v, err));
+    *scale = n->fattr[0];
+    return BJ_OK;
+}
+
+bool bj_ir_lowbit_by_rows(const bj_graph *g, uint32_t node) {
+    return g->nodes[node].op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(g->nodes[node].dtype);
+}
+
+bj_status bj_ir_lowbit_rows_into(const bj_graph *g, uint32_t node, int64_t r0, int64_t r1, int8_t *v,
+                                 bj_error *err) {
+    const bj_node *n = &g->nodes[node], *src;
+    BJ_TRY(lowbit_source(g, node, &src, err));
+    if (!bj_ir_lowbit_by_rows(g, node) || r0 < 0 || r0 > r1 || r1 > n->shape.d[0])
+        return BJ_FAIL(err, BJ_E_INVALID, "node %%%u: rows [%lld, %lld) cannot be read on their own", node,
+                       (long long)r0, (long long)r1);
+    return unpack_rows(n, r0, r1, v, err);
 }
 
 bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, double *scale, bj_error *err) {

@@ -22,6 +22,13 @@ bj_status bj_ir_lowbit_values(const bj_graph *g, uint32_t node, int8_t **t8, dou
 /* The same into the caller's v (rows x cols bytes), for callers that unpack many weights in
  * turn into one buffer (the JIT engine: no heap churn of up to 17.7 MB a matrix). */
 bj_status bj_ir_lowbit_values_into(const bj_graph *g, uint32_t node, int8_t *v, double *scale, bj_error *err);
+/* Whether rows of node can be read on their own (a lowbit WEIGHT; not a WEIGHT_QUANT, whose
+ * rule needs the whole master's means), and rows [r0, r1) of bj_ir_lowbit_values' result into
+ * v ((r1 - r0) x cols), checked the same way (a bad code is named by its row in the whole
+ * weight). For callers that pack a large weight block by block while the block is in cache. */
+bool bj_ir_lowbit_by_rows(const bj_graph *g, uint32_t node);
+bj_status bj_ir_lowbit_rows_into(const bj_graph *g, uint32_t node, int64_t r0, int64_t r1, int8_t *v,
+                                 bj_error *err);
 /* The same *scale without making the values (for a caller that has them packed already);
  * checks the weight as bj_ir_lowbit_values does, except the codes themselves. */
 bj_status bj_ir_lowbit_scale(const bj_graph *g, uint32_t node, double *scale, bj_error *err);

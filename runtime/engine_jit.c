@@ -193,67 +193,130 @@ static bj_status lookup_packed(jit_engine *e, jit_mm *m, uint32_t wid, bj_error 
 }
 
 /* ---- packing the cache misses on the pool -------------------------------------------------
- * Unpacking, checking and packing 2 G weights is most of a cold start (2B4T): the misses are
- * packed after all look-ups, whole matrices spread over the pool's threads, each thread
- * unpacking into one buffer of its own (an anonymous map, so no heap keeps every size it saw)
- * and packing into an anonymous map per matrix. Then, in order on this thread, each is stored
- * and the engine runs from the entry just written (page cache, shared between processes). */
+ * Unpacking, checking, packing and storing 2 G weights is most of a cold start (2B4T). The
+ * misses are packed after all look-ups, whole matrices handed out to the pool's threads as
+ * they come free. A thread unpacks a weight a block of rows at a time into a buffer of its own
+ * (a block stays in L2 from being unpacked to being packed, instead of 17.7 MB of int8 values
+ * going to memory and back), packs it into an anonymous map, stores it in the packed-weight
+ * cache with its own copy of the cache handle (entries are separate files written whole and
+ * renamed, so stores run in parallel; the copies' warnings and counters are folded back after)
+ * and runs from the entry just written (page cache, shared between processes). A weight whose
+ * rows cannot be read on their own (a float master's weight_quant) is unpacked whole. */
 typedef struct pend_ctx {
     jit_engine *e;
-    jit_mm **mm;      /* the pending matmuls */
-    uint32_t *ids;    /* their nodes, for messages */
+    jit_mm **mm;        /* the pending matmuls */
+    uint32_t *ids;      /* their nodes, for messages */
     int64_t n;
-    bj_status *st;    /* per matmul */
-    bj_error *errs;   /* per matmul */
+    atomic_int_fast64_t next; /* the next matmul to take */
+    bj_cg_cache *cache; /* per thread: a copy of e->cache */
+    bj_status *st;      /* per matmul */
+    bj_error *errs;     /* per matmul */
 } pend_ctx;
 
+/* Unpacked bytes a block of rows aims at (L2 of every x86 core of the last decade holds it). */
+#define BJ_PACK_BLOCK_BYTES (128 * 1024)
+
+/* *buf (an anonymous map, so no heap keeps every size it saw) grown to n bytes. */
+static bool pack_buf(int8_t **buf, size_t *cap, size_t n) {
+    if (n <= *cap) return true;
+    if (*buf) munmap(*buf, *cap);
+    *cap = 0;
+    *buf = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (*buf == MAP_FAILED) {
+        *buf = NULL;
+        return false;
+    }
+    *cap = n;
+    return true;
+}
+
+/* m's weight unpacked, checked and packed into out (bj_cg_packed_size bytes). */
+static bj_status pack_weight(jit_engine *e, jit_mm *m, uint8_t *out, int8_t **buf, size_t *cap, bj_error *err) {
+    const bj_graph *g = e->g;
+    uint64_t M = (uint64_t)m->M, K = (uint64_t)m->K;
+    if (!bj_ir_lowbit_by_rows(g, m->wid)) {
+        if (!pack_buf(buf, cap, M * K))
+            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of unpacked weights)", (unsigned long long)(M * K));
+        BJ_TRY(bj_ir_lowbit_values_into(g, m->wid, *buf, &m->scale, err));
+        return bj_cg_pack(&m->desc, *buf, out, err);
+    }
+    uint64_t rb = (uint64_t)bj_cg_row_block(&m->desc), rows = BJ_PACK_BLOCK_BYTES / K / rb * rb;
+    if (rows < rb) rows = rb;
+    if (!pack_buf(buf, cap, rows * K))
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of unpacked weights)", (unsigned long long)(rows * K));
+    for (uint64_t r0 = 0; r0 < M; r0 += rows) {
+        uint64_t r1 = r0 + rows < M ? r0 + rows : M;
+        BJ_TRY(bj_ir_lowbit_rows_into(g, m->wid, (int64_t)r0, (int64_t)r1, *buf, err));
+        BJ_TRY(bj_cg_pack_rows(&m->desc, *buf, r0, r1, out, err));
+    }
+    return BJ_OK; /* m->scale: prepare_matmul's */
+}
+
+/* A map of size bytes for m's packed weights, kept by m (freed as a map), or NULL. */
+static uint8_t *packed_map(jit_mm *m, size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = size };
+    m->packed = p;
+    return p;
+}
+
 static void pack_one_thread(void *ctx, int ith, int nth) {
+    (void)nth;
     pend_ctx *c = ctx;
-    int8_t *buf = NULL;
-    size_t cap = 0;
-    for (int64_t j = ith; j < c->n; j += nth) {
+    bj_cg_cache *cache = &c->cache[ith];
+    int8_t *buf = NULL, *pk = NULL; /* unpacked rows; packed bytes on their way to the cache */
+    size_t cap = 0, pk_cap = 0;
+    for (int64_t j; (j = atomic_fetch_add(&c->next, 1)) < c->n;) {
         jit_mm *m = c->mm[j];
         bj_error *err = &c->errs[j];
-        size_t nk = (size_t)(m->M * m->K), size = (size_t)bj_cg_packed_size(&m->desc);
-        if (nk > cap) {
-            if (buf) munmap(buf, cap);
-            cap = 0;
-            buf = mmap(NULL, nk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (buf == MAP_FAILED) {
-                buf = NULL;
-                c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of unpacked weights)", nk);
-                continue;
-            }
-            cap = nk;
-        }
-        c->st[j] = bj_ir_lowbit_values_into(c->e->g, m->wid, buf, &m->scale, err);
-        const bj_node *sn = weight_src(c->e->g, m->wid);
-        bj_fmap_release(sn->data, sn->nbytes); /* read once more only by a later hash of a changed file */
-        if (c->st[j] != BJ_OK) continue;
-        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) {
+        size_t size = (size_t)bj_cg_packed_size(&m->desc);
+        /* Bound for the cache: packed in this thread's buffer, stored, then run from the entry. */
+        uint8_t *out = cache->enabled && pack_buf(&pk, &pk_cap, size) ? (uint8_t *)pk : packed_map(m, size);
+        if (!out) {
             c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of packed weights)", size);
             continue;
         }
-        m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = size }; /* freed as a map */
-        m->packed = p;
-        c->st[j] = bj_cg_pack(&m->desc, buf, p, err);
+        c->st[j] = pack_weight(c->e, m, out, &buf, &cap, err);
+        const bj_node *sn = weight_src(c->e->g, m->wid);
+        bj_fmap_release(sn->data, sn->nbytes); /* read once more only by a later hash of a changed file */
+        if (c->st[j] != BJ_OK || out != (uint8_t *)pk) continue;
+        c->st[j] = bj_cg_wcache_store(cache, &m->desc, m->src, out, err);
+        bj_cg_wmap back = { 0 };
+        if (c->st[j] == BJ_OK) c->st[j] = bj_cg_wcache_load(cache, &m->desc, m->src, &back, err);
+        if (back.data) {
+            cache->n_wloaded--; /* counted as packed now, not as found in the cache */
+            m->wmap = back;
+            m->packed = back.data;
+        } else if (c->st[j] == BJ_OK) { /* not stored after all (disk trouble): a copy of its own */
+            if (packed_map(m, size)) memcpy(m->wmap.base, out, size);
+            else c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of packed weights)", size);
+        }
     }
     if (buf) munmap(buf, cap);
+    if (pk) munmap(pk, pk_cap);
 }
 
 static bj_status pack_pending(jit_engine *e, bj_error *err) {
     const bj_graph *g = e->g;
     int64_t n = 0;
+    int nth = bj_pool_size(e->pool);
     for (uint32_t i = 0; i < g->n_nodes; i++) n += e->mm[i] && e->mm[i]->pending;
     if (!n) return BJ_OK;
-    pend_ctx c = { e, calloc((size_t)n, sizeof *c.mm), calloc((size_t)n, sizeof *c.ids), n,
-                   calloc((size_t)n, sizeof *c.st), calloc((size_t)n, sizeof *c.errs) };
+    pend_ctx c = { .e = e, .mm = calloc((size_t)n, sizeof *c.mm), .ids = calloc((size_t)n, sizeof *c.ids), .n = n,
+                   .cache = malloc((size_t)nth * sizeof *c.cache), .st = calloc((size_t)n, sizeof *c.st),
+                   .errs = calloc((size_t)n, sizeof *c.errs) };
+    atomic_init(&c.next, 0);
     bj_status s = BJ_OK;
-    if (!c.mm || !c.ids || !c.st || !c.errs) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (!c.mm || !c.ids || !c.cache || !c.st || !c.errs) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (uint32_t i = 0, j = 0; s == BJ_OK && i < g->n_nodes; i++)
         if (e->mm[i] && e->mm[i]->pending) { c.mm[j] = e->mm[i]; c.ids[j++] = i; }
-    if (s == BJ_OK) bj_pool_run(e->pool, pack_one_thread, &c);
+    if (s == BJ_OK) {
+        for (int t = 0; t < nth; t++) c.cache[t] = e->cache;
+        bj_pool_run(e->pool, pack_one_thread, &c);
+        bj_cg_cache copy0 = e->cache;
+        for (int t = 0; t < nth; t++) bj_cg_cache_merge(&e->cache, &copy0, &c.cache[t]);
+    }
     for (int64_t j = 0; s == BJ_OK && j < n; j++) {
         jit_mm *m = c.mm[j];
         if (c.st[j] != BJ_OK) {
@@ -265,20 +328,11 @@ static bj_status pack_pending(jit_engine *e, bj_error *err) {
             break;
         }
         m->pending = false;
-        if (!e->cache.enabled) { e->released += weight_src(g, m->wid)->nbytes; continue; }
-        s = bj_cg_wcache_store(&e->cache, &m->desc, m->src, m->packed, err);
-        bj_cg_wmap back = { 0 };
-        if (s == BJ_OK) s = bj_cg_wcache_load(&e->cache, &m->desc, m->src, &back, err);
-        if (back.data) {
-            e->cache.n_wloaded--; /* counted as packed now, not as found in the cache */
-            bj_cg_wmap_free(&m->wmap);
-            m->wmap = back;
-            m->packed = back.data;
-        }
         e->released += weight_src(g, m->wid)->nbytes;
     }
     free(c.mm);
     free(c.ids);
+    free(c.cache);
     free(c.st);
     free(c.errs);
     return s;

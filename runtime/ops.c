@@ -14,15 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Hot loops get an AVX2 clone next to the baseline one (GCC picks at load time). The
- * clones compute the same bits: the code fixes every rounding and summation order, and
- * ISO C mode keeps GCC from contracting a*b+c into an FMA. O3 for its vectorizer (the
- * build is -O2, whose cheap cost model leaves these loops scalar). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BJ_HOT __attribute__((target_clones("avx2", "default"), optimize("O3")))
-#else
-#define BJ_HOT
-#endif
+/* BJ_HOT (ir/support.h): the hot loops below get an AVX2 clone. */
 
 /* IEEE half to float, exact either way: F16C's vcvtph2ps where the CPU has it (the tied
  * head of a GGUF model is F16: 328 M conversions a token for 2B4T), else the scalar rule. */

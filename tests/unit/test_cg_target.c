@@ -313,3 +313,55 @@ Test(cg_jit, lookup_and_duplicates) {
     bj_cg_jit_free(j);
     bj_cg_object_free(&o);
 }
+
+/* bj_cg_pack_rows over blocks of rows (what the JIT runs, a cache-sized block at a time) writes
+ * the same bytes as bj_cg_pack over the whole matrix, padding included (the output starts as
+ * garbage), and refuses ranges that are not whole row blocks. */
+Test(cg_pack, by_row_blocks_equals_whole) {
+    bj_cg_target x = detect("x86-64", NULL);
+    static const uint32_t ms[] = { 1, 16, 17, 40, 64 }, ks[] = { 1, 16, 63, 64, 100, 2560 };
+    bj_error err = { 0 };
+    uint64_t s = 11;
+    for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BIN1; v++)
+        for (size_t i = 0; i < BJ_COUNTOF(ms); i++)
+            for (size_t j = 0; j < BJ_COUNTOF(ks); j++) {
+                uint32_t M = ms[i], K = ks[j];
+                bj_cg_kdesc d;
+                bj_cg_wtype wt = v == BJ_CG_V_BIN1 ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+                if (v == BJ_CG_V_WCODE) continue;
+                cr_assert_eq(bj_cg_kdesc_init(&d, &x, (bj_cg_variant)v, BJ_CG_ISA_AUTO, wt, M, K, NULL, &err), BJ_OK, "%s", err.msg);
+                uint64_t size = bj_cg_packed_size(&d), rb = (uint64_t)bj_cg_row_block(&d);
+                int8_t *t8 = malloc((size_t)M * K);
+                uint8_t *whole = malloc(size), *blocks = malloc(size);
+                for (uint32_t k = 0; k < M * K; k++)
+                    t8[k] = wt == BJ_CG_W_BINARY ? (rng_next(&s) & 1 ? 1 : -1) : (int8_t)(rng_next(&s) % 3) - 1;
+                cr_assert_eq(bj_cg_pack(&d, t8, whole, &err), BJ_OK, "%s", err.msg);
+                for (uint64_t step = rb; step <= 2 * rb; step += rb) {
+                    memset(blocks, 0xa7, size);
+                    for (uint64_t r0 = 0; r0 < M; r0 += step) {
+                        uint64_t r1 = r0 + step < M ? r0 + step : M;
+                        cr_assert_eq(bj_cg_pack_rows(&d, t8 + r0 * K, r0, r1, blocks, &err), BJ_OK, "%s", err.msg);
+                    }
+                    cr_expect_arr_eq(blocks, whole, size, "%s %ux%u in blocks of %llu rows",
+                                     bj_cg_variant_name((bj_cg_variant)v), M, K, (unsigned long long)step);
+                }
+                if (rb > 1 && M > 1) cr_expect_eq(bj_cg_pack_rows(&d, t8, 1, M, blocks, &err), BJ_E_INVALID);
+                cr_expect_eq(bj_cg_pack_rows(&d, t8, 0, M + 1, blocks, &err), BJ_E_INVALID);
+                free(t8);
+                free(whole);
+                free(blocks);
+            }
+}
+
+Test(cg_pack, rows_name_a_bad_weight_by_its_row) {
+    bj_cg_target x = detect("x86-64", NULL);
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    int8_t w[16 * 70];
+    uint8_t out[64 * 1024];
+    memset(w, 0, sizeof w);
+    w[3 * 70 + 5] = -2; /* row 16 + 3 of the matrix */
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 40, 70, NULL, &err), BJ_OK);
+    cr_expect_eq(bj_cg_pack_rows(&d, w, 16, 32, out, &err), BJ_E_INVALID);
+    cr_expect(strstr(err.msg, "row 19, col 5") != NULL, "%s", err.msg);
+}

@@ -282,3 +282,71 @@ Test(gguf_runtime, lowbit_hand_blocks) {
     for (size_t i = 0; i < BJ_COUNTOF(ii); i++) cr_assert_eq(vi[ii[i]], wi[i], "i2s %d", ii[i]);
     free(v2); free(v1); free(vi);
 }
+
+/* A byte of four 2-bit codes, each 0, 1 or 2 (a valid ternary packing). */
+static uint8_t valid_codes(uint64_t *s) {
+    uint8_t b = 0;
+    for (int i = 0; i < 4; i++) {
+        *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+        b |= (uint8_t)((*s >> 33) % 3) << (2 * i);
+    }
+    return b;
+}
+
+/* bj_ir_lowbit_rows_into, which the JIT packs large weights with block by block, gives the rows
+ * bj_ir_lowbit_values gives for every lowbit layout, at block boundaries aligned or not (I2_S's
+ * 128-value blocks straddle rows of K = 64), and names a bad code by its row in the whole weight. */
+Test(gguf_runtime, lowbit_rows_match_whole) {
+    static const struct { bj_dtype dt; int64_t N, K; } cases[] = {
+        { BJ_DT_I2S, 6, 128 }, { BJ_DT_I2S, 8, 64 }, { BJ_DT_TQ2, 3, 256 }, { BJ_DT_TQ1, 3, 512 },
+        { BJ_DT_T2HF, 8, 37 }, { BJ_DT_T2, 5, 37 }, { BJ_DT_B1, 5, 37 }, { BJ_DT_T8, 5, 37 }, { BJ_DT_B8, 5, 37 },
+    };
+    uint64_t s = 1;
+    for (size_t c = 0; c < BJ_COUNTOF(cases); c++) {
+        bj_dtype dt = cases[c].dt;
+        int64_t N = cases[c].N, K = cases[c].K;
+        uint64_t nb = 0;
+        cr_assert(bj_dtype_nbytes(dt, (uint64_t)N, (uint64_t)K, &nb));
+        uint8_t *data = malloc(nb);
+        for (uint64_t i = 0; i < nb; i++) {
+            uint8_t r = valid_codes(&s);
+            data[i] = dt == BJ_DT_T8 ? (uint8_t)((r & 3) - 1) : dt == BJ_DT_B8 ? (uint8_t)(r & 1 ? 1 : -1) : r;
+        }
+        if (dt == BJ_DT_TQ2)
+            for (int64_t b = 0; b < N * K / 256; b++) data[66 * b + 64] = 0, data[66 * b + 65] = 0x38;
+        if (dt == BJ_DT_TQ1)
+            for (int64_t b = 0; b < N * K / 256; b++) data[54 * b + 52] = 0, data[54 * b + 53] = 0x38;
+        bj_graph g;
+        bj_error err = { 0 };
+        cr_assert_eq(bj_graph_init(&g, "t", &err), BJ_OK);
+        uint32_t w = bj_ir_weight(&g, "w", dt, bj_shape2(N, K), 0.5, data, nb, &err);
+        cr_assert_neq(w, BJ_NONE, "%s", err.msg);
+        cr_assert(bj_ir_lowbit_by_rows(&g, w));
+        int8_t *whole, *rows = malloc((size_t)(N * K));
+        double scale;
+        cr_assert_eq(bj_ir_lowbit_values(&g, w, &whole, &scale, &err), BJ_OK, "%s: %s", bj_dtype_name(dt), err.msg);
+        for (int64_t step = 1; step <= N; step++) {
+            memset(rows, 9, (size_t)(N * K));
+            for (int64_t r0 = 0; r0 < N; r0 += step) {
+                int64_t r1 = r0 + step < N ? r0 + step : N;
+                cr_assert_eq(bj_ir_lowbit_rows_into(&g, w, r0, r1, rows + r0 * K, &err), BJ_OK, "%s", err.msg);
+            }
+            cr_assert_arr_eq(rows, whole, (size_t)(N * K), "%s %lldx%lld in blocks of %lld rows", bj_dtype_name(dt),
+                             (long long)N, (long long)K, (long long)step);
+        }
+        cr_expect_eq(bj_ir_lowbit_rows_into(&g, w, 2, 1, rows, &err), BJ_E_INVALID);
+        cr_expect_eq(bj_ir_lowbit_rows_into(&g, w, 0, N + 1, rows, &err), BJ_E_INVALID);
+        if (dt == BJ_DT_T2 || dt == BJ_DT_T8) { /* a bad code in the last row */
+            if (dt == BJ_DT_T2) data[nb - 1] |= 0x03; /* k = 36 */
+            else data[nb - 1] = 3;
+            cr_expect_eq(bj_ir_lowbit_rows_into(&g, w, N - 2, N, rows, &err), BJ_E_FORMAT);
+            char want[32];
+            snprintf(want, sizeof want, "[%lld,", (long long)(N - 1));
+            cr_expect(strstr(err.msg, want) != NULL, "%s", err.msg);
+        }
+        free(whole);
+        free(rows);
+        bj_graph_free(&g);
+        free(data);
+    }
+}
