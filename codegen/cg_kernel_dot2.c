@@ -137,6 +137,18 @@ static LLVMValueRef bj_dot2_xrow(bj_dot2 *k, bj_dot2_tile *tl, unsigned j) {
     return bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, bj_cg_x_stride(cg->d->k))));
 }
 
+/* The weight stream at v_wg (one 16-row block) prefetched d->prefetch * 256 bytes ahead, one
+ * 64-byte line a k-group (llvm.prefetch: read, locality 3, data). Past the block's end it
+ * touches the next block's first lines, which the next tile reads. */
+static void bj_dot2_prefetch(bj_dot2 *k, LLVMValueRef v_wg) {
+    bj_cg *cg = k->cg;
+    if (!cg->d->prefetch) return;
+    LLVMTypeRef pty = LLVMTypeOf(v_wg);
+    LLVMValueRef a[] = { bj_cg_gepc(cg, v_wg, 256 * (int64_t)cg->d->prefetch), LLVMConstInt(cg->i32, 0, 0),
+                         LLVMConstInt(cg->i32, 3, 0), LLVMConstInt(cg->i32, 1, 0) };
+    bj_cg_intrinsic(cg, "llvm.prefetch", &pty, 1, a, 4);
+}
+
 /* One k-group (4 * slots k values: 16 for DOT2, 32 for BIN1) of the tile. */
 static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
     bj_cg *cg = k->cg;
@@ -146,6 +158,7 @@ static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
     for (unsigned i = 0; i < tl->nb; i++) {
         LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
         LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
+        bj_dot2_prefetch(k, v_wg);
         for (unsigned h = 0; h < k->nh; h++) {
             LLVMValueRef v_w = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb)), codes[8];
             for (unsigned s = 0; s < k->slots; s++) codes[s] = bj_dot2_codes(k, v_w, s);
@@ -176,6 +189,7 @@ static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
         LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
         LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
         for (unsigned h = 0; h < k->nh; h++) v_w[i][h] = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb));
+        bj_dot2_prefetch(k, v_wg);
     }
     for (unsigned j = 0; j < tl->nt; j++) v_xrow[j] = bj_dot2_xrow(k, tl, j);
     for (unsigned s = 0; s < k->slots; s++) {

@@ -92,11 +92,11 @@ bj_status bj_cg_tunedb_set(bj_cg_tunedb *db, const bj_cg_tune_entry *e, bj_error
 /* One "entry ..." line (after the keyword); false when malformed. */
 static bool bj_cg_parse_entry(char *s, bj_cg_tune_entry *e) {
     char wt[16], tc[16], var[32], isa[32];
-    unsigned m, k, tm, tt, un;
+    unsigned m, k, tm, tt, un, pf;
     double dn, tn;
     int used = 0;
-    if (sscanf(s, " %15s %u %u %15s %31s %31s %u %u %u %lf %lf %n", wt, &m, &k, tc, var, isa, &tm, &tt, &un, &dn,
-               &tn, &used) != 11 || s[used])
+    if (sscanf(s, " %15s %u %u %15s %31s %31s %u %u %u %u %lf %lf %n", wt, &m, &k, tc, var, isa, &tm, &tt, &un, &pf,
+               &dn, &tn, &used) != 12 || s[used])
         return false;
     memset(e, 0, sizeof *e);
     if (!strcmp(wt, "ternary")) e->wtype = BJ_CG_W_TERNARY;
@@ -107,7 +107,7 @@ static bool bj_cg_parse_entry(char *s, bj_cg_tune_entry *e) {
     else return false;
     int v = bj_cg_name_index(var, bj_cg_vname, BJ_CG_V_COUNT), a = bj_cg_name_index(isa, bj_cg_iname, BJ_CG_ISA_COUNT);
     if (v < 0 || a < 0 || m < 1 || m > BJ_CG_MAX_M || k < 1 || k > BJ_CG_MAX_K || tm < 1 || tm > 255 || tt < 1 ||
-        tt > 255 || un < 1 || un > 255)
+        tt > 255 || un < 1 || un > 255 || pf % 256 || pf > 255 * 256)
         return false;
     e->m = m;
     e->k = k;
@@ -116,6 +116,7 @@ static bool bj_cg_parse_entry(char *s, bj_cg_tune_entry *e) {
     e->tile_m = (uint8_t)tm;
     e->tile_t = (uint8_t)tt;
     e->unroll = (uint8_t)un;
+    e->prefetch = (uint8_t)(pf / 256);
     e->default_ns = dn;
     e->tuned_ns = tn;
     return true;
@@ -243,12 +244,13 @@ bj_status bj_cg_tunedb_save(const bj_cg_tunedb *db, const char *path, bj_error *
     fprintf(f, "bitjit-tunedb %d\n# written by `bitjit tune`; format in codegen/cg_tunedb.h\n", BJ_CG_TUNEDB_VERSION);
     fprintf(f, "cpu %s\nfeatures %s\nllvm %s\nabi %d\nbitjit %s\n", db->cpu, db->features, db->llvm, BJ_CG_ABI_VERSION,
             BJ_VERSION_STRING);
-    fprintf(f, "# entry wtype M K T-class variant isa tile_m tile_t unroll default_ns tuned_ns\n");
+    fprintf(f, "# entry wtype M K T-class variant isa tile_m tile_t unroll prefetch default_ns tuned_ns\n");
     for (size_t i = 0; i < db->n; i++) {
         const bj_cg_tune_entry *e = &db->e[i];
-        fprintf(f, "entry %s %u %u %s %s %s %u %u %u %.1f %.1f\n", e->wtype == BJ_CG_W_BINARY ? "binary" : "ternary",
+        fprintf(f, "entry %s %u %u %s %s %s %u %u %u %u %.1f %.1f\n", e->wtype == BJ_CG_W_BINARY ? "binary" : "ternary",
                 e->m, e->k, bj_cg_tclass_name((bj_cg_tclass)e->tclass), bj_cg_variant_name((bj_cg_variant)e->variant),
-                bj_cg_isa_name((bj_cg_isa)e->isa), e->tile_m, e->tile_t, e->unroll, e->default_ns, e->tuned_ns);
+                bj_cg_isa_name((bj_cg_isa)e->isa), e->tile_m, e->tile_t, e->unroll, 256u * e->prefetch, e->default_ns,
+                e->tuned_ns);
     }
     fprintf(f, "end %zu\n", db->n);
     bool bad = ferror(f) != 0;
@@ -270,6 +272,7 @@ bj_status bj_cg_tune_desc(const bj_cg_tune_entry *e, const bj_cg_target *t, bj_c
     d->tile_m = e->tile_m;
     d->tile_t = e->tile_t;
     d->unroll = e->unroll;
+    d->prefetch = e->prefetch;
     return bj_cg_kdesc_check(d, t, err);
 }
 

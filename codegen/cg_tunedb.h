@@ -1,19 +1,21 @@
 /* codegen/cg_tunedb.h -- the tuning database: which kernel descriptor (variant, ISA path, tile_m,
- * tile_t, unroll) to use for a matmul shape on one CPU, as measured by `bitjit tune`
+ * tile_t, unroll, prefetch) to use for a matmul shape on one CPU, as measured by `bitjit tune`
  * (runtime/tune.c), and read by every later JIT engine (runtime/engine_jit.c) and `bitjitc`
  * compile (compiler/aot.c). It lives in codegen/ so that both can use it (compiler/ may not
  * depend on runtime/). Library code: returns bj_status, never prints.
  *
- * File format (text, one record a line, '#' starts a comment line; version 1):
+ * File format (text, one record a line, '#' starts a comment line; version 2, which added
+ * the prefetch column: a version 1 file is refused with a warning, and `bitjit tune` rewrites it):
  *
- *   bitjit-tunedb 1
+ *   bitjit-tunedb 2
  *   cpu znver3
  *   features +avx2,+fma,...        (the exact LLVM feature string; may be empty)
  *   llvm 19.1.7
  *   abi 1                          (BJ_CG_ABI_VERSION)
  *   bitjit 0.1.0                   (informational)
- *   entry ternary 384 384 decode dot2 avx2 1 4 1 1520.3 1402.9
- *         wtype   M   K   T-class variant isa tile_m tile_t unroll default_ns tuned_ns
+ *   entry ternary 384 384 decode dot2 avx2 1 4 1 4096 1520.3 1402.9
+ *         wtype   M   K   T-class variant isa tile_m tile_t unroll prefetch default_ns tuned_ns
+ *   (prefetch: bytes ahead, a multiple of 256 up to 65280; 0 = none; bj_cg_kdesc.prefetch)
  *   ...
  *   end 8                          (the number of entries: a file cut short is detected)
  *
@@ -34,7 +36,7 @@
 
 #include "codegen/codegen.h"
 
-#define BJ_CG_TUNEDB_VERSION 1
+#define BJ_CG_TUNEDB_VERSION 2
 /* Steps of at least this many tokens use the prefill entry's kernel. */
 #define BJ_CG_TUNE_PREFILL_MIN_T 8
 
@@ -44,7 +46,7 @@ typedef struct bj_cg_tune_entry {
     uint32_t m, k;
     uint8_t wtype, tclass;              /* bj_cg_wtype, bj_cg_tclass */
     uint8_t variant, isa;               /* resolved: never AUTO */
-    uint8_t tile_m, tile_t, unroll;
+    uint8_t tile_m, tile_t, unroll, prefetch; /* prefetch in bj_cg_kdesc's 256-byte units */
     double default_ns, tuned_ns;        /* informational */
 } bj_cg_tune_entry;
 

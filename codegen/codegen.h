@@ -140,7 +140,9 @@ typedef struct bj_cg_kdesc {
     uint32_t m;          /* output rows M */
     uint32_t k;          /* reduction length K */
     uint8_t unroll;      /* k-groups per loop iteration (unused by WCODE) */
-    uint8_t reserved[3];
+    uint8_t prefetch;    /* DOT2/BIN1: software prefetch of each weight stream this many 256-byte
+                          * units ahead of the k-group being read (0: none); 0 for the others */
+    uint8_t reserved[2];
     uint32_t flags;      /* none yet */
     uint64_t whash;      /* weights-as-code: XXH3_64 of the t8 weights; 0 otherwise */
 } bj_cg_kdesc;
@@ -153,7 +155,7 @@ _Static_assert(sizeof(bj_cg_kdesc) == 32, "bj_cg_kdesc is a hash key: keep it fi
  * values too: they are exact for them, at 2 bits a weight; the IR verifier is what keeps a
  * graph's binary weights on BIN1). Fails with BJ_E_INVALID (sizes, BIN1 with ternary) or BJ_E_UNSUPPORTED
  * (isa the target lacks, WCODE over its size rule). Tiles get the path's defaults; callers
- * (the autotuner) may then change tile_m / tile_t / unroll and call bj_cg_kdesc_check. */
+ * (the autotuner) may then change tile_m / tile_t / unroll / prefetch and call bj_cg_kdesc_check. */
 bj_status bj_cg_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_variant v, bj_cg_isa isa,
                            bj_cg_wtype wt, uint32_t M, uint32_t K, const int8_t *t8, bj_error *err);
 bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err);

@@ -34,8 +34,9 @@ void bj_tune_opts_default(bj_tune_opts *o) {
 }
 
 void bj_tune_desc_str(const bj_cg_kdesc *d, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s/%s m%u t%u u%u", bj_cg_variant_name((bj_cg_variant)d->variant),
-             bj_cg_isa_name((bj_cg_isa)d->isa), d->tile_m, d->tile_t, d->unroll);
+    int n = snprintf(buf, cap, "%s/%s m%u t%u u%u", bj_cg_variant_name((bj_cg_variant)d->variant),
+                     bj_cg_isa_name((bj_cg_isa)d->isa), d->tile_m, d->tile_t, d->unroll);
+    if (d->prefetch && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, " pf%u", 256u * d->prefetch);
 }
 
 void bj_tune_report_free(bj_tune_report *rep) {
@@ -268,18 +269,21 @@ static void tune_offer(tune_search *s, const bj_cg_kdesc *d, double ns, int layo
     if (ns < r->best_ns) { r->best = *d; r->best_ns = ns; }
 }
 
-static const uint8_t tune_tt[] = { 1, 2, 4, 8, 16, 32 }, tune_tm[] = { 1, 2, 3, 4, 8 }, tune_un[] = { 1, 2, 4 };
+static const uint8_t tune_tt[] = { 1, 2, 4, 8, 16, 32 }, tune_tm[] = { 1, 2, 3, 4, 8 }, tune_un[] = { 1, 2, 4 },
+                     tune_pf[] = { 0, 4, 8, 16, 32 }; /* prefetch: 0, 1, 2, 4, 8 KiB ahead */
 
-/* Coordinate descent from `from` over tile_t, then tile_m, then unroll. */
+/* Coordinate descent from `from` over tile_t, then tile_m, then unroll, then prefetch. */
 static bool tune_descend(tune_search *s, bj_cg_kdesc from, double from_ns, int layout, bj_status *st, bj_error *err) {
-    for (int axis = 0; axis < 3; axis++) {
-        const uint8_t *vals = axis == 0 ? tune_tt : axis == 1 ? tune_tm : tune_un;
-        size_t nv = axis == 0 ? sizeof tune_tt : axis == 1 ? sizeof tune_tm : sizeof tune_un;
+    static const uint8_t *const axes[] = { tune_tt, tune_tm, tune_un, tune_pf };
+    static const size_t naxis[] = { sizeof tune_tt, sizeof tune_tm, sizeof tune_un, sizeof tune_pf };
+    for (int axis = 0; axis < 4; axis++) {
+        const uint8_t *vals = axes[axis];
+        size_t nv = naxis[axis];
         bj_cg_kdesc best = from;
         double best_ns = from_ns;
         for (size_t i = 0; i < nv; i++) {
             bj_cg_kdesc d = from;
-            uint8_t *f = axis == 0 ? &d.tile_t : axis == 1 ? &d.tile_m : &d.unroll;
+            uint8_t *f = axis == 0 ? &d.tile_t : axis == 1 ? &d.tile_m : axis == 2 ? &d.unroll : &d.prefetch;
             if (*f == vals[i]) continue;
             *f = vals[i];
             bj_error ign = { 0 };
@@ -415,7 +419,8 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
             if (!r->measured) continue;
             bj_cg_tune_entry e = { .m = r->m, .k = r->k, .wtype = r->wtype, .tclass = r->tclass,
                                    .variant = r->best.variant, .isa = r->best.isa, .tile_m = r->best.tile_m,
-                                   .tile_t = r->best.tile_t, .unroll = r->best.unroll, .default_ns = r->def_ns,
+                                   .tile_t = r->best.tile_t, .unroll = r->best.unroll,
+                                   .prefetch = r->best.prefetch, .default_ns = r->def_ns,
                                    .tuned_ns = r->best_ns };
             st = bj_cg_tunedb_set(&db, &e, err);
             rep->n_written += st == BJ_OK;

@@ -7,6 +7,7 @@
 #include "runtime/bench.h"
 #include "runtime/cli/cli.h"
 #include "runtime/cli/progress.h"
+#include "runtime/tune.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -196,8 +197,9 @@ static int bench_layouts(const bj_graph *g, const bj_jit_options *jo, bench_layo
 
 static void layout_str(const bench_layout *l, char *buf, size_t cap) {
     if (!l->known) { snprintf(buf, cap, "wcode (weights as code)"); return; }
-    snprintf(buf, cap, "%s/%s m%u t%u u%u%s", bj_cg_variant_name((bj_cg_variant)l->d.variant),
-             bj_cg_isa_name((bj_cg_isa)l->d.isa), l->d.tile_m, l->d.tile_t, l->d.unroll, l->tuned ? " (tuned)" : "");
+    char d[96];
+    bj_tune_desc_str(&l->d, d, sizeof d);
+    snprintf(buf, cap, "%s%s", d, l->tuned ? " (tuned)" : "");
 }
 
 static uint64_t layout_bytes(const bench_layout *l) { return l->known ? bj_cg_packed_size(&l->d) : 0; }

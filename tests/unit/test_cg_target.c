@@ -156,7 +156,13 @@ Test(cg_kdesc, is_a_zero_padded_key) {
     cr_assert_eq(bj_cg_kdesc_init(&a, &t, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 2560, 6912, NULL, &err), BJ_OK,
                  "%s", err.msg);
     cr_expect_eq(sizeof a, 32u);
-    cr_expect_eq(a.reserved[0] | a.reserved[1] | a.reserved[2], 0);
+    cr_expect_eq(a.reserved[0] | a.reserved[1], 0);
+    cr_expect_gt(a.prefetch, 0, "DOT2 prefetches its weight streams by default");
+    bj_cg_kdesc bp;
+    cr_assert_eq(bj_cg_kdesc_init(&bp, &t, BJ_CG_V_BITPLANE, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 64, 64, NULL, &err), BJ_OK);
+    cr_expect_eq(bp.prefetch, 0);
+    bp.prefetch = 1;
+    cr_expect_eq(bj_cg_kdesc_check(&bp, &t, &err), BJ_E_INVALID, "only DOT2/BIN1 prefetch");
     cr_expect_eq(a.whash, 0u);
     cr_expect_eq(a.isa, BJ_CG_ISA_AVX512VNNI);
     cr_assert_eq(bj_cg_kdesc_init(&b, &t, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, 6912, 2560, NULL, &err), BJ_OK);

@@ -296,7 +296,7 @@ Test(tune, save_load_round_trip) {
     bj_cg_tunedb_init(&db, &t);
     bj_cg_tune_entry e = { .m = 384, .k = 1024, .wtype = BJ_CG_W_TERNARY, .tclass = BJ_CG_TC_PREFILL,
                            .variant = BJ_CG_V_DOT2, .isa = BJ_CG_ISA_GENERIC, .tile_m = 2, .tile_t = 8, .unroll = 4,
-                           .default_ns = 1234.5, .tuned_ns = 1000.25 };
+                           .prefetch = 12, .default_ns = 1234.5, .tuned_ns = 1000.25 };
     cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
     e.tile_m = 1; /* replaces */
     cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
@@ -317,6 +317,7 @@ Test(tune, save_load_round_trip) {
     cr_expect_eq(f->tile_m, 1);
     cr_expect_eq(f->tile_t, 8);
     cr_expect_eq(f->unroll, 4);
+    cr_expect_eq(f->prefetch, 12);
     cr_expect_eq(f->isa, BJ_CG_ISA_GENERIC);
     cr_expect_null(bj_cg_tunedb_find(&back, BJ_CG_W_TERNARY, 384, 1024, BJ_CG_TC_DECODE));
     cr_expect_not_null(bj_cg_tunedb_find(&back, BJ_CG_W_BINARY, 384, 1024, BJ_CG_TC_PREFILL));
