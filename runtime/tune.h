@@ -1,6 +1,7 @@
 /* runtime/tune.h -- the autotuner behind `bitjit tune`: for each distinct matmul shape of a
  * graph (M, K, weight type) and each T-class (decode: 1 token a call; prefill: t_prefill
- * tokens), it times kernel variants, ISA paths and tiles (tile_m, tile_t, unroll) on this CPU
+ * tokens), it times kernel variants, ISA paths, tiles (tile_m, tile_t, unroll) and the weight
+ * prefetch distance on this CPU
  * with random packed weights of that shape, split by rows over n_threads threads as the JIT
  * engine splits them, checks every candidate's output against the C reference
  * (bj_cg_ref_matmul) before it may win, and writes the winners to the tuning database
@@ -8,7 +9,7 @@
  *
  * Search per shape: the default (the cost rule's descriptor, what the engine uses without a
  * database) first, then every (variant, ISA path) the target allows at its default tiles,
- * then coordinate descent over tile_t, tile_m and unroll from the fastest. Decode streams the
+ * then coordinate descent over tile_t, tile_m, unroll and prefetch from the fastest. Decode streams the
  * weights through as many copies as the model's low-bit weights take (capped at 256 MiB), so
  * caches hold what they would hold in a real decode step. A prefill winner must pack weights
  * as the decode winner does (the engine keeps one packed copy); a faster one that does not is
