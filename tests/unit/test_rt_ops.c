@@ -122,3 +122,46 @@ Test(rt_ops, act_quant_decides_near_ties_in_f64) {
     cr_expect_eq(q[3], 56, "an exact tie goes to even: %d", q[3]);
     for (int k = 4; k < 32; k++) cr_expect_eq(q[k], 0, "padding %d", k);
 }
+
+/* The rule, written out: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x s), -128, 127). */
+static void act_quant_rule(const double *x, int64_t K, int8_t *q, double *s) {
+    double m = 0;
+    for (int64_t k = 0; k < K; k++) m = fabs(x[k]) > m ? fabs(x[k]) : m;
+    *s = 127.0 / (m > 1e-5 ? m : 1e-5);
+    for (int64_t k = 0; k < K; k++) {
+        double r = nearbyint(x[k] * *s);
+        q[k] = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
+    }
+}
+
+/* The vector quantizer (AVX2 where the CPU has it) against the rule over rows of every length
+ * around its 8- and 16-value steps: random values, exact ties (x s = n + 1/2, to even) and
+ * near ties inside the vector body, the max at every position, an all-zero row, several rows
+ * with padding up to the stride. */
+Test(rt_ops, act_quant_equals_the_rule) {
+    static const int64_t ks[] = { 1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 384, 2560, 2567 };
+    for (size_t i = 0; i < BJ_COUNTOF(ks); i++) {
+        int64_t K = ks[i], S = (K + 63) & ~(int64_t)63, T = 4;
+        double *x = malloc((size_t)(T * K) * sizeof *x), s[4], sr;
+        int8_t *q = malloc((size_t)(T * S)), *r = malloc((size_t)K);
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++) {
+                double v = 3.0 * frand();
+                if (t == 1) v = (double)((k * 37) % 255 - 127) + (k % 3 == 0 ? 0.5 : k % 3 == 1 ? 0.5 + 0x1p-40 : -0.5);
+                if (t == 3) v = 0;
+                x[t * K + k] = v;
+            }
+        x[1 * K + (K - 1) % K] = K > 1 ? -127.0 : 127.0; /* row 1: max|x| = 127, so s = 1 and the ties stay ties */
+        memset(q, 0x5a, (size_t)(T * S));
+        bj_rt_act_quant(x, K, S, 0, T, q, s);
+        for (int64_t t = 0; t < T; t++) {
+            act_quant_rule(x + t * K, K, r, &sr);
+            cr_expect_eq(s[t], sr, "K %lld row %lld: scale %.17g, rule %.17g", (long long)K, (long long)t, s[t], sr);
+            for (int64_t k = 0; k < K; k++)
+                cr_expect_eq(q[t * S + k], r[k], "K %lld row %lld [%lld]: x %.17g -> %d, rule %d", (long long)K,
+                             (long long)t, (long long)k, x[t * K + k], q[t * S + k], r[k]);
+            for (int64_t k = K; k < S; k++) cr_expect_eq(q[t * S + k], 0, "padding");
+        }
+        free(x); free(q); free(r);
+    }
+}
