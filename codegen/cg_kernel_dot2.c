@@ -137,16 +137,21 @@ static LLVMValueRef bj_dot2_xrow(bj_dot2 *k, bj_dot2_tile *tl, unsigned j) {
     return bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, bj_cg_x_stride(cg->d->k))));
 }
 
-/* The weight stream at v_wg (one 16-row block) prefetched d->prefetch * 256 bytes ahead, one
- * 64-byte line a k-group (llvm.prefetch: read, locality 3, data). Past the block's end it
- * touches the next block's first lines, which the next tile reads. */
-static void bj_dot2_prefetch(bj_dot2 *k, LLVMValueRef v_wg) {
+/* The 64 bytes of k-group v_g in the tile's 16-row block i, with that block's weight stream
+ * prefetched d->prefetch * 256 bytes ahead, one 64-byte line a k-group (llvm.prefetch: read,
+ * locality 3, data). Past the block's end it touches the next block's first lines, which the
+ * next tile reads. */
+static LLVMValueRef bj_dot2_wgroup(bj_dot2 *k, bj_dot2_tile *tl, unsigned i, LLVMValueRef v_g) {
     bj_cg *cg = k->cg;
-    if (!cg->d->prefetch) return;
-    LLVMTypeRef pty = LLVMTypeOf(v_wg);
-    LLVMValueRef a[] = { bj_cg_gepc(cg, v_wg, 256 * (int64_t)cg->d->prefetch), LLVMConstInt(cg->i32, 0, 0),
-                         LLVMConstInt(cg->i32, 3, 0), LLVMConstInt(cg->i32, 1, 0) };
-    bj_cg_intrinsic(cg, "llvm.prefetch", &pty, 1, a, 4);
+    LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
+    LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
+    if (cg->d->prefetch) {
+        LLVMTypeRef pty = LLVMTypeOf(v_wg);
+        LLVMValueRef a[] = { bj_cg_gepc(cg, v_wg, 256 * (int64_t)cg->d->prefetch), LLVMConstInt(cg->i32, 0, 0),
+                             LLVMConstInt(cg->i32, 3, 0), LLVMConstInt(cg->i32, 1, 0) };
+        bj_cg_intrinsic(cg, "llvm.prefetch", &pty, 1, a, 4);
+    }
+    return v_wg;
 }
 
 /* One k-group (4 * slots k values: 16 for DOT2, 32 for BIN1) of the tile. */
@@ -156,9 +161,7 @@ static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
     for (unsigned j = 0; j < tl->nt; j++)
         for (unsigned s = 0; s < k->slots; s++) xb[j][s] = bj_dot2_xbcast(k, bj_dot2_xrow(k, tl, j), v_goff, s);
     for (unsigned i = 0; i < tl->nb; i++) {
-        LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
-        LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
-        bj_dot2_prefetch(k, v_wg);
+        LLVMValueRef v_wg = bj_dot2_wgroup(k, tl, i, v_g);
         for (unsigned h = 0; h < k->nh; h++) {
             LLVMValueRef v_w = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb)), codes[8];
             for (unsigned s = 0; s < k->slots; s++) codes[s] = bj_dot2_codes(k, v_w, s);
@@ -186,10 +189,8 @@ static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
     const char *ubsw = k->vb == 64 ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw";
     LLVMValueRef v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 4 * k->slots)), v_w[4][4], v_xrow[8];
     for (unsigned i = 0; i < tl->nb; i++) {
-        LLVMValueRef v_blk = bj_cg_mul(cg, bj_cg_add(cg, tl->v_rb, bj_cg_i64c(cg, i)), bj_cg_i64c(cg, k->blk_bytes));
-        LLVMValueRef v_wg = bj_cg_gep(cg, bj_cg_gep(cg, cg->v_w, v_blk), bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 64)));
+        LLVMValueRef v_wg = bj_dot2_wgroup(k, tl, i, v_g);
         for (unsigned h = 0; h < k->nh; h++) v_w[i][h] = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb));
-        bj_dot2_prefetch(k, v_wg);
     }
     for (unsigned j = 0; j < tl->nt; j++) v_xrow[j] = bj_dot2_xrow(k, tl, j);
     for (unsigned s = 0; s < k->slots; s++) {

@@ -55,13 +55,17 @@ static inline uint32_t bj_cg_dot2_word(const int8_t *v) {
 }
 #endif
 
+/* The 16-row blocks holding rows [r0, r1) (r0 a multiple of 16), every byte set to fill. */
+static void bj_cg_fill_blocks(uint8_t *out, uint64_t groups, uint64_t r0, uint64_t r1, int fill) {
+    memset(out + r0 / 16 * groups * 64, fill, ((r1 + 15) / 16 - r0 / 16) * groups * 64);
+}
+
 /* Row by row in bj_cg_dot2_pos's order (group g's 4 bytes of a row: bj_cg_dot2_word); the
  * last, partial group skips the bounds test. Padding (rows past M in the last block, k-groups
  * past K) is code 1, weight 0. */
 static void bj_cg_pack_dot2(const bj_cg_kdesc *d, const int8_t *t8, uint64_t r0, uint64_t r1, uint8_t *out) {
     uint64_t groups = (uint64_t)bj_cg_x_stride(d->k) / 16, K = d->k, full = K / 16;
-    if (groups > (K + 15) / 16 || r1 % 16) /* padding in these blocks */
-        memset(out + r0 / 16 * groups * 64, 0x55, ((r1 + 15) / 16 - r0 / 16) * groups * 64);
+    if (groups > (K + 15) / 16 || r1 % 16) bj_cg_fill_blocks(out, groups, r0, r1, 0x55); /* padding: weight 0 */
     for (uint64_t m = r0; m < r1; m++) {
         const int8_t *row = t8 + (m - r0) * K;
         uint8_t *o = out + (m / 16) * groups * 64 + 4 * (m % 16);
@@ -94,7 +98,7 @@ static inline uint64_t bj_cg_bin1_pos(uint64_t groups, uint64_t m, uint64_t k, u
 /* Byte by byte (bj_cg_bin1_pos's order, without a division per weight: 2B4T has 2 G). */
 static void bj_cg_pack_bin1(const bj_cg_kdesc *d, const int8_t *t8, uint64_t r0, uint64_t r1, uint8_t *out) {
     uint64_t groups = (uint64_t)bj_cg_x_stride(d->k) / 32, K = d->k;
-    memset(out + r0 / 16 * groups * 64, 0, (r1 + 15) / 16 * groups * 64 - r0 / 16 * groups * 64);
+    bj_cg_fill_blocks(out, groups, r0, r1, 0);
     for (uint64_t m = r0; m < r1; m++) {
         const int8_t *row = t8 + (m - r0) * K;
         uint8_t *o = out + (m / 16) * groups * 64 + 4 * (m % 16);
