@@ -88,23 +88,39 @@ static void attention_strided(const double *q, const float *kc, const float *vc,
         }
 }
 
+/* Every path of bj_rt_attention (the AVX2 scores for any d, the AVX2 p.V for d a multiple of
+ * 16 up to 256, the C p.V, the strided sum beyond 256) gives the rule's bits: head dims with
+ * and without an 8-value tail, cache lengths around multiples of 8 and of the 4-key blocks,
+ * one and several query rows, and a head range that is not all heads. */
 Test(rt_ops, attention_equals_the_strided_sum) {
-    const int64_t H = 4, Hkv = 2, ds[] = { 8, 64, 128 }, pos0s[] = { 0, 6, 7, 8, 15, 40 }, T = 3;
+    const int64_t H = 4, Hkv = 2, ds[] = { 1, 7, 8, 12, 16, 48, 64, 80, 128, 256, 264 }, pos0s[] = { 0, 6, 7, 8, 15, 40 },
+                  Ts[] = { 1, 3, 9 };
     for (size_t a = 0; a < sizeof ds / sizeof *ds; a++)
-        for (size_t b = 0; b < sizeof pos0s / sizeof *pos0s; b++) {
-            int64_t d = ds[a], pos0 = pos0s[b], L = pos0 + T;
-            double *q = malloc((size_t)(T * H * d) * sizeof *q), *p = malloc((size_t)L * sizeof *p);
-            float *kc = malloc((size_t)(L * Hkv * d) * sizeof *kc), *vc = malloc((size_t)(L * Hkv * d) * sizeof *vc);
-            double *y1 = malloc((size_t)(T * H * d) * sizeof *y1), *y2 = malloc((size_t)(T * H * d) * sizeof *y2);
-            for (int64_t i = 0; i < T * H * d; i++) q[i] = frand() * 2;
-            for (int64_t i = 0; i < L * Hkv * d; i++) { kc[i] = frand() * 2; vc[i] = frand() * 3; }
-            bj_rt_attention(q, kc, vc, H, Hkv, d, pos0, T, 0, H, p, y1);
-            attention_strided(q, kc, vc, H, Hkv, d, pos0, T, p, y2);
-            for (int64_t i = 0; i < T * H * d; i++)
-                cr_expect_eq(memcmp(&y1[i], &y2[i], sizeof *y1), 0, "d %lld pos0 %lld elem %lld: %.9g vs %.9g", (long long)d,
-                             (long long)pos0, (long long)i, y1[i], y2[i]);
-            free(q); free(kc); free(vc); free(p); free(y1); free(y2);
-        }
+        for (size_t b = 0; b < sizeof pos0s / sizeof *pos0s; b++)
+            for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++) {
+                int64_t d = ds[a], pos0 = pos0s[b], T = Ts[c], L = pos0 + T, h0 = c == 1 ? 1 : 0, h1 = c == 1 ? 3 : H;
+                double *q = malloc((size_t)(T * H * d) * sizeof *q), *p = malloc((size_t)L * sizeof *p);
+                float *kc = malloc((size_t)(L * Hkv * d) * sizeof *kc), *vc = malloc((size_t)(L * Hkv * d) * sizeof *vc);
+                double *y1 = malloc((size_t)(T * H * d) * sizeof *y1), *y2 = malloc((size_t)(T * H * d) * sizeof *y2);
+                /* q with all 53 bits (as RoPE leaves it), so the score sums round and their order shows */
+                for (int64_t i = 0; i < T * H * d; i++) q[i] = frand() * 2 + frand() * 0x1p-26;
+                for (int64_t i = 0; i < L * Hkv * d; i++) { kc[i] = frand() * 2; vc[i] = frand() * 3; }
+                memset(y1, 0, (size_t)(T * H * d) * sizeof *y1);
+                bj_rt_attention(q, kc, vc, H, Hkv, d, pos0, T, h0, h1, p, y1);
+                attention_strided(q, kc, vc, H, Hkv, d, pos0, T, p, y2);
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t i = 0; i < H * d; i++) {
+                        int64_t h = i / d, e = t * H * d + i;
+                        if (h < h0 || h >= h1) {
+                            cr_expect_eq(y1[e], 0.0, "d %lld: head %lld is outside [%lld, %lld) but was written",
+                                         (long long)d, (long long)h, (long long)h0, (long long)h1);
+                            continue;
+                        }
+                        cr_expect_eq(memcmp(&y1[e], &y2[e], sizeof *y1), 0, "d %lld pos0 %lld T %lld elem %lld: %.17g vs %.17g",
+                                     (long long)d, (long long)pos0, (long long)T, (long long)e, y1[e], y2[e]);
+                    }
+                free(q); free(kc); free(vc); free(p); free(y1); free(y2);
+            }
 }
 
 /* The quantizer decides in f64: with max|x| = 127 (s = 1) an input 56.5 + 2^-30 is 56.5 in f32,
