@@ -33,6 +33,7 @@ static const struct { bj_cg_gen_fn gen; bj_cg_late_fn late; } bj_cg_generators[B
     [BJ_CG_V_BITPLANE] = { bj_cg_gen_bitplane, NULL },
     [BJ_CG_V_WCODE] = { bj_cg_gen_wcode, bj_cg_gen_wcode_late },
     [BJ_CG_V_BIN1] = { bj_cg_gen_dot2, NULL }, /* DOT2's loop nest over 1-bit codes */
+    [BJ_CG_V_TRIT5] = { bj_cg_gen_dot2, NULL }, /* and over base-3 codes */
 };
 
 static pthread_once_t bj_cg_llvm_once = PTHREAD_ONCE_INIT;

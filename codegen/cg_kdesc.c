@@ -15,7 +15,7 @@
 
 static const char *const bj_cg_variant_names[BJ_CG_V_COUNT] = {
     [BJ_CG_V_AUTO] = "auto", [BJ_CG_V_DOT2] = "dot2", [BJ_CG_V_BITPLANE] = "bitplane",
-    [BJ_CG_V_WCODE] = "wcode", [BJ_CG_V_BIN1] = "bin1",
+    [BJ_CG_V_WCODE] = "wcode", [BJ_CG_V_BIN1] = "bin1", [BJ_CG_V_TRIT5] = "trit5",
 };
 _Static_assert(BJ_CG_V_BIN1 == BJ_IR_VARIANT_BIN1, "the IR verifier knows the binary kernel's id");
 
@@ -90,6 +90,7 @@ static void bj_cg_default_tiles(bj_cg_kdesc *d) {
     switch (d->variant) {
     case BJ_CG_V_DOT2:
     case BJ_CG_V_BIN1:                 /* the same loop nest, over 1-bit codes */
+    case BJ_CG_V_TRIT5:                /* and over base-3 codes */
         d->tile_m = vb == 64 ? 2 : 1;  /* 16-row blocks */
         d->tile_t = vb == 16 ? 2 : 4;
         d->unroll = 1;                 /* k-groups of 16 per iteration; O3 unrolls small loops */
@@ -122,7 +123,7 @@ bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_erro
                        d->m, d->k, BJ_CG_MAX_M, BJ_CG_MAX_K);
     if (d->tile_m < 1 || d->tile_m > 16 || d->tile_t < 1 || d->tile_t > 64 || d->unroll < 1 ||
         d->unroll > 64 || (d->reserved[0] | d->reserved[1]) || d->flags ||
-        (d->prefetch && d->variant != BJ_CG_V_DOT2 && d->variant != BJ_CG_V_BIN1))
+        (d->prefetch && bj_cg_row_block(d) != 16))
         return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: tile_m %u tile_t %u unroll %u prefetch %u out of range",
                        d->tile_m, d->tile_t, d->unroll, d->prefetch);
     if (!bj_cg_isa_supported(t, (bj_cg_isa)d->isa))
@@ -159,7 +160,7 @@ void bj_cg_kernel_symbol(const bj_cg_kdesc *d, char *buf, size_t cap) {
 }
 
 int64_t bj_cg_row_block(const bj_cg_kdesc *d) {
-    return d->variant == BJ_CG_V_DOT2 || d->variant == BJ_CG_V_BIN1 ? 16 : 1;
+    return d->variant == BJ_CG_V_DOT2 || d->variant == BJ_CG_V_BIN1 || d->variant == BJ_CG_V_TRIT5 ? 16 : 1;
 }
 
 uint64_t bj_cg_packed_size(const bj_cg_kdesc *d) {
@@ -168,6 +169,7 @@ uint64_t bj_cg_packed_size(const bj_cg_kdesc *d) {
     case BJ_CG_V_DOT2: return ((uint64_t)d->m + 15) / 16 * 16 * xs / 4;
     case BJ_CG_V_BITPLANE: return (uint64_t)d->m * xs / 4;
     case BJ_CG_V_BIN1: return ((uint64_t)d->m + 15) / 16 * 16 * xs / 8;
+    case BJ_CG_V_TRIT5: return ((uint64_t)d->m + 15) / 16 * (uint64_t)bj_cg_trit5_groups(d->k) * 64;
     default: return 0;
     }
 }

@@ -38,12 +38,17 @@
  * 4 slots * 2 * 2 * 128 = 2048 in magnitude (BIN1: 8 slots * 2 * 1 * 128, the same), and
  * precisely lies in [-2048, 2032]: 16 groups stay in [-32768, 32512], exact in i16. */
 #define BJ_DOT2_WIDE 16
+/* TRIT5: five slots a group, 5 * 2 * 2 * 128 = 2560 a group, so 12 groups (30720) fit i16. */
+#define BJ_TRIT5_WIDE 12
 
 typedef struct bj_dot2 {
     bj_cg *cg;
     bool i16;                 /* pmaddubsw paths: products summed in i16 over `wide` k-groups */
     unsigned vb, lanes, nh;   /* vector bytes, i32 lanes (rows) per vector, vectors per block */
-    unsigned bits, slots;     /* code width (2 DOT2, 1 BIN1) and codes per byte (4 or 8) */
+    unsigned bits, slots;     /* code width (2 DOT2, 1 BIN1) and codes per byte (4 or 8; TRIT5 5) */
+    bool trit;                /* TRIT5: base-3 codes (layout in codegen.h) */
+    unsigned tail_slots;      /* TRIT5: slots of a last, short k-group after `groups` full ones */
+    int64_t wide;             /* i16 paths: k-groups summed in i16 before widening */
     unsigned acc_lanes;       /* lanes, or 2 * lanes where the accumulator keeps byte pairs */
     int64_t groups, blk_bytes; /* k-groups (of 4 * slots k) per row block, bytes per row block */
     LLVMTypeRef vbytes, vacc;  /* <vb x i8>, <acc_lanes x i32> */
@@ -125,10 +130,32 @@ static LLVMValueRef bj_dot2_xbcast(bj_dot2 *k, LLVMValueRef v_xrow, LLVMValueRef
     return LLVMBuildBitCast(cg->b, v, k->vbytes, "");
 }
 
-static LLVMValueRef bj_dot2_codes(bj_dot2 *k, LLVMValueRef v_w, unsigned s) {
+/* Slot s's codes of the weight vector *v_w, slots taken in order 0, 1, ...: a shift and a
+ * mask, or for TRIT5 (biased bytes x', codegen.h) *v_w = 3 * *v_w (mod 256) before each slot
+ * after the first, then the top base-3 digit 0 - (x' > -43) - (x' > 42) from the compares'
+ * all-ones masks. 2x is spelled as an i16 shift and a byte mask: written as byte adds,
+ * InstCombine folds the chain into a multiply by 3^s, which x86 has no byte instruction for
+ * (it became two pmaddubsw, an and, a shift and an or a slot, on the dot products' port). */
+static LLVMValueRef bj_dot2_codes(bj_dot2 *k, LLVMValueRef *v_w, unsigned s) {
     bj_cg *cg = k->cg;
-    if (s) v_w = LLVMBuildLShr(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, k->bits * s, 0), k->vb), "");
-    return LLVMBuildAnd(cg->b, v_w, bj_cg_splat(cg, LLVMConstInt(cg->i8, (1u << k->bits) - 1, 0), k->vb), "");
+    LLVMBuilderRef b = cg->b;
+    if (k->trit) {
+        LLVMValueRef x = *v_w;
+        if (s) {
+            LLVMValueRef x2 = LLVMBuildShl(b, LLVMBuildBitCast(b, x, k->v16, ""),
+                                           bj_cg_splat(cg, LLVMConstInt(cg->i16, 1, 0), k->vb / 2), "");
+            x2 = LLVMBuildAnd(b, LLVMBuildBitCast(b, x2, k->vbytes, ""),
+                              bj_cg_splat(cg, LLVMConstInt(cg->i8, 0xfe, 0), k->vb), "");
+            *v_w = x = bj_cg_add(cg, x2, x);
+        }
+        LLVMValueRef c1 = LLVMBuildICmp(b, LLVMIntSGT, x, bj_cg_splat(cg, LLVMConstInt(cg->i8, (uint64_t)-43, 1), k->vb), "");
+        LLVMValueRef c2 = LLVMBuildICmp(b, LLVMIntSGT, x, bj_cg_splat(cg, LLVMConstInt(cg->i8, 42, 1), k->vb), "");
+        return bj_cg_sub(cg, bj_cg_sub(cg, LLVMConstNull(k->vbytes), LLVMBuildSExt(b, c1, k->vbytes, "")),
+                         LLVMBuildSExt(b, c2, k->vbytes, ""));
+    }
+    LLVMValueRef v = *v_w;
+    if (s) v = LLVMBuildLShr(b, v, bj_cg_splat(cg, LLVMConstInt(cg->i8, k->bits * s, 0), k->vb), "");
+    return LLVMBuildAnd(b, v, bj_cg_splat(cg, LLVMConstInt(cg->i8, (1u << k->bits) - 1, 0), k->vb), "");
 }
 
 static LLVMValueRef bj_dot2_xrow(bj_dot2 *k, bj_dot2_tile *tl, unsigned j) {
@@ -154,22 +181,23 @@ static LLVMValueRef bj_dot2_wgroup(bj_dot2 *k, bj_dot2_tile *tl, unsigned i, LLV
     return v_wg;
 }
 
-/* One k-group (4 * slots k values: 16 for DOT2, 32 for BIN1) of the tile. */
-static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
+/* One k-group (4 * slots k values: 16 for DOT2, 32 for BIN1, 20 for TRIT5) of the tile, its
+ * first ns slots (fewer only in TRIT5's short last group). */
+static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g, unsigned ns) {
     bj_cg *cg = k->cg;
     LLVMValueRef xb[8][8], v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 4 * k->slots));
     for (unsigned j = 0; j < tl->nt; j++)
-        for (unsigned s = 0; s < k->slots; s++) xb[j][s] = bj_dot2_xbcast(k, bj_dot2_xrow(k, tl, j), v_goff, s);
+        for (unsigned s = 0; s < ns; s++) xb[j][s] = bj_dot2_xbcast(k, bj_dot2_xrow(k, tl, j), v_goff, s);
     for (unsigned i = 0; i < tl->nb; i++) {
         LLVMValueRef v_wg = bj_dot2_wgroup(k, tl, i, v_g);
         for (unsigned h = 0; h < k->nh; h++) {
             LLVMValueRef v_w = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb)), codes[8];
-            for (unsigned s = 0; s < k->slots; s++) codes[s] = bj_dot2_codes(k, v_w, s);
+            for (unsigned s = 0; s < ns; s++) codes[s] = bj_dot2_codes(k, &v_w, s);
             for (unsigned j = 0; j < tl->nt; j++)
                 for (unsigned p = 0; p < tl->split; p++) {
                     LLVMValueRef cs[8], xs[8];
                     unsigned n = 0;
-                    for (unsigned s = p; s < k->slots; s += tl->split) { cs[n] = codes[s]; xs[n++] = xb[j][s]; }
+                    for (unsigned s = p; s < ns; s += tl->split) { cs[n] = codes[s]; xs[n++] = xb[j][s]; }
                     LLVMValueRef v_a = tl->acc[i][h][j][p];
                     bj_cg_st(cg, bj_dot2_dot(k, bj_cg_ld(cg, v_a, k->vacc), cs, xs, n), v_a);
                 }
@@ -184,7 +212,7 @@ static void bj_dot2_group(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
  * pairwise (a few spills at tiles 1/4/1 on AVX2); llvm.sadd.sat, which it leaves in order and
  * which is exact here too, measured ~10% slower on Zen 3, and splitting a tile's two ymm
  * halves into separate k-loops (so that tile_t 8 fits the registers) did not beat 1/4/1. */
-static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
+static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g, unsigned ns) {
     bj_cg *cg = k->cg;
     const char *ubsw = k->vb == 64 ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw";
     LLVMValueRef v_goff = bj_cg_mul(cg, v_g, bj_cg_i64c(cg, 4 * k->slots)), v_w[4][4], v_xrow[8];
@@ -193,10 +221,10 @@ static void bj_dot2_group16(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g) {
         for (unsigned h = 0; h < k->nh; h++) v_w[i][h] = bj_cg_load(cg, k->vbytes, bj_cg_gepc(cg, v_wg, h * k->vb));
     }
     for (unsigned j = 0; j < tl->nt; j++) v_xrow[j] = bj_dot2_xrow(k, tl, j);
-    for (unsigned s = 0; s < k->slots; s++) {
+    for (unsigned s = 0; s < ns; s++) {
         LLVMValueRef codes[4][4];
         for (unsigned i = 0; i < tl->nb; i++)
-            for (unsigned h = 0; h < k->nh; h++) codes[i][h] = bj_dot2_codes(k, v_w[i][h], s);
+            for (unsigned h = 0; h < k->nh; h++) codes[i][h] = bj_dot2_codes(k, &v_w[i][h], s);
         for (unsigned j = 0; j < tl->nt; j++) {
             LLVMValueRef v_xb = bj_dot2_xbcast(k, v_xrow[j], v_goff, s);
             for (unsigned i = 0; i < tl->nb; i++)
@@ -230,15 +258,15 @@ static void bj_dot2_widen(bj_dot2 *k, bj_dot2_tile *tl) {
 static void bj_dot2_kloop(bj_dot2 *k, bj_dot2_tile *tl, LLVMValueRef v_g0, int64_t n) {
     bj_cg *cg = k->cg;
     int64_t unroll = cg->d->unroll;
-    void (*group)(bj_dot2 *, bj_dot2_tile *, LLVMValueRef) = k->i16 ? bj_dot2_group16 : bj_dot2_group;
+    void (*group)(bj_dot2 *, bj_dot2_tile *, LLVMValueRef, unsigned) = k->i16 ? bj_dot2_group16 : bj_dot2_group;
     bj_cg_loop l, r;
     bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, n - unroll + 1), bj_cg_i64c(cg, unroll), "g");
     LLVMValueRef v_g = bj_cg_add(cg, v_g0, l.v_iv);
-    for (int64_t u = 0; u < unroll; u++) group(k, tl, bj_cg_add(cg, v_g, bj_cg_i64c(cg, u)));
+    for (int64_t u = 0; u < unroll; u++) group(k, tl, bj_cg_add(cg, v_g, bj_cg_i64c(cg, u)), k->slots);
     bj_cg_loop_end(cg, &l);
     if (n % unroll) {
         bj_cg_loop_begin(cg, &r, bj_cg_loop_final(cg, &l), bj_cg_i64c(cg, n), bj_cg_i64c(cg, 1), "gr");
-        group(k, tl, bj_cg_add(cg, v_g0, r.v_iv));
+        group(k, tl, bj_cg_add(cg, v_g0, r.v_iv), k->slots);
         bj_cg_loop_end(cg, &r);
     }
 }
@@ -335,9 +363,10 @@ static void bj_dot2_tile_emit(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb, LLVMVa
                 if (k->i16) tl.acc16[i][h][j] = bj_cg_alloca_zero(cg, k->v16, "acc16");
             }
     if (!k->i16) {
-        bj_dot2_kloop(k, &tl, bj_cg_i64c(cg, 0), k->groups);
+        if (k->groups) bj_dot2_kloop(k, &tl, bj_cg_i64c(cg, 0), k->groups);
+        if (k->tail_slots) bj_dot2_group(k, &tl, bj_cg_i64c(cg, k->groups), k->tail_slots);
     } else { /* super-groups of `wide` k-groups in i16, each widened once; then the rest */
-        int64_t wide = BJ_DOT2_WIDE, full = k->groups / wide;
+        int64_t wide = k->wide, full = k->groups / wide;
         if (full) {
             bj_cg_loop l;
             bj_cg_loop_begin(cg, &l, bj_cg_i64c(cg, 0), bj_cg_i64c(cg, full * wide), bj_cg_i64c(cg, wide), "sg");
@@ -347,6 +376,10 @@ static void bj_dot2_tile_emit(bj_dot2 *k, LLVMValueRef v_rb, unsigned nb, LLVMVa
         }
         if (k->groups % wide) {
             bj_dot2_kloop(k, &tl, bj_cg_i64c(cg, full * wide), k->groups % wide);
+            bj_dot2_widen(k, &tl);
+        }
+        if (k->tail_slots) {
+            bj_dot2_group16(k, &tl, bj_cg_i64c(cg, k->groups), k->tail_slots);
             bj_dot2_widen(k, &tl);
         }
     }
@@ -417,9 +450,17 @@ bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err) {
     k.lanes = k.vb / 4;
     k.nh = 64 / k.vb;
     k.bits = d->variant == BJ_CG_V_BIN1 ? 1 : 2;
-    k.slots = 8 / k.bits;
-    k.groups = bj_cg_x_stride(d->k) / (4 * k.slots);
-    k.blk_bytes = k.groups * 64;
+    k.trit = d->variant == BJ_CG_V_TRIT5;
+    k.slots = k.trit ? 5 : 8 / k.bits;
+    k.wide = k.trit ? BJ_TRIT5_WIDE : BJ_DOT2_WIDE;
+    if (k.trit) { /* full groups, then the k left (K % 20, rounded up to 4) as a short group */
+        k.groups = d->k / 20;
+        k.tail_slots = (d->k % 20 + 3) / 4;
+        k.blk_bytes = bj_cg_trit5_groups(d->k) * 64;
+    } else {
+        k.groups = bj_cg_x_stride(d->k) / (4 * k.slots);
+        k.blk_bytes = k.groups * 64;
+    }
     k.vbytes = bj_cg_vec(cg->i8, k.vb);
     k.acc_lanes = d->isa == BJ_CG_ISA_GENERIC ? 2 * k.lanes : k.lanes;
     k.vacc = bj_cg_vec(cg->i32, k.acc_lanes);

@@ -1,8 +1,8 @@
 /* codegen/cg_pack.c -- weight packing for each kernel variant, from t8 (M x K row-major int8
  * in {-1,0,1}), and the inverse for tests. The layouts are documented once, in codegen.h.
  *
- * Invariants: padding (rows M..16*ceil(M/16) of DOT2 and BIN1, columns K..x_stride(K) of
- * all) packs as weight 0 (BIN1: bit 0, which meets zero activations or unread rows), so a
+ * Invariants: padding (rows M..16*ceil(M/16) of DOT2, BIN1 and TRIT5, columns K..x_stride(K)
+ * of all) packs as weight 0 (BIN1: bit 0, which meets zero activations or unread rows), so a
  * kernel may read whole blocks; every value is checked before it is
  * packed, and a bad one is reported with its (row, column). */
 #include "codegen/cg_llvm.h"
@@ -114,6 +114,39 @@ static void bj_cg_pack_bin1(const bj_cg_kdesc *d, const int8_t *t8, uint64_t r0,
     }
 }
 
+/* TRIT5 (layout in codegen.h): the byte of five codes c[0..4], c[0] in the top base-3 digit,
+ * scaled so that digit s is the top base-3 digit of (q * 3^s mod 256), stored as q ^ 0x80. */
+static inline uint8_t bj_cg_trit5_byte(const unsigned c[5]) {
+    unsigned v = (((c[0] * 3 + c[1]) * 3 + c[2]) * 3 + c[3]) * 3 + c[4];
+    return (uint8_t)((v * 256 + 242) / 243) ^ 0x80;
+}
+
+static inline int8_t bj_cg_trit5_code(uint8_t stored, unsigned s) {
+    unsigned x = stored ^ 0x80u;
+    while (s--) x = (x * 3) & 255;
+    return (int8_t)((x * 3) >> 8);
+}
+
+/* Row by row; padding (rows past M in the last block, k past K, and the unused slots of a
+ * short last group) is code 1, weight 0: byte 0. */
+static void bj_cg_pack_trit5(const bj_cg_kdesc *d, const int8_t *t8, uint64_t r0, uint64_t r1, uint8_t *out) {
+    uint64_t groups = (uint64_t)bj_cg_trit5_groups(d->k), K = d->k;
+    if (K % 20 || r1 % 16) bj_cg_fill_blocks(out, groups, r0, r1, 0);
+    for (uint64_t m = r0; m < r1; m++) {
+        const int8_t *row = t8 + (m - r0) * K;
+        uint8_t *o = out + (m / 16) * groups * 64 + 4 * (m % 16);
+        for (uint64_t g = 0; g < groups; g++)
+            for (unsigned i = 0; i < 4; i++) {
+                unsigned c[5];
+                for (unsigned s = 0; s < 5; s++) {
+                    uint64_t k = 20 * g + 4 * s + i;
+                    c[s] = k < K ? (unsigned)(row[k] + 1) : 1;
+                }
+                o[g * 64 + i] = bj_cg_trit5_byte(c);
+            }
+    }
+}
+
 static void bj_cg_put64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -143,6 +176,7 @@ bj_status bj_cg_pack_rows(const bj_cg_kdesc *d, const int8_t *t8, uint64_t r0, u
     if (d->variant == BJ_CG_V_DOT2) bj_cg_pack_dot2(d, t8, r0, r1, out);
     else if (d->variant == BJ_CG_V_BITPLANE) bj_cg_pack_bitplane(d, t8, r0, r1, out);
     else if (d->variant == BJ_CG_V_BIN1) bj_cg_pack_bin1(d, t8, r0, r1, out);
+    else if (d->variant == BJ_CG_V_TRIT5) bj_cg_pack_trit5(d, t8, r0, r1, out);
     return BJ_OK;
 }
 
@@ -161,6 +195,10 @@ static int8_t bj_cg_unpack_one(const bj_cg_kdesc *d, const uint8_t *p, uint64_t 
         unsigned bit;
         uint64_t at = bj_cg_bin1_pos(xs / 32, m, k, &bit);
         return (int8_t)((p[at] >> bit) & 1 ? 1 : -1);
+    }
+    if (d->variant == BJ_CG_V_TRIT5) {
+        uint64_t at = ((m / 16) * (uint64_t)bj_cg_trit5_groups(d->k) + k / 20) * 64 + 4 * (m % 16) + k % 4;
+        return (int8_t)(bj_cg_trit5_code(p[at], (unsigned)(k % 20) / 4) - 1);
     }
     const uint8_t *g = p + m * xs / 4 + 16 * (k / 64);
     int nz = g[(k % 64) / 8] >> (k % 8) & 1, neg = g[8 + (k % 64) / 8] >> (k % 8) & 1;

@@ -97,6 +97,7 @@ typedef enum bj_cg_variant {
     BJ_CG_V_BITPLANE,   /* non-zero and sign bit planes, masked add / masked subtract */
     BJ_CG_V_WCODE,      /* weights compiled into the code: one add/sub per non-zero weight */
     BJ_CG_V_BIN1,       /* binary weights, 1-bit sign codes: 2 * sum(x where bit set) - sum(x) */
+    BJ_CG_V_TRIT5,      /* DOT2's kernel over 5 codes a byte in base 3: 1.6 bits a weight */
     BJ_CG_V_COUNT
 } bj_cg_variant;
 
@@ -189,9 +190,21 @@ void bj_cg_kernel_symbol(const bj_cg_kdesc *d, char *buf, size_t cap);
  * holds, at bit s, the sign bit (1 for +1, 0 for -1) of row 16b + r at k = 32g + 4s + i.
  * Padding bits are 0 (they meet zero activations or rows nobody reads). 1 bit a weight:
  * half of DOT2's bytes. The kernel sums x where the bit is set (a {0,1} x int8 dot product,
- * the same instructions as DOT2) and returns 2 * that - sum(x). */
+ * the same instructions as DOT2) and returns 2 * that - sum(x).
+ * TRIT5 layout (DOT2's, with five codes a byte, 1.6 bits a weight, as GGUF's TQ1_0 stores
+ * them): rows in blocks of 16 (M padded up to 16), k-groups of 20 k, bj_cg_trit5_groups(K)
+ * of them (the last may hold fewer than 20 real k). Block b, group g is 64 bytes at
+ * w + (b * groups + g) * 64; byte 4*r + i holds the codes c_s (w + 1) of row 16b + r at
+ * k = 20g + 4s + i, s = 0..4, as q ^ 0x80, q = ceil(v * 256 / 243), v = sum_s c_s * 3^(4-s).
+ * Then c_s = (x_s * 3) >> 8 with x_s = q * 3^s mod 256 (TQ1_0's rule; every v is checked by a
+ * test) = (x_s >= 86) + (x_s >= 171). The stored byte is x_0 ^ 0x80 = x_0 - 128 as a signed
+ * byte, and 3 (x - 128) = 3x - 128 (mod 256), so the kernel gets x'_{s+1} = 3 x'_s with two
+ * byte adds and c_s from two signed compares: (x'_s > -43) + (x'_s > 42). Padding (k >= K,
+ * rows past M) is code 1, weight 0: byte 0. */
 static inline int64_t bj_cg_x_stride(int64_t K) { return (K + 63) & ~(int64_t)63; }
-int64_t bj_cg_row_block(const bj_cg_kdesc *d);   /* 16 for DOT2 and BIN1, 1 otherwise */
+/* TRIT5's k-groups of 20 for K: the last one's x reads stop at K rounded up to 4 (<= XS). */
+static inline int64_t bj_cg_trit5_groups(int64_t K) { return (K + 19) / 20; }
+int64_t bj_cg_row_block(const bj_cg_kdesc *d);   /* 16 for DOT2, BIN1 and TRIT5, 1 otherwise */
 uint64_t bj_cg_packed_size(const bj_cg_kdesc *d);
 /* Packs t8 (M x K row-major int8) for d. BJ_E_INVALID naming (row, col) on a value outside
  * {-1,0,1} ({-1,1} for binary). out must hold bj_cg_packed_size(d) bytes. */

@@ -4,6 +4,7 @@
 #include "runtime/chat.h"
 #include "runtime/cli/progress.h"
 #include "runtime/bench.h"
+#include "codegen/codegen.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -95,6 +96,18 @@ bool cli_parse_head(const char *s) {
     return false;
 }
 
+int cli_parse_kernel(const char *s) {
+    if (!strcmp(s, "auto")) return 0;
+    char names[128] = "auto";
+    for (int v = BJ_CG_V_AUTO + 1; v < BJ_CG_V_COUNT; v++) {
+        if (!strcmp(s, bj_cg_variant_name((bj_cg_variant)v))) return v;
+        snprintf(names + strlen(names), sizeof names - strlen(names), ", %s", bj_cg_variant_name((bj_cg_variant)v));
+    }
+    char msg[256];
+    snprintf(msg, sizeof msg, "unknown --kernel '%.64s' (available: %s)", s, names);
+    cli_die_usage("%s", msg);
+}
+
 void cli_check_chat_template(const char *name) {
     bool known;
     bj_chat_detect(name, &known);
@@ -124,6 +137,7 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case CLI_O_TUNE_DB: o->jit.tune_db = arg; return true;
     case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; return true;
     case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(arg); return true;
+    case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(arg); return true;
     default: return false;
     }
 }

@@ -40,7 +40,7 @@ const char *cli_model_path(const char *given);
 enum {
     CLI_O_ENGINE = 256, CLI_O_MCPU, CLI_O_MATTR, CLI_O_CACHE_DIR, CLI_O_NO_CACHE,
     CLI_O_TEMP, CLI_O_TOPK, CLI_O_TOPP, CLI_O_MINP, CLI_O_RPEN, CLI_O_RLAST,
-    CLI_O_TUNE_DB, CLI_O_NO_TUNE_DB, CLI_O_HEAD,
+    CLI_O_TUNE_DB, CLI_O_NO_TUNE_DB, CLI_O_HEAD, CLI_O_KERNEL,
     CLI_O_CMD = 512
 };
 
@@ -58,7 +58,8 @@ typedef struct cli_model_opts {
     { "mattr", required_argument, 0, CLI_O_MATTR }, { "cache-dir", required_argument, 0, CLI_O_CACHE_DIR }, \
     { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "verbose", no_argument, 0, 'v' },           \
     { "quiet", no_argument, 0, 'q' }, { "tune-db", required_argument, 0, CLI_O_TUNE_DB },        \
-    { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD }
+    { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD }, \
+    { "kernel", required_argument, 0, CLI_O_KERNEL }
 #define CLI_MODEL_SHORTOPTS "m:t:vq"
 #define CLI_MODEL_HELP                                                                              \
     "  -m, --model PATH        model directory, .safetensors/.gguf file or bitjitc library (.so)\n"  \
@@ -77,6 +78,9 @@ typedef struct cli_model_opts {
     "      --head MODE         LM head precision: exact (default: the model's float weights) or\n"  \
     "                          q8 (int8 rows + int8 activations: half the bytes, logits within\n"   \
     "                          a small bound; see docs/perf.md)\n"         \
+    "      --kernel NAME       ternary matmul kernel for every layer: auto (default: the tuning\n" \
+    "                          database, else the cost rule), dot2 (2 bits a weight), trit5\n"    \
+    "                          (1.6 bits: fewer bytes, more decoding work), bitplane, wcode\n"     \
     "  -v, --verbose           print load, compile and speed figures on stderr\n"                    \
     "  -q, --quiet             no progress output\n"
 #define CLI_END_LONGOPTS { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
@@ -86,6 +90,8 @@ void cli_model_opts_init(cli_model_opts *o);
 void cli_check_chat_template(const char *name);
 /* --head exact|q8: true for q8; a usage error otherwise. */
 bool cli_parse_head(const char *s);
+/* --kernel auto|NAME: 0 for auto, else the codegen variant of that name; a usage error otherwise. */
+int cli_parse_kernel(const char *s);
 /* Handles one getopt code of CLI_MODEL_LONGOPTS; false if c is not one of them. */
 bool cli_model_opt(int c, const char *arg, cli_model_opts *o);
 /* Checks the engine name; call after parsing. */

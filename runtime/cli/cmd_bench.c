@@ -32,7 +32,7 @@ static int usage_bench(FILE *f) {
             "                       test; json: one object with the header facts and the results\n"
             "      --plot OUT.svg   also draw t/s (tg and pp) against threads, with the decode roofline\n"
             "                       (bandwidth / bytes read per token), as an SVG file\n"
-            "      --mcpu, --mattr, --cache-dir, --no-cache, --tune-db, --no-tune-db, --head\n"
+            "      --mcpu, --mattr, --cache-dir, --no-cache, --tune-db, --no-tune-db, --head, --kernel\n"
             "                       as for bitjit run\n"
             "  -h, --help           show this help\n");
     return f == stderr ? 2 : 0;
@@ -60,7 +60,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "format", required_argument, 0, 'o' },
         { "plot", required_argument, 0, O_PLOT },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
         { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
-        { "help", no_argument, 0, 'h' },
+        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -88,6 +88,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_TUNE_DB: o->jit.tune_db = optarg; break;
         case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
         case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(optarg); break;
+        case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
     }

@@ -10,7 +10,8 @@
  * binary near a minute on two cores.
  * The binary kernel (bin1) runs the same table on its binary patterns (all +1, all -1,
  * random signs), plus odd shapes (K in {1, 7, 33, 1001}, M in {1, 17, 100}), and is also
- * checked against its own formula over b1 sign bits (bj_cg_ref_matmul_b1). */
+ * checked against its own formula over b1 sign bits (bj_cg_ref_matmul_b1). The 1.6-bit
+ * kernel (trit5) runs the table and odd K that leave a short last k-group of every length. */
 #include "codegen/codegen.h"
 
 #include <criterion/criterion.h>
@@ -229,6 +230,17 @@ Test(cg_kernels, wcode_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_W
 Test(cg_kernels, bin1_host, .timeout = 600) { check_table(NULL, BJ_CG_V_BIN1, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
 Test(cg_kernels, bin1_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_BIN1, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
 
+Test(cg_kernels, trit5_host, .timeout = 600) { check_table(NULL, BJ_CG_V_TRIT5, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+Test(cg_kernels, trit5_x86_64, .timeout = 600) { check_table("x86-64", BJ_CG_V_TRIT5, BJ_CG_ISA_AUTO, ALL_M, ALL_K); }
+
+/* trit5 where K leaves a short last k-group of every length (K % 20 in {1, 7, 13, 19}: 1 to 5
+ * slots) or none (20, 40), and M one past a 16-row block. */
+Test(cg_kernels, trit5_odd_shapes, .timeout = 600) {
+    static const int64_t ms[] = { 1, 17, 100 }, ks[] = { 1, 7, 20, 33, 40, 59, 1001 };
+    check_table_of(NULL, BJ_CG_V_TRIT5, BJ_CG_ISA_AUTO, ms, BJ_COUNTOF(ms), ks, BJ_COUNTOF(ks));
+    check_table_of("x86-64", BJ_CG_V_TRIT5, BJ_CG_ISA_AUTO, ms, BJ_COUNTOF(ms), ks, BJ_COUNTOF(ks));
+}
+
 /* bin1 on shapes no vector width divides: K of 1 and 7 (one partial byte), 33 (one past a
  * 32-k group), 1001; M of 1, 17 (one past a 16-row block) and 100. */
 Test(cg_kernels, bin1_odd_shapes, .timeout = 600) {
@@ -245,7 +257,7 @@ Test(cg_kernels, host_lower_paths, .timeout = 600) {
     cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
     bj_cg_isa best = bj_cg_best_isa(&t);
     for (int isa = BJ_CG_ISA_GENERIC; isa < (int)best; isa++)
-        for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BIN1; v++)
+        for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
             if (v != BJ_CG_V_WCODE && bj_cg_isa_supported(&t, (bj_cg_isa)isa))
                 check_table(NULL, (bj_cg_variant)v, (bj_cg_isa)isa, 3, 4);
 }
@@ -254,8 +266,9 @@ Test(cg_kernels, host_lower_paths, .timeout = 600) {
  * tiles would run. Here T in {1, 5, 13, 64, 70} (70: a second 64-token chunk of 6) meets full
  * token tiles, their remainders and the chunk edge, over tiles (tile_m, tile_t, unroll) whose
  * edges differ, and K of 64 (4 k-groups), 300 and 4200 (264 k-groups: 16 i16 super-groups of
- * 16 plus 8, see BJ_DOT2_WIDE) so that the i16 accumulators of the pmaddubsw paths meet their
- * worst case: all +1 (code 2) against rows of -128 sum to exactly -32768 in a super-group. */
+ * 16 plus 8, see BJ_DOT2_WIDE; trit5: 210 groups of 20, 17 super-groups of 12 plus 6) so that
+ * the i16 accumulators of the pmaddubsw paths meet their worst case: all +1 (code 2) against
+ * rows of -128 sum to exactly -32768 in a dot2 super-group (-30720 in trit5's). */
 #define PT 70
 static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
     static const int64_t ms[] = { 17, 64 }, ks[] = { 64, 300, 4200 }, ts[] = { 1, 5, 13, 64, PT };
@@ -330,10 +343,11 @@ static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
 }
 
 /* Every path of the host (AVX2 and the SSE2 generic path here; VNNI and AVX-512 where the
- * CPU has them), dot2 and bin1. */
+ * CPU has them), dot2, bin1 and trit5. */
 Test(cg_kernels, prefill_tiles, .timeout = 600) {
     for (int isa = BJ_CG_ISA_GENERIC; isa < BJ_CG_ISA_COUNT; isa++) {
         check_prefill(NULL, BJ_CG_V_DOT2, (bj_cg_isa)isa);
         check_prefill(NULL, BJ_CG_V_BIN1, (bj_cg_isa)isa);
+        check_prefill(NULL, BJ_CG_V_TRIT5, (bj_cg_isa)isa);
     }
 }

@@ -211,14 +211,17 @@ Test(cg_pack, round_trips_and_sizes) {
     static const uint32_t ms[] = { 1, 3, 16, 17, 33 }, ks[] = { 1, 63, 64, 65, 130, 300 };
     bj_error err = { 0 };
     uint64_t s = 9;
-    for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BITPLANE; v++)
+    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
         for (size_t i = 0; i < BJ_COUNTOF(ms); i++)
             for (size_t j = 0; j < BJ_COUNTOF(ks); j++) {
                 uint32_t M = ms[i], K = ks[j];
                 bj_cg_kdesc d;
+                if (v == BJ_CG_V_WCODE || v == BJ_CG_V_BIN1) continue; /* no buffer; binary: its own test */
                 cr_assert_eq(bj_cg_kdesc_init(&d, &x, (bj_cg_variant)v, BJ_CG_ISA_AUTO, 0, M, K, NULL, &err), BJ_OK);
                 int64_t xs = bj_cg_x_stride(K);
-                uint64_t want = v == BJ_CG_V_DOT2 ? (M + 15) / 16 * 16 * (uint64_t)xs / 4 : M * (uint64_t)xs / 4;
+                uint64_t want = v == BJ_CG_V_DOT2    ? (M + 15) / 16 * 16 * (uint64_t)xs / 4
+                                : v == BJ_CG_V_TRIT5 ? (M + 15) / 16 * ((uint64_t)(K + 19) / 20) * 64
+                                                     : M * (uint64_t)xs / 4;
                 cr_expect_eq(bj_cg_packed_size(&d), want, "%s %ux%u", bj_cg_variant_name((bj_cg_variant)v), M, K);
                 int8_t *t8 = malloc((size_t)M * K), *back = malloc((size_t)M * K);
                 uint8_t *p = malloc(want);
@@ -328,7 +331,7 @@ Test(cg_pack, by_row_blocks_equals_whole) {
     static const uint32_t ms[] = { 1, 16, 17, 40, 64 }, ks[] = { 1, 16, 63, 64, 100, 2560 };
     bj_error err = { 0 };
     uint64_t s = 11;
-    for (int v = BJ_CG_V_DOT2; v <= BJ_CG_V_BIN1; v++)
+    for (int v = BJ_CG_V_DOT2; v < BJ_CG_V_COUNT; v++)
         for (size_t i = 0; i < BJ_COUNTOF(ms); i++)
             for (size_t j = 0; j < BJ_COUNTOF(ks); j++) {
                 uint32_t M = ms[i], K = ks[j];
@@ -357,6 +360,53 @@ Test(cg_pack, by_row_blocks_equals_whole) {
                 free(whole);
                 free(blocks);
             }
+}
+
+/* TRIT5's bytes as codegen.h states the layout, computed here from the rule (not by the
+ * packer): row 16b + r, k = 20g + 4s + i is code c_s of byte 4r + i of group g, byte =
+ * ceil(v * 256 / 243) ^ 0x80 with v = sum_s c_s 3^(4-s), padding code 1. The 3^5 = 243 code
+ * combinations all occur (rows x groups x byte positions), and each decodes back to its codes
+ * by TQ1_0's rule, the kernel's: c_s = (3 * (q * 3^s mod 256)) >> 8. */
+Test(cg_pack, trit5_bytes_follow_the_layout) {
+    bj_cg_target x = detect("x86-64", NULL);
+    const uint32_t M = 20, K = 4 * 20 * 4 + 7; /* 17 groups, the last with 7 k: two slots */
+    bj_cg_kdesc d;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_kdesc_init(&d, &x, BJ_CG_V_TRIT5, BJ_CG_ISA_AUTO, BJ_CG_W_TERNARY, M, K, NULL, &err), BJ_OK, "%s", err.msg);
+    uint32_t G = (K + 19) / 20;
+    cr_assert_eq(bj_cg_packed_size(&d), 2 * G * 64);
+    int8_t *t8 = malloc((size_t)M * K);
+    uint8_t *p = malloc(bj_cg_packed_size(&d));
+    bool seen[243] = { false };
+    for (uint32_t m = 0; m < M; m++)
+        for (uint32_t g = 0; g < G; g++)
+            for (uint32_t i = 0; i < 4; i++) {
+                uint32_t v = (m * 4 * G + g * 4 + i) * 7 % 243; /* 7 is prime to 243: every v */
+                for (uint32_t s = 0, pw = 81; s < 5; s++, pw /= 3) {
+                    uint32_t k = 20 * g + 4 * s + i;
+                    if (k < K) t8[m * K + k] = (int8_t)((v / pw) % 3) - 1;
+                }
+            }
+    cr_assert_eq(bj_cg_pack(&d, t8, p, &err), BJ_OK, "%s", err.msg);
+    for (uint32_t m = 0; m < 32; m++)
+        for (uint32_t g = 0; g < G; g++)
+            for (uint32_t i = 0; i < 4; i++) {
+                uint32_t v = 0, c[5];
+                for (uint32_t s = 0; s < 5; s++) {
+                    uint32_t k = 20 * g + 4 * s + i;
+                    c[s] = m < M && k < K ? (uint32_t)(t8[m * K + k] + 1) : 1;
+                    v = 3 * v + c[s];
+                }
+                if (m < M && 20 * g + 16 + i < K) seen[v] = true;
+                uint8_t want = (uint8_t)((v * 256 + 242) / 243) ^ 0x80, got = p[((m / 16) * G + g) * 64 + 4 * (m % 16) + i];
+                cr_expect_eq(got, want, "row %u group %u byte %u: %u, expected %u", m, g, i, got, want);
+                for (uint32_t s = 0, q = (uint32_t)(got ^ 0x80); s < 5; s++, q = q * 3 % 256)
+                    cr_expect_eq((q * 3) >> 8, c[s], "row %u group %u byte %u slot %u decodes to %u, code %u", m, g, i, s,
+                                 (q * 3) >> 8, c[s]);
+            }
+    for (uint32_t v = 0; v < 243; v++) cr_expect(seen[v], "code combination %u not covered", v);
+    free(t8);
+    free(p);
 }
 
 Test(cg_pack, rows_name_a_bad_weight_by_its_row) {

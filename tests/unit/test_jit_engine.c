@@ -57,6 +57,7 @@ static void compare_with_ref(const char *model_rel) {
     const struct { int threads, variant; const char *mcpu; } cfg[] = {
         { 1, BJ_CG_V_AUTO, NULL }, { 2, BJ_CG_V_AUTO, NULL }, { 3, BJ_CG_V_AUTO, NULL }, { 2, BJ_CG_V_DOT2, NULL },
         { 2, BJ_CG_V_BITPLANE, NULL }, { 2, BJ_CG_V_DOT2, "x86-64" }, { 1, BJ_CG_V_BITPLANE, "x86-64" },
+        { 2, BJ_CG_V_TRIT5, NULL }, { 1, BJ_CG_V_TRIT5, "x86-64" },
     };
     for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
         bj_engine *jit;
