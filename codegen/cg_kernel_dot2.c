@@ -1,5 +1,6 @@
 /* codegen/cg_kernel_dot2.c -- generator of the 2-bit-code ternary matmul (variant DOT2) and,
- * with 1-bit codes in the same loop nest, of the binary matmul (variant BIN1).
+ * with 1-bit codes in the same loop nest, of the binary matmul (variant BIN1), and with five
+ * base-3 codes a byte, of the 1.6-bit ternary matmul (variant TRIT5).
  *
  * Weights are codes c = w + 1 in {0,1,2}, row-interleaved (layout in codegen.h): one 64-byte
  * group holds 16 rows x 16 k. Shifting the group by 2s and masking with 3 leaves, in 32-bit
@@ -29,8 +30,18 @@
  * codes c = bit in {0,1} sum the activations where the weight is +1, and with w = 2c - 1,
  * sum(w*x) = 2 * sum(c*x) - sum(x): the last step replaces DOT2's subtraction; there is no
  * zero test and no multiply by a sign. Exactness as above: a pmaddubsw i16 slot gains at
- * most 2 * 128 per code slot, eight slots sum to <= 2048 (the same BJ_DOT2_WIDE bound). */
+ * most 2 * 128 per code slot, eight slots sum to <= 2048 (the same BJ_DOT2_WIDE bound).
+ *
+ * TRIT5 (layout in codegen.h) is DOT2 with five slots a byte (k-groups of 20) whose codes are
+ * base-3 digits: each slot after the first multiplies the byte vector by 3 (two byte adds),
+ * and the digit is two compares (bj_dot2_codes). That is 6-7 vector operations a slot where
+ * DOT2 spends 2, for 20% fewer weight bytes: a kernel for CPUs with more vector throughput
+ * than memory bandwidth per core, chosen by the autotuner or --kernel. A K that is not a
+ * multiple of 20 ends in a short group of ceil((K % 20) / 4) slots, so that x is never read
+ * past K rounded up to 4. */
 #include "codegen/cg_llvm.h"
+
+#include <string.h>
 
 #define BJ_DOT2_TCHUNK 64 /* tokens whose activation sums one chunk keeps on the stack */
 /* k-groups an i16 accumulator takes before it is widened. A pmaddubsw lane is c0*x0 + c1*x1
@@ -133,23 +144,30 @@ static LLVMValueRef bj_dot2_xbcast(bj_dot2 *k, LLVMValueRef v_xrow, LLVMValueRef
 /* Slot s's codes of the weight vector *v_w, slots taken in order 0, 1, ...: a shift and a
  * mask, or for TRIT5 (biased bytes x', codegen.h) *v_w = 3 * *v_w (mod 256) before each slot
  * after the first, then the top base-3 digit 0 - (x' > -43) - (x' > 42) from the compares'
- * all-ones masks. 2x is spelled as an i16 shift and a byte mask: written as byte adds,
- * InstCombine folds the chain into a multiply by 3^s, which x86 has no byte instruction for
- * (it became two pmaddubsw, an and, a shift and an or a slot, on the dot products' port). */
+ * all-ones masks (with mask registers: two masked moves of constants). Left to itself,
+ * InstCombine folds the chain of byte adds into a multiply by 3^s, which x86 has no byte
+ * instruction for (it became two pmaddubsw, an and, a shift and an or a slot, on the dot
+ * products' port); an empty asm statement around 2x keeps it two byte adds. */
 static LLVMValueRef bj_dot2_codes(bj_dot2 *k, LLVMValueRef *v_w, unsigned s) {
     bj_cg *cg = k->cg;
     LLVMBuilderRef b = cg->b;
     if (k->trit) {
         LLVMValueRef x = *v_w;
-        if (s) {
-            LLVMValueRef x2 = LLVMBuildShl(b, LLVMBuildBitCast(b, x, k->v16, ""),
-                                           bj_cg_splat(cg, LLVMConstInt(cg->i16, 1, 0), k->vb / 2), "");
-            x2 = LLVMBuildAnd(b, LLVMBuildBitCast(b, x2, k->vbytes, ""),
-                              bj_cg_splat(cg, LLVMConstInt(cg->i8, 0xfe, 0), k->vb), "");
+        if (s) { /* 2x passes through an empty asm statement, which InstCombine cannot see into */
+            LLVMTypeRef fty = LLVMFunctionType(k->vbytes, &k->vbytes, 1, 0);
+            const char *cons = k->vb == 64 ? "=v,0" : "=x,0";
+            LLVMValueRef opaque = LLVMGetInlineAsm(fty, "", 0, cons, strlen(cons), 0, 0, LLVMInlineAsmDialectATT, 0);
+            LLVMValueRef x2 = bj_cg_add(cg, x, x);
+            x2 = LLVMBuildCall2(b, fty, opaque, &x2, 1, "");
             *v_w = x = bj_cg_add(cg, x2, x);
         }
         LLVMValueRef c1 = LLVMBuildICmp(b, LLVMIntSGT, x, bj_cg_splat(cg, LLVMConstInt(cg->i8, (uint64_t)-43, 1), k->vb), "");
         LLVMValueRef c2 = LLVMBuildICmp(b, LLVMIntSGT, x, bj_cg_splat(cg, LLVMConstInt(cg->i8, 42, 1), k->vb), "");
+        if (k->vb == 64) { /* mask registers: a zero-masked move of ones, then a masked add of one */
+            LLVMValueRef one = bj_cg_splat(cg, LLVMConstInt(cg->i8, 1, 0), k->vb);
+            LLVMValueRef a = LLVMBuildSelect(b, c1, one, LLVMConstNull(k->vbytes), "");
+            return LLVMBuildSelect(b, c2, bj_cg_add(cg, a, one), a, "");
+        }
         return bj_cg_sub(cg, bj_cg_sub(cg, LLVMConstNull(k->vbytes), LLVMBuildSExt(b, c1, k->vbytes, "")),
                          LLVMBuildSExt(b, c2, k->vbytes, ""));
     }
