@@ -123,6 +123,44 @@ Test(rt_ops, attention_equals_the_strided_sum) {
             }
 }
 
+/* RoPE as HF computes it, written out: the angle pos * theta^(-2i/d) in f32, its cos and sin
+ * in f32, the rotation of the pair (i, i + d/2) in f64. */
+static void rope_rule(const double *x, int64_t H, int64_t d, double theta, int64_t pos0, int64_t T, double *y) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < d / 2; i++) {
+                float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)d), pos = (float)(pos0 + t);
+                double c = cosf(pos * inv), sn = sinf(pos * inv);
+                const double *a = x + (t * H + h) * d;
+                y[(t * H + h) * d + i] = a[i] * c - a[i + d / 2] * sn;
+                y[(t * H + h) * d + i + d / 2] = a[i + d / 2] * c + a[i] * sn;
+            }
+}
+
+/* bj_rt_rope keeps the last position's angles per thread: calls that repeat a position, that
+ * change theta or the head dim at the same position, and head dims past its table (256) all
+ * give the rule's bits. */
+Test(rt_ops, rope_equals_the_rule) {
+    static const int64_t ds[] = { 2, 8, 64, 128, 256, 258 }, pos0s[] = { 0, 5, 1000 };
+    static const double thetas[] = { 10000.0, 500000.0 };
+    const int64_t H = 3, T = 3, nd = BJ_COUNTOF(ds), nt = BJ_COUNTOF(thetas);
+    double *x = malloc(T * H * 258 * sizeof *x), *y1 = malloc(T * H * 258 * sizeof *y1), *y2 = malloc(T * H * 258 * sizeof *y2);
+    for (int64_t i = 0; i < T * H * 258; i++) x[i] = frand() * 3 + frand() * 0x1p-30;
+    for (size_t a = 0; a < BJ_COUNTOF(pos0s); a++)
+        /* passes 0 and 1: one row a call (a decode step), consecutive calls at the same position
+         * changing theta first (pass 0) or the head dim first (pass 1); pass 2: all T rows */
+        for (int pass = 0; pass < 3; pass++)
+            for (int64_t j = 0; j < nd * nt; j++) {
+                int64_t d = ds[pass == 1 ? j / nt : j % nd], rows = pass == 2 ? T : 1, pos0 = pos0s[a];
+                double theta = thetas[pass == 1 ? j % nt : j / nd];
+                bj_rt_rope(x, H, d, theta, pos0, 0, rows, y1);
+                rope_rule(x, H, d, theta, pos0, rows, y2);
+                cr_expect_eq(memcmp(y1, y2, (size_t)(rows * H * d) * sizeof *y1), 0, "d %lld theta %g pos0 %lld rows %lld",
+                             (long long)d, theta, (long long)pos0, (long long)rows);
+            }
+    free(x); free(y1); free(y2);
+}
+
 /* The quantizer decides in f64: with max|x| = 127 (s = 1) an input 56.5 + 2^-30 is 56.5 in f32,
  * a tie that rint would send to the even 56; in f64 it lies above the tie and rounds to 57, as
  * the exact rule says. An exact tie still goes to even, and s is kept in f64. */
