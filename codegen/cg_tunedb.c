@@ -282,21 +282,30 @@ bj_status bj_cg_tune_pick_descs(const bj_cg_tunedb *db, const bj_cg_target *t, b
     memset(out, 0, sizeof *out);
     BJ_TRY(bj_cg_kdesc_init(&out->def, t, v, BJ_CG_ISA_AUTO, wt, M, K, t8, err));
     out->dec = out->def;
-    if (!db || forced) return BJ_OK;
     bj_error ign = { 0 };
     bj_cg_kdesc d;
-    const bj_cg_tune_entry *e = bj_cg_tunedb_find(db, wt, M, K, BJ_CG_TC_DECODE);
-    /* Binary weights stay on the binary kernel (the IR verifier's rule); WCODE needs values. */
-    if (e && (wt != BJ_CG_W_BINARY || e->variant == BJ_CG_V_BIN1) && (e->variant != BJ_CG_V_WCODE || t8) &&
-        bj_cg_tune_desc(e, t, wt, M, K, t8, &d, &ign) == BJ_OK) {
-        out->dec = d;
-        out->dec_tuned = true;
+    const bj_cg_tune_entry *e = NULL;
+    if (db && !forced) {
+        e = bj_cg_tunedb_find(db, wt, M, K, BJ_CG_TC_DECODE);
+        /* Binary weights stay on the binary kernel (the IR verifier's rule); WCODE needs values. */
+        if (e && (wt != BJ_CG_W_BINARY || e->variant == BJ_CG_V_BIN1) && (e->variant != BJ_CG_V_WCODE || t8) &&
+            bj_cg_tune_desc(e, t, wt, M, K, t8, &d, &ign) == BJ_OK) {
+            out->dec = d;
+            out->dec_tuned = true;
+        }
+        e = bj_cg_tunedb_find(db, wt, M, K, BJ_CG_TC_PREFILL);
+        if (e && e->variant == out->dec.variant && (e->variant != BJ_CG_V_WCODE || t8) &&
+            bj_cg_tune_desc(e, t, wt, M, K, t8, &d, &ign) == BJ_OK && memcmp(&d, &out->dec, sizeof d)) {
+            out->pp = d;
+            out->has_pp = true;
+        }
     }
-    e = bj_cg_tunedb_find(db, wt, M, K, BJ_CG_TC_PREFILL);
-    if (e && e->variant == out->dec.variant && (e->variant != BJ_CG_V_WCODE || t8) &&
-        bj_cg_tune_desc(e, t, wt, M, K, t8, &d, &ign) == BJ_OK && memcmp(&d, &out->dec, sizeof d)) {
+    /* No word from a database on prefill: the path's own prefill tiles, where they differ. */
+    d = out->dec;
+    if (!e && bj_cg_kdesc_prefill_default(&d) && bj_cg_kdesc_check(&d, t, &ign) == BJ_OK) {
         out->pp = d;
         out->has_pp = true;
+        out->pp_default = true;
     }
     return BJ_OK;
 }

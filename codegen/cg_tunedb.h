@@ -85,13 +85,16 @@ bj_status bj_cg_tune_desc(const bj_cg_tune_entry *e, const bj_cg_target *t, bj_c
  *   def  = bj_cg_kdesc_init(v, AUTO path) -- the cost rule (or the forced / selected variant);
  *   dec  = the database's decode entry when db != NULL, !forced, and the entry applies
  *          (binary weights stay on BIN1), else def;
- *   pp   = the prefill entry when it applies, differs from dec and packs weights as dec does.
+ *   pp   = the prefill entry when it applies, differs from dec and packs weights as dec does;
+ *          with no prefill entry (no database, forced, none for the shape), dec with its path's
+ *          prefill tiles (bj_cg_kdesc_prefill_default) where they differ.
  * Entries that do not apply are skipped silently (the result is still exact). Fails only as
  * bj_cg_kdesc_init fails for def. */
 typedef struct bj_cg_tune_pick {
     bj_cg_kdesc def, dec, pp;
-    bool dec_tuned; /* dec came from the database */
-    bool has_pp;    /* pp is a second kernel for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens */
+    bool dec_tuned;  /* dec came from the database */
+    bool has_pp;     /* pp is a second kernel for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens */
+    bool pp_default; /* ... the path's default prefill tiles, not a database entry */
 } bj_cg_tune_pick;
 bj_status bj_cg_tune_pick_descs(const bj_cg_tunedb *db, const bj_cg_target *t, bj_cg_variant v, bool forced,
                                 bj_cg_wtype wt, uint32_t M, uint32_t K, const int8_t *t8, bj_cg_tune_pick *out,

@@ -160,6 +160,9 @@ _Static_assert(sizeof(bj_cg_kdesc) == 32, "bj_cg_kdesc is a hash key: keep it fi
 bj_status bj_cg_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_variant v, bj_cg_isa isa,
                            bj_cg_wtype wt, uint32_t M, uint32_t K, const int8_t *t8, bj_error *err);
 bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err);
+/* Turns d, a decode descriptor, into its path's default for prefill steps (more tokens a tile
+ * where the registers hold them); true if that changed d. */
+bool bj_cg_kdesc_prefill_default(bj_cg_kdesc *d);
 /* The cost rule: the variant bitjit uses when none is forced. T_hint: expected tokens per
  * call (1 for decode). WCODE is only chosen when weights are given and it fits its rule. */
 bj_cg_variant bj_cg_pick_variant(const bj_cg_target *t, uint32_t M, uint32_t K, uint32_t T_hint,

@@ -34,6 +34,7 @@ typedef struct jit_mm {   /* one ternary matmul step */
     bj_cg_matmul_fn fn;
     bj_cg_matmul_fn fn_pp; /* tuning database: the kernel for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens, or NULL */
     bool tuned;            /* desc came from the tuning database */
+    bool pp_tuned;         /* fn_pp came from it (else the path's default prefill tiles) */
     ffi_cif cif;
     const uint8_t *packed; /* weights in the kernel's layout (NULL for weights-as-code): owned, or */
     bj_cg_wmap wmap;       /* ... mapped from the packed-weight cache */
@@ -121,7 +122,8 @@ static bj_status get_kernel(jit_engine *e, jit_mm *m, const int8_t *t8, const bj
 /* Tuning database (codegen/cg_tunedb.h): m->desc = the database's decode descriptor, unless its
  * kernel cannot be had (an ahead-of-time library built without it, a generator refusing a
  * hand-edited entry: then the cost rule's); a second kernel for prefill
- * steps when the database has one that packs weights the same way. Never fails: anything
+ * steps when the database has one that packs weights the same way, or, without a database
+ * entry, when the path's default prefill tiles differ (bj_cg_kdesc_prefill_default). Never fails: anything
  * missing falls back to the cost rule, and every kernel is exact. */
 static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, const int8_t *t8,
                          const bj_jit_options *o) {
@@ -136,8 +138,10 @@ static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, co
     }
     tmp.desc = pk->pp;
     if (pk->has_pp && pk->pp.variant == m->desc.variant && memcmp(&pk->pp, &m->desc, sizeof m->desc) &&
-        get_kernel(e, &tmp, t8, o, &ign) == BJ_OK)
+        get_kernel(e, &tmp, t8, o, &ign) == BJ_OK) {
         m->fn_pp = tmp.fn;
+        m->pp_tuned = !pk->pp_default;
+    }
 }
 
 /* The ternary matmuls: matmul_t, and the compiler's matmul_tk / bitlinear (weight operand 2). */
@@ -521,7 +525,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         BJ_TRY(prepare_matmul(e, i, o, err));
         r->packed_bytes += bj_cg_packed_size(&e->mm[i]->desc);
         r->n_tuned += e->mm[i]->tuned;
-        r->n_tuned_pp += e->mm[i]->fn_pp != NULL;
+        r->n_tuned_pp += e->mm[i]->fn_pp && e->mm[i]->pp_tuned;
         if (o->progress) o->progress(o->progress_ud, ++done, total);
     }
     r->n_matmuls = total;

@@ -401,6 +401,7 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
                                    .T = tc == BJ_CG_TC_DECODE ? 1 : o->t_prefill, .count = shapes[i].count };
             st = bj_cg_kdesc_init(&r->def, &tgt, shapes[i].v, BJ_CG_ISA_AUTO, shapes[i].wt, shapes[i].m, shapes[i].k,
                                   ws.t8, err);
+            if (tc == BJ_CG_TC_PREFILL) bj_cg_kdesc_prefill_default(&r->def); /* what engines run without an entry */
             int layout = tc == BJ_CG_TC_DECODE ? -1 : rep->r[rep->n - 1].best.variant;
             if (st == BJ_OK) st = tune_class(&ws, &shapes[i], r, layout, err);
             rep->n++;

@@ -329,6 +329,45 @@ Test(tune, save_load_round_trip) {
     unlink(path);
 }
 
+/* Without a database word on prefill, AVX-512 VNNI's dot2-family kernels get a second, 8-token
+ * tile for prefill steps (the path's default, not a tuned entry); other paths, and a database
+ * that has a prefill entry equal to the decode kernel, get none. */
+Test(tune, default_prefill_tiles) {
+    bj_cg_target spr, z3;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&spr, "sapphirerapids", NULL, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_target_detect(&z3, "znver3", NULL, &err), BJ_OK, "%s", err.msg);
+    bj_cg_tune_pick pk;
+    for (int v = BJ_CG_V_AUTO; v < BJ_CG_V_COUNT; v++) {
+        if (v == BJ_CG_V_WCODE || v == BJ_CG_V_BIN1) continue;
+        cr_assert_eq(bj_cg_tune_pick_descs(NULL, &spr, (bj_cg_variant)v, v != BJ_CG_V_AUTO, BJ_CG_W_TERNARY, 2560, 6912,
+                                           NULL, &pk, &err), BJ_OK, "%s", err.msg);
+        bool family = pk.dec.variant != BJ_CG_V_BITPLANE;
+        cr_expect_eq(pk.has_pp, family, "%s", bj_cg_variant_name((bj_cg_variant)pk.dec.variant));
+        if (!family) continue;
+        cr_expect(pk.pp_default && pk.pp.isa == BJ_CG_ISA_AVX512VNNI && pk.pp.tile_t == 8 && pk.dec.tile_t == 4);
+        bj_cg_kdesc x = pk.pp;
+        x.tile_t = pk.dec.tile_t;
+        cr_expect_eq(memcmp(&x, &pk.dec, sizeof x), 0, "only the token tile differs");
+        cr_expect_eq(bj_cg_kdesc_check(&pk.pp, &spr, &err), BJ_OK, "%s", err.msg);
+    }
+    cr_assert_eq(bj_cg_tune_pick_descs(NULL, &spr, BJ_CG_V_BIN1, false, BJ_CG_W_BINARY, 640, 2560, NULL, &pk, &err), BJ_OK);
+    cr_expect(pk.has_pp && pk.pp.tile_t == 8, "bin1 too");
+    cr_assert_eq(bj_cg_tune_pick_descs(NULL, &z3, BJ_CG_V_AUTO, false, BJ_CG_W_TERNARY, 2560, 6912, NULL, &pk, &err), BJ_OK);
+    cr_expect(!pk.has_pp, "AVX2 keeps one kernel");
+    /* a database whose prefill entry is the decode kernel: no second kernel */
+    bj_cg_tunedb db;
+    bj_cg_tunedb_init(&db, &spr);
+    cr_assert_eq(bj_cg_tune_pick_descs(NULL, &spr, BJ_CG_V_AUTO, false, BJ_CG_W_TERNARY, 2560, 6912, NULL, &pk, &err), BJ_OK);
+    bj_cg_tune_entry e = { .m = 2560, .k = 6912, .wtype = BJ_CG_W_TERNARY, .tclass = BJ_CG_TC_PREFILL,
+                           .variant = pk.dec.variant, .isa = pk.dec.isa, .tile_m = pk.dec.tile_m, .tile_t = pk.dec.tile_t,
+                           .unroll = pk.dec.unroll, .prefetch = pk.dec.prefetch, .default_ns = 2, .tuned_ns = 2 };
+    cr_assert_eq(bj_cg_tunedb_set(&db, &e, &err), BJ_OK);
+    cr_assert_eq(bj_cg_tune_pick_descs(&db, &spr, BJ_CG_V_AUTO, false, BJ_CG_W_TERNARY, 2560, 6912, NULL, &pk, &err), BJ_OK);
+    cr_expect(!pk.has_pp, "the database said the decode kernel is best for prefill");
+    bj_cg_tunedb_free(&db);
+}
+
 /* bitjitc with the forced database compiles the tuned kernels beside the cost rule's: the library
  * runs exactly with the database (its kernels) and without it (the cost rule's). */
 
