@@ -114,8 +114,7 @@ static void bj_cg_default_tiles(bj_cg_kdesc *d) {
  * 16-core Sapphire Rapids chose m2 t8 for every 2B4T prefill shape in two leases (1.18-1.67x
  * a shape; pp128 527 -> 613 t/s at 16 threads, docs/perf.md). Other paths keep their tiles. */
 bool bj_cg_kdesc_prefill_default(bj_cg_kdesc *d) {
-    bool family = d->variant == BJ_CG_V_DOT2 || d->variant == BJ_CG_V_BIN1 || d->variant == BJ_CG_V_TRIT5;
-    if (!family || d->isa != BJ_CG_ISA_AVX512VNNI || d->tile_t >= 8) return false;
+    if (bj_cg_row_block(d) != 16 || d->isa != BJ_CG_ISA_AVX512VNNI || d->tile_t >= 8) return false; /* DOT2's loop nest */
     d->tile_t = 8;
     return true;
 }
