@@ -5,10 +5,11 @@
  *   decode  T = 1: GB/s of packed weight bytes, from cache ("hot": one weight buffer) and
  *           streamed from memory ("mem": rotating through copies totalling >= 512 MiB);
  *   prefill T = 16, 64 and 128: G int8 MAC/s.
+ * The check: T of 1, 37, 48, 64 and 128 over all rows, and rows [5, M - 3) alone, bit for bit.
  *
  *   bj_cg_bench_cg_kernels [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME]
  *                          [--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR]
- *                          [--cpu-time] [--cmp m,t,u/m,t,u/... T ROUNDS]
+ *                          [--cpu-time] [--cmp m,t,u[,p]/m,t,u[,p]/... T ROUNDS]
  * (--tile overrides the descriptor's tiles, 0 keeping a default: a manual autotuner; --asm DIR
  * writes each kernel's assembly to DIR/VARIANT-PATH-MxK.s; --cmp times dot2 kernels of the
  * given tiles against each other, interleaved call by call: see run_cmp.)
@@ -79,6 +80,20 @@ static int check(bj_cg_matmul_fn fn, const bench *b, const uint8_t *w, int64_t T
     return memcmp(b->y, b->ref, (size_t)(T * b->M) * 4) != 0;
 }
 
+/* Rows [5, M - 3) only (edges inside 16-row blocks at both ends): those equal the reference,
+ * no other row is written. */
+static int check_range(bj_cg_matmul_fn fn, const bench *b, const uint8_t *w, int64_t T) {
+    int64_t m0 = 5, m1 = b->M - 3;
+    if (m1 <= m0) return 0;
+    bj_cg_ref_matmul(b->x, b->t8, b->ref, T, b->M, b->K, 0, b->M);
+    memset(b->y, 0x7f, (size_t)(T * b->M) * 4);
+    fn(b->x, w, b->y, T, m0, m1);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t m = 0; m < b->M; m++)
+            if (b->y[t * b->M + m] != (m >= m0 && m < m1 ? b->ref[t * b->M + m] : 0x7f7f7f7f)) return 1;
+    return 0;
+}
+
 static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
     bj_error err = { 0 };
     bj_cg_kdesc d;
@@ -117,7 +132,8 @@ static void run_one(bench *b, bj_cg_variant v, bj_cg_isa isa) {
         exit(1);
     }
     for (size_t i = 1; i < wsets; i++) memcpy(w + i * wbytes, w, wbytes);
-    int bad = check(fn, b, w, 1) || check(fn, b, w, 64) || check(fn, b, w, 128) || check(fn, b, w, 37);
+    int bad = check(fn, b, w, 1) || check(fn, b, w, 64) || check(fn, b, w, 128) || check(fn, b, w, 37) ||
+              check(fn, b, w, 48) || check_range(fn, b, w, 1) || check_range(fn, b, w, 37) || check_range(fn, b, w, 128);
     double min_s = b->quick ? 0.02 : 0.1;
     double hot = time_calls(fn, b, w, wbytes, 1, 1, min_s);
     double mem = wsets > 1 ? time_calls(fn, b, w, wbytes, wsets, 1, min_s) : hot;
@@ -145,9 +161,10 @@ static void run_cmp(bench *b, const char *list, int64_t T, int rounds) {
     double best[MAXC];
     int n = 0;
     for (const char *p = list; *p && n < MAXC; n++) {
-        int tm = 0, tt = 0, un = 0, len = 0;
+        int tm = 0, tt = 0, un = 0, pf = -1, len = 0;
         if (sscanf(p, "%d,%d,%d%n", &tm, &tt, &un, &len) != 3) break;
         p += len;
+        if (*p == ',' && sscanf(p, ",%d%n", &pf, &len) == 1) p += len; /* optional prefetch */
         if (*p == '/') p++;
         bj_error err = { 0 };
         bj_cg_kdesc d;
@@ -158,6 +175,7 @@ static void run_cmp(bench *b, const char *list, int64_t T, int rounds) {
         d.tile_m = (uint8_t)tm;
         d.tile_t = (uint8_t)tt;
         d.unroll = (uint8_t)un;
+        if (pf >= 0) d.prefetch = (uint8_t)pf;
         if (s || bj_cg_kdesc_check(&d, b->t, &err) || bj_cg_compile(b->t, &d, NULL, &o, NULL, &err) ||
             bj_cg_jit_create(&jits[n], &err) || bj_cg_jit_add_object(jits[n], o.data, o.size, &err) ||
             bj_cg_jit_lookup(jits[n], o.sym, &addr, &err)) {
@@ -168,7 +186,7 @@ static void run_cmp(bench *b, const char *list, int64_t T, int rounds) {
         fns[n] = (bj_cg_matmul_fn)addr;
         ws[n] = malloc(bj_cg_packed_size(&d));
         if (!ws[n] || bj_cg_pack(&d, b->t8, ws[n], &err)) exit(1);
-        snprintf(names[n], sizeof names[n], "%d,%d,%d", tm, tt, un);
+        snprintf(names[n], sizeof names[n], "%d,%d,%d,%d", tm, tt, un, d.prefetch);
         best[n] = 1e30;
         if (check(fns[n], b, ws[n], T)) printf("%s: MISMATCH\n", names[n]);
     }
@@ -212,6 +230,7 @@ static void run_shape(bench *b) {
                 (b->only_isa && b->only_isa != isa))
                 continue;
             if (v == BJ_CG_V_WCODE && !bj_cg_wcode_fits((uint32_t)b->M, (uint32_t)b->K)) continue;
+            if (isa == BJ_CG_ISA_AMX && v != BJ_CG_V_DOT2) continue; /* dot2's prefill path only */
             run_one(b, (bj_cg_variant)v, (bj_cg_isa)isa);
         }
     free(b->t8_ter);
@@ -263,7 +282,7 @@ int main(int argc, char **argv) {
             shapes[n++][1] = k;
         } else {
             fprintf(stderr, "usage: %s [--mcpu CPU] [--mattr +a,-b] [--shape MxK]... [--variant NAME] "
-                            "[--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR] [--cpu-time] [--cmp m,t,u/... T ROUNDS]\n", argv[0]);
+                            "[--path NAME] [--tile tile_m,tile_t,unroll] [--quick] [--asm DIR] [--cpu-time] [--cmp m,t,u[,p]/... T ROUNDS]\n", argv[0]);
             return 2;
         }
     }

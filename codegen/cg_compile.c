@@ -109,7 +109,7 @@ static bj_status bj_cg_job_build(bj_cg_job *job, const bj_cg_target *t, const bj
     job->mod = LLVMModuleCreateWithNameInContext(job->sym, job->ctx);
     BJ_TRY(bj_cg_job_target(job, t, err));
     bj_cg_init(&job->cg, job->ctx, job->mod, t, d, t8);
-    BJ_TRY(bj_cg_generators[d->variant].gen(&job->cg, job->sym, err));
+    BJ_TRY((d->isa == BJ_CG_ISA_AMX ? bj_cg_gen_amx : bj_cg_generators[d->variant].gen)(&job->cg, job->sym, err));
     return bj_cg_job_verify(job, err);
 }
 

@@ -28,6 +28,7 @@ static const struct { const char *name; unsigned vbytes; uint32_t req, any; } bj
     [BJ_CG_ISA_AVXVNNI] = { "avxvnni", 32, BJ_CG_F_AVX2, BJ_CG_F_AVXVNNI },
     [BJ_CG_ISA_AVX512] = { "avx512bw", 64, BJ_CG_F_V512 | BJ_CG_F_AVX512BW, 0 },
     [BJ_CG_ISA_AVX512VNNI] = { "avx512vnni", 64, BJ_CG_F_V512 | BJ_CG_F_AVX512BW | BJ_CG_F_AVX512VNNI, 0 },
+    [BJ_CG_ISA_AMX] = { "amx", 64, BJ_CG_F_V512 | BJ_CG_F_AVX512BW | BJ_CG_F_AVX512VNNI | BJ_CG_F_AMXTILE | BJ_CG_F_AMXINT8, 0 },
 };
 
 const char *bj_cg_variant_name(bj_cg_variant v) {
@@ -48,9 +49,10 @@ bool bj_cg_isa_supported(const bj_cg_target *t, bj_cg_isa isa) {
     return (t->flags & req) == req && (!any || (t->flags & any));
 }
 
+/* The best vector path; AMX is never it (bj_cg_kdesc_prefill_default picks it for prefill). */
 bj_cg_isa bj_cg_best_isa(const bj_cg_target *t) {
     for (int i = BJ_CG_ISA_COUNT - 1; i > BJ_CG_ISA_AUTO; i--)
-        if (bj_cg_isa_supported(t, (bj_cg_isa)i)) return (bj_cg_isa)i;
+        if (i != BJ_CG_ISA_AMX && bj_cg_isa_supported(t, (bj_cg_isa)i)) return (bj_cg_isa)i;
     return BJ_CG_ISA_GENERIC; /* x86-64 has SSE2; the flag may only be missing after -sse2 */
 }
 
@@ -85,8 +87,24 @@ bj_cg_variant bj_cg_pick_variant_for(const bj_cg_target *t, bj_cg_wtype wt, uint
  * thread's decode then reads its matmuls at 8.2 GB/s instead of 6.3 (docs/perf.md). */
 #define BJ_CG_PREFETCH_DEFAULT 16 /* 256-byte units */
 
+/* AMX (cg_kernel_amx.c): 2 blocks x 32 tokens fill the 8 tile registers (4 C, 2 A, 2 B); a
+ * panel of up to 32 chunks (2 x 32 KiB of decoded B tiles on the stack) between the C tiles'
+ * trips through y; A and B tiles prefetched one chunk ahead. One Sapphire Rapids core, T = 128
+ * (docs/perf.md): 2560 x 6912 panels of 16 / 32 / 64 chunks 734 / 796-804 / 849 G MAC/s,
+ * prefetch 1 812-872, 2 777; 6912 x 2560 727 / 761-767 / 717, prefetch 1 736-785 (panels of 64
+ * win on some shapes and lose on others: the tuner chooses); DOT2 on VNNI 195-252. */
+#define BJ_CG_AMX_PANEL 32
+#define BJ_CG_AMX_PREFETCH 1
+
 static void bj_cg_default_tiles(bj_cg_kdesc *d) {
     unsigned vb = bj_cg_isa_vector_bytes((bj_cg_isa)d->isa);
+    if (d->isa == BJ_CG_ISA_AMX) {
+        d->tile_m = 2;
+        d->tile_t = 32;
+        d->unroll = BJ_CG_AMX_PANEL;
+        d->prefetch = BJ_CG_AMX_PREFETCH;
+        return;
+    }
     switch (d->variant) {
     case BJ_CG_V_DOT2:
     case BJ_CG_V_BIN1:                 /* the same loop nest, over 1-bit codes */
@@ -113,10 +131,30 @@ static void bj_cg_default_tiles(bj_cg_kdesc *d) {
  * decode each weight group for twice the tokens of the decode default. `bitjit tune` on a
  * 16-core Sapphire Rapids chose m2 t8 for every 2B4T prefill shape in two leases (1.18-1.67x
  * a shape; pp128 527 -> 613 t/s at 16 threads, docs/perf.md). Other paths keep their tiles. */
-bool bj_cg_kdesc_prefill_default(bj_cg_kdesc *d) {
+static bool bj_cg_vnni_prefill(bj_cg_kdesc *d) {
     if (bj_cg_row_block(d) != 16 || d->isa != BJ_CG_ISA_AVX512VNNI || d->tile_t >= 8) return false; /* DOT2's loop nest */
     d->tile_t = 8;
     return true;
+}
+
+/* Where the CPU has AMX-INT8, DOT2's prefill runs on tiles (cg_kernel_amx.c: docs/perf.md has
+ * the figures), over the same packed weights. */
+bool bj_cg_kdesc_prefill_default(bj_cg_kdesc *d, const bj_cg_target *t) {
+    if (d->variant == BJ_CG_V_DOT2 && d->isa != BJ_CG_ISA_AMX && bj_cg_isa_supported(t, BJ_CG_ISA_AMX)) {
+        d->isa = BJ_CG_ISA_AMX;
+        bj_cg_default_tiles(d);
+        return true;
+    }
+    return bj_cg_vnni_prefill(d);
+}
+
+/* The kernel an AMX kernel hands its edges to (rows at the ends of [m0, m1), the last T % 16
+ * tokens): DOT2 on AVX-512 VNNI with that path's prefill tiles. */
+void bj_cg_kdesc_amx_edges(const bj_cg_kdesc *amx, bj_cg_kdesc *out) {
+    *out = *amx;
+    out->isa = BJ_CG_ISA_AVX512VNNI;
+    bj_cg_default_tiles(out);
+    bj_cg_vnni_prefill(out);
 }
 
 bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err) {
@@ -133,9 +171,16 @@ bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_erro
                        d->m, d->k, BJ_CG_MAX_M, BJ_CG_MAX_K);
     if (d->tile_m < 1 || d->tile_m > 16 || d->tile_t < 1 || d->tile_t > 64 || d->unroll < 1 ||
         d->unroll > 64 || (d->reserved[0] | d->reserved[1]) || d->flags ||
-        (d->prefetch && bj_cg_row_block(d) != 16))
+        (d->prefetch && bj_cg_row_block(d) != 16 && d->isa != BJ_CG_ISA_AMX))
         return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: tile_m %u tile_t %u unroll %u prefetch %u out of range",
                        d->tile_m, d->tile_t, d->unroll, d->prefetch);
+    if (d->isa == BJ_CG_ISA_AMX && (d->variant != BJ_CG_V_DOT2 || (d->tile_m != 1 && d->tile_m != 2) ||
+                                    (d->tile_t != 16 && d->tile_t != 32) || d->unroll > 64 || d->prefetch > 8))
+        return BJ_FAIL(err, BJ_E_INVALID,
+                       "kernel path amx runs dot2 only, with tile_m 1 or 2, tile_t 16 or 32, unroll (64-k chunks a "
+                       "panel) at most 64 and prefetch (chunks ahead) at most 8; got %s tile_m %u tile_t %u unroll %u "
+                       "prefetch %u",
+                       bj_cg_variant_name((bj_cg_variant)d->variant), d->tile_m, d->tile_t, d->unroll, d->prefetch);
     if (!bj_cg_isa_supported(t, (bj_cg_isa)d->isa))
         return BJ_FAIL(err, BJ_E_UNSUPPORTED, "kernel path %s is not available on CPU '%s'",
                        bj_cg_isa_name((bj_cg_isa)d->isa), t->cpu);

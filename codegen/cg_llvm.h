@@ -65,6 +65,7 @@ LLVMValueRef bj_cg_emit_act_sum(bj_cg *cg, LLVMValueRef v_xrow);
 
 /* ---- the generators, one file each ------------------------------------------------------ */
 bj_status bj_cg_gen_dot2(bj_cg *cg, const char *name, bj_error *err);     /* cg_kernel_dot2.c: DOT2, BIN1 */
+bj_status bj_cg_gen_amx(bj_cg *cg, const char *name, bj_error *err);      /* cg_kernel_amx.c: DOT2 on AMX */
 bj_status bj_cg_gen_bitplane(bj_cg *cg, const char *name, bj_error *err); /* cg_kernel_bitplane.c */
 bj_status bj_cg_gen_wcode(bj_cg *cg, const char *name, bj_error *err);    /* cg_kernel_wcode.c */
 bj_status bj_cg_gen_wcode_late(bj_cg *cg, bj_error *err);                 /* after O3 */
@@ -80,6 +81,8 @@ uint64_t bj_cg_env_hash(const bj_cg_target *t);
 
 /* ---- cg_kdesc.c -------------------------------------------------------------------------- */
 unsigned bj_cg_isa_vector_bytes(bj_cg_isa isa); /* 16, 32 or 64 */
+/* out = the DOT2 AVX-512 VNNI descriptor an AMX kernel hands its edges to (same M, K, weights). */
+void bj_cg_kdesc_amx_edges(const bj_cg_kdesc *amx, bj_cg_kdesc *out);
 
 /* ---- one-liners ------------------------------------------------------------------------- */
 static inline LLVMValueRef bj_cg_i64c(bj_cg *cg, int64_t v) {

@@ -15,6 +15,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static const struct { const char *name; uint32_t flag, req; } bj_cg_feat_table[] = {
 #define BJ_CG_F_ROW_(id, name, req) { name, BJ_CG_F_##id, req },
@@ -125,6 +127,19 @@ static bj_status bj_cg_fix_evex512(bj_cg_target *t, bj_error *err) {
     return BJ_OK;
 }
 
+/* Linux hands AMX tile data to a process only once it asks (arch_prctl ARCH_REQ_XCOMP_PERM for
+ * XFEATURE_XTILEDATA, kernel 5.16+); until then a tile instruction raises SIGILL. Asking again is
+ * harmless. The permission covers every thread of the process. */
+#define BJ_ARCH_REQ_XCOMP_PERM 0x1023
+#define BJ_XFEATURE_XTILEDATA 18
+static bool bj_cg_amx_permitted(void) {
+#ifdef SYS_arch_prctl
+    return syscall(SYS_arch_prctl, BJ_ARCH_REQ_XCOMP_PERM, BJ_XFEATURE_XTILEDATA) == 0;
+#else
+    return false;
+#endif
+}
+
 bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err) {
     memset(t, 0, sizeof *t);
     BJ_TRY(bj_cg_detect_host(t, err));
@@ -135,6 +150,8 @@ bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mat
         BJ_TRY(bj_cg_named_cpu(t, mcpu, &flags, err));
     } else {
         bj_cg_parse_features(t->features, &flags, &no512);
+        /* The host's AMX counts only once the kernel lets this process use it. */
+        if ((flags & BJ_CG_F_AMXTILE) && !bj_cg_amx_permitted()) flags &= ~(uint32_t)(BJ_CG_F_AMXTILE | BJ_CG_F_AMXINT8);
     }
     if (mattr && *mattr) {
         size_t n = strlen(t->features);

@@ -302,7 +302,7 @@ bj_status bj_cg_tune_pick_descs(const bj_cg_tunedb *db, const bj_cg_target *t, b
     }
     /* No word from a database on prefill: the path's own prefill tiles, where they differ. */
     d = out->dec;
-    if (!e && bj_cg_kdesc_prefill_default(&d) && bj_cg_kdesc_check(&d, t, &ign) == BJ_OK) {
+    if (!e && bj_cg_kdesc_prefill_default(&d, t) && bj_cg_kdesc_check(&d, t, &ign) == BJ_OK) {
         out->pp = d;
         out->has_pp = true;
         out->pp_default = true;

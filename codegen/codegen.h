@@ -46,7 +46,9 @@
     X(AVX512BW,   "avx512bw",   BJ_CG_F_AVX512F | BJ_CG_F_AVX512VL) /* see cg_target.c */          \
     X(AVX512VL,   "avx512vl",   BJ_CG_F_AVX512F)                                                \
     X(AVX512VNNI, "avx512vnni", BJ_CG_F_AVX512F)                                                \
-    X(AVX512VBMI, "avx512vbmi", BJ_CG_F_AVX512BW)
+    X(AVX512VBMI, "avx512vbmi", BJ_CG_F_AVX512BW)                                               \
+    X(AMXTILE,    "amx-tile",   0)                                                              \
+    X(AMXINT8,    "amx-int8",   BJ_CG_F_AMXTILE)
 
 enum {
 #define BJ_CG_F_BIT_(id, name, req) BJ_CG_FBIT_##id,
@@ -110,6 +112,8 @@ typedef enum bj_cg_isa {
     BJ_CG_ISA_AVXVNNI,     /* 32-byte vectors, vpdpbusd ymm (AVX-VNNI or AVX512-VNNI+VL) */
     BJ_CG_ISA_AVX512,      /* 64-byte vectors, AVX512BW: pmaddubsw zmm, k-register masks */
     BJ_CG_ISA_AVX512VNNI,  /* 64-byte vectors, vpdpbusd zmm, k-register masks */
+    BJ_CG_ISA_AMX,         /* DOT2 prefill on AMX-INT8 tiles (tdpbssd), edges on AVX512VNNI: never
+                              the best path (a decode step is one token), only the prefill default */
     BJ_CG_ISA_COUNT
 } bj_cg_isa;
 
@@ -140,9 +144,10 @@ typedef struct bj_cg_kdesc {
     uint8_t tile_t;      /* tokens per register tile (wcode: i16 vector lanes = tokens) */
     uint32_t m;          /* output rows M */
     uint32_t k;          /* reduction length K */
-    uint8_t unroll;      /* k-groups per loop iteration (unused by WCODE) */
+    uint8_t unroll;      /* k-groups per loop iteration (unused by WCODE; AMX: 64-k chunks a panel) */
     uint8_t prefetch;    /* DOT2/BIN1: software prefetch of each weight stream this many 256-byte
-                          * units ahead of the k-group being read (0: none); 0 for the others */
+                          * units ahead of the k-group being read (0: none); AMX: of the A and B
+                          * tiles this many 64-k chunks ahead; 0 for the others */
     uint8_t reserved[2];
     uint32_t flags;      /* none yet */
     uint64_t whash;      /* weights-as-code: XXH3_64 of the t8 weights; 0 otherwise */
@@ -160,9 +165,10 @@ _Static_assert(sizeof(bj_cg_kdesc) == 32, "bj_cg_kdesc is a hash key: keep it fi
 bj_status bj_cg_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_variant v, bj_cg_isa isa,
                            bj_cg_wtype wt, uint32_t M, uint32_t K, const int8_t *t8, bj_error *err);
 bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err);
-/* Turns d, a decode descriptor, into its path's default for prefill steps (more tokens a tile
- * where the registers hold them); true if that changed d. */
-bool bj_cg_kdesc_prefill_default(bj_cg_kdesc *d);
+/* Turns d, a decode descriptor for target t, into the default for prefill steps: DOT2 on the
+ * AMX path where t has AMX-INT8, else the path's own prefill tiles (more tokens a tile where
+ * the registers hold them); true if that changed d. */
+bool bj_cg_kdesc_prefill_default(bj_cg_kdesc *d, const bj_cg_target *t);
 /* The cost rule: the variant bitjit uses when none is forced. T_hint: expected tokens per
  * call (1 for decode). WCODE is only chosen when weights are given and it fits its rule. */
 bj_cg_variant bj_cg_pick_variant(const bj_cg_target *t, uint32_t M, uint32_t K, uint32_t T_hint,

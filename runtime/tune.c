@@ -36,7 +36,9 @@ void bj_tune_opts_default(bj_tune_opts *o) {
 void bj_tune_desc_str(const bj_cg_kdesc *d, char *buf, size_t cap) {
     int n = snprintf(buf, cap, "%s/%s m%u t%u u%u", bj_cg_variant_name((bj_cg_variant)d->variant),
                      bj_cg_isa_name((bj_cg_isa)d->isa), d->tile_m, d->tile_t, d->unroll);
-    if (d->prefetch && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, " pf%u", 256u * d->prefetch);
+    if (d->prefetch && n > 0 && (size_t)n < cap) /* bytes ahead; the AMX path counts 64-k chunks */
+        snprintf(buf + n, cap - (size_t)n, d->isa == BJ_CG_ISA_AMX ? " pf%uc" : " pf%u",
+                 d->isa == BJ_CG_ISA_AMX ? d->prefetch : 256u * d->prefetch);
 }
 
 void bj_tune_report_free(bj_tune_report *rep) {
@@ -271,6 +273,8 @@ static void tune_offer(tune_search *s, const bj_cg_kdesc *d, double ns, int layo
 
 static const uint8_t tune_tt[] = { 1, 2, 4, 8, 16, 32 }, tune_tm[] = { 1, 2, 3, 4, 8 }, tune_un[] = { 1, 2, 4 },
                      tune_pf[] = { 0, 4, 8, 16, 32 }; /* prefetch: 0, 1, 2, 4, 8 KiB ahead */
+/* The AMX path's unroll is its panel (64-k chunks) and prefetch counts chunks. */
+static const uint8_t tune_un_amx[] = { 8, 16, 32, 64 }, tune_pf_amx[] = { 0, 1, 2 };
 
 /* Coordinate descent from `from` over tile_t, then tile_m, then unroll, then prefetch. */
 static bool tune_descend(tune_search *s, bj_cg_kdesc from, double from_ns, int layout, bj_status *st, bj_error *err) {
@@ -279,6 +283,10 @@ static bool tune_descend(tune_search *s, bj_cg_kdesc from, double from_ns, int l
     for (int axis = 0; axis < 4; axis++) {
         const uint8_t *vals = axes[axis];
         size_t nv = naxis[axis];
+        if (from.isa == BJ_CG_ISA_AMX && axis >= 2) {
+            vals = axis == 2 ? tune_un_amx : tune_pf_amx;
+            nv = axis == 2 ? sizeof tune_un_amx : sizeof tune_pf_amx;
+        }
         bj_cg_kdesc best = from;
         double best_ns = from_ns;
         for (size_t i = 0; i < nv; i++) {
@@ -300,15 +308,16 @@ static bool tune_descend(tune_search *s, bj_cg_kdesc from, double from_ns, int l
     return true;
 }
 
-/* All (variant, path) pairs the target and weight type allow, at default tiles. */
-static size_t tune_bases(tune_ws *w, bj_cg_kdesc *out, size_t cap) {
+/* All (variant, path) pairs the target and weight type allow, at default tiles; the AMX path
+ * only for prefill (a decode step's one token would go to its edge kernel). */
+static size_t tune_bases(tune_ws *w, bool prefill, bj_cg_kdesc *out, size_t cap) {
     size_t n = 0;
     for (int v = BJ_CG_V_AUTO + 1; v < BJ_CG_V_COUNT; v++) {
         if (w->wt == BJ_CG_W_BINARY && v != BJ_CG_V_BIN1) continue; /* the IR keeps binary weights on bin1 */
         if (v == BJ_CG_V_WCODE && (uint64_t)w->M * w->K > TUNE_WCODE_MAX_MK) continue;
         for (int a = BJ_CG_ISA_AUTO + 1; a < BJ_CG_ISA_COUNT && n < cap; a++) {
             bj_error ign = { 0 };
-            if (!bj_cg_isa_supported(w->t, (bj_cg_isa)a)) continue;
+            if (!bj_cg_isa_supported(w->t, (bj_cg_isa)a) || (a == BJ_CG_ISA_AMX && !prefill)) continue;
             if (bj_cg_kdesc_init(&out[n], w->t, (bj_cg_variant)v, (bj_cg_isa)a, w->wt, w->M, w->K, w->t8, &ign) == BJ_OK) n++;
         }
     }
@@ -321,7 +330,7 @@ static bj_status tune_class(tune_ws *w, const tune_shape *sh, bj_tune_result *r,
     tune_search s = { .w = w, .r = r };
     bj_status st = BJ_OK;
     bj_cg_kdesc bases[BJ_CG_V_COUNT * BJ_CG_ISA_COUNT];
-    size_t nb = tune_bases(w, bases, sizeof bases / sizeof bases[0]);
+    size_t nb = tune_bases(w, r->tclass == BJ_CG_TC_PREFILL, bases, sizeof bases / sizeof bases[0]);
     double ns;
     r->best_ns = 1e300;
     if (!tune_try(&s, &r->def, &ns, &st, err)) goto out;
@@ -387,7 +396,7 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
     if (st == BJ_OK) {
         tune_ws probe = { .o = o, .t = &tgt, .M = 1024, .K = 1024, .wt = BJ_CG_W_TERNARY };
         bj_cg_kdesc b[BJ_CG_V_COUNT * BJ_CG_ISA_COUNT];
-        per = 1 + (int64_t)tune_bases(&probe, b, sizeof b / sizeof b[0]) + 20;
+        per = 1 + (int64_t)tune_bases(&probe, true, b, sizeof b / sizeof b[0]) + 20;
     }
     tune_ws w = { .o = o, .t = &tgt, .cache = &cache, .jit = jit, .pool = pool, .model_bytes2 = bytes2,
                   .t_start = t0, .total = per * (int64_t)n_shapes * BJ_CG_TC_COUNT };
@@ -401,7 +410,7 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
                                    .T = tc == BJ_CG_TC_DECODE ? 1 : o->t_prefill, .count = shapes[i].count };
             st = bj_cg_kdesc_init(&r->def, &tgt, shapes[i].v, BJ_CG_ISA_AUTO, shapes[i].wt, shapes[i].m, shapes[i].k,
                                   ws.t8, err);
-            if (tc == BJ_CG_TC_PREFILL) bj_cg_kdesc_prefill_default(&r->def); /* what engines run without an entry */
+            if (tc == BJ_CG_TC_PREFILL) bj_cg_kdesc_prefill_default(&r->def, &tgt); /* what engines run without an entry */
             int layout = tc == BJ_CG_TC_DECODE ? -1 : rep->r[rep->n - 1].best.variant;
             if (st == BJ_OK) st = tune_class(&ws, &shapes[i], r, layout, err);
             rep->n++;

@@ -156,6 +156,8 @@ typedef struct bench_layout {
     bj_cg_kdesc d;
     bool known;     /* d describes the kernel (false: weights-as-code, the values are not read here) */
     bool tuned;
+    bj_cg_kdesc pp; /* the kernel of prefill steps (>= BJ_CG_TUNE_PREFILL_MIN_T tokens) when has_pp */
+    bool has_pp, pp_tuned;
 } bench_layout;
 
 /* The descriptor the JIT engine makes for each distinct matmul shape, as engine_jit.c makes it
@@ -190,6 +192,9 @@ static int bench_layouts(const bj_graph *g, const bj_jit_options *jo, bench_layo
             l->d = pk.dec;
             l->known = true;
             l->tuned = pk.dec_tuned;
+            l->pp = pk.pp;
+            l->has_pp = pk.has_pp;
+            l->pp_tuned = pk.has_pp && !pk.pp_default;
         }
     }
     if (found) bj_cg_tunedb_free(&db);
@@ -201,6 +206,14 @@ static void layout_str(const bench_layout *l, char *buf, size_t cap) {
     char d[96];
     bj_tune_desc_str(&l->d, d, sizeof d);
     snprintf(buf, cap, "%s%s", d, l->tuned ? " (tuned)" : "");
+}
+
+/* The prefill kernel, or "same" when prefill steps run the decode kernel. */
+static void layout_pp_str(const bench_layout *l, char *buf, size_t cap) {
+    if (!l->has_pp) { snprintf(buf, cap, "same"); return; }
+    char d[96];
+    bj_tune_desc_str(&l->pp, d, sizeof d);
+    snprintf(buf, cap, "%s%s", d, l->pp_tuned ? " (tuned)" : "");
 }
 
 static uint64_t layout_bytes(const bench_layout *l) { return l->known ? bj_cg_packed_size(&l->d) : 0; }
@@ -406,13 +419,15 @@ int bj_cmd_bench(int argc, char **argv) {
                "head %s)\n", (long long)pos, (double)bpt * 1e-6, (double)cold.packed_bytes * 1e-6,
                o.jit.head_q8 ? "8-bit (--head q8)" : "exact");
         if (nl) {
-            printf("\n| matmul shape (M x K) | weights | matmuls | kernel layout | bytes each | bytes all |\n");
-            printf("| --- | --- | ---: | --- | ---: | ---: |\n");
+            printf("\n| matmul shape (M x K) | weights | matmuls | kernel layout | prefill kernel (>= %d tokens) | "
+                   "bytes each | bytes all |\n", BJ_CG_TUNE_PREFILL_MIN_T);
+            printf("| --- | --- | ---: | --- | --- | ---: | ---: |\n");
             for (int i = 0; i < nl; i++) {
-                char s[128];
+                char s[128], pp[128];
                 layout_str(&lay[i], s, sizeof s);
-                printf("| %ux%u | %s | %d | %s | %llu | %llu |\n", lay[i].m, lay[i].k,
-                       lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count, s,
+                layout_pp_str(&lay[i], pp, sizeof pp);
+                printf("| %ux%u | %s | %d | %s | %s | %llu | %llu |\n", lay[i].m, lay[i].k,
+                       lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count, s, pp,
                        (unsigned long long)layout_bytes(&lay[i]), (unsigned long long)layout_bytes(&lay[i]) * (unsigned)lay[i].count);
             }
         }
@@ -509,12 +524,15 @@ int bj_cmd_bench(int argc, char **argv) {
                     (unsigned long long)mem.peak, (unsigned long long)need, need ? (double)mem.peak / (double)need : 0);
         fprintf(f, ",\n  \"layouts\": [");
         for (int i = 0; i < nl; i++) {
+            char pp[128];
+            layout_pp_str(&lay[i], pp, sizeof pp);
             fprintf(f, "%s\n    {\"m\": %u, \"k\": %u, \"weights\": \"%s\", \"matmuls\": %d, \"variant\": \"%s\", "
-                       "\"isa\": \"%s\", \"tile_m\": %u, \"tile_t\": %u, \"unroll\": %u, \"tuned\": %s, \"bytes\": %llu}",
+                       "\"isa\": \"%s\", \"tile_m\": %u, \"tile_t\": %u, \"unroll\": %u, \"tuned\": %s, \"prefill\": \"%s\", "
+                       "\"bytes\": %llu}",
                     i ? "," : "", lay[i].m, lay[i].k, lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count,
                     lay[i].known ? bj_cg_variant_name((bj_cg_variant)lay[i].d.variant) : "wcode",
                     lay[i].known ? bj_cg_isa_name((bj_cg_isa)lay[i].d.isa) : "?", lay[i].d.tile_m, lay[i].d.tile_t,
-                    lay[i].d.unroll, lay[i].tuned ? "true" : "false", (unsigned long long)layout_bytes(&lay[i]));
+                    lay[i].d.unroll, lay[i].tuned ? "true" : "false", pp, (unsigned long long)layout_bytes(&lay[i]));
         }
         fprintf(f, "%s],\n  \"results\": [", nl ? "\n  " : "");
         for (int i = 0; i < nr; i++) {

@@ -121,7 +121,7 @@ Test(bench_cli, plot_svg_and_markdown, .timeout = 600) {
     bench(extra, out);
     char *md = slurp(out);
     cr_expect(strstr(md, "| engine | threads | test | t/s |") != NULL, "%s", md);
-    cr_expect(strstr(md, "| matmul shape (M x K) | weights | matmuls | kernel layout | bytes each | bytes all |") != NULL,
+    cr_expect(strstr(md, "| matmul shape (M x K) | weights | matmuls | kernel layout | prefill kernel (>= 8 tokens) | bytes each | bytes all |") != NULL,
               "%s", md);
     cr_expect(strstr(md, "| 1024x384 | ternary | 12 | dot2/") != NULL, "%s", md);
     cr_expect(strstr(md, "| jit | 2 | tg4 |") != NULL, "%s", md);

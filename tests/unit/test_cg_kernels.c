@@ -268,16 +268,24 @@ Test(cg_kernels, host_lower_paths, .timeout = 600) {
  * edges differ, and K of 64 (4 k-groups), 300 and 4200 (264 k-groups: 16 i16 super-groups of
  * 16 plus 8, see BJ_DOT2_WIDE; trit5: 210 groups of 20, 17 super-groups of 12 plus 6) so that
  * the i16 accumulators of the pmaddubsw paths meet their worst case: all +1 (code 2) against
- * rows of -128 sum to exactly -32768 in a dot2 super-group (-30720 in trit5's). */
+ * rows of -128 sum to exactly -32768 in a dot2 super-group (-30720 in trit5's).
+ * The AMX path (dot2 only) takes its own tiles: 16 or 32 tokens, 1 or 2 blocks, panels of at
+ * most 1 to 64 chunks (K 4200 is 66 chunks: 8 panels of 8 and a short one of 2 at unroll 8, two of
+ * 33 at 64; K 300 is one panel of 5), prefetch 0 or 2 chunks ahead,
+ * and T 33 and 48 meet a pair of 16-token tiles and a single one after it. */
 #define PT 70
 static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
-    static const int64_t ms[] = { 17, 64 }, ks[] = { 64, 300, 4200 }, ts[] = { 1, 5, 13, 64, PT };
-    static const uint8_t tiles[][3] = { { 1, 4, 1 }, { 2, 3, 3 }, { 1, 8, 2 }, { 3, 5, 1 }, { 4, 1, 4 } };
+    static const int64_t ms[] = { 17, 64 }, ks[] = { 64, 300, 4200 }, ts[] = { 1, 5, 13, 33, 48, 64, PT };
+    static const uint8_t vec_tiles[][3] = { { 1, 4, 1 }, { 2, 3, 3 }, { 1, 8, 2 }, { 3, 5, 1 }, { 4, 1, 4 } };
+    static const uint8_t amx_tiles[][3] = { { 2, 32, 8 }, { 1, 16, 1 }, { 2, 16, 3 }, { 1, 32, 64 }, { 2, 32, 5 } };
+    _Static_assert(BJ_COUNTOF(vec_tiles) == BJ_COUNTOF(amx_tiles), "one loop runs either table");
+    const uint8_t(*tiles)[3] = isa == BJ_CG_ISA_AMX ? amx_tiles : vec_tiles;
     bj_error err = { 0 };
     bj_cg_target t;
     bj_cg_jit *jit;
     cr_assert_eq(bj_cg_target_detect(&t, mcpu, NULL, &err), BJ_OK, "%s", err.msg);
     if (isa != BJ_CG_ISA_AUTO && !bj_cg_isa_supported(&t, isa)) return;
+    if (isa == BJ_CG_ISA_AMX && v != BJ_CG_V_DOT2) return; /* the AMX path runs dot2 only */
     cr_assert_eq(bj_cg_jit_create(&jit, &err), BJ_OK, "%s", err.msg);
     bool bin = v == BJ_CG_V_BIN1;
     const int pats[3] = { bin ? PAT_BINARY : PAT_RANDOM, PAT_PLUS, PAT_MINUS };
@@ -291,7 +299,7 @@ static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
             for (int64_t tok = 0; tok < PT; tok++) /* random rows, rows of -128 and rows of +127 */
                 for (int64_t k = 0; k < K; k++)
                     x[tok * xs + k] = tok % 7 == 1 ? -128 : tok % 7 == 2 ? 127 : (int8_t)(rng_next(&s) & 0xff);
-            for (size_t ti = 0; ti < BJ_COUNTOF(tiles); ti++) {
+            for (size_t ti = 0; ti < BJ_COUNTOF(vec_tiles); ti++) {
                 bj_cg_kdesc d;
                 bj_cg_object o;
                 void *addr = NULL;
@@ -301,6 +309,7 @@ static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
                 d.tile_t = tiles[ti][1];
                 d.unroll = tiles[ti][2];
                 if (d.prefetch) d.prefetch = ti % 2 ? 0 : 255; /* none, or the farthest (64 KiB past small weights) */
+                if (isa == BJ_CG_ISA_AMX) d.prefetch = ti % 2 ? 2 : 0; /* chunks ahead */
                 cr_assert_eq(bj_cg_kdesc_check(&d, &t, &err), BJ_OK, "%s", err.msg);
                 cr_assert_eq(bj_cg_compile(&t, &d, NULL, &o, NULL, &err), BJ_OK, "%s", err.msg);
                 cr_assert_eq(bj_cg_jit_add_object(jit, o.data, o.size, &err), BJ_OK, "%s", err.msg);
@@ -328,6 +337,11 @@ static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
                     snprintf(what, sizeof what, "tiles %u/%u/%u T=%d rows [16,%lld)", d.tile_m, d.tile_t, d.unroll,
                              PT, (long long)(M - 1));
                     bad += compare(&c, y, ref, PT, 16, M - 1, what);
+                    for (int64_t i = 0; i < PT * M; i++) y[i] = SENTINEL;
+                    fn(x, w, y, PT, 5, M); /* from inside the first block to the end */
+                    snprintf(what, sizeof what, "tiles %u/%u/%u T=%d rows [5,%lld)", d.tile_m, d.tile_t, d.unroll, PT,
+                             (long long)M);
+                    bad += compare(&c, y, ref, PT, 5, M, what);
                     cr_expect_eq(bad, 0, "%s/%s %lldx%lld %s tiles %u/%u/%u: %lld mismatches", bj_cg_variant_name(v),
                                  bj_cg_isa_name((bj_cg_isa)d.isa), (long long)M, (long long)K, pat_names[pats[p]],
                                  d.tile_m, d.tile_t, d.unroll, (long long)bad);
@@ -342,7 +356,7 @@ static void check_prefill(const char *mcpu, bj_cg_variant v, bj_cg_isa isa) {
     bj_cg_jit_free(jit);
 }
 
-/* Every path of the host (AVX2 and the SSE2 generic path here; VNNI and AVX-512 where the
+/* Every path of the host (AVX2 and the SSE2 generic path here; VNNI, AVX-512 and AMX where the
  * CPU has them), dot2, bin1 and trit5. */
 Test(cg_kernels, prefill_tiles, .timeout = 600) {
     for (int isa = BJ_CG_ISA_GENERIC; isa < BJ_CG_ISA_COUNT; isa++) {
@@ -350,4 +364,14 @@ Test(cg_kernels, prefill_tiles, .timeout = 600) {
         check_prefill(NULL, BJ_CG_V_BIN1, (bj_cg_isa)isa);
         check_prefill(NULL, BJ_CG_V_TRIT5, (bj_cg_isa)isa);
     }
+}
+
+/* The AMX path by name, so that a host without AMX-INT8 says it skipped it (prefill_tiles runs
+ * it too where the CPU has it). */
+Test(cg_kernels, amx_prefill, .timeout = 600) {
+    bj_error err = { 0 };
+    bj_cg_target t;
+    cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
+    if (!bj_cg_isa_supported(&t, BJ_CG_ISA_AMX)) cr_skip_test("this host (%s) has no AMX-INT8 the process may use", t.cpu);
+    check_prefill(NULL, BJ_CG_V_DOT2, BJ_CG_ISA_AMX);
 }

@@ -421,3 +421,49 @@ Test(cg_pack, rows_name_a_bad_weight_by_its_row) {
     cr_expect_eq(bj_cg_pack_rows(&d, w, 16, 32, out, &err), BJ_E_INVALID);
     cr_expect(strstr(err.msg, "row 19, col 5") != NULL, "%s", err.msg);
 }
+
+/* The AMX path (cg_kernel_amx.c) for a named Sapphire Rapids: only DOT2 prefill gets it, never
+ * the best path; its code has the tile instructions, the configuration LLVM writes and the
+ * AVX-512 VNNI edge kernel. Shapes whose K is and is not a multiple of the 8-chunk panel. */
+Test(cg_compile, amx_path_for_sapphirerapids, .timeout = 300) {
+    bj_cg_target spr = detect("sapphirerapids", NULL), z5 = detect("znver5", NULL);
+    bj_error err = { 0 };
+    bj_cg_kdesc d, pp;
+    cr_expect(bj_cg_isa_supported(&spr, BJ_CG_ISA_AMX));
+    cr_expect(!bj_cg_isa_supported(&z5, BJ_CG_ISA_AMX));
+    cr_expect_eq(bj_cg_best_isa(&spr), BJ_CG_ISA_AVX512VNNI);
+    cr_expect_eq(bj_cg_kdesc_init(&d, &z5, BJ_CG_V_DOT2, BJ_CG_ISA_AMX, 0, 64, 64, NULL, &err), BJ_E_UNSUPPORTED);
+    cr_expect_eq(bj_cg_kdesc_init(&d, &spr, BJ_CG_V_TRIT5, BJ_CG_ISA_AMX, 0, 64, 64, NULL, &err), BJ_E_INVALID);
+    cr_expect(strstr(err.msg, "amx runs dot2 only") != NULL, "%s", err.msg);
+    /* Prefill default: DOT2 -> AMX on Sapphire Rapids, the VNNI tiles on Zen 5, trit5 untouched. */
+    cr_assert_eq(bj_cg_kdesc_init(&pp, &spr, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, 0, 2560, 6912, NULL, &err), BJ_OK, "%s", err.msg);
+    cr_expect(bj_cg_kdesc_prefill_default(&pp, &spr));
+    cr_expect(pp.isa == BJ_CG_ISA_AMX && pp.tile_m == 2 && pp.tile_t == 32 && pp.unroll == 32 && pp.prefetch == 1);
+    cr_expect_eq(bj_cg_kdesc_check(&pp, &spr, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(bj_cg_kdesc_check(&pp, &z5, &err), BJ_E_UNSUPPORTED);
+    bj_cg_kdesc v = pp;
+    v.tile_t = 8;
+    cr_expect_eq(bj_cg_kdesc_check(&v, &spr, &err), BJ_E_INVALID);
+    cr_assert_eq(bj_cg_kdesc_init(&v, &z5, BJ_CG_V_DOT2, BJ_CG_ISA_AUTO, 0, 2560, 6912, NULL, &err), BJ_OK);
+    cr_expect(bj_cg_kdesc_prefill_default(&v, &z5) && v.isa == BJ_CG_ISA_AVX512VNNI && v.tile_t == 8);
+    cr_assert_eq(bj_cg_kdesc_init(&v, &spr, BJ_CG_V_TRIT5, BJ_CG_ISA_AUTO, 0, 64, 64, NULL, &err), BJ_OK);
+    bj_cg_kdesc_prefill_default(&v, &spr);
+    cr_expect_neq(v.isa, BJ_CG_ISA_AMX);
+    static const uint32_t shapes[][3] = { { 48, 100, 8 }, { 40, 2560, 8 }, { 17, 700, 1 }, { 33, 1100, 3 } };
+    static const char *const must[] = { "tdpbssd\t%tmm", "tileloadd\t", "tilestored\t", "ldtilecfg", "tilerelease",
+                                         "vpdpbusd\t%zmm" };
+    for (size_t i = 0; i < BJ_COUNTOF(shapes); i++) {
+        char *asm_text = NULL;
+        cr_assert_eq(bj_cg_kdesc_init(&d, &spr, BJ_CG_V_DOT2, BJ_CG_ISA_AMX, 0, shapes[i][0], shapes[i][1], NULL, &err),
+                     BJ_OK, "%s", err.msg);
+        d.unroll = (uint8_t)shapes[i][2];
+        d.tile_m = (uint8_t)(1 + i % 2);
+        d.tile_t = (uint8_t)(16 << (i / 2 % 2));
+        d.prefetch = (uint8_t)(i % 2);
+        cr_assert_eq(bj_cg_kdesc_check(&d, &spr, &err), BJ_OK, "%s", err.msg);
+        cr_assert_eq(bj_cg_compile_text(&spr, &d, NULL, BJ_CG_EMIT_ASM, &asm_text, &err), BJ_OK, "%s", err.msg);
+        for (size_t j = 0; j < BJ_COUNTOF(must); j++)
+            cr_expect(strstr(asm_text, must[j]) != NULL, "%ux%u: no '%s' in the assembly", shapes[i][0], shapes[i][1], must[j]);
+        free(asm_text);
+    }
+}

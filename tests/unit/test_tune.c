@@ -330,17 +330,26 @@ Test(tune, save_load_round_trip) {
 }
 
 /* Without a database word on prefill, AVX-512 VNNI's dot2-family kernels get a second, 8-token
- * tile for prefill steps (the path's default, not a tuned entry); other paths, and a database
- * that has a prefill entry equal to the decode kernel, get none. */
+ * tile for prefill steps (the path's default, not a tuned entry), and where the CPU has AMX-INT8
+ * dot2 gets the AMX path instead; other paths, and a database that has a prefill entry equal to
+ * the decode kernel, get none. */
 Test(tune, default_prefill_tiles) {
-    bj_cg_target spr, z3;
+    bj_cg_target spr, vnni, z3;
     bj_error err = { 0 };
     cr_assert_eq(bj_cg_target_detect(&spr, "sapphirerapids", NULL, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_target_detect(&vnni, "sapphirerapids", "-amx-tile,-amx-int8", &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_cg_target_detect(&z3, "znver3", NULL, &err), BJ_OK, "%s", err.msg);
     bj_cg_tune_pick pk;
     for (int v = BJ_CG_V_AUTO; v < BJ_CG_V_COUNT; v++) {
         if (v == BJ_CG_V_WCODE || v == BJ_CG_V_BIN1) continue;
         cr_assert_eq(bj_cg_tune_pick_descs(NULL, &spr, (bj_cg_variant)v, v != BJ_CG_V_AUTO, BJ_CG_W_TERNARY, 2560, 6912,
+                                           NULL, &pk, &err), BJ_OK, "%s", err.msg);
+        if (pk.dec.variant == BJ_CG_V_DOT2) /* the AMX path, over the same packed weights */
+            cr_expect(pk.has_pp && pk.pp_default && pk.pp.isa == BJ_CG_ISA_AMX && pk.pp.variant == BJ_CG_V_DOT2 &&
+                      pk.pp.tile_t == 32 && pk.dec.isa == BJ_CG_ISA_AVX512VNNI);
+        else if (pk.dec.variant == BJ_CG_V_TRIT5)
+            cr_expect(pk.has_pp && pk.pp.isa == BJ_CG_ISA_AVX512VNNI && pk.pp.tile_t == 8, "trit5 keeps VNNI");
+        cr_assert_eq(bj_cg_tune_pick_descs(NULL, &vnni, (bj_cg_variant)v, v != BJ_CG_V_AUTO, BJ_CG_W_TERNARY, 2560, 6912,
                                            NULL, &pk, &err), BJ_OK, "%s", err.msg);
         bool family = pk.dec.variant != BJ_CG_V_BITPLANE;
         cr_expect_eq(pk.has_pp, family, "%s", bj_cg_variant_name((bj_cg_variant)pk.dec.variant));
@@ -349,7 +358,7 @@ Test(tune, default_prefill_tiles) {
         bj_cg_kdesc x = pk.pp;
         x.tile_t = pk.dec.tile_t;
         cr_expect_eq(memcmp(&x, &pk.dec, sizeof x), 0, "only the token tile differs");
-        cr_expect_eq(bj_cg_kdesc_check(&pk.pp, &spr, &err), BJ_OK, "%s", err.msg);
+        cr_expect_eq(bj_cg_kdesc_check(&pk.pp, &vnni, &err), BJ_OK, "%s", err.msg);
     }
     cr_assert_eq(bj_cg_tune_pick_descs(NULL, &spr, BJ_CG_V_BIN1, false, BJ_CG_W_BINARY, 640, 2560, NULL, &pk, &err), BJ_OK);
     cr_expect(pk.has_pp && pk.pp.tile_t == 8, "bin1 too");
