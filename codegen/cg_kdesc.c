@@ -171,7 +171,7 @@ bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_erro
                        d->m, d->k, BJ_CG_MAX_M, BJ_CG_MAX_K);
     if (d->tile_m < 1 || d->tile_m > 16 || d->tile_t < 1 || d->tile_t > 64 || d->unroll < 1 ||
         d->unroll > 64 || (d->reserved[0] | d->reserved[1]) || d->flags ||
-        (d->prefetch && bj_cg_row_block(d) != 16 && d->isa != BJ_CG_ISA_AMX))
+        (d->prefetch && bj_cg_row_block(d) != 16))
         return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: tile_m %u tile_t %u unroll %u prefetch %u out of range",
                        d->tile_m, d->tile_t, d->unroll, d->prefetch);
     if (d->isa == BJ_CG_ISA_AMX && (d->variant != BJ_CG_V_DOT2 || (d->tile_m != 1 && d->tile_m != 2) ||

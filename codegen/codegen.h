@@ -113,7 +113,8 @@ typedef enum bj_cg_isa {
     BJ_CG_ISA_AVX512,      /* 64-byte vectors, AVX512BW: pmaddubsw zmm, k-register masks */
     BJ_CG_ISA_AVX512VNNI,  /* 64-byte vectors, vpdpbusd zmm, k-register masks */
     BJ_CG_ISA_AMX,         /* DOT2 prefill on AMX-INT8 tiles (tdpbssd), edges on AVX512VNNI: never
-                              the best path (a decode step is one token), only the prefill default */
+                              the best path (a decode step is one token), only the prefill default;
+                              its kernels use tile_m x unroll KiB of stack (64 by default, 128 at most) */
     BJ_CG_ISA_COUNT
 } bj_cg_isa;
 
