@@ -600,89 +600,6 @@ __attribute__((target("avx2"))) static void pv_avx2(const double *p, const bj_kv
         }
     }
 }
-
-/* The same two with AVX-512F: one __m512d holds all eight of dot_f64's lanes, so a step is one
- * vcvtps2pd, vmulpd and vaddpd where AVX2 needs two of each, and fold8 combines its halves in
- * the same order: same bits. GCC fuses an intrinsic multiply and add into an FMA once the
- * target has FMA (AVX-512F implies it), which would change the bits: fp-contract is off here.
- * Clang (the TSan build) fuses only within one expression, so the scalar tail's product and
- * sum are two statements. */
-#if defined(__clang__)
-#define BJ_AVX512_FN __attribute__((target("avx512f")))
-#else
-#define BJ_AVX512_FN __attribute__((target("avx512f"), optimize("fp-contract=off")))
-#endif
-
-BJ_AVX512_FN static inline __m512d cvt8(const bj_kv *b) { return _mm512_cvtps_pd(_mm256_loadu_ps(b)); }
-
-BJ_AVX512_FN static inline double fold8_512(__m512d v, double tail) {
-    return fold8(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1), tail);
-}
-
-BJ_AVX512_FN static void att_scores_avx512(const double *qr, const bj_kv *kh, int64_t L, int64_t Wkv, int64_t d,
-                                           double sqrt_d, double *p) {
-    int64_t d8 = d & ~(int64_t)7;
-    for (int64_t j = 0; j < L; j += 4) {
-        int nk = L - j < 4 ? (int)(L - j) : 4;
-        const bj_kv *kr[4] = { kh + j * Wkv };
-        for (int r = 1; r < 4; r++) kr[r] = r < nk ? kr[0] + r * Wkv : kr[0]; /* a short block repeats its first key */
-        __m512d acc[4] = { _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd() };
-        for (int64_t k = 0; k < d8; k += 8) {
-            __m512d q = _mm512_loadu_pd(qr + k);
-            acc[0] = _mm512_add_pd(acc[0], _mm512_mul_pd(q, cvt8(kr[0] + k)));
-            acc[1] = _mm512_add_pd(acc[1], _mm512_mul_pd(q, cvt8(kr[1] + k)));
-            acc[2] = _mm512_add_pd(acc[2], _mm512_mul_pd(q, cvt8(kr[2] + k)));
-            acc[3] = _mm512_add_pd(acc[3], _mm512_mul_pd(q, cvt8(kr[3] + k)));
-        }
-        for (int r = 0; r < nk; r++) {
-            double tail = 0;
-            for (int64_t k = d8; k < d; k++) {
-                double prod = qr[k] * kr[r][k];
-                tail += prod;
-            }
-            p[j + r] = fold8_512(acc[r], tail) / sqrt_d;
-        }
-    }
-}
-
-/* pv_avx2's walk with four lanes' accumulators at a time (16 outputs: two __m512d a lane). */
-BJ_AVX512_FN static void pv_avx512(const double *p, const bj_kv *v, int64_t L, int64_t Wkv, int64_t d, double *o) {
-    int64_t L8 = L & ~(int64_t)7;
-    for (int64_t i0 = 0; i0 < d; i0 += 16) {
-        double s[8][16];
-        for (int l = 0; l < 8; l += 4) { /* named accumulators: an array of them stayed in memory */
-            __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, e0 = a0, e1 = a0;
-            for (int64_t k = 0; k < L8; k += 8) {
-                const bj_kv *va = v + (k + l) * Wkv + i0;
-#define BJ_PV_STEP(x0, x1, r)                                                            \
-    do {                                                                                 \
-        __m512d pr = _mm512_set1_pd(p[k + l + (r)]);                                     \
-        (x0) = _mm512_add_pd((x0), _mm512_mul_pd(pr, cvt8(va + (r) * Wkv)));             \
-        (x1) = _mm512_add_pd((x1), _mm512_mul_pd(pr, cvt8(va + (r) * Wkv + 8)));         \
-    } while (0)
-                BJ_PV_STEP(a0, a1, 0);
-                BJ_PV_STEP(b0, b1, 1);
-                BJ_PV_STEP(c0, c1, 2);
-                BJ_PV_STEP(e0, e1, 3);
-#undef BJ_PV_STEP
-            }
-            _mm512_storeu_pd(s[l], a0), _mm512_storeu_pd(s[l] + 8, a1);
-            _mm512_storeu_pd(s[l + 1], b0), _mm512_storeu_pd(s[l + 1] + 8, b1);
-            _mm512_storeu_pd(s[l + 2], c0), _mm512_storeu_pd(s[l + 2] + 8, c1);
-            _mm512_storeu_pd(s[l + 3], e0), _mm512_storeu_pd(s[l + 3] + 8, e1);
-        }
-        for (int q = 0; q < 16; q += 8) {
-            __m512d t = _mm512_setzero_pd();
-            for (int64_t k = L8; k < L; k++)
-                t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_set1_pd(p[k]), cvt8(v + k * Wkv + i0 + q)));
-#define BJ_S(l) _mm512_loadu_pd(s[l] + q)
-            __m512d x = _mm512_add_pd(_mm512_add_pd(_mm512_add_pd(BJ_S(0), BJ_S(1)), _mm512_add_pd(BJ_S(2), BJ_S(3))),
-                                      _mm512_add_pd(_mm512_add_pd(BJ_S(4), BJ_S(5)), _mm512_add_pd(BJ_S(6), BJ_S(7))));
-#undef BJ_S
-            _mm512_storeu_pd(o + i0 + q, _mm512_add_pd(x, t));
-        }
-    }
-}
 #endif
 
 /* Softmax attention in f64 over the f32 cache: scores q.k / sqrt(d), numerators
@@ -696,10 +613,7 @@ void bj_rt_attention(const double *q, const bj_kv *kc, const bj_kv *vc, int64_t 
     void (*scores)(const double *, const bj_kv *, int64_t, int64_t, int64_t, double, double *) = att_scores;
     void (*pv)(const double *, const bj_kv *, int64_t, int64_t, int64_t, double *) = d <= BJ_ATT_MAXD ? pv_f64 : NULL;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f")) {
-        scores = att_scores_avx512;
-        if (pv && d % 16 == 0) pv = pv_avx512;
-    } else if (__builtin_cpu_supports("avx2")) {
+    if (__builtin_cpu_supports("avx2")) {
         scores = att_scores_avx2;
         if (pv && d % 16 == 0) pv = pv_avx2;
     }
