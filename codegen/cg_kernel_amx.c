@@ -12,9 +12,9 @@
  *
  * Loop nest: row groups of tile_m 16-row blocks > k panels of at most `unroll` chunks (as
  * many as that needs, of equal size but the last), whose B tiles are decoded once into a
- * stack buffer (tile_m x unroll KiB at most) > token groups of
- * tile_t (16 or 32) tokens > the panel's chunks: tile_t / 16 A tiles and tile_m B tiles
- * loaded, tile_m x tile_t / 16 tdpbssd (2 x 2 fills the 8 tile registers). C starts at zero in
+ * stack buffer (tile_m x unroll KiB at most) > token groups of tile_t (16 or 32) tokens >
+ * the panel's chunks: tile_t / 16 A tiles and tile_m B tiles loaded, tile_m x tile_t / 16
+ * tdpbssd (2 x 2 fills the 8 tile registers). C starts at zero in
  * the first panel and is read back from y in the others; each panel stores it to y. With
  * prefetch p, each chunk prefetches the rows of its A and B tiles p chunks ahead (in the
  * panel: x rows and the decoded buffer).
@@ -66,6 +66,11 @@ static LLVMValueRef amx_dp(bj_amx *a, LLVMValueRef v_c, LLVMValueRef v_a, LLVMVa
     LLVMValueRef args[] = { amx_i16(cg, 16), amx_i16(cg, 64), amx_i16(cg, 64),
                             amx_to_tile(a, v_c), amx_to_tile(a, v_a), amx_to_tile(a, v_b) };
     return amx_to_vec(a, bj_cg_intrinsic(cg, "llvm.x86.tdpbssd.internal", NULL, 0, args, 6));
+}
+
+/* x's row of token v_tok. */
+static LLVMValueRef amx_xrow(bj_amx *a, LLVMValueRef v_tok) {
+    return bj_cg_gep(a->cg, a->cg->v_x, bj_cg_mul(a->cg, v_tok, bj_cg_i64c(a->cg, a->xs)));
 }
 
 static void amx_prefetch(bj_cg *cg, LLVMValueRef v_p) { /* llvm.prefetch: read, locality 3, data */
@@ -127,7 +132,7 @@ static void amx_tile(bj_amx *a, LLVMValueRef v_rb, unsigned nb, LLVMValueRef v_t
         for (unsigned j = 0; j < na; j++)
             for (int r = 0; r < 16; r++) {
                 LLVMValueRef v_tok = bj_cg_add(cg, v_t, bj_cg_i64c(cg, 16 * j + r));
-                amx_prefetch(cg, bj_cg_gep(cg, bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, a->xs))), v_pxoff));
+                amx_prefetch(cg, bj_cg_gep(cg, amx_xrow(a, v_tok), v_pxoff));
             }
         for (unsigned i = 0; i < nb; i++) {
             LLVMValueRef v_bp = bj_cg_gep(cg, a->v_bbuf, bj_cg_mul(cg, bj_cg_add(cg, bj_cg_i64c(cg, (int64_t)i * kp), v_pc),
@@ -138,7 +143,7 @@ static void amx_tile(bj_amx *a, LLVMValueRef v_rb, unsigned nb, LLVMValueRef v_t
     }
     for (unsigned j = 0; j < na; j++) {
         LLVMValueRef v_tok = bj_cg_add(cg, v_t, bj_cg_i64c(cg, 16 * j));
-        v_a[j] = amx_load(a, bj_cg_gep(cg, bj_cg_gep(cg, cg->v_x, bj_cg_mul(cg, v_tok, bj_cg_i64c(cg, a->xs))), v_xoff), a->xs);
+        v_a[j] = amx_load(a, bj_cg_gep(cg, amx_xrow(a, v_tok), v_xoff), a->xs);
     }
     for (unsigned i = 0; i < nb; i++) {
         LLVMValueRef v_boff = bj_cg_mul(cg, bj_cg_add(cg, bj_cg_i64c(cg, (int64_t)i * kp), l.v_iv), bj_cg_i64c(cg, 1024));
