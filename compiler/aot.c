@@ -190,6 +190,7 @@ static void bj_aot_fill_report(const bj_aot_set *s, bj_aot_report *r) {
         off += (size_t)snprintf(r->variants + off, sizeof r->variants - off, "%s%ux%u %s/%s", i ? ", " : "",
                                 s->k[i].desc.m, s->k[i].desc.k, bj_cg_variant_name((bj_cg_variant)s->k[i].desc.variant),
                                 bj_cg_isa_name((bj_cg_isa)s->k[i].desc.isa));
+    if (off >= sizeof r->variants) memcpy(r->variants + sizeof r->variants - 4, "...", 4); /* cut: say so */
 }
 
 /* ---- text: LLVM IR merge ------------------------------------------------------------------ */

@@ -60,7 +60,7 @@ typedef struct bj_aot_opts {
 
 typedef struct bj_aot_report {
     char cpu[64];
-    char variants[128];       /* e.g. "dot2/avx2 x42" */
+    char variants[512];       /* each kernel's shape and path, e.g. "384x384 dot2/avx2, ..." ("..." when cut) */
     int64_t n_matmuls;        /* matmul_t nodes */
     int64_t n_kernels;        /* distinct kernels compiled */
     uint64_t code_bytes;      /* object bytes of the kernels */

@@ -193,6 +193,8 @@ Test(aot_cli, cross_compiles_named_cpus, .timeout = 300) {
         /* Named CPUs get the kernels of their features (codegen/cg_cpus.def). */
         const char *path = i < 2 ? "/avx512vnni" : "/avx2";
         cr_expect(strstr(out, path), "%s: kernels are not %s: %s", cpus[i], path, out);
+        /* Sapphire Rapids has AMX-INT8: its prefill kernels are dot2 on tiles; Zen 5 has none. */
+        cr_expect((strstr(out, "dot2/amx") != NULL) == (i == 1), "%s: AMX prefill kernels wrong: %s", cpus[i], out);
         snprintf(cmd, sizeof cmd, "nm -D '%s' | grep -c ' T bjk_'", lib);
         cr_expect_eq(sh(cmd, out, sizeof out), 0, "%s: no kernels exported", cpus[i]);
         bool runnable = !strcmp(cpus[i], host.cpu) || (!strcmp(cpus[i], "x86-64-v3") && (host.flags & BJ_CG_F_AVX2));
