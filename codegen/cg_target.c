@@ -230,8 +230,9 @@ void bj_cg_target_describe(const bj_cg_target *t, char *buf, size_t cap) {
     bj_cg_isa isa = bj_cg_best_isa(t);
     snprintf(buf, cap,
              "cpu: %s%s\nfeatures used:%s\nLLVM feature string: %zu bytes%s\nLLVM: %s\n"
-             "kernel path: %s (%u-byte vectors)\n",
+             "kernel path: %s (%u-byte vectors)%s\n",
              t->cpu, t->is_host ? " (host)" : "", feats[0] ? feats : " (none)", strlen(t->features),
              t->features_known ? "" : " (CPU defaults unknown to bitjit)", llvm, bj_cg_isa_name(isa),
-             bj_cg_isa_vector_bytes(isa));
+             bj_cg_isa_vector_bytes(isa),
+             bj_cg_isa_supported(t, BJ_CG_ISA_AMX) ? "; dot2 prefill on amx (AMX-INT8 tiles)" : "");
 }

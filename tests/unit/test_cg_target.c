@@ -432,6 +432,11 @@ Test(cg_compile, amx_path_for_sapphirerapids, .timeout = 300) {
     cr_expect(bj_cg_isa_supported(&spr, BJ_CG_ISA_AMX));
     cr_expect(!bj_cg_isa_supported(&z5, BJ_CG_ISA_AMX));
     cr_expect_eq(bj_cg_best_isa(&spr), BJ_CG_ISA_AVX512VNNI);
+    char info[2048];
+    bj_cg_target_describe(&spr, info, sizeof info);
+    cr_expect(strstr(info, "dot2 prefill on amx") != NULL, "%s", info);
+    bj_cg_target_describe(&z5, info, sizeof info);
+    cr_expect(strstr(info, "amx") == NULL, "%s", info);
     cr_expect_eq(bj_cg_kdesc_init(&d, &z5, BJ_CG_V_DOT2, BJ_CG_ISA_AMX, 0, 64, 64, NULL, &err), BJ_E_UNSUPPORTED);
     cr_expect_eq(bj_cg_kdesc_init(&d, &spr, BJ_CG_V_TRIT5, BJ_CG_ISA_AMX, 0, 64, 64, NULL, &err), BJ_E_INVALID);
     cr_expect(strstr(err.msg, "amx runs dot2 only") != NULL, "%s", err.msg);
