@@ -32,7 +32,9 @@
 typedef struct jit_mm {   /* one ternary matmul step */
     bj_cg_kdesc desc;
     bj_cg_matmul_fn fn;
-    bj_cg_matmul_fn fn_pp; /* tuning database: the kernel for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens, or NULL */
+    bj_cg_matmul_fn fn_pp; /* the kernel for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens (tuning database or the
+                              path's prefill default: bj_cg_kdesc_prefill_default), or NULL */
+    bj_cg_kdesc desc_pp;   /* fn_pp's descriptor */
     bool tuned;            /* desc came from the tuning database */
     bool pp_tuned;         /* fn_pp came from it (else the path's default prefill tiles) */
     ffi_cif cif;
@@ -140,6 +142,7 @@ static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, co
     if (pk->has_pp && pk->pp.variant == m->desc.variant && memcmp(&pk->pp, &m->desc, sizeof m->desc) &&
         get_kernel(e, &tmp, t8, o, &ign) == BJ_OK) {
         m->fn_pp = tmp.fn;
+        m->desc_pp = pk->pp;
         m->pp_tuned = !pk->pp_default;
     }
 }
@@ -380,16 +383,25 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     return s;
 }
 
+/* "dot2/avx512vnni x210", then "; prefill dot2/amx x210" for the matmuls with a prefill kernel. */
 static void describe_variants(jit_engine *e, bj_jit_report *r) {
-    int counts[BJ_CG_V_COUNT][BJ_CG_ISA_COUNT] = { { 0 } };
-    for (uint32_t i = 0; i < e->g->n_nodes; i++)
-        if (e->mm[i]) counts[e->mm[i]->desc.variant][e->mm[i]->desc.isa]++;
     size_t off = 0;
-    for (int v = 0; v < BJ_CG_V_COUNT; v++)
-        for (int a = 0; a < BJ_CG_ISA_COUNT; a++)
-            if (counts[v][a] && off < sizeof r->variants)
-                off += (size_t)snprintf(r->variants + off, sizeof r->variants - off, "%s%s/%s x%d", off ? ", " : "",
-                                        bj_cg_variant_name((bj_cg_variant)v), bj_cg_isa_name((bj_cg_isa)a), counts[v][a]);
+    r->variants[0] = 0;
+    for (int pp = 0; pp < 2; pp++) {
+        int counts[BJ_CG_V_COUNT][BJ_CG_ISA_COUNT] = { { 0 } }, n = 0;
+        for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+            const jit_mm *m = e->mm[i];
+            if (!m || (pp && !m->fn_pp)) continue;
+            const bj_cg_kdesc *d = pp ? &m->desc_pp : &m->desc;
+            counts[d->variant][d->isa]++;
+        }
+        for (int v = 0; v < BJ_CG_V_COUNT; v++)
+            for (int a = 0; a < BJ_CG_ISA_COUNT; a++)
+                if (counts[v][a] && off < sizeof r->variants)
+                    off += (size_t)snprintf(r->variants + off, sizeof r->variants - off, "%s%s/%s x%d",
+                                            n++ ? ", " : pp ? "; prefill " : "", bj_cg_variant_name((bj_cg_variant)v),
+                                            bj_cg_isa_name((bj_cg_isa)a), counts[v][a]);
+    }
 }
 
 /* --head q8: the int8 copy of a float weight, rows split over the pool. */

@@ -80,7 +80,7 @@ typedef struct bj_jit_report {
     int64_t act_row_naive;     /* ... were every piece its own buffer */
     char cache_dir[4096];
     char cache_warning[512];   /* non-empty: the cache is off or had to rebuild entries */
-    char variants[128];        /* e.g. "dot2/avx512vnni x42" */
+    char variants[128];        /* e.g. "dot2/avx512vnni x42; prefill dot2/amx x42" */
     int64_t n_tuned;           /* matmuls whose kernel came from the tuning database */
     int64_t n_tuned_pp;        /* ... that also have a tuned prefill kernel */
     char tune_db[4096];        /* the database looked for ("(off)": ignored; "": no path) */

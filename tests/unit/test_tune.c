@@ -195,6 +195,7 @@ Test(tune, forced_database_keeps_outputs, .timeout = 600) {
     cr_expect_eq(r.n_tuned, r.n_matmuls);
     cr_expect_eq(r.n_tuned_pp, r.n_matmuls);
     cr_expect(strstr(r.variants, "bitplane") != NULL, "%s", r.variants);
+    cr_expect(strstr(r.variants, "; prefill ") != NULL, "the summary names the prefill kernels: %s", r.variants);
     expect_oracle_ids(e, &m, "forced", 100);
     expect_ref_logits(e, &m.graph, "forced");
     bj_engine_free(e);
