@@ -201,19 +201,22 @@ static int bench_layouts(const bj_graph *g, const bj_jit_options *jo, bench_layo
     return n;
 }
 
+/* "dot2/avx2 m1 t4 u1 pf4096", with " (tuned)" when it came from the tuning database. */
+static void kernel_str(const bj_cg_kdesc *d, bool tuned, char *buf, size_t cap) {
+    char s[96];
+    bj_tune_desc_str(d, s, sizeof s);
+    snprintf(buf, cap, "%s%s", s, tuned ? " (tuned)" : "");
+}
+
 static void layout_str(const bench_layout *l, char *buf, size_t cap) {
-    if (!l->known) { snprintf(buf, cap, "wcode (weights as code)"); return; }
-    char d[96];
-    bj_tune_desc_str(&l->d, d, sizeof d);
-    snprintf(buf, cap, "%s%s", d, l->tuned ? " (tuned)" : "");
+    if (!l->known) snprintf(buf, cap, "wcode (weights as code)");
+    else kernel_str(&l->d, l->tuned, buf, cap);
 }
 
 /* The prefill kernel, or "same" when prefill steps run the decode kernel. */
 static void layout_pp_str(const bench_layout *l, char *buf, size_t cap) {
-    if (!l->has_pp) { snprintf(buf, cap, "same"); return; }
-    char d[96];
-    bj_tune_desc_str(&l->pp, d, sizeof d);
-    snprintf(buf, cap, "%s%s", d, l->pp_tuned ? " (tuned)" : "");
+    if (!l->has_pp) snprintf(buf, cap, "same");
+    else kernel_str(&l->pp, l->pp_tuned, buf, cap);
 }
 
 static uint64_t layout_bytes(const bench_layout *l) { return l->known ? bj_cg_packed_size(&l->d) : 0; }
