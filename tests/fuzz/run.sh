@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:?usage: tests/fuzz/run.sh SECONDS [HARNESS...]}
 shift
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf safetensors tokenizer bpe ir aot_bundle)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf safetensors tokenizer bpe ir aot_bundle target)
 build=${BJ_FUZZ_BUILD_DIR:-build-fuzz}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBJ_FUZZ=ON -DCMAKE_C_COMPILER=clang-19 \
   -DBJ_FUZZ_SECONDS="$secs" >/dev/null
