@@ -105,9 +105,10 @@ static bj_status bj_cg_read_mattr(const char *mattr, uint32_t *flags, bool *no51
         const char *implied = nn ? bj_cg_llvm_implied(name, nn) : NULL;
         if (!implied)
             return BJ_FAIL(err, BJ_E_INVALID,
-                           "unknown CPU feature '%.*s' in --mattr '%s': give +NAME or -NAME, comma-separated, with "
+                           "unknown CPU feature '%.*s' in --mattr%s%s%s: give +NAME or -NAME, comma-separated, with "
                            "names LLVM knows (e.g. +avx2,-avx512f; `bitjit info --list-features` prints them all)",
-                           (int)n, item, mattr);
+                           (int)n, item, strlen(mattr) == n ? "" : " '", strlen(mattr) == n ? "" : mattr,
+                           strlen(mattr) == n ? "" : "'");
         if (bj_cg_list_has(bj_cg_modes, name, nn))
             return BJ_FAIL(err, BJ_E_INVALID, "--mattr '%s': '%.*s' is a mode, not a CPU feature bitjit can change",
                            mattr, (int)nn, name);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 static inline bj_status bj_test_compile_families(const bj_cg_target *t, bj_error *err) {
-    enum { M = 24, K = 160 };
+    enum { M = 16, K = 96 }; /* small: LLVM compiles ten kernels an input; odd enough for the edge code */
     static int8_t tern[M * K], bin[M * K];
     for (size_t i = 0; i < sizeof tern; i++) {
         tern[i] = (int8_t)((i * 7 + i / 5) % 3) - 1;
