@@ -5,6 +5,8 @@
  * Invariants: t->features is exactly what LLVM gets; t->flags only ever under-states what
  * LLVM will enable, so a generator never emits an instruction LLVM cannot select. A named
  * CPU's flags come from codegen/cg_cpus.def (generated from clang); a name not there is an
+ * error. --mattr is read as LLVM reads it (bj_cg_read_mattr, with LLVM's feature table
+ * codegen/cg_feats.def): a bare name is signed "+" before LLVM sees it, an unknown name is an
  * error. Flags whose requirements are missing are cleared, as LLVM clears features that
  * depend on a disabled one. No CPU name is tested to choose code: generators see flags.
  * avx512bw counts only with avx512vl (codegen.h): every CPU with BW has VL, and LLVM 19
@@ -90,7 +92,7 @@ const char *bj_cg_feature_name(size_t i) { return i < BJ_COUNTOF(bj_cg_llvm_feat
  * every feature that implies a (so "-sse4.2" turns off avx and all above it); a bare "a" is
  * "+a" (LLVM alone would read it as "-a"). A name LLVM does not know, a baseline feature turned
  * off or a mode changed is BJ_E_INVALID, before LLVM sees anything. Appends the string LLVM gets,
- * every item with its sign, to out (of cap bytes, holding n). */
+ * every item with its sign, to the NUL-terminated out (cap bytes). */
 static bj_status bj_cg_read_mattr(const char *mattr, uint32_t *flags, bool *no512, char *out, size_t cap,
                                   bj_error *err) {
     size_t len = strlen(out);
@@ -103,12 +105,13 @@ static bj_status bj_cg_read_mattr(const char *mattr, uint32_t *flags, bool *no51
         const char *name = item + (item[0] == '+' || item[0] == '-');
         size_t nn = n - (size_t)(name - item);
         const char *implied = nn ? bj_cg_llvm_implied(name, nn) : NULL;
-        if (!implied)
+        if (!implied) {
+            bool alone = strlen(mattr) == n; /* then "in --mattr 'X'" would only repeat it */
             return BJ_FAIL(err, BJ_E_INVALID,
                            "unknown CPU feature '%.*s' in --mattr%s%s%s: give +NAME or -NAME, comma-separated, with "
                            "names LLVM knows (e.g. +avx2,-avx512f; `bitjit info --list-features` prints them all)",
-                           (int)n, item, strlen(mattr) == n ? "" : " '", strlen(mattr) == n ? "" : mattr,
-                           strlen(mattr) == n ? "" : "'");
+                           (int)n, item, alone ? "" : " '", alone ? "" : mattr, alone ? "" : "'");
+        }
         if (bj_cg_list_has(bj_cg_modes, name, nn))
             return BJ_FAIL(err, BJ_E_INVALID, "--mattr '%s': '%.*s' is a mode, not a CPU feature bitjit can change",
                            mattr, (int)nn, name);
@@ -135,8 +138,7 @@ static bj_status bj_cg_read_mattr(const char *mattr, uint32_t *flags, bool *no51
             }
         } else {
             *flags &= ~f;
-            for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++) /* what needs it goes too */
-            {
+            for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++) { /* what needs it goes too */
                 const char *needs = bj_cg_llvm_implied(bj_cg_feat_table[i].name, strlen(bj_cg_feat_table[i].name));
                 if (needs && bj_cg_list_has(needs, name, nn)) *flags &= ~bj_cg_feat_table[i].flag;
             }
