@@ -268,16 +268,42 @@ Test(chat_cli, pipe_two_turns_equal_run, .timeout = 120) {
     free(r2);
 }
 
-/* A long conversation fills the 512-token context: chat says so, starts over, and goes on. */
-Test(chat_cli, context_full_starts_over, .timeout = 120) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "{ printf 'In the beginning\\nAnd God said\\nAnd Moses said\\n' | %s chat -m %s --temp 0 -n 200 -t 1 >/dev/null; }",
-             BJ_BITJIT_EXE, KJV);
-    char out[16384];
-    int st = sh(cmd, out, sizeof out);
-    cr_expect_eq(st, 0, "%s", out);
-    cr_expect(strstr(out, "context of 512 tokens is full"), "%s", out);
+/* A conversation longer than the context (context shifting, issue 23): the oldest turns are dropped,
+ * the --system message is kept, and an answer that fills the context goes on to its -n tokens
+ * instead of being cut; until the shift it is the answer a context large enough gives. */
+Test(chat_cli, context_full_drops_oldest_turns, .timeout = 120) {
+    char cmd[8192], log[16384];
+    const char *in = "printf 'In the beginning\\nAnd God said\\n'";
+    snprintf(cmd, sizeof cmd, "%s | %s chat -m %s --temp 0 -n 60 -t 1 -c 110", in, BJ_BITJIT_EXE, KJV);
+    int st;
+    char *small = sh_stdout(cmd, &st);
+    cr_expect_eq(st, 0);
+    snprintf(cmd, sizeof cmd, "%s | %s chat -m %s --temp 0 -n 60 -t 1", in, BJ_BITJIT_EXE, KJV);
+    char *big = sh_stdout(cmd, &st);
+    cr_expect_eq(st, 0);
+    /* two answers each; the second one starts as with the full context */
+    char *s2 = strchr(small, '\n'), *b2 = strchr(big, '\n');
+    cr_assert(s2 && b2, "%s", small);
+    size_t n1 = (size_t)(s2 - small);
+    cr_expect_eq(n1, (size_t)(b2 - big));
+    cr_expect_eq(strncmp(small, big, n1), 0, "first answers differ:\n%s\n%s", small, big);
+    cr_expect_eq(strncmp(s2, b2, 60), 0, "second answers differ before the shift:\n%s\n%s", s2, b2);
+    snprintf(cmd, sizeof cmd, "{ %s | %s chat -m %s --temp 0 -n 60 -t 1 -c 110 -v >/dev/null; }", in, BJ_BITJIT_EXE,
+             KJV);
+    cr_expect_eq(sh(cmd, log, sizeof log), 0, "%s", log);
+    cr_expect(strstr(log, "context of 110 tokens is full: dropped the oldest 2 messages"), "%s", log);
+    cr_expect(!strstr(log, "starting a new conversation"), "%s", log);
+    const char *g1 = strstr(log, " generated"), *g2 = g1 ? strstr(g1 + 1, " generated") : NULL;
+    cr_assert(g1 && g2, "%s", log);
+    cr_expect(!strncmp(g1 - 3, " 60 generated", 13) && !strncmp(g2 - 3, " 60 generated", 13),
+              "an answer was cut: %s", log);
+    /* with a system message: it stays */
+    snprintf(cmd, sizeof cmd, "{ %s | %s chat -m %s --temp 0 -n 60 -t 1 -c 120 --system 'The book of Genesis.' "
+             ">/dev/null; }", in, BJ_BITJIT_EXE, KJV);
+    cr_expect_eq(sh(cmd, log, sizeof log), 0, "%s", log);
+    cr_expect(strstr(log, "dropped the oldest 2 messages (the system prompt is kept)"), "%s", log);
+    free(small);
+    free(big);
 }
 
 Test(chat_cli, help_lists_flags) {
