@@ -27,6 +27,11 @@ extern "C" {
 
 #define BITJIT_API __attribute__((visibility("default")))
 
+/* The version this header belongs to (bitjit_version() gives the library's, "MAJOR.MINOR.PATCH").
+ * The shared library is libbitjit.so.0 (its ABI number; symbols carry the version BITJIT_0). */
+#define BITJIT_VERSION_MAJOR 0
+#define BITJIT_VERSION_MINOR 1
+#define BITJIT_VERSION_PATCH 0
 
 typedef enum bitjit_status {
     BITJIT_OK = 0,
