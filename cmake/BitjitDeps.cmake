@@ -6,6 +6,8 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(FFI REQUIRED IMPORTED_TARGET libffi)
 # libmicrohttpd: the HTTP server of `bitjit serve` (runtime/server/).
 pkg_check_modules(MICROHTTPD REQUIRED IMPORTED_TARGET libmicrohttpd)
+# libedit (BSD licence): line editing and history in `bitjit chat` on a terminal (runtime/cli/lineedit.c).
+pkg_check_modules(LIBEDIT REQUIRED IMPORTED_TARGET libedit)
 pkg_check_modules(CRITERION IMPORTED_TARGET criterion)
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY xxhash REQUIRED)

@@ -5,12 +5,20 @@
  * Ctrl-C at the prompt, or end of input, leaves. */
 #include "runtime/chat.h"
 #include "runtime/cli/cli.h"
+#include "runtime/cli/lineedit.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* The commands: lines that start with '/' are answered by chat, never sent to the model. */
+#define CHAT_COMMANDS                                                                               \
+    "  /help          this list\n"                                                                 \
+    "  /reset         start a new conversation (the --system message is kept)\n"                   \
+    "  /exit, /quit   leave (as Ctrl-D does)\n"                                                    \
+    "  //text         send the message '/text'\n"
 
 static int usage_chat(FILE *f) {
     fprintf(f,
@@ -26,7 +34,10 @@ static int usage_chat(FILE *f) {
             "answer followed by a newline.\n"
             "\n"
             "Ctrl-C stops the current answer; Ctrl-C at the prompt or Ctrl-D (end of input) leaves.\n"
-            "Lines starting with '/': /reset starts a new conversation, /exit leaves.\n"
+            "On a terminal the line can be edited (arrow keys, Home/End, Ctrl-A/E/K/W; libedit, which\n"
+            "reads ~/.editrc) and Up/Down recall earlier lines of the session.\n"
+            "Lines starting with '/' are commands, never sent to the model (an unknown one is an error;\n"
+            "over a pipe, chat then stops with status 2):\n" CHAT_COMMANDS
             "\n"
             "chat:\n"
             "  -n, --n-predict N       most tokens per answer (default 256; stops early at the end of a turn)\n"
@@ -236,6 +247,36 @@ static void answer(chat_state *c) {
     }
 }
 
+/* ---- commands (CHAT_COMMANDS) ------------------------------------------------------------------- */
+/* Runs the command in line; true to leave. An unknown command is an error: said on stderr, and
+ * when the input is not a terminal (a script), chat stops with status 2. */
+static bool chat_command(chat_state *c, const char *line, bool interactive) {
+    char word[32];
+    size_t n = strcspn(line, " \t");
+    snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word - 1 ? n : sizeof word - 1), line);
+    const char *rest = line + n + strspn(line + n, " \t");
+    bool known = !strcmp(word, "/help") || !strcmp(word, "/reset") || !strcmp(word, "/exit") || !strcmp(word, "/quit");
+    if (!known || *rest) {
+        fprintf(stderr, "%s %s: %s '%s'; the commands are:\n" CHAT_COMMANDS, bj_cli_prog, bj_cli_subcmd,
+                known ? "this command takes no argument:" : "unknown command", line);
+        if (!interactive) {
+            fflush(stdout);
+            exit(2);
+        }
+        return false;
+    }
+    if (!strcmp(word, "/help")) {
+        fputs("commands:\n" CHAT_COMMANDS, stderr);
+        return false;
+    }
+    if (!strcmp(word, "/reset")) {
+        convo_trim(&c->cv, c->cv.n_keep);
+        bj_kv_seq_clear(&c->kv);
+        return false;
+    }
+    return true; /* /exit, /quit */
+}
+
 int bj_cmd_chat(int argc, char **argv) {
     chat_opts o = { .n_predict = 256 };
     cli_sampling_init(&o.samp);
@@ -274,36 +315,32 @@ int bj_cmd_chat(int argc, char **argv) {
     bool tty = isatty(0);
     if (tty && !o.mo.quiet)
         fprintf(stderr, "%s: chatting with %s (template %s, context %lld tokens). Ctrl-C stops an answer, "
-                        "Ctrl-D leaves; /reset starts over.\n",
+                        "Ctrl-D leaves; /help lists the commands.\n",
                 bj_cli_prog, o.mo.model, bj_chat_kind_name(c.tmpl.kind), (long long)ses.e->max_seq);
-    char *line = NULL;
-    size_t cap = 0;
+    cli_lines *in = cli_lines_open(bj_cli_prog, "> ");
     for (;;) {
         g_answering = 0;
         g_interrupt = 0;
         if (g_quit) break;
-        if (tty) { fputs("> ", stdout); fflush(stdout); }
-        errno = 0;
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) {
-            if (errno == EINTR && !g_quit) { clearerr(stdin); continue; }
-            if (tty) fputc('\n', stdout);
+        size_t len;
+        const char *line = cli_lines_get(in, &len);
+        if (!line) {
+            if (errno == EINTR && !g_quit) continue;
             break;
         }
         g_answering = 1;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
-        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
-        if (!strcmp(line, "/reset")) {
-            convo_trim(&c.cv, c.cv.n_keep);
-            bj_kv_seq_clear(&c.kv);
+        cli_lines_remember(in, line);
+        if (line[0] == '/' && line[1] != '/') {
+            if (chat_command(&c, line, tty)) break;
             continue;
         }
-        convo_add(&c.cv, "user", line, (size_t)len);
+        if (line[0] == '/') { line++; len--; } /* "//text" sends "/text" */
+        convo_add(&c.cv, "user", line, len);
         answer(&c);
     }
+    cli_lines_close(in);
     fflush(stdout);
-    free(line);
     convo_trim(&c.cv, 0);
     free(c.cv.m);
     free(c.reply);
