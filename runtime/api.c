@@ -58,7 +58,7 @@ static int bj_api_threads(int n) {
 static bj_status bj_api_engine(bitjit_model *b, const bitjit_load_options *o, bj_error *err) {
     int64_t n_ctx;
     int threads = o->reference ? 1 : bj_api_threads(o->n_threads);
-    if (bj_engine_ctx_choose(&b->m.graph, o->n_ctx, threads, &n_ctx, NULL, 0, err) != BJ_OK)
+    if (bj_engine_ctx_choose(&b->m.graph, o->n_ctx, threads, 1, &n_ctx, NULL, 0, err) != BJ_OK)
         return bj_error_prefix(err, "bitjit_load: n_ctx");
     if (o->reference) return bj_ref_engine_create_ctx(&b->e, &b->m.graph, n_ctx, err);
     bj_jit_options jo;

@@ -92,8 +92,8 @@ static uint64_t mem_available(void) {
     return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }
 
-bj_status bj_engine_ctx_choose(const bj_graph *g, int64_t asked, int n_threads, int64_t *n_ctx, char *note,
-                               size_t cap, bj_error *err) {
+bj_status bj_engine_ctx_choose(const bj_graph *g, int64_t asked, int n_threads, int n_engines, int64_t *n_ctx,
+                               char *note, size_t cap, bj_error *err) {
     if (note && cap) note[0] = 0;
     *n_ctx = g->max_seq;
     if (asked < 0 || asked > g->max_seq)
@@ -102,16 +102,16 @@ bj_status bj_engine_ctx_choose(const bj_graph *g, int64_t asked, int n_threads, 
     if (asked > 0) { *n_ctx = asked; return BJ_OK; }
     uint64_t avail = mem_available();
     if (!avail) return BJ_OK; /* unknown: the model's context, as asked of the engine */
-    int64_t fit = bj_engine_ctx_fit(g, n_threads, avail / 2);
+    int64_t fit = bj_engine_ctx_fit(g, n_threads, avail / 2 / (uint64_t)(n_engines > 1 ? n_engines : 1));
     if (fit >= g->max_seq) return BJ_OK;
     if (fit < 1)
         return BJ_FAIL(err, BJ_E_NOMEM, "not even one position of context fits in the %.1f MB of memory available",
                        (double)avail * 1e-6);
     *n_ctx = fit;
     if (note && cap)
-        snprintf(note, cap, "the model's context of %lld tokens would need %.1f GB of KV cache; using %lld tokens, "
+        snprintf(note, cap, "the model's context of %lld tokens would need %.1f GB of KV cache%s; using %lld tokens, "
                  "what fits in half of the %.1f GB of memory available (-c/--ctx-size sets it)",
                  (long long)g->max_seq, (double)bj_engine_ctx_bytes_per_pos(g, n_threads) * (double)g->max_seq * 1e-9,
-                 (long long)fit, (double)avail * 1e-9);
+                 n_engines > 1 ? " an engine" : "", (long long)fit, (double)avail * 1e-9);
     return BJ_OK;
 }

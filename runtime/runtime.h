@@ -125,9 +125,10 @@ void bj_engine_copy_logits(const bj_engine *e, const float *y, int64_t T, bool a
 uint64_t bj_engine_ctx_bytes_per_pos(const bj_graph *g, int n_threads);
 /* The context an engine over g gets. asked > 0: that (BJ_E_INVALID beyond the model's max_seq).
  * asked == 0: the model's max_seq, capped to what fits in half of the memory available now
- * (MemAvailable); when capped, note (cap bytes, may be NULL) says so and why, else note is "". */
-bj_status bj_engine_ctx_choose(const bj_graph *g, int64_t asked, int n_threads, int64_t *n_ctx, char *note,
-                               size_t cap, bj_error *err);
+ * (MemAvailable), shared by n_engines engines of n_threads threads each (serve --parallel); when
+ * capped, note (cap bytes, may be NULL) says so and why, else note is "". */
+bj_status bj_engine_ctx_choose(const bj_graph *g, int64_t asked, int n_threads, int n_engines, int64_t *n_ctx,
+                               char *note, size_t cap, bj_error *err);
 /* ... against an explicit byte budget instead of the memory available (for tests). */
 int64_t bj_engine_ctx_fit(const bj_graph *g, int n_threads, uint64_t budget);
 

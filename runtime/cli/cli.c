@@ -145,7 +145,7 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
 
 int64_t cli_parse_ctx(const char *s) { return cli_parse_int("-c/--ctx-size", s, 1, INT32_MAX); }
 
-void cli_choose_ctx(const bj_graph *g, int n_threads, bool quiet, int64_t *n_ctx) {
+void cli_choose_ctx(const bj_graph *g, int n_threads, int n_engines, bool quiet, int64_t *n_ctx) {
     if (*n_ctx > g->max_seq) {
         fprintf(stderr, "%s %s: -c/--ctx-size %lld exceeds the model's context of %lld tokens\n", bj_cli_prog,
                 bj_cli_subcmd, (long long)*n_ctx, (long long)g->max_seq);
@@ -153,7 +153,7 @@ void cli_choose_ctx(const bj_graph *g, int n_threads, bool quiet, int64_t *n_ctx
     }
     bj_error err = { 0 };
     char note[512];
-    if (bj_engine_ctx_choose(g, *n_ctx, n_threads, n_ctx, note, sizeof note, &err) != BJ_OK) cli_die_error(&err);
+    if (bj_engine_ctx_choose(g, *n_ctx, n_threads, n_engines, n_ctx, note, sizeof note, &err) != BJ_OK) cli_die_error(&err);
     if (note[0] && !quiet) fprintf(stderr, "%s: note: %s\n", bj_cli_prog, note);
 }
 
@@ -270,7 +270,7 @@ void cli_open(cli_model_opts *o, cli_session *s) {
     cli_progress_begin(&bar, "loading model", 0);
     s->lib = cli_load_model(o->model, &s->m, &o->jit);
     cli_progress_end(&bar);
-    cli_choose_ctx(&s->m.graph, strcmp(o->engine, "ref") ? o->jit.n_threads : 1, o->quiet, &o->jit.n_ctx);
+    cli_choose_ctx(&s->m.graph, strcmp(o->engine, "ref") ? o->jit.n_threads : 1, o->n_engines, o->quiet, &o->jit.n_ctx);
     s->e = make_engine(o, &s->m.graph, &s->packed_bytes);
     s->load_s = cli_now_s() - t0;
 }

@@ -48,7 +48,8 @@ typedef struct cli_model_opts {
     const char *model;  /* NULL: cli_model_path's default */
     const char *engine; /* "jit" or "ref" */
     bool verbose, quiet;
-    bj_jit_options jit; /* threads, --mcpu, --mattr, cache */
+    bj_jit_options jit; /* threads, --mcpu, --mattr, cache, -c */
+    int n_engines;      /* engines that share the memory the default context is capped to (serve); 0 = 1 */
 } cli_model_opts;
 
 /* Short options "m:t:vq" and these long ones; end a command's table with CLI_END_LONGOPTS. */
@@ -100,7 +101,7 @@ int cli_parse_kernel(const char *s);
 int64_t cli_parse_ctx(const char *s);
 /* The context an engine over g gets from *n_ctx (0: the model's, capped to memory, with a note on
  * stderr unless quiet); *n_ctx is set to it. Exits with a usage error beyond the model's context. */
-void cli_choose_ctx(const bj_graph *g, int n_threads, bool quiet, int64_t *n_ctx);
+void cli_choose_ctx(const bj_graph *g, int n_threads, int n_engines, bool quiet, int64_t *n_ctx);
 /* Handles one getopt code of CLI_MODEL_LONGOPTS; false if c is not one of them. */
 bool cli_model_opt(int c, const char *arg, cli_model_opts *o);
 /* Checks the engine name; call after parsing. */

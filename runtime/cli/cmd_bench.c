@@ -407,7 +407,7 @@ int bj_cmd_bench(int argc, char **argv) {
     bj_aot_lib *lib = cli_load_model(o.model, &m, &o.jit);
     int max_threads = 1;
     for (int i = 0; i < nt; i++) max_threads = threads[i] > max_threads ? threads[i] : max_threads;
-    cli_choose_ctx(&m.graph, max_threads, false, &o.jit.n_ctx);
+    cli_choose_ctx(&m.graph, max_threads, 1, false, &o.jit.n_ctx);
     bj_jit_report cold = { 0 }, warm = { 0 };
     if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
     bench_layout lay[64];

@@ -133,6 +133,7 @@ int bj_cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     o.mo.jit.n_threads = o.mo.jit.n_threads / o.parallel > 1 ? o.mo.jit.n_threads / o.parallel : 1;
+    o.mo.n_engines = o.parallel; /* each slot's engine has its own KV cache */
     bj_error err = { 0 };
     cli_session ses;
     cli_open(&o.mo, &ses);

@@ -67,12 +67,17 @@ Test(ctx, huge_model_context_is_capped_with_a_note, .timeout = 120) {
     cr_expect_eq(bj_engine_ctx_fit(&m.graph, 1, (uint64_t)1 << 62), 2147483647LL);
     int64_t n_ctx;
     char note[512];
-    cr_expect_eq(bj_engine_ctx_choose(&m.graph, 100, 1, &n_ctx, note, sizeof note, &err), BJ_OK);
+    cr_expect_eq(bj_engine_ctx_choose(&m.graph, 100, 1, 1, &n_ctx, note, sizeof note, &err), BJ_OK);
     cr_expect_eq(n_ctx, 100);
     cr_expect_str_eq(note, "");
-    cr_expect_eq(bj_engine_ctx_choose(&m.graph, 0, 1, &n_ctx, note, sizeof note, &err), BJ_OK);
+    cr_expect_eq(bj_engine_ctx_choose(&m.graph, 0, 1, 1, &n_ctx, note, sizeof note, &err), BJ_OK);
     cr_expect(n_ctx > 0 && n_ctx < 2147483647LL, "%lld", (long long)n_ctx);
     cr_expect(strstr(note, "context of 2147483647 tokens"), "%s", note);
+    /* four engines (serve --parallel 4) share the same memory: about a quarter each (bounds wide
+     * enough for the memory available to move between the two reads) */
+    int64_t n4;
+    cr_expect_eq(bj_engine_ctx_choose(&m.graph, 0, 1, 4, &n4, NULL, 0, &err), BJ_OK);
+    cr_expect(n4 > n_ctx / 8 && n4 < n_ctx / 2, "1 engine %lld, 4 engines %lld", (long long)n_ctx, (long long)n4);
     bj_model_free(&m);
     free(want);
 }
