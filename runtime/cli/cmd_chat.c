@@ -326,6 +326,7 @@ int bj_cmd_chat(int argc, char **argv) {
         const char *line = cli_lines_get(in, &len);
         if (!line) {
             if (errno == EINTR && !g_quit) continue;
+            if (errno == EINTR && tty) fputc('\n', stdout); /* Ctrl-C at the prompt: leave on a fresh line */
             break;
         }
         g_answering = 1;
