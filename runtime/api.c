@@ -10,6 +10,7 @@
 #include "runtime/aot_load.h"
 #include "runtime/runtime.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,12 @@ _Static_assert(BITJIT_OK == (int)BJ_OK && BITJIT_E_IO == (int)BJ_E_IO && BITJIT_
                BITJIT_E_UNSUPPORTED == (int)BJ_E_UNSUPPORTED && BITJIT_E_NOMEM == (int)BJ_E_NOMEM &&
                BITJIT_E_INVALID == (int)BJ_E_INVALID && BITJIT_E_LLVM == (int)BJ_E_LLVM &&
                BITJIT_E_INTERNAL == (int)BJ_E_INTERNAL, "bitjit_status mirrors bj_status");
+
+/* bitjit_load_options grows only at its end: the fields programs built against 0.1.0 set keep their
+ * offsets (x86-64 SysV, the only ABI bitjit targets). */
+_Static_assert(offsetof(bitjit_load_options, n_threads) == 0 && offsetof(bitjit_load_options, cache_dir) == 8 &&
+               offsetof(bitjit_load_options, no_cache) == 16 && offsetof(bitjit_load_options, reference) == 17 &&
+               offsetof(bitjit_load_options, n_ctx) == 24, "bitjit_load_options: earlier fields moved");
 
 struct bitjit_model {
     bj_model m;
