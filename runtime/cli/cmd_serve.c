@@ -157,6 +157,7 @@ int bj_cmd_serve(int argc, char **argv) {
     else if (tmpl.unknown && !o.mo.quiet)
         fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: chat requests are "
                         "rendered as plain text (--chat-template picks one)\n", bj_cli_prog);
+    if (!o.mo.quiet) cli_warn_template_tokens(&tmpl, ses.m.tok);
     char id[256];
     model_id(o.mo.model, id, sizeof id);
     o.so.model_id = o.alias ? o.alias : id;
