@@ -486,6 +486,13 @@ static void run_job(srv_slot *sl, srv_job *j) {
     size_t n_lp = lps.n;
     while (cut && n_lp > lp_sent && lps.r[n_lp - 1].start >= tb.n) n_lp--;
     double t1 = srv_now();
+    /* counted before the answer is out, so a scrape right after it sees it */
+    pthread_mutex_lock(&s->met.mu);
+    s->met.prompt_tokens += (unsigned long long)r->n_ids;
+    s->met.prompt_tokens_cached += (unsigned long long)(r->n_ids - n_run);
+    s->met.gen_tokens += (unsigned long long)n_gen;
+    hist_observe_locked(&s->met.duration, t1 - j->t_queued);
+    pthread_mutex_unlock(&s->met.mu);
     json_t *usage = usage_json(r->n_ids, n_gen);
     if (failed) {
         bj_kv_seq_clear(&sl->kv);
@@ -520,12 +527,6 @@ static void run_job(srv_slot *sl, srv_job *j) {
             job_finish(s, j, 200, final_json(s, j, tb.p ? tb.p : "", tb.n, finish, usage, lj));
         }
     }
-    pthread_mutex_lock(&s->met.mu);
-    s->met.prompt_tokens += (unsigned long long)r->n_ids;
-    s->met.prompt_tokens_cached += (unsigned long long)(r->n_ids - n_run);
-    s->met.gen_tokens += (unsigned long long)n_gen;
-    hist_observe_locked(&s->met.duration, t1 - j->t_queued);
-    pthread_mutex_unlock(&s->met.mu);
     lr.status = failed ? 500 : cancelled ? (stopping(s) ? 503 : 499) : 200;
     lr.finish = failed ? "failed" : cancelled ? "cancelled" : finish;
     lr.cached_tokens = r->n_ids - n_run;
