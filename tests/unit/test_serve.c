@@ -1040,3 +1040,49 @@ Test(serve, tokenize_detokenize, .timeout = 120) {
     }
     stop_server(&s, SIGTERM);
 }
+
+/* The official openai npm client (tests/node/openai_client.cjs; installed by scripts/setup-node.sh
+ * into BUILD/node, which .ci/run runs): every answer parses, greedy texts equal `bitjit run`'s,
+ * streams add up to the same, and unsupported fields / a bad key come back as the client's typed
+ * errors. Skips when node or the installed client is absent. */
+Test(serve, openai_npm_client, .timeout = 180) {
+    char build[4096], mods[4200], probe[4400], cmd[16384], out[16384];
+    snprintf(build, sizeof build, "%s", BJ_BITJIT_EXE);
+    *strrchr(build, '/') = 0;
+    snprintf(mods, sizeof mods, "%s/node", build);
+    snprintf(probe, sizeof probe, "%s/node_modules/openai/package.json", mods);
+    if (sh("command -v node", out, sizeof out) != 0) cr_skip_test("node is not installed");
+    if (access(probe, R_OK) != 0) cr_skip_test("the openai npm client is not installed (scripts/setup-node.sh)");
+    char *want = bitjit_continuation(KJV, "In the beginning", 12);
+    server s;
+    start_server(&s, "--api-key", "npm-key", NULL);
+    snprintf(cmd, sizeof cmd, "node %s/tests/node/openai_client.cjs %s http://127.0.0.1:%d/v1 npm-key", BJ_SOURCE_DIR,
+             mods, s.port);
+    int st;
+    char *o = sh_stdout(cmd, &st);
+    cr_assert_eq(st, 0, "the openai client failed (run it by hand for its stack): %s", o);
+    json_t *j = json_loads(o, 0, NULL);
+    cr_assert(j, "not JSON: %s", o);
+    cr_log_info("openai npm client: %s", o);
+    cr_expect_str_eq(jstr(j, "completion"), want);
+    cr_expect_str_eq(jstr(j, "completion_streamed"), want);
+    cr_expect_str_eq(jstr(j, "completion_logprob_tokens"), want);
+    cr_expect_str_eq(jstr(j, "chat"), want);
+    cr_expect_str_eq(jstr(j, "chat_role"), "assistant");
+    cr_expect_str_eq(jstr(j, "chat_logprobs"), want);
+    cr_expect_eq(jint(j, "chat_top"), 3);
+    cr_expect_str_eq(jstr(j, "chat_streamed"), want);
+    cr_expect_eq(jint(j, "chat_stream_usage"), jint(j, "completion_tokens"));
+    cr_expect_eq(jint(j, "n2.status"), 400);
+    cr_expect_str_eq(jstr(j, "n2.param"), "n");
+    cr_expect_str_eq(jstr(j, "n2.name"), "BadRequestError");
+    cr_expect_eq(jint(j, "json_object.status"), 400);
+    cr_expect_str_eq(jstr(j, "json_object.param"), "response_format");
+    cr_expect_eq(jint(j, "bad_key.status"), 401);
+    cr_expect_str_eq(jstr(j, "bad_key.name"), "AuthenticationError");
+    cr_expect_str_eq(jstr(j, "bad_key.code"), "invalid_api_key");
+    json_decref(j);
+    free(o);
+    free(want);
+    stop_server(&s, SIGTERM);
+}
