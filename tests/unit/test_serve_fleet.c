@@ -6,7 +6,9 @@
  *     under a time limit; one replica is killed (SIGKILL) a third of the way in. Only requests in
  *     flight on the killed replica when it died may fail (nginx names the replica of every answer
  *     in X-Upstream); every other answer must be the text `bitjit run --temp 0` gives, whichever
- *     replica wrote it (so greedy answers agree across replicas).
+ *     replica wrote it (so greedy answers agree across replicas);
+ *  3. a rolling restart: 60 more requests while another replica gets SIGTERM and drains: none may
+ *     fail (its 503s are retried on the last replica, what it accepted finishes) and it exits 0.
  * The replicas and nginx get SIGKILL if the test process dies (PR_SET_PDEATHSIG), so nothing is left
  * running. Skips when nginx is not installed (scripts/setup.sh installs it). */
 #include <criterion/criterion.h>
@@ -28,6 +30,7 @@
 #define N_LOAD 200
 #define N_BENCH 32
 #endif
+#define N_DRAIN 60
 #define N_CONC 8
 #define LOAD_LIMIT_S 90.0
 
@@ -82,8 +85,9 @@ static void start_replica(replica *r, int i) {
     }
 }
 
+/* sig 0: only waits (up to 30 s, then SIGKILL). */
 static void stop_pid(pid_t pid, int sig, int *status) {
-    kill(pid, sig);
+    if (sig) kill(pid, sig);
     pid_t r;
     int st = 0;
     for (double t0 = now_s(); (r = waitpid(pid, &st, WNOHANG)) == 0 && now_s() - t0 < 30;) usleep(20 * 1000);
@@ -329,10 +333,32 @@ Test(fleet, nginx_three_replicas_one_killed, .timeout = 300) {
                 N_LOAD, ok, failed, per_replica[0], per_replica[1], per_replica[2]);
     free(out);
 
+    /* 3. a rolling restart: SIGTERM to another replica mid-load. It drains (503 to what is new,
+     * which nginx passes on; what it accepted finishes) and exits 0: no request may fail. */
+    out = calloc(N_DRAIN, sizeof *out);
+    l = (load){ .port = nport[N_REPLICAS - 1], .n = N_DRAIN, .mixed = true, .deadline = now_s() + LOAD_LIMIT_S, .out = out };
+    run_load(&l, th);
+    while (__atomic_load_n(&l.done, __ATOMIC_RELAXED) < N_DRAIN / 3 && now_s() < l.deadline) usleep(1000);
+    const int drained = 0;
     int st;
+    kill(rs[drained].pid, SIGTERM);
+    join_load(th);
+    ok = 0;
+    for (int i = 0; i < N_DRAIN; i++) {
+        ok += out[i].ok;
+        cr_expect(out[i].ok, "failed during a drain: %s", out[i].why);
+    }
+    stop_pid(rs[drained].pid, 0, &st);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the drained replica: exit %d", st);
+    char *dl = slurp(rs[drained].log);
+    cr_expect(strstr(dl, "draining"), "%s", dl);
+    free(dl);
+    cr_log_info("rolling restart: %d of %d requests right while replica %d drained", ok, N_DRAIN, drained);
+    free(out);
+
     stop_pid(ng, SIGQUIT, &st);
     for (int i = 0; i < N_REPLICAS; i++) {
-        if (i == victim) continue;
+        if (i == victim || i == drained) continue;
         stop_pid(rs[i].pid, SIGTERM, &st);
         cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d: exit %d", i, st);
     }
