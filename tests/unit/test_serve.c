@@ -691,8 +691,8 @@ Test(serve, cors_and_allow, .timeout = 120) {
 /* A stream in progress when SIGTERM comes: it goes on to its final chunk and [DONE]; a request
  * queued behind it is answered too; new requests and /health get 503; the server then exits 0.
  * The reference engine makes the 400-token answers last seconds. */
-#ifdef BJ_TEST_SANITIZED /* the instrumented reference engine is slow enough with fewer */
-#define DRAIN_TOKENS "120"
+#ifdef BJ_TEST_SANITIZED /* the instrumented reference engine (-O0) takes about 0.3 s a token here */
+#define DRAIN_TOKENS "40"
 #else
 #define DRAIN_TOKENS "400"
 #endif
@@ -720,7 +720,7 @@ Test(serve, drain_on_sigterm, .timeout = 240) {
     server s;
     start_server(&s, "--engine", "ref", "--drain-timeout", "120", NULL);
     bg_req a = { .port = s.port, .body = "{\"prompt\":\"In the beginning\",\"max_tokens\":" DRAIN_TOKENS ",\"temperature\":0,\"stream\":true}" };
-    bg_req b = { .port = s.port, .body = "{\"prompt\":\"Amen\",\"max_tokens\":40,\"temperature\":0}" };
+    bg_req b = { .port = s.port, .body = "{\"prompt\":\"Amen\",\"max_tokens\":8,\"temperature\":0}" };
     pthread_t ta, tb;
     pthread_create(&ta, NULL, bg_main, &a);
     cr_assert(wait_busy(s.port, 1, 0), "the stream did not start");
@@ -751,7 +751,11 @@ Test(serve, drain_on_sigterm, .timeout = 240) {
     free(r.body);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
-    cr_assert(a.ok && b.ok);
+    if (!(a.ok && b.ok)) { /* (the client gives up after 60 s) */
+        free(a.r.body), free(b.r.body);
+        stop_server(&s, SIGKILL);
+        cr_assert_fail("the requests accepted before SIGTERM did not complete: %s", s.log);
+    }
     char finish[32];
     int n_ev;
     char *text = join_stream(&a.r, false, finish, sizeof finish, &n_ev); /* asserts data: [DONE] at the end */
@@ -776,10 +780,9 @@ Test(serve, drain_timeout_cuts, .timeout = 180) {
     stop_server(&s, SIGTERM);
     cr_expect_lt(now_s() - t0, 20, "the drain did not stop at its timeout");
     pthread_join(ta, NULL);
-    if (a.ok) {
+    if (a.ok)
         cr_expect(!strstr(a.r.body, "data: [DONE]") || strstr(a.r.body, "\"completion_tokens\":500"), "a cut stream ends with [DONE]");
-        free(a.r.body);
-    }
+    free(a.r.body); /* a cut chunked body: http() fails but keeps what came */
     cr_expect(strstr(s.log, "drain timeout"), "%s", s.log);
 }
 
@@ -993,6 +996,7 @@ Test(serve, json_log_lines, .timeout = 120) {
                 cr_expect_str_eq(jstr(j, "endpoint"), "/v1/completions");
             }
             n++;
+            json_decref(j);
         }
         p = e + 1;
     }
