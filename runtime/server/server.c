@@ -60,7 +60,7 @@ static void srv_log_request(bj_server *s, const srv_logrec *l) {
         json_object_set_new(o, "duration_ms", json_real(round(l->duration * 1e4) / 10));
         if (l->completion_tokens > 0 && l->duration > 0)
             json_object_set_new(o, "tokens_per_s", json_real(round(l->completion_tokens / l->duration * 10) / 10));
-        char *line = json_dumps(o, JSON_COMPACT);
+        char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(8));
         json_decref(o);
         if (line) s->o.log(s->o.log_ud, line);
         free(line);
@@ -573,6 +573,7 @@ typedef struct srv_conn {
     double t0;
     const char *method;       /* libmicrohttpd's, valid until the request completes */
     char id[32];
+    char path[128];           /* the URL for the log (cut) */
     const char *allow;        /* methods the endpoint takes, for Allow */
     bool close;               /* ask the client to close the connection (draining) */
 } srv_conn;
@@ -951,6 +952,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(cc = calloc(1, sizeof *cc))) return MHD_NO;
         cc->s = s, cc->c = c, cc->t0 = srv_now(), cc->method = method, cc->ep = endpoint_of(url);
         snprintf(cc->id, sizeof cc->id, "req-%llu", __atomic_add_fetch(&s->next_req, 1, __ATOMIC_RELAXED));
+        snprintf(cc->path, sizeof cc->path, "%s", url);
+        for (char *p = cc->path; *p; p++) /* one line of printable ASCII, valid in JSON too */
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
         *con_cls = cc;
         return MHD_YES;
     }
@@ -1023,7 +1027,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         int status = cc->status ? cc->status : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 200 : 499;
         met_count_request(s, cc->ep, status);
         if (!cc->by_job) {
-            srv_logrec lr = { .id = cc->id, .method = cc->method ? cc->method : "?", .endpoint = SRV_ENDPOINTS[cc->ep],
+            srv_logrec lr = { .id = cc->id, .method = cc->method ? cc->method : "?", .endpoint = cc->path,
                               .status = status, .prompt_tokens = -1, .ttft = -1, .duration = srv_now() - cc->t0 };
             srv_log_request(s, &lr);
         }

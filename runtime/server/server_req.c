@@ -188,7 +188,7 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
         r->logprobs = v && json_is_true(v);
         set = false;
         if ((st = get_int(root, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &x, &set, e))) return st;
-        if (set && !r->logprobs)
+        if (set && x > 0 && !r->logprobs)
             return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' needs \"logprobs\": true");
         r->n_top = set ? (int)x : 0;
     } else {

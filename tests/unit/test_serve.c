@@ -690,11 +690,11 @@ Test(serve, cors_and_allow, .timeout = 120) {
 
 /* A stream in progress when SIGTERM comes: it goes on to its final chunk and [DONE]; a request
  * queued behind it is answered too; new requests and /health get 503; the server then exits 0.
- * The reference engine makes the 400-token answers last seconds. */
+ * The reference engine makes the 200-token answer last seconds. */
 #ifdef BJ_TEST_SANITIZED /* the instrumented reference engine (-O0) takes about 0.3 s a token here */
 #define DRAIN_TOKENS "40"
 #else
-#define DRAIN_TOKENS "400"
+#define DRAIN_TOKENS "200"
 #endif
 typedef struct bg_req { int port; const char *body; resp r; bool ok; } bg_req;
 static void *bg_main(void *arg) {
@@ -975,10 +975,13 @@ Test(serve, json_log_lines, .timeout = 120) {
     resp r;
     cr_assert(http(s.port, "GET", "/health", NULL, 0, &r));
     free(r.body);
+    cr_assert(http(s.port, "GET", "/nope%0Ax", NULL, 0, &r)); /* a newline in the path stays on one line */
+    cr_expect_eq(r.status, 404);
+    free(r.body);
     stop_server(&s, SIGTERM);
     /* after the "listening on" line: one JSON object per request */
     char *p = strchr(strstr(s.log, "listening on"), '\n') + 1;
-    int n = 0, seen = 0;
+    int n = 0, seen = 0, seen_404 = 0;
     while (*p) {
         char *e = strchr(p, '\n');
         if (!e) break;
@@ -995,13 +998,18 @@ Test(serve, json_log_lines, .timeout = 120) {
                 cr_expect(json_is_number(json_object_get(j, "ttft_ms")), "%s", p);
                 cr_expect_str_eq(jstr(j, "endpoint"), "/v1/completions");
             }
+            if (jint(j, "status") == 404) {
+                seen_404++;
+                cr_expect(!strncmp(jstr(j, "endpoint"), "/nope", 5), "%s", p);
+            }
             n++;
             json_decref(j);
         }
         p = e + 1;
     }
-    cr_expect_eq(n, 3, "%s", s.log);
+    cr_expect_eq(n, 4, "%s", s.log);
     cr_expect_eq(seen, 1);
+    cr_expect_eq(seen_404, 1);
 }
 
 Test(serve, tokenize_detokenize, .timeout = 120) {
