@@ -150,7 +150,10 @@ static pid_t start_nginx(const char *prefix, const replica *rs, int *port) {
     fclose(f);
     char log[4200];
     snprintf(log, sizeof log, "%s/stderr.log", prefix);
-    char *const argv[] = { "nginx", "-p", (char *)prefix, "-c", conf, "-g", "daemon off;", NULL };
+    char elog[4200];
+    snprintf(elog, sizeof elog, "%s/error.log", prefix);
+    /* -e: not even the start-up errors go to /var/log/nginx (unwritable when not root) */
+    char *const argv[] = { "nginx", "-p", (char *)prefix, "-e", elog, "-c", conf, "-g", "daemon off;", NULL };
     pid_t pid = spawn_logged(NGINX, argv, log);
     for (int k = 0; k < N_REPLICAS; k++) {
         double t0 = now_s();
