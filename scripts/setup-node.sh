@@ -2,7 +2,7 @@
 # scripts/setup-node.sh -- installs the official `openai` npm client (the version pinned in
 # tests/node/package.json and package-lock.json) into ./build/node (or $BJ_BUILD_DIR/node) for
 # test_serve's openai_npm_client test, which skips when it is absent. Needs node and npm (not
-# Debian packages bitjit requires: without them this says so and exits 0). Run by .ci/run; the
+# Debian packages bitjit requires: without them this says so and exits 0). Run by scripts/setup.sh; the
 # tests themselves never download anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -29,3 +29,6 @@ BUILD=${BJ_BUILD_DIR:-build}
 # shellcheck disable=SC2086
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${BJ_BUILD_TYPE:-RelWithDebInfo}" ${BJ_CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
+# the pinned openai npm client for test_serve's openai_npm_client (skipped without node/npm)
+BJ_BUILD_DIR="$BUILD" ./scripts/setup-node.sh ||
+  echo "setup: the openai npm client could not be installed: test_serve's openai_npm_client will be skipped"
