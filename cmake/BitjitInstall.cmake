@@ -16,9 +16,12 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 install(TARGETS bitjit bitjitc RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# Components for a packager's split: `--component runtime` is what programs need to run
+# (libbitjit.so.0 and its file), `--component dev` the development link libbitjit.so and
+# libbitjit.a; a plain install takes everything.
 install(TARGETS bitjit_shared bitjit_static EXPORT bitjitTargets
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT dev
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 install(FILES ${PROJECT_SOURCE_DIR}/runtime/bitjit.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/models/kjv-bitnet-11m/packed
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bitjit/models/kjv-bitnet-11m)

@@ -66,6 +66,14 @@ static void expect_sonames(void) {
     snprintf(cmd, sizeof cmd, "test -f '%s/" BJ_LIBDIR "/%s' && ! test -L '%s/" BJ_LIBDIR "/%s'", prefix, real, prefix,
              real);
     run_ok("the versioned library file", cmd);
+    /* a packager's split: the runtime component has the library and its SONAME link, not the
+     * development link */
+    snprintf(cmd, sizeof cmd, "'%s' --install '%s' --prefix '%s/rt' --component runtime > /dev/null && cd '%s/rt/" BJ_LIBDIR
+             "' && ls", BJ_CMAKE_COMMAND, BJ_BUILD_DIR, dir, dir);
+    run_ok("cmake --install --component runtime", cmd);
+    char want_ls[512];
+    snprintf(want_ls, sizeof want_ls, "libbitjit.so.0\n%s\n", real);
+    cr_expect_str_eq(out, want_ls, "the runtime component");
     snprintf(cmd, sizeof cmd, "readelf -d '%s/" BJ_LIBDIR "/%s' | grep SONAME", prefix, real);
     run_ok("readelf SONAME", cmd);
     cr_expect(strstr(out, "[libbitjit.so.0]"), "SONAME: %s", out);
