@@ -148,8 +148,17 @@ def llama_family(name, qcfg, tie, tok_kind):
     key = "master" if online else "packed"
     res = run_oracle(model, enc, PROMPTS, key)
     cases = [{"text": s, "ids": t.encode(s).ids} for s in TOK_CASES]
+    chat = None
+    try:
+        ht = transformers.AutoTokenizer.from_pretrained(d)
+        conv = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Who is the Alpha?"},
+                {"role": "assistant", "content": "The first and the last."}, {"role": "user", "content": "And the Omega?"}]
+        txt = ht.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+        chat = {"messages": conv, "text": txt, "ids": ht(txt, add_special_tokens=False)["input_ids"]}
+        say(name, "chat", repr(txt))
+    except Exception: say(traceback.format_exc())
     json.dump({"transformers": transformers.__version__, "torch": torch.__version__, "family": name,
-               "quantization_config": qcfg, "prompts": res, "tokenizer": cases},
+               "quantization_config": qcfg, "prompts": res, "tokenizer": cases, "chat": chat},
               open(os.path.join(d, "oracle.json"), "w"))
 
 def bitnet158():
