@@ -128,6 +128,11 @@ typedef struct bj_tok_gguf_arrays {
     bj_gguf_str *merges;    /* "left right" by rank */
     int32_t bos, eos;
     bool add_bos;
+    /* SentencePiece (tokenizer.ggml.model "llama"): scores per token, unk id, add_space_prefix;
+     * tokens are the file spellings and types 1..6 */
+    bool spm, add_space_prefix;
+    float *scores;
+    int32_t unk;
 } bj_tok_gguf_arrays;
 bj_status bj_tok_gguf_export(const bj_tokenizer *t, bj_tok_gguf_arrays *out, bj_error *err);
 void bj_tok_gguf_arrays_free(bj_tok_gguf_arrays *a);

@@ -396,6 +396,18 @@ static bj_status gw_meta_write(bj_gguf_writer *w, const gw_meta *m, bj_gguf_outt
 }
 
 static bj_status gw_tok_write(bj_gguf_writer *w, const bj_tok_gguf_arrays *a, bj_error *err) {
+    if (a->spm) { /* SentencePiece: llama.cpp's `llama` vocabulary */
+        BJ_TRY(bj_gguf_kv_str(w, "tokenizer.ggml.model", "llama", err));
+        BJ_TRY(bj_gguf_kv_arr_str(w, "tokenizer.ggml.tokens", a->tokens, (uint64_t)a->n_tokens, err));
+        BJ_TRY(bj_gguf_kv_arr_f32(w, "tokenizer.ggml.scores", a->scores, (uint64_t)a->n_tokens, err));
+        BJ_TRY(bj_gguf_kv_arr_i32(w, "tokenizer.ggml.token_type", a->types, (uint64_t)a->n_tokens, err));
+        if (a->bos >= 0) BJ_TRY(bj_gguf_kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)a->bos, err));
+        if (a->eos >= 0) BJ_TRY(bj_gguf_kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)a->eos, err));
+        if (a->unk >= 0) BJ_TRY(bj_gguf_kv_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)a->unk, err));
+        BJ_TRY(bj_gguf_kv_bool(w, "tokenizer.ggml.add_bos_token", a->add_bos, err));
+        BJ_TRY(bj_gguf_kv_bool(w, "tokenizer.ggml.add_space_prefix", a->add_space_prefix, err));
+        return bj_gguf_kv_bool(w, "tokenizer.ggml.add_eos_token", false, err);
+    }
     BJ_TRY(bj_gguf_kv_str(w, "tokenizer.ggml.model", "gpt2", err));
     BJ_TRY(bj_gguf_kv_str(w, "tokenizer.ggml.pre", "llama-bpe", err));
     BJ_TRY(bj_gguf_kv_arr_str(w, "tokenizer.ggml.tokens", a->tokens, (uint64_t)a->n_tokens, err));
@@ -563,7 +575,7 @@ static bj_status gw_write_proj(gw_conv *c, bj_gguf_writer *w, const bj_node *n, 
         double scale;
         gw_ternary(n, v, &scale);
         size_t ln = strlen(n->name);
-        bool qk = ln > 13 && (!strcmp(n->name + ln - 13, ".q_proj.weight") || !strcmp(n->name + ln - 13, ".k_proj.weight"));
+        bool qk = ln > 14 && (!strcmp(n->name + ln - 14, ".q_proj.weight") || !strcmp(n->name + ln - 14, ".k_proj.weight"));
         if (c->llama && qk) s = gw_permute_rows(v, N, K, c->head_dim, err);
         if (s == BJ_OK) encode_rows(ty, v, N, K, out);
         s = bj_gguf_writer_write(w, out, (size_t)(ty == BJ_GGML_I2_S ? nb - 32 : nb), err);

@@ -296,8 +296,24 @@ static bool tg_export_merges(bj_tok_gguf_arrays *a, const bj_tokenizer *t) {
 bj_status bj_tok_gguf_export(const bj_tokenizer *t, bj_tok_gguf_arrays *a, bj_error *err) {
     memset(a, 0, sizeof *a);
     bj_arena_init(&a->arena);
-    if (t->spm)
-        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "exporting a SentencePiece (llama) tokenizer to GGUF is not supported");
+    if (t->spm) { /* the file spellings, scores and types as read (tok_spm.c) */
+        a->spm = true, a->add_space_prefix = t->add_space_prefix, a->unk = t->unk;
+        a->n_tokens = t->n_vocab;
+        a->bos = t->bos, a->eos = t->eos, a->add_bos = t->add_bos;
+        a->tokens = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->tokens + 1, 8);
+        a->types = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->types + 1, 8);
+        a->scores = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->scores + 1, 8);
+        if (!a->tokens || !a->types || !a->scores || !t->spm_text) {
+            bj_tok_gguf_arrays_free(a);
+            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory exporting the tokenizer");
+        }
+        for (int32_t i = 0; i < t->n_vocab; i++) {
+            a->tokens[i] = (bj_gguf_str){ t->spm_text[i], strlen(t->spm_text[i]) };
+            a->types[i] = t->spm_type[i];
+            a->scores[i] = t->score[i];
+        }
+        return BJ_OK;
+    }
     a->n_tokens = t->n_vocab;
     a->tokens = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->tokens + 1, 8);
     a->types = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->types + 1, 8);

@@ -65,6 +65,8 @@ struct bj_tokenizer {
      * descending (llama.cpp's partition order) and merges/steps are unused. */
     bool spm, add_space_prefix;
     float *score;              /* SPM merge score per id (higher merges first) */
+    uint8_t *spm_type;         /* SPM token type per id (1..6, as GGUF's token_type), for export */
+    const char **spm_text;     /* SPM spelling per id (U+2581 for spaces, <0xXX>), for export */
 };
 
 /* The added-token bucket of a token in the normalized (1) or raw (0) trie by its first byte. */

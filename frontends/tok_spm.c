@@ -152,6 +152,9 @@ static bj_status spm_token(spm_load *L, int32_t id) {
     t->score[id] = L->pscores ? L->pscores[id] : L->scores ? (float)bj_gguf_arr_float(L->scores, (uint64_t)id) : 0.0f;
     BJ_TRY(spm_piece(L, id, type, s));
     BJ_TRY(spm_word(L, id, s));
+    t->spm_type[id] = (uint8_t)type;
+    if (!(t->spm_text[id] = bj_arena_strndup(&t->arena, s.s ? s.s : "", (size_t)s.len)))
+        return BJ_FAIL(L->err, BJ_E_NOMEM, "out of memory");
     t->flags[id] = TOK_F_PRESENT;
     if (type == TT_NORMAL || type == TT_BYTE) t->flags[id] |= TOK_F_VOCAB;
     if ((type == TT_CONTROL || type == TT_UNKNOWN || type == TT_USER) && s.len > 0) {
@@ -187,7 +190,9 @@ static bj_status spm_vocab(spm_load *L) {
     t->piece_len = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->piece_len, 8);
     t->score = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->score, 8);
     t->added = bj_arena_alloc(&t->arena, ((size_t)n + 1) * sizeof *t->added, 8);
-    if (!t->flags || !t->piece || !t->piece_len || !t->score || !t->added ||
+    t->spm_type = bj_arena_alloc(&t->arena, (size_t)n, 1);
+    t->spm_text = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->spm_text, 8);
+    if (!t->flags || !t->piece || !t->piece_len || !t->score || !t->added || !t->spm_type || !t->spm_text ||
         !tok_strmap_init_arena(&t->words, (size_t)n, &t->arena))
         return BJ_FAIL(L->err, BJ_E_NOMEM, "out of memory for %d tokens", (int)n);
     for (int32_t id = 0; id < n; id++) BJ_TRY(spm_token(L, id));
