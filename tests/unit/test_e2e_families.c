@@ -372,3 +372,45 @@ Test(e2e_families, bad_tokenizer_model) {
     cr_expect_eq(bj_tok_load_hf(&t, dir, &err), BJ_E_FORMAT, "%s", err.msg);
     cr_expect(strstr(err.msg, "no pieces") != NULL, "%s", err.msg);
 }
+
+/* Prefixes of the real tokenizer.model (every 7th length) and 600 single-byte corruptions of it
+ * load or fail with a message, never crash (the sanitizer builds run this too). */
+Test(e2e_families, tokenizer_model_truncated_and_corrupted, .timeout = 300) {
+    char dir[4096], path[4200];
+    family_copy(&k_bitnet158, "fam-tokmut", NULL, NULL, NULL, 0, 0, NULL, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    char *orig;
+    size_t n;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_read_file(BJ_SOURCE_DIR "/models/bitnet158-tiny/tokenizer.model", &orig, &n, &err), BJ_OK);
+    uint32_t rng = 22;
+    int ok = 0, failed = 0;
+    for (size_t i = 0; i < n + 600; i += (i < n ? 7 : 1)) {
+        FILE *f = fopen(path, "wb");
+        if (i < n) fwrite(orig, 1, i, f); /* a prefix */
+        else {                             /* a corrupted byte */
+            rng = rng * 1664525u + 1013904223u;
+            size_t at = (rng >> 8) % n;
+            char save = orig[at];
+            orig[at] = (char)(rng >> 24);
+            fwrite(orig, 1, n, f);
+            orig[at] = save;
+        }
+        fclose(f);
+        bj_tokenizer *t = NULL;
+        bj_status s = bj_tok_load_hf(&t, dir, &err);
+        if (s == BJ_OK) {
+            int32_t *ids;
+            size_t k;
+            if (bj_tok_encode(t, "In the beginning \xF0\x9F\x98\x80", 20, true, true, &ids, &k, &err) == BJ_OK) free(ids);
+            bj_tok_free(t);
+            ok++;
+        } else {
+            cr_expect(err.msg[0] != 0);
+            failed++;
+        }
+    }
+    cr_log_info("tokenizer.model mutations: %d loaded, %d refused", ok, failed);
+    cr_expect_gt(failed, 0);
+    free(orig);
+}
