@@ -41,6 +41,7 @@ typedef struct spm_load {
     const bj_gguf *g;
     const bj_gguf_kv *tokens, *scores, *types;
     const char *path, *key;     /* for messages: the file, and the key or field holding the tokens */
+    const char *type_key;       /* ... and the one holding their types */
     /* the tokenizer.model form: arrays decoded from the protobuf (NULL for GGUF) */
     const bj_gguf_str *strs;
     const float *pscores;
@@ -147,8 +148,8 @@ static bj_status spm_token(spm_load *L, int32_t id) {
     bj_gguf_str s = L->strs ? L->strs[id] : L->tokens->strs[id];
     int64_t type = L->ptypes ? L->ptypes[id] : L->types ? bj_gguf_arr_int(L->types, (uint64_t)id) : TT_NORMAL;
     if (type < TT_NORMAL || type > TT_BYTE)
-        return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: %s[%d]: token type %lld is not one of 1..6", L->path, L->key, (int)id,
-                       (long long)type);
+        return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: %s[%d]: %lld is not a token type (1..6)", L->path, L->type_key,
+                       (int)id, (long long)type);
     t->score[id] = L->pscores ? L->pscores[id] : L->scores ? (float)bj_gguf_arr_float(L->scores, (uint64_t)id) : 0.0f;
     BJ_TRY(spm_piece(L, id, type, s));
     BJ_TRY(spm_word(L, id, s));
@@ -224,7 +225,8 @@ static bj_status spm_options(spm_load *L) {
 }
 
 bj_status tok_spm_load_gguf(bj_tokenizer *t, const bj_gguf *g, bj_error *err) {
-    spm_load L = { .t = t, .g = g, .path = g->path, .key = "key 'tokenizer.ggml.tokens'", .err = err };
+    spm_load L = { .t = t, .g = g, .path = g->path, .key = "key 'tokenizer.ggml.tokens'",
+                   .type_key = "key 'tokenizer.ggml.token_type'", .err = err };
     t->spm = true;
     BJ_TRY(spm_arrays(&L));
     BJ_TRY(spm_vocab(&L));
@@ -714,7 +716,7 @@ bj_status tok_spm_load_model(bj_tokenizer *t, const char *path, bool add_bos, bj
     bj_status s = pb_model(&m, (const uint8_t *)data, size, path, err);
     if (s == BJ_OK) s = spm_proto_check(&m, path, err);
     if (s == BJ_OK) {
-        spm_load L = { .t = t, .path = path, .key = "pieces", .strs = m.strs, .pscores = m.scores, .ptypes = m.types,
+        spm_load L = { .t = t, .path = path, .key = "pieces", .type_key = "pieces (type)", .strs = m.strs, .pscores = m.scores, .ptypes = m.types,
                        .n = m.n, .err = err };
         t->spm = true;
         s = spm_vocab(&L);
