@@ -122,6 +122,11 @@ bj_status bj_gguf_config(bj_gguf *g, bj_model_config *c, bj_error *err) {
     if (llama) {
         c->block = BJ_BLOCK_LLAMA; /* Falcon3 / Llama3-8B-1.58 / Falcon-E as llama.cpp and bitnet.cpp write them */
         c->act = BJ_ACT_SILU;
+        bj_gguf_str rs = { 0 };
+        BJ_TRY(bj_gguf_get_str(g, "llama.rope.scaling.type", false, &rs, err));
+        if (bj_gguf_find_tensor(g, "rope_freqs.weight") || (rs.s && !(rs.len == 4 && !memcmp(rs.s, "none", 4))))
+            return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: scaled RoPE ('rope_freqs.weight' or key 'llama.rope.scaling.type', "
+                           "as Llama-3.1 files have) is not supported", g->path);
     } else {
         c->block = BJ_BLOCK_BITNET;
         BJ_TRY(cfg_act(g, c, err));
