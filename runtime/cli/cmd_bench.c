@@ -26,6 +26,8 @@ static int usage_bench(FILE *f) {
             "  -n, --n-gen N        tokens for the decode test (default 128; 0 = skip)\n"
             "  -t, --threads LIST   comma-separated thread counts (default: the number of CPUs)\n"
             "  -r, --repetitions N  repetitions of each test (default 3)\n"
+            "  -c, --ctx-size N     context (KV cache) in tokens, at least -p + -n (default: the model's,\n"
+            "                       capped to what fits in half of the memory available)\n"
             "      --engine LIST    jit, ref or jit,ref (default jit)\n"
             "      --bw-mib N       buffer for the bandwidth test in MiB (default 1024; 0 = skip)\n"
             "  -o, --format FMT     md: markdown tables (default); csv: one header line and one line per\n"
@@ -60,12 +62,13 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "format", required_argument, 0, 'o' },
         { "plot", required_argument, 0, O_PLOT },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
         { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
-        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "help", no_argument, 0, 'h' },
+        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:c:h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->p = cli_parse_int("-p", optarg, 0, 1 << 20); break;
@@ -89,11 +92,13 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
         case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(optarg); break;
         case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
+        case 'c': o->jit.n_ctx = cli_parse_ctx(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
     if (o->p == 0 && o->n == 0) cli_die_usage("%s", "nothing to measure: -p and -n are both 0");
+    cli_check_target(o->jit.mcpu, o->jit.mattr);
 }
 
 /* Parses "1,2,4" into counts; exits on anything else. */
@@ -104,6 +109,9 @@ static int parse_list(const char *s, int *out, int cap) {
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n == cap) cli_die_usage("%s", "too many thread counts");
         out[n++] = (int)cli_parse_int("-t", tok, 1, 1024);
+        if (out[n - 1] > cli_cpu_count()) /* measured as asked, but said: such threads wait on each other */
+            fprintf(stderr, "%s: warning: -t %d is more than the %d CPU%s this process may run on\n", bj_cli_prog,
+                    out[n - 1], cli_cpu_count(), cli_s(cli_cpu_count()));
     }
     if (!n) cli_die_usage("%s", "-t needs at least one thread count");
     return n;
@@ -401,6 +409,9 @@ int bj_cmd_bench(int argc, char **argv) {
     bj_error err = { 0 };
     bj_model m;
     bj_aot_lib *lib = cli_load_model(o.model, &m, &o.jit);
+    int max_threads = 1;
+    for (int i = 0; i < nt; i++) max_threads = threads[i] > max_threads ? threads[i] : max_threads;
+    cli_choose_ctx(&m.graph, max_threads, 1, false, &o.jit.n_ctx);
     bj_jit_report cold = { 0 }, warm = { 0 };
     if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
     bench_layout lay[64];
@@ -461,7 +472,7 @@ int bj_cmd_bench(int argc, char **argv) {
             snprintf(note, sizeof note, "%s, %d thread%s", eng, k == 0 ? threads[i] : 1, k == 0 && threads[i] > 1 ? "s" : "");
             cli_progress_update(&bar, conf, note);
             bj_status st = k == 0 ? bj_jit_engine_create(&e, &m.graph, &jo, NULL, &err)
-                                  : bj_ref_engine_create(&e, &m.graph, &err);
+                                  : bj_ref_engine_create_ctx(&e, &m.graph, jo.n_ctx, &err);
             if (st != BJ_OK) cli_die_error(&err);
             bj_bench_stat pp, tg;
             if (bj_bench_engine(e, o.p, o.n, o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);

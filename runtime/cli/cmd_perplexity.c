@@ -22,8 +22,8 @@ static int usage_ppl(FILE *f) {
             "\n"
             "input:\n"
             "  -f, --file FILE         the text (required)\n"
-            "  -c, --ctx N             window length in tokens (default 256, or the model's\n"
-            "                          context if that is smaller)\n"
+            "  -c, --ctx-size N        window length in tokens, also the context the engine holds\n"
+            "      --ctx N             (default 256, or the model's context if that is smaller)\n"
             "      --chunks N          evaluate only the first N windows (default: all)\n"
             "      --per-window        also print each window's token count and NLL sum\n"
             "\n"
@@ -55,7 +55,6 @@ static void parse_ppl(int argc, char **argv, ppl_opts *o) {
         if (cli_model_opt(c, optarg, &o->mo)) continue;
         switch (c) {
         case 'f': o->file = optarg; break;
-        case 'c': o->ctx = cli_parse_int("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNKS: o->chunks = cli_parse_int("--chunks", optarg, 1, INT32_MAX); break;
         case O_PER_WINDOW: o->per_window = true; break;
         default: cli_bad_option(c, argv, usage_ppl);
@@ -63,6 +62,8 @@ static void parse_ppl(int argc, char **argv, ppl_opts *o) {
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
     if (!o->file) cli_die_usage("%s", "-f FILE is required");
+    if (o->mo.jit.n_ctx == 1) cli_die_usage("%s", "-c/--ctx-size expects at least 2 tokens (a window predicts 2..N)");
+    o->ctx = o->mo.jit.n_ctx; /* 0: the default window */
     cli_model_opts_check(&o->mo);
 }
 
@@ -81,25 +82,19 @@ int bj_cmd_perplexity(int argc, char **argv) {
     bj_error err = { 0 };
     char *text;
     size_t len;
-    if (bj_read_file(o.file, &text, &len, &err) != BJ_OK) cli_die_error(&err);
+    text = cli_read_text("-f", o.file, &len);
     cli_session ses;
-    cli_open(&o.mo, &ses);
+    cli_open(&o.mo, &ses); /* -c beyond the model's context is a usage error there */
     bj_engine *e = ses.e;
     int64_t ctx = o.ctx ? o.ctx : (e->max_seq < PPL_DEFAULT_CTX ? e->max_seq : PPL_DEFAULT_CTX);
-    if (ctx > e->max_seq) {
-        fprintf(stderr, "%s %s: --ctx %lld exceeds the model's context of %lld tokens\n", bj_cli_prog, bj_cli_subcmd,
-                (long long)ctx, (long long)e->max_seq);
-        cli_close(&ses);
-        free(text);
-        return 2;
-    }
 
     int32_t *ids;
     int64_t n_ids;
     if (bj_ppl_tokenize(ses.m.tok, text, len, &ids, &n_ids, &err) != BJ_OK) cli_die_error(&err);
     int64_t total = bj_ppl_n_windows(n_ids, ctx);
     if (total == 0) {
-        fprintf(stderr, "%s: error: %s: %lld tokens, too few to predict any\n", bj_cli_prog, o.file, (long long)n_ids);
+        fprintf(stderr, "%s: error: %s: %lld token%s, too few to predict any\n", bj_cli_prog, o.file, (long long)n_ids,
+                cli_s(n_ids));
         free(ids);
         cli_close(&ses);
         free(text);
@@ -119,15 +114,15 @@ int bj_cmd_perplexity(int argc, char **argv) {
 
     if (o.per_window)
         for (int64_t i = 0; i < r.n_windows; i++)
-            printf("window %lld: %lld predicted tokens, NLL sum %.6f\n", (long long)i, (long long)r.window_predicted[i],
-                   r.window_nll[i]);
-    printf("perplexity: %.4f over %lld predicted tokens (%lld windows of %lld, %lld tokens%s)\n", r.ppl,
-           (long long)r.n_predicted, (long long)r.n_windows, (long long)ctx, (long long)n_ids,
-           r.n_windows < total ? ", a prefix of the file" : "");
+            printf("window %lld: %lld predicted token%s, NLL sum %.6f\n", (long long)i, (long long)r.window_predicted[i],
+                   cli_s(r.window_predicted[i]), r.window_nll[i]);
+    printf("perplexity: %.4f over %lld predicted token%s (%lld window%s of %lld, %lld token%s%s)\n", r.ppl,
+           (long long)r.n_predicted, cli_s(r.n_predicted), (long long)r.n_windows, cli_s(r.n_windows), (long long)ctx,
+           (long long)n_ids, cli_s(n_ids), r.n_windows < total ? ", a prefix of the file" : "");
     fflush(stdout);
     if (o.mo.verbose)
-        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %lld tokens evaluated in %.2f s (%.1f t/s)\n",
-                bj_cli_prog, o.mo.model, e->name, ses.load_s, (long long)(r.n_predicted + r.n_windows), dt,
+        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %lld token%s evaluated in %.2f s (%.1f t/s)\n",
+                bj_cli_prog, o.mo.model, e->name, ses.load_s, (long long)(r.n_predicted + r.n_windows), cli_s(r.n_predicted + r.n_windows), dt,
                 (double)(r.n_predicted + r.n_windows) / (dt > 1e-9 ? dt : 1e-9));
     bj_ppl_result_free(&r);
     free(ids);
