@@ -382,12 +382,15 @@ static bj_status bj_aot_add_weights(bj_aot_items *it, const bj_graph *g, uint64_
 /* The model's small files: config for the runtime's model description, the tokenizer. */
 static bj_status bj_aot_add_files(bj_aot_items *it, const char *dir, bj_error *err) {
     static const char *const files[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
-                                         "generation_config.json" };
+                                         "generation_config.json", "tokenizer.model" };
+    char spm[4096]; /* a SentencePiece tokenizer.model (LLaMA, 1bitLLM) stands in for tokenizer.json */
+    bool have_spm = dir && bj_path_join(spm, sizeof spm, dir, "tokenizer.model", err) == BJ_OK && access(spm, R_OK) == 0;
     for (size_t i = 0; dir && i < BJ_COUNTOF(files); i++) {
         char path[4096];
         BJ_TRY(bj_path_join(path, sizeof path, dir, files[i], err));
         if (access(path, R_OK) != 0) {
-            if (i < 2) return BJ_FAIL(err, BJ_E_IO, "%s: cannot read it (the library embeds it): %s", path, strerror(errno));
+            if (i == 0 || (i == 1 && !have_spm))
+                return BJ_FAIL(err, BJ_E_IO, "%s: cannot read it (the library embeds it): %s", path, strerror(errno));
             continue;
         }
         char *text;

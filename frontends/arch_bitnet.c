@@ -1,13 +1,8 @@
-/* frontends/arch_bitnet.c -- architecture builder for HF BitNetForCausalLM.
- *
- * Builds the step graph of formats.md §3.6 from HF tensor names:
- *
- *   x = embed(tokens)
- *   per layer:  h = rmsnorm(x) ; q,k,v = bitlinear(h) ; q,k = rope ; a = attention
- *               a = rmsnorm(a)·attn_sub_norm ; x += bitlinear(a, o)
- *               h = rmsnorm(x) ; f = act(bitlinear(h, gate)) * bitlinear(h, up)
- *               f = rmsnorm(f)·ffn_sub_norm ; x += bitlinear(f, down)
- *   logits = matmul_f(rmsnorm(x)·norm, embed or lm_head)
+/* frontends/arch_bitnet.c -- the HF safetensors weight source of the graph builder
+ * (arch_graph.c, which writes the decoder blocks once for HF and GGUF): HF tensor names of
+ * BitNetForCausalLM, 1bitLLM's BitnetForCausalLM (sub-norms inner_attn_ln / ffn_layernorm) and
+ * LlamaForCausalLM with quant_method bitnet (no sub-norms; with use_rms_norm a
+ * "<proj>.rms_norm.weight" per BitLinear).
  *
  * A BitLinear is act_quant -> matmul_t. Its weight is either packed (U8 [out/4, in] in the HF
  * bitlinear layout plus a one-element weight_scale, imported as t2hf with the effective
@@ -17,6 +12,7 @@
  * U8 [out, ceil(in/8)] sign bits with weight_scale the multiplier (docs/formats-bitjit.md),
  * imported as b1; the two packings never mix with the other weight_quant. Every tensor is checked
  * for presence, dtype and shape before it enters the graph; errors name the tensor. */
+#include "frontends/arch_graph.h"
 #include "frontends/model.h"
 
 #include <math.h>
@@ -141,88 +137,42 @@ static uint32_t bitlinear_weight(bj_builder *b, const char *prefix, int64_t n_ou
     return bj_ir_add(b->g, BJ_OP_WEIGHT_QUANT, &w, 1, &mode, NULL, b->err);
 }
 
-static uint32_t rmsnorm(bj_builder *b, uint32_t x, const char *wname, int64_t d) {
-    uint32_t in[2] = { x, float_weight(b, wname, d, -1) };
-    double eps = b->c->rms_eps;
-    return bj_ir_add(b->g, BJ_OP_RMSNORM, in, 2, NULL, &eps, b->err);
-}
+/* ---- the weight source of arch_graph.c: HF tensor names ------------------------------------- */
 
-static uint32_t matmul_t(bj_builder *b, uint32_t xq, const char *prefix, int64_t n_out, int64_t n_in) {
-    uint32_t in[2] = { xq, bitlinear_weight(b, prefix, n_out, n_in) };
-    return bj_ir_add(b->g, BJ_OP_MATMUL_T, in, 2, NULL, NULL, b->err);
-}
-
-static uint32_t rope(bj_builder *b, uint32_t x, int64_t n_head) {
-    int64_t ia[2] = { n_head, b->c->head_dim };
-    double theta = b->c->rope_theta;
-    return bj_ir_add(b->g, BJ_OP_ROPE, &x, 1, ia, &theta, b->err);
-}
-
-static uint32_t attention_block(bj_builder *b, int64_t l, uint32_t x) {
-    const bj_model_config *c = b->c;
-    char p[200], n[256];
-    int64_t d = c->hidden, dq = c->n_head * c->head_dim, dkv = c->n_kv_head * c->head_dim;
-    snprintf(p, sizeof p, "model.layers.%lld", (long long)l);
-    snprintf(n, sizeof n, "%s.input_layernorm.weight", p);
-    uint32_t hq = bj_ir_unary(b->g, BJ_OP_ACT_QUANT, rmsnorm(b, x, n, d), b->err);
-    snprintf(n, sizeof n, "%s.self_attn.q_proj", p);
-    uint32_t q = rope(b, matmul_t(b, hq, n, dq, d), c->n_head);
-    snprintf(n, sizeof n, "%s.self_attn.k_proj", p);
-    uint32_t k = rope(b, matmul_t(b, hq, n, dkv, d), c->n_kv_head);
-    snprintf(n, sizeof n, "%s.self_attn.v_proj", p);
-    uint32_t v = matmul_t(b, hq, n, dkv, d);
-    uint32_t qkv[3] = { q, k, v };
-    int64_t ia[4] = { l, c->n_head, c->n_kv_head, c->head_dim };
-    uint32_t a = bj_ir_add(b->g, BJ_OP_ATTENTION, qkv, 3, ia, NULL, b->err);
-    snprintf(n, sizeof n, "%s.self_attn.attn_sub_norm.weight", p);
-    uint32_t aq = bj_ir_unary(b->g, BJ_OP_ACT_QUANT, rmsnorm(b, a, n, dq), b->err);
-    snprintf(n, sizeof n, "%s.self_attn.o_proj", p);
-    return bj_ir_binary(b->g, BJ_OP_ADD, x, matmul_t(b, aq, n, d, dq), b->err);
-}
-
-static uint32_t ffn_block(bj_builder *b, int64_t l, uint32_t x) {
-    const bj_model_config *c = b->c;
-    char p[200], n[256];
-    int64_t d = c->hidden, f = c->intermediate;
-    snprintf(p, sizeof p, "model.layers.%lld", (long long)l);
-    snprintf(n, sizeof n, "%s.post_attention_layernorm.weight", p);
-    uint32_t hq = bj_ir_unary(b->g, BJ_OP_ACT_QUANT, rmsnorm(b, x, n, d), b->err);
-    snprintf(n, sizeof n, "%s.mlp.gate_proj", p);
-    uint32_t gate = matmul_t(b, hq, n, f, d);
-    snprintf(n, sizeof n, "%s.mlp.up_proj", p);
-    uint32_t up = matmul_t(b, hq, n, f, d);
-    bj_op act = c->act == BJ_ACT_RELU2 ? BJ_OP_RELU_SQR : BJ_OP_SILU;
-    uint32_t h = bj_ir_binary(b->g, BJ_OP_MUL, bj_ir_unary(b->g, act, gate, b->err), up, b->err);
-    snprintf(n, sizeof n, "%s.mlp.ffn_sub_norm.weight", p);
-    uint32_t fq = bj_ir_unary(b->g, BJ_OP_ACT_QUANT, rmsnorm(b, h, n, f), b->err);
-    snprintf(n, sizeof n, "%s.mlp.down_proj", p);
-    return bj_ir_binary(b->g, BJ_OP_ADD, x, matmul_t(b, fq, n, d, f), b->err);
-}
-
-/* The LM head: lm_head.weight when the model has an untied one, else the embedding. */
-static uint32_t lm_head(bj_builder *b, uint32_t embed) {
-    if (b->c->tie_embeddings || !bj_st_find(b->st, "lm_head.weight")) {
-        if (!b->c->tie_embeddings) {
-            BJ_FAIL(b->err, BJ_E_FORMAT, "missing tensor 'lm_head.weight' (tie_word_embeddings is false)");
-            return BJ_NONE;
-        }
-        return embed;
+static void hf_name(void *ctx, bj_wpiece p, int64_t l, char *buf, size_t cap) {
+    const bj_builder *b = ctx;
+    bool llm1 = b->c->hf_names == BJ_NAMES_1BITLLM;
+    static const char *const layer[BJ_W_COUNT] = {
+        [BJ_W_ATTN_NORM] = "input_layernorm.weight", [BJ_W_Q] = "self_attn.q_proj", [BJ_W_K] = "self_attn.k_proj",
+        [BJ_W_V] = "self_attn.v_proj", [BJ_W_O] = "self_attn.o_proj",
+        [BJ_W_FFN_NORM] = "post_attention_layernorm.weight", [BJ_W_GATE] = "mlp.gate_proj", [BJ_W_UP] = "mlp.up_proj",
+        [BJ_W_DOWN] = "mlp.down_proj",
+    };
+    switch (p) {
+    case BJ_W_EMBED: snprintf(buf, cap, "model.embed_tokens.weight"); return;
+    case BJ_W_OUT_NORM: snprintf(buf, cap, "model.norm.weight"); return;
+    case BJ_W_HEAD: snprintf(buf, cap, "lm_head.weight"); return;
+    case BJ_W_ATTN_SUB_NORM:
+        snprintf(buf, cap, "model.layers.%lld.self_attn.%s.weight", (long long)l, llm1 ? "inner_attn_ln" : "attn_sub_norm");
+        return;
+    case BJ_W_FFN_SUB_NORM:
+        snprintf(buf, cap, "model.layers.%lld.mlp.%s.weight", (long long)l, llm1 ? "ffn_layernorm" : "ffn_sub_norm");
+        return;
+    default: snprintf(buf, cap, "model.layers.%lld.%s", (long long)l, layer[p] ? layer[p] : "?"); return;
     }
-    return float_weight(b, "lm_head.weight", b->c->vocab, b->c->hidden);
 }
+
+static uint32_t hf_float(void *ctx, const char *name, int64_t d0, int64_t d1) { return float_weight(ctx, name, d0, d1); }
+
+static uint32_t hf_bitlinear(void *ctx, bj_wpiece p, const char *prefix, int64_t n_out, int64_t n_in) {
+    (void)p;
+    return bitlinear_weight(ctx, prefix, n_out, n_in);
+}
+
+static bool hf_has(void *ctx, const char *name) { return bj_st_find(((bj_builder *)ctx)->st, name) != NULL; }
 
 bj_status bj_fe_build_bitnet_hf(bj_graph *g, const bj_model_config *c, const bj_st_model *st, bj_error *err) {
     bj_builder b = { g, c, st, err };
-    g->max_seq = c->max_seq;
-    uint32_t tokens = bj_ir_input(g, err);
-    uint32_t embed = float_weight(&b, "model.embed_tokens.weight", c->vocab, c->hidden);
-    uint32_t ein[2] = { embed, tokens };
-    uint32_t x = bj_ir_add(g, BJ_OP_EMBED, ein, 2, NULL, NULL, err);
-    for (int64_t l = 0; l < c->n_layer && x != BJ_NONE; l++)
-        x = ffn_block(&b, l, attention_block(&b, l, x));
-    uint32_t h = rmsnorm(&b, x, "model.norm.weight", c->hidden);
-    uint32_t hin[2] = { h, lm_head(&b, embed) };
-    uint32_t logits = bj_ir_add(g, BJ_OP_MATMUL_F, hin, 2, NULL, NULL, err);
-    if (bj_ir_unary(g, BJ_OP_OUTPUT, logits, err) == BJ_NONE) return err->code ? err->code : BJ_E_INTERNAL;
-    return bj_ir_verify(g, err);
+    bj_wsource w = { &b, hf_name, hf_float, hf_bitlinear, hf_has, err };
+    return bj_fe_build_graph(g, c, &w, err);
 }

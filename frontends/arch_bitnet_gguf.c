@@ -1,6 +1,8 @@
-/* frontends/arch_bitnet_gguf.c -- GGUF BitNet architectures (`bitnet`, `bitnet-b1.58`,
- * `bitnet-25`, `bitnet-1.58`, formats.md §2.1, §2.2, §4) to the same step graph the HF
- * builder (arch_bitnet.c) makes, node for node: only the weight names differ.
+/* frontends/arch_bitnet_gguf.c -- the GGUF weight source of the graph builder (arch_graph.c):
+ * BitNet architectures (`bitnet`, `bitnet-b1.58`, `bitnet-25`, `bitnet-1.58`, formats.md §2.1,
+ * §2.2, §4) and ternary `llama` (Falcon3 / Llama3-8B-1.58 as llama.cpp and bitnet.cpp convert
+ * them, docs/formats-families.md: q/k rows un-permuted back to HF order) to the same step graph
+ * the HF source makes, node for node: only the weight names differ.
  *
  * Weights (GGUF ne order is [in, out]; the IR shape is [out, in]):
  * - I2_S projections stay in the file as dtype i2s, scale = the inline f32;
@@ -12,6 +14,7 @@
  *   weight_quant (absmean) node as an HF master;
  * - an optional `<proj>.scale` tensor [1] multiplies the scale.
  * All-zero ternary projections are reported as a warning on the bj_gguf (§6). */
+#include "frontends/arch_graph.h"
 #include "frontends/gguf.h"
 
 #include <math.h>
@@ -100,9 +103,10 @@ static bj_status cfg_vocab(bj_gguf *g, bj_model_config *c, bj_error *err) {
 bj_status bj_gguf_config(bj_gguf *g, bj_model_config *c, bj_error *err) {
     memset(c, 0, sizeof *c);
     if (!g->arch) return BJ_FAIL(err, BJ_E_FORMAT, "%s: missing required key 'general.architecture'", g->path);
-    if (!bj_gguf_arch_is_bitnet(g->arch))
+    bool llama = !strcmp(g->arch, "llama");
+    if (!bj_gguf_arch_is_bitnet(g->arch) && !llama)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: architecture '%.64s' is not supported (bitnet, bitnet-b1.58, "
-                       "bitnet-25, bitnet-1.58 are)", g->path, g->arch);
+                       "bitnet-25, bitnet-1.58 and ternary llama are)", g->path, g->arch);
     snprintf(c->arch, sizeof c->arch, "%s", g->arch);
     BJ_TRY(cfg_shape(g, c, err));
     char key[160];
@@ -115,7 +119,18 @@ bj_status bj_gguf_config(bj_gguf *g, bj_model_config *c, bj_error *err) {
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: rms epsilon %g and rope freq_base %g must be positive", g->path,
                        c->rms_eps, c->rope_theta);
     BJ_TRY(cfg_vocab(g, c, err));
-    BJ_TRY(cfg_act(g, c, err));
+    if (llama) {
+        c->block = BJ_BLOCK_LLAMA; /* Falcon3 / Llama3-8B-1.58 / Falcon-E as llama.cpp and bitnet.cpp write them */
+        c->act = BJ_ACT_SILU;
+        bj_gguf_str rs = { 0 };
+        BJ_TRY(bj_gguf_get_str(g, "llama.rope.scaling.type", false, &rs, err));
+        if (bj_gguf_find_tensor(g, "rope_freqs.weight") || (rs.s && !(rs.len == 4 && !memcmp(rs.s, "none", 4))))
+            return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: scaled RoPE ('rope_freqs.weight' or key 'llama.rope.scaling.type', "
+                           "as Llama-3.1 files have) is not supported", g->path);
+    } else {
+        c->block = BJ_BLOCK_BITNET;
+        BJ_TRY(cfg_act(g, c, err));
+    }
     c->tie_embeddings = bj_gguf_find_tensor(g, "output.weight") == NULL;
     c->linear_class = BJ_LC_AUTOBITLINEAR; /* GGUF scales are multipliers */
     return BJ_OK;
@@ -307,69 +322,107 @@ static uint32_t bitlinear_weight(gb *b, const char *prefix, int64_t n_out, int64
 
 /* ---- the graph (the same nodes as arch_bitnet.c) ---------------------------------------------- */
 
-static uint32_t rmsnorm(gb *b, uint32_t x, const char *wname, int64_t d) {
-    uint32_t in[2] = { x, float_weight(b, wname, d, -1) };
-    double eps = b->c->rms_eps;
-    return bj_ir_add(b->g, BJ_OP_RMSNORM, in, 2, NULL, &eps, b->err);
+/* llama.cpp's converter stores q and k of the `llama` arch with the rows of each head permuted
+ * for its interleaved RoPE (convert_hf_to_gguf.py LlamaModel.permute): GGUF row h*hd + 2*j + s
+ * is HF row h*hd + s*hd/2 + j (s in {0,1}, j < hd/2). bitjit's RoPE is the HF half-split one, so
+ * these rows are put back in HF order: the row of GGUF order for HF row r. */
+static int64_t llama_gguf_row(int64_t r, int64_t hd) {
+    int64_t h = r / hd, j = r % hd, half = hd / 2;
+    return h * hd + 2 * (j % half) + j / half;
 }
 
-static uint32_t quant_norm(gb *b, uint32_t x, int64_t l, const char *norm, int64_t d) {
-    char n[96];
-    snprintf(n, sizeof n, "blk.%lld.%s.weight", (long long)l, norm);
-    return bj_ir_unary(b->g, BJ_OP_ACT_QUANT, rmsnorm(b, x, n, d), b->err);
+/* A copy of t with its rows in HF order, in the reader's arena: row-independent layouts (TQ1_0,
+ * TQ2_0, F32, F16, BF16) keep their type; I2_S (whose layout spans rows) becomes t2 codes with
+ * I2_S's scale in *i2s_scale. */
+static bool unpermute(gb *b, const bj_gguf_tensor *t, int64_t N, int64_t K, bj_gguf_tensor *out, double *i2s_scale) {
+    int64_t hd = b->c->head_dim;
+    *out = *t;
+    *i2s_scale = -1;
+    if (hd % 2 || N % hd) {
+        BJ_FAIL(b->err, BJ_E_FORMAT, "%s: tensor '%s': %lld rows are not whole heads of %lld", b->f->path, t->name,
+                (long long)N, (long long)hd);
+        return false;
+    }
+    if (t->type == BJ_GGML_I2_S) {
+        uint64_t rb = (uint64_t)(K + 3) / 4;
+        uint8_t *p = bj_arena_alloc(&b->f->arena, (size_t)(rb * (uint64_t)N), 64);
+        if (!p) { BJ_FAIL(b->err, BJ_E_NOMEM, "out of memory un-permuting '%s'", t->name); return false; }
+        memset(p, 0, (size_t)(rb * (uint64_t)N));
+        float sc = 0;
+        bj_gguf_ternary_at(t, 0, 0, &sc);
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t k = 0; k < K; k++) {
+                int v = bj_gguf_ternary_at(t, llama_gguf_row(r, hd), k, NULL);
+                int code = v > 1 ? 1 : v + 1;
+                p[(uint64_t)r * rb + (uint64_t)k / 4] |= (uint8_t)(code << (2 * (k % 4)));
+            }
+        out->data = p;
+        out->nbytes = rb * (uint64_t)N;
+        *i2s_scale = sc;
+        return true;
+    }
+    uint64_t rbytes = t->nbytes / (uint64_t)N;
+    uint8_t *p = bj_arena_alloc(&b->f->arena, (size_t)t->nbytes, 64);
+    if (!p) { BJ_FAIL(b->err, BJ_E_NOMEM, "out of memory un-permuting '%s'", t->name); return false; }
+    for (int64_t r = 0; r < N; r++) memcpy(p + (uint64_t)r * rbytes, t->data + (uint64_t)llama_gguf_row(r, hd) * rbytes, rbytes);
+    out->data = p;
+    return true;
 }
 
-static uint32_t matmul_t(gb *b, uint32_t xq, int64_t l, const char *proj, int64_t n_out, int64_t n_in) {
-    char p[96];
-    snprintf(p, sizeof p, "blk.%lld.%s", (long long)l, proj);
-    uint32_t in[2] = { xq, bitlinear_weight(b, p, n_out, n_in) };
-    return bj_ir_add(b->g, BJ_OP_MATMUL_T, in, 2, NULL, NULL, b->err);
+/* ---- the weight source of arch_graph.c: GGUF tensor names ------------------------------------ */
+
+static void gguf_name(void *ctx, bj_wpiece p, int64_t l, char *buf, size_t cap) {
+    (void)ctx;
+    static const char *const layer[BJ_W_COUNT] = {
+        [BJ_W_ATTN_NORM] = "attn_norm.weight", [BJ_W_Q] = "attn_q", [BJ_W_K] = "attn_k", [BJ_W_V] = "attn_v",
+        [BJ_W_ATTN_SUB_NORM] = "attn_sub_norm.weight", [BJ_W_O] = "attn_output", [BJ_W_FFN_NORM] = "ffn_norm.weight",
+        [BJ_W_GATE] = "ffn_gate", [BJ_W_UP] = "ffn_up", [BJ_W_FFN_SUB_NORM] = "ffn_sub_norm.weight",
+        [BJ_W_DOWN] = "ffn_down",
+    };
+    if (p == BJ_W_EMBED) snprintf(buf, cap, "token_embd.weight");
+    else if (p == BJ_W_OUT_NORM) snprintf(buf, cap, "output_norm.weight");
+    else if (p == BJ_W_HEAD) snprintf(buf, cap, "output.weight");
+    else snprintf(buf, cap, "blk.%lld.%s", (long long)l, layer[p] ? layer[p] : "?");
 }
 
-static uint32_t rope(gb *b, uint32_t x, int64_t n_head) {
-    int64_t ia[2] = { n_head, b->c->head_dim };
-    double theta = b->c->rope_theta;
-    return bj_ir_add(b->g, BJ_OP_ROPE, &x, 1, ia, &theta, b->err);
+static uint32_t gguf_float(void *ctx, const char *name, int64_t d0, int64_t d1) { return float_weight(ctx, name, d0, d1); }
+
+static uint32_t gguf_bitlinear(void *ctx, bj_wpiece p, const char *prefix, int64_t n_out, int64_t n_in) {
+    gb *b = ctx;
+    if (b->c->block != BJ_BLOCK_LLAMA || (p != BJ_W_Q && p != BJ_W_K)) return bitlinear_weight(b, prefix, n_out, n_in);
+    /* llama: the same checks on the file's tensor, then its rows in HF order */
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    const bj_gguf_tensor *t = find(b, name);
+    double extra, i2s;
+    bj_gguf_tensor u;
+    if (!t || !extra_scale(b, prefix, &extra)) return BJ_NONE;
+    if (!shape_is(t, n_out, n_in)) {
+        char want[128];
+        snprintf(want, sizeof want, "I2_S/TQ1_0/TQ2_0/F32/F16/BF16 ne [%lld,%lld]", (long long)n_in, (long long)n_out);
+        return fail_tensor(b, t, want);
+    }
+    bj_dtype dt;
+    bool packed = t->type == BJ_GGML_I2_S || t->type == BJ_GGML_TQ1_0 || t->type == BJ_GGML_TQ2_0;
+    if (!packed && !(float_dtype(t->type, &dt) && dt != BJ_DT_Q8_0)) return bitlinear_weight(b, prefix, n_out, n_in);
+    if (!unpermute(b, t, n_out, n_in, &u, &i2s)) return BJ_NONE;
+    if (i2s >= 0) {
+        if (!isfinite(i2s) || i2s < 0) {
+            BJ_FAIL(b->err, BJ_E_FORMAT, "%s: tensor '%s': scale %g is not a non-negative finite number", b->f->path,
+                    t->name, i2s);
+            return BJ_NONE;
+        }
+        if (i2s == 0) { warn_zero(b, t); i2s = 1.0; }
+        return bj_ir_weight(b->g, t->name, BJ_DT_T2, bj_shape2(n_out, n_in), i2s * extra, u.data, u.nbytes, b->err);
+    }
+    if (packed) return packed_weight(b, &u, extra, n_out, n_in);
+    return dense_weight(b, &u, dt, extra, n_out, n_in);
 }
 
-static uint32_t attention_block(gb *b, int64_t l, uint32_t x) {
-    const bj_model_config *c = b->c;
-    int64_t d = c->hidden, dq = c->n_head * c->head_dim, dkv = c->n_kv_head * c->head_dim;
-    uint32_t hq = quant_norm(b, x, l, "attn_norm", d);
-    uint32_t q = rope(b, matmul_t(b, hq, l, "attn_q", dq, d), c->n_head);
-    uint32_t k = rope(b, matmul_t(b, hq, l, "attn_k", dkv, d), c->n_kv_head);
-    uint32_t v = matmul_t(b, hq, l, "attn_v", dkv, d);
-    uint32_t qkv[3] = { q, k, v };
-    int64_t ia[4] = { l, c->n_head, c->n_kv_head, c->head_dim };
-    uint32_t a = bj_ir_add(b->g, BJ_OP_ATTENTION, qkv, 3, ia, NULL, b->err);
-    uint32_t aq = quant_norm(b, a, l, "attn_sub_norm", dq);
-    return bj_ir_binary(b->g, BJ_OP_ADD, x, matmul_t(b, aq, l, "attn_output", d, dq), b->err);
-}
-
-static uint32_t ffn_block(gb *b, int64_t l, uint32_t x) {
-    const bj_model_config *c = b->c;
-    int64_t d = c->hidden, f = c->intermediate;
-    uint32_t hq = quant_norm(b, x, l, "ffn_norm", d);
-    uint32_t gate = matmul_t(b, hq, l, "ffn_gate", f, d);
-    uint32_t up = matmul_t(b, hq, l, "ffn_up", f, d);
-    bj_op act = c->act == BJ_ACT_RELU2 ? BJ_OP_RELU_SQR : BJ_OP_SILU;
-    uint32_t h = bj_ir_binary(b->g, BJ_OP_MUL, bj_ir_unary(b->g, act, gate, b->err), up, b->err);
-    uint32_t fq = quant_norm(b, h, l, "ffn_sub_norm", f);
-    return bj_ir_binary(b->g, BJ_OP_ADD, x, matmul_t(b, fq, l, "ffn_down", d, f), b->err);
-}
+static bool gguf_has(void *ctx, const char *name) { return bj_gguf_find_tensor(((gb *)ctx)->f, name) != NULL; }
 
 bj_status bj_fe_build_bitnet_gguf(bj_graph *gr, const bj_model_config *c, bj_gguf *f, bj_error *err) {
     gb b = { gr, c, f, err };
-    gr->max_seq = c->max_seq;
-    uint32_t tokens = bj_ir_input(gr, err);
-    uint32_t embed = float_weight(&b, "token_embd.weight", c->vocab, c->hidden);
-    uint32_t ein[2] = { embed, tokens };
-    uint32_t x = bj_ir_add(gr, BJ_OP_EMBED, ein, 2, NULL, NULL, err);
-    for (int64_t l = 0; l < c->n_layer && x != BJ_NONE; l++) x = ffn_block(&b, l, attention_block(&b, l, x));
-    uint32_t h = rmsnorm(&b, x, "output_norm.weight", c->hidden);
-    uint32_t head = c->tie_embeddings ? embed : float_weight(&b, "output.weight", c->vocab, c->hidden);
-    uint32_t hin[2] = { h, head };
-    uint32_t logits = bj_ir_add(gr, BJ_OP_MATMUL_F, hin, 2, NULL, NULL, err);
-    if (bj_ir_unary(gr, BJ_OP_OUTPUT, logits, err) == BJ_NONE) return err->code ? err->code : BJ_E_INTERNAL;
-    return bj_ir_verify(gr, err);
+    bj_wsource w = { &b, gguf_name, gguf_float, gguf_bitlinear, gguf_has, err };
+    return bj_fe_build_graph(gr, c, &w, err);
 }

@@ -294,7 +294,8 @@ static uint64_t allotted(const bj_gguf *g, bj_gguf_tensor *const *sorted, uint64
 static bj_status resolve_fork_id(gguf_rd *r, bj_gguf_tensor *const *sorted, uint64_t i, uint64_t n) {
     bj_gguf *g = r->g;
     bj_gguf_tensor *t = sorted[i];
-    bool last, bitnet = bj_gguf_arch_is_bitnet(g->arch);
+    /* bitnet.cpp also writes I2_S under `llama` (Falcon3, Llama3-8B-1.58); upstream has no id 36 */
+    bool last, bitnet = bj_gguf_arch_is_bitnet(g->arch) || (g->arch && !strcmp(g->arch, "llama"));
     uint64_t room = allotted(g, sorted, i, &last), need = n / 4 + 32;
     if (t->type == BJ_GGML_I2_S) {
         if (!bitnet)

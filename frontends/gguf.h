@@ -128,6 +128,11 @@ typedef struct bj_tok_gguf_arrays {
     bj_gguf_str *merges;    /* "left right" by rank */
     int32_t bos, eos;
     bool add_bos;
+    /* SentencePiece (tokenizer.ggml.model "llama"): scores per token, unk id, add_space_prefix;
+     * tokens are the file spellings and types 1..6 */
+    bool spm, add_space_prefix;
+    float *scores;
+    int32_t unk;
 } bj_tok_gguf_arrays;
 bj_status bj_tok_gguf_export(const bj_tokenizer *t, bj_tok_gguf_arrays *out, bj_error *err);
 void bj_tok_gguf_arrays_free(bj_tok_gguf_arrays *a);
@@ -183,9 +188,13 @@ typedef struct bj_gguf_shape {
     int64_t hidden, intermediate, n_layer, n_head, n_kv_head, vocab, ctx;
     double rope_theta;
     bj_act act;
+    bool llama;  /* arch llama (Llama block: no sub-norms, SiLU), untied output.weight */
 } bj_gguf_shape;
-/* "2b4t", "large", "3b" (and "tiny", a small shape for tests); NULL if unknown. */
+/* "2b4t", "large", "3b", "falcon3-1b", "falcon3-3b", "falcon3-7b", "falcon3-10b", "llama3-8b" and
+ * "tiny", "llama-tiny" (small shapes for tests); NULL if unknown. */
 const bj_gguf_shape *bj_gguf_shape_find(const char *name);
+/* Shape i of the table (for --help), NULL past the end. */
+const bj_gguf_shape *bj_gguf_shape_at(size_t i);
 bj_status bj_gguf_synth(const bj_gguf_shape *s, bj_gguf_outtype type, uint64_t seed, const char *out_path,
                         bj_gguf_progress_fn progress, void *ud, bj_error *err);
 

@@ -357,10 +357,12 @@ typedef struct gw_meta {
     int64_t hidden, ff, layers, heads, kv_heads, ctx, vocab;
     double eps, theta;
     bj_act act;
+    bool llama; /* the Llama block (no sub-norms): arch `llama`, as llama.cpp / bitnet.cpp write Falcon3 */
 } gw_meta;
 
-static const char *gw_arch(bj_gguf_outtype t, bj_act act) {
-    return t == BJ_GGUF_OUT_I2_S && act == BJ_ACT_RELU2 ? "bitnet-b1.58" : "bitnet";
+static const char *gw_arch(bj_gguf_outtype t, const gw_meta *m) {
+    if (m->llama) return "llama";
+    return t == BJ_GGUF_OUT_I2_S && m->act == BJ_ACT_RELU2 ? "bitnet-b1.58" : "bitnet";
 }
 
 static bj_status gw_kv_arch(bj_gguf_writer *w, const char *arch, const char *k, uint32_t v, bj_error *err) {
@@ -370,7 +372,7 @@ static bj_status gw_kv_arch(bj_gguf_writer *w, const char *arch, const char *k, 
 }
 
 static bj_status gw_meta_write(bj_gguf_writer *w, const gw_meta *m, bj_gguf_outtype t, bj_error *err) {
-    const char *a = gw_arch(t, m->act);
+    const char *a = gw_arch(t, m);
     char key[128];
     BJ_TRY(bj_gguf_kv_str(w, "general.architecture", a, err));
     BJ_TRY(bj_gguf_kv_str(w, "general.name", m->name, err));
@@ -388,11 +390,24 @@ static bj_status gw_meta_write(bj_gguf_writer *w, const gw_meta *m, bj_gguf_outt
     BJ_TRY(bj_gguf_kv_f32(w, key, (float)m->eps, err));
     snprintf(key, sizeof key, "%s.rope.freq_base", a);
     BJ_TRY(bj_gguf_kv_f32(w, key, (float)m->theta, err));
+    if (m->llama) return BJ_OK; /* llama is SiLU */
     snprintf(key, sizeof key, "%s.hidden_activation", a);
     return bj_gguf_kv_str(w, key, m->act == BJ_ACT_RELU2 ? "relu2" : "silu", err);
 }
 
 static bj_status gw_tok_write(bj_gguf_writer *w, const bj_tok_gguf_arrays *a, bj_error *err) {
+    if (a->spm) { /* SentencePiece: llama.cpp's `llama` vocabulary */
+        BJ_TRY(bj_gguf_kv_str(w, "tokenizer.ggml.model", "llama", err));
+        BJ_TRY(bj_gguf_kv_arr_str(w, "tokenizer.ggml.tokens", a->tokens, (uint64_t)a->n_tokens, err));
+        BJ_TRY(bj_gguf_kv_arr_f32(w, "tokenizer.ggml.scores", a->scores, (uint64_t)a->n_tokens, err));
+        BJ_TRY(bj_gguf_kv_arr_i32(w, "tokenizer.ggml.token_type", a->types, (uint64_t)a->n_tokens, err));
+        if (a->bos >= 0) BJ_TRY(bj_gguf_kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)a->bos, err));
+        if (a->eos >= 0) BJ_TRY(bj_gguf_kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)a->eos, err));
+        if (a->unk >= 0) BJ_TRY(bj_gguf_kv_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)a->unk, err));
+        BJ_TRY(bj_gguf_kv_bool(w, "tokenizer.ggml.add_bos_token", a->add_bos, err));
+        BJ_TRY(bj_gguf_kv_bool(w, "tokenizer.ggml.add_space_prefix", a->add_space_prefix, err));
+        return bj_gguf_kv_bool(w, "tokenizer.ggml.add_eos_token", false, err);
+    }
     BJ_TRY(bj_gguf_kv_str(w, "tokenizer.ggml.model", "gpt2", err));
     BJ_TRY(bj_gguf_kv_str(w, "tokenizer.ggml.pre", "llama-bpe", err));
     BJ_TRY(bj_gguf_kv_arr_str(w, "tokenizer.ggml.tokens", a->tokens, (uint64_t)a->n_tokens, err));
@@ -432,7 +447,8 @@ static bool gw_gguf_name(const char *hf, char *out, size_t cap) {
         { "self_attn.v_proj", "attn_v" }, { "self_attn.o_proj", "attn_output" },
         { "self_attn.attn_sub_norm", "attn_sub_norm" }, { "post_attention_layernorm", "ffn_norm" },
         { "mlp.gate_proj", "ffn_gate" }, { "mlp.up_proj", "ffn_up" }, { "mlp.down_proj", "ffn_down" },
-        { "mlp.ffn_sub_norm", "ffn_sub_norm" },
+        { "mlp.ffn_sub_norm", "ffn_sub_norm" }, { "self_attn.inner_attn_ln", "attn_sub_norm" },
+        { "mlp.ffn_layernorm", "ffn_sub_norm" }, /* 1bitLLM's names, as bitnet.cpp's converter maps them */
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, cap, "token_embd.weight") > 0;
     if (!strcmp(hf, "model.norm.weight")) return snprintf(out, cap, "output_norm.weight") > 0;
@@ -450,6 +466,8 @@ static bool gw_gguf_name(const char *hf, char *out, size_t cap) {
 typedef struct gw_conv {
     const bj_graph *g;
     bj_gguf_outtype type;
+    bool llama;       /* permute q/k rows as llama.cpp's converter does */
+    int64_t head_dim;
     uint8_t *role; /* per node: 0 not a weight, 1 float, 2 ternary (lowbit or master) */
 } gw_conv;
 
@@ -487,7 +505,9 @@ static bj_status gw_declare(gw_conv *c, bj_gguf_writer *w, bj_error *err) {
         char name[BJ_GGUF_MAX_NAME + 1];
         if (!c->role[i]) continue;
         if (!gw_gguf_name(n->name, name, sizeof name))
-            return BJ_FAIL(err, BJ_E_UNSUPPORTED, "weight '%s' has no GGUF name", n->name);
+            return BJ_FAIL(err, BJ_E_UNSUPPORTED, "weight '%s' has no GGUF name%s", n->name,
+                           strstr(n->name, ".rms_norm.") ? " (quantization_config.use_rms_norm models have no GGUF "
+                                                           "architecture)" : "");
         int64_t ne[2] = { bj_shape_cols(n->shape), n->shape.ndim == 2 ? n->shape.d[0] : 1 };
         if (c->role[i] == 2) BJ_TRY(gw_add_proj(w, name, c->type, ne[1], ne[0], err));
         else BJ_TRY(bj_gguf_add_tensor(w, name, float_type(c->type, n), n->shape.ndim, ne, err));
@@ -527,6 +547,21 @@ static void gw_ternary(const bj_node *n, int8_t *v, double *scale) {
     *scale = g;
 }
 
+/* llama.cpp's LlamaModel.permute of q/k rows (docs/formats-families.md): HF row h*hd + s*hd/2 + j
+ * goes to GGUF row h*hd + 2*j + s. */
+static bj_status gw_permute_rows(int8_t *v, int64_t N, int64_t K, int64_t hd, bj_error *err) {
+    if (hd <= 0 || hd % 2 || N % hd) return BJ_FAIL(err, BJ_E_FORMAT, "%lld rows are not whole heads of %lld", (long long)N, (long long)hd);
+    int8_t *tmp = malloc((size_t)(N * K));
+    if (!tmp) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (int64_t r = 0; r < N; r++) {
+        int64_t h = r / hd, j = r % hd, half = hd / 2, g = h * hd + 2 * (j % half) + j / half;
+        memcpy(tmp + g * K, v + r * K, (size_t)K);
+    }
+    memcpy(v, tmp, (size_t)(N * K));
+    free(tmp);
+    return BJ_OK;
+}
+
 static bj_status gw_write_proj(gw_conv *c, bj_gguf_writer *w, const bj_node *n, bj_error *err) {
     int64_t N = n->shape.d[0], K = n->shape.d[1];
     uint32_t ty = proj_type(c->type, K);
@@ -539,7 +574,10 @@ static bj_status gw_write_proj(gw_conv *c, bj_gguf_writer *w, const bj_node *n, 
     if (s == BJ_OK) {
         double scale;
         gw_ternary(n, v, &scale);
-        encode_rows(ty, v, N, K, out);
+        size_t ln = strlen(n->name);
+        bool qk = ln > 14 && (!strcmp(n->name + ln - 14, ".q_proj.weight") || !strcmp(n->name + ln - 14, ".k_proj.weight"));
+        if (c->llama && qk) s = gw_permute_rows(v, N, K, c->head_dim, err);
+        if (s == BJ_OK) encode_rows(ty, v, N, K, out);
         s = bj_gguf_writer_write(w, out, (size_t)(ty == BJ_GGML_I2_S ? nb - 32 : nb), err);
         if (s == BJ_OK) s = gw_write_scale(w, ty, (float)scale, err);
     }
@@ -584,7 +622,12 @@ bj_status bj_gguf_convert(const bj_graph *gr, const bj_model_config *c, const bj
                           bj_gguf_outtype type, const char *out_path, bj_gguf_progress_fn progress, void *ud,
                           bj_error *err) {
     gw_meta m = { "bitjit-convert", c->hidden, c->intermediate, c->n_layer, c->n_head, c->n_kv_head, c->max_seq,
-                  c->vocab, c->rms_eps, c->rope_theta, c->act };
+                  c->vocab, c->rms_eps, c->rope_theta, c->act, c->block == BJ_BLOCK_LLAMA };
+    if (c->proj_norm)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) "
+                       "has no GGUF architecture; this model cannot be written as GGUF");
+    if (c->block == BJ_BLOCK_LLAMA && c->act != BJ_ACT_SILU)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "GGUF arch llama is SiLU; this model's activation is relu2");
     if (c->head_dim * c->n_head != c->hidden)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED, "head_dim %lld x %lld heads != hidden %lld: not expressible in GGUF",
                        (long long)c->head_dim, (long long)c->n_head, (long long)c->hidden);
@@ -593,7 +636,7 @@ bj_status bj_gguf_convert(const bj_graph *gr, const bj_model_config *c, const bj
     BJ_TRY(bj_gguf_writer_new(&w, BJ_GGUF_DEFAULT_ALIGNMENT, err));
     bj_status s = bj_tok_gguf_export(tok, &a, err);
     if (s != BJ_OK) { bj_gguf_writer_free(w); return s; }
-    gw_conv cv = { gr, type, NULL };
+    gw_conv cv = { gr, type, c->block == BJ_BLOCK_LLAMA, c->head_dim, NULL };
     s = gw_meta_write(w, &m, type, err);
     if (s == BJ_OK) s = gw_tok_write(w, &a, err);
     if (s == BJ_OK) s = gw_convert_all(&cv, w, out_path, progress, ud, err);
@@ -606,11 +649,20 @@ bj_status bj_gguf_convert(const bj_graph *gr, const bj_model_config *c, const bj
 /* ---- synth --------------------------------------------------------------------------------------- */
 
 static const bj_gguf_shape k_shapes[] = {
-    { "2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 500000.0, BJ_ACT_RELU2 },
-    { "large", 1536, 4096, 24, 16, 16, 32002, 2048, 10000.0, BJ_ACT_SILU },
-    { "3b", 3200, 8640, 26, 32, 32, 32002, 2048, 10000.0, BJ_ACT_SILU },
-    { "tiny", 256, 512, 2, 4, 2, 384, 256, 10000.0, BJ_ACT_RELU2 }, /* for tests */
+    { "2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 500000.0, BJ_ACT_RELU2, false },
+    { "large", 1536, 4096, 24, 16, 16, 32002, 2048, 10000.0, BJ_ACT_SILU, false },
+    { "3b", 3200, 8640, 26, 32, 32, 32002, 2048, 10000.0, BJ_ACT_SILU, false },
+    /* Falcon3-*-Instruct-1.58bit and Llama3-8B-1.58 (their config.json): LlamaForCausalLM, GGUF arch llama */
+    { "falcon3-1b", 2048, 8192, 18, 8, 4, 131072, 8192, 1000042.0, BJ_ACT_SILU, true },
+    { "falcon3-3b", 3072, 9216, 22, 12, 4, 131072, 32768, 1000042.0, BJ_ACT_SILU, true },
+    { "falcon3-7b", 3072, 23040, 28, 12, 4, 131072, 32768, 1000042.0, BJ_ACT_SILU, true },
+    { "falcon3-10b", 3072, 23040, 40, 12, 4, 131072, 32768, 1000042.0, BJ_ACT_SILU, true },
+    { "llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0, BJ_ACT_SILU, true },
+    { "tiny", 256, 512, 2, 4, 2, 384, 256, 10000.0, BJ_ACT_RELU2, false },      /* for tests */
+    { "llama-tiny", 256, 512, 2, 4, 2, 384, 256, 10000.0, BJ_ACT_SILU, true }, /* for tests */
 };
+
+const bj_gguf_shape *bj_gguf_shape_at(size_t i) { return i < BJ_COUNTOF(k_shapes) ? &k_shapes[i] : NULL; }
 
 const bj_gguf_shape *bj_gguf_shape_find(const char *name) {
     for (size_t i = 0; i < BJ_COUNTOF(k_shapes); i++)
@@ -707,7 +759,8 @@ static bj_status synth_float(gw_synth *y, const char *name, int64_t N, int64_t K
 typedef enum { SY_EMBED, SY_NORM, SY_PROJ } sy_kind;
 typedef struct sy_tensor { char name[BJ_GGUF_MAX_NAME + 1]; sy_kind kind; int64_t N, K; } sy_tensor;
 
-/* Tensor i of the model in file order (token_embd, 11 per layer, output_norm); false past the end. */
+/* Tensor i of the model in file order (token_embd, 11 per layer (9 for llama: no sub-norms),
+ * output_norm, and output for llama); false past the end. */
 static bool synth_tensor(const bj_gguf_shape *s, uint64_t i, sy_tensor *t) {
     int64_t d = s->hidden, f = s->intermediate, dkv = s->n_kv_head * (s->hidden / s->n_head);
     static const struct { const char *n; sy_kind k; int out, in; } L[11] = {
@@ -717,11 +770,15 @@ static bool synth_tensor(const bj_gguf_shape *s, uint64_t i, sy_tensor *t) {
         { "ffn_norm", SY_NORM, 0, 3 }, { "ffn_gate", SY_PROJ, 1, 0 }, { "ffn_up", SY_PROJ, 1, 0 },
         { "ffn_sub_norm", SY_NORM, 1, 3 }, { "ffn_down", SY_PROJ, 0, 1 },
     };
+    static const int llama_rows[9] = { 0, 1, 2, 3, 5, 6, 7, 8, 10 }; /* L without the sub-norms */
     const int64_t dim[3] = { d, f, dkv };
+    uint64_t per = s->llama ? 9 : 11, nl = per * (uint64_t)s->n_layer;
     if (i == 0) { *t = (sy_tensor){ "token_embd.weight", SY_EMBED, s->vocab, d }; return true; }
-    if (i == 1 + 11 * (uint64_t)s->n_layer) { *t = (sy_tensor){ "output_norm.weight", SY_NORM, 1, d }; return true; }
-    if (i > 1 + 11 * (uint64_t)s->n_layer) return false;
-    uint64_t l = (i - 1) / 11, j = (i - 1) % 11;
+    if (i == 1 + nl) { *t = (sy_tensor){ "output_norm.weight", SY_NORM, 1, d }; return true; }
+    if (s->llama && i == 2 + nl) { *t = (sy_tensor){ "output.weight", SY_EMBED, s->vocab, d }; return true; }
+    if (i > 1 + nl) return false;
+    uint64_t l = (i - 1) / per, j = (i - 1) % per;
+    if (s->llama) j = (uint64_t)llama_rows[j];
     snprintf(t->name, sizeof t->name, "blk.%llu.%s.weight", (unsigned long long)l, L[j].n);
     t->kind = L[j].k;
     t->N = L[j].in == 3 ? 1 : dim[L[j].out];
@@ -787,7 +844,7 @@ bj_status bj_gguf_synth(const bj_gguf_shape *s, bj_gguf_outtype type, uint64_t s
                        "which %s blocks need (use i2_s)", s->name, (long long)s->hidden, (long long)s->intermediate,
                        bj_gguf_outtype_name(type));
     gw_meta m = { s->name, s->hidden, s->intermediate, s->n_layer, s->n_head, s->n_kv_head, s->ctx, s->vocab,
-                  1e-5, s->rope_theta, s->act };
+                  1e-5, s->rope_theta, s->act, s->llama };
     gw_synth y = { s, type, seed, NULL, 0, 0, progress, ud };
     BJ_TRY(bj_gguf_writer_new(&y.w, BJ_GGUF_DEFAULT_ALIGNMENT, err));
     bj_status st = gw_meta_write(y.w, &m, type, err);

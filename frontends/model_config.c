@@ -1,5 +1,10 @@
-/* frontends/model_config.c -- the Hugging Face config.json reader for BitNetForCausalLM
- * (formats.md §3.2) into bj_model_config.
+/* frontends/model_config.c -- the Hugging Face config.json reader (formats.md §3.2,
+ * docs/formats-families.md) into bj_model_config, for three architectures:
+ *   BitNetForCausalLM  (2B4T layout: sub-norms attn_sub_norm/ffn_sub_norm, ReLU^2 by default)
+ *   BitnetForCausalLM  (1bitLLM bitnet_b1_58-*: sub-norms inner_attn_ln/ffn_layernorm, SiLU, fp16
+ *                       masters quantized at load)
+ *   LlamaForCausalLM   (only with quantization_config.quant_method "bitnet": Falcon3-*-1.58bit,
+ *                       Llama3-8B-1.58, Falcon-E; no sub-norms, SiLU)
  *
  * Every field is looked up by name and checked for its JSON type before use; a missing
  * required field, a wrong type (hidden_size "384" or 384.5) or an out-of-range value is
@@ -9,9 +14,8 @@
  * follow HF's BitNetConfig / BitNetQuantConfig. Sizes are capped at INT32_MAX so that
  * products of two of them (hidden * vocab, ...) cannot overflow int64 downstream.
  *
- * Two keys that would change the forward pass but have no field in bj_model_config are
- * refused rather than ignored: attention_bias true and quantization_config.use_rms_norm
- * true. */
+ * Keys that would change the forward pass but have no field in bj_model_config are refused
+ * rather than ignored: attention_bias true, mlp_bias true, a rope_scaling object. */
 #include "frontends/model_config.h"
 #include "frontends/fe_json.h"
 
@@ -20,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BJ_HF_ARCH "BitNetForCausalLM"
+#define BJ_HF_ARCHS "BitNetForCausalLM, BitnetForCausalLM (1bitLLM), LlamaForCausalLM with quant_method bitnet"
 #define BJ_HF_MAX_DIM INT32_MAX
 
 /* Where the values come from: the file (for messages), the object, and the key prefix
@@ -126,7 +130,20 @@ static bj_status hf_token(const hf_obj *o, const char *key, bool list_ok, int64_
 
 /* ---- sections ------------------------------------------------------------------------------ */
 
-static bj_status hf_arch(bj_model_config *c, const hf_obj *o, bj_error *err) {
+static const struct {
+    const char *name;
+    bj_block block;
+    bj_hf_names names;
+    bj_act act;
+    double rope_theta;
+} k_hf_archs[] = {
+    { "BitNetForCausalLM", BJ_BLOCK_BITNET, BJ_NAMES_BITNET, BJ_ACT_RELU2, 500000.0 },
+    { "BitnetForCausalLM", BJ_BLOCK_BITNET, BJ_NAMES_1BITLLM, BJ_ACT_SILU, 10000.0 },
+    { "LlamaForCausalLM", BJ_BLOCK_LLAMA, BJ_NAMES_BITNET, BJ_ACT_SILU, 10000.0 },
+};
+
+/* The architecture's index into k_hf_archs. */
+static bj_status hf_arch(bj_model_config *c, const hf_obj *o, int *which, bj_error *err) {
     const json_t *v = hf_get(o, "architectures");
     if (!v) return hf_missing(o, "architectures", "an array of strings", err);
     if (!json_is_array(v) || json_array_size(v) == 0)
@@ -135,12 +152,17 @@ static bj_status hf_arch(bj_model_config *c, const hf_obj *o, bj_error *err) {
         if (!json_is_string(json_array_get(v, i)))
             return hf_type_error(o, "architectures", "an array of strings", v, err);
     for (size_t i = 0; i < json_array_size(v); i++) {
-        if (strcmp(json_string_value(json_array_get(v, i)), BJ_HF_ARCH) == 0) {
-            snprintf(c->arch, sizeof c->arch, "%s", BJ_HF_ARCH);
-            return BJ_OK;
+        for (int a = 0; a < (int)BJ_COUNTOF(k_hf_archs); a++) {
+            if (strcmp(json_string_value(json_array_get(v, i)), k_hf_archs[a].name) == 0) {
+                snprintf(c->arch, sizeof c->arch, "%s", k_hf_archs[a].name);
+                c->block = k_hf_archs[a].block;
+                c->hf_names = k_hf_archs[a].names;
+                *which = a;
+                return BJ_OK;
+            }
         }
     }
-    return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported architecture '%.60s' (bitjit supports " BJ_HF_ARCH ")",
+    return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported architecture '%.60s' (bitjit supports " BJ_HF_ARCHS ")",
                    o->path, json_string_value(json_array_get(v, 0)));
 }
 
@@ -165,13 +187,13 @@ static bj_status hf_sizes(bj_model_config *c, const hf_obj *o, bj_error *err) {
     return BJ_OK;
 }
 
-static bj_status hf_misc(bj_model_config *c, const hf_obj *o, bj_error *err) {
+static bj_status hf_misc(bj_model_config *c, const hf_obj *o, int arch, bj_error *err) {
     static const char *const acts[] = { [BJ_ACT_RELU2] = "relu2", [BJ_ACT_SILU] = "silu" };
     int act;
     bool bias;
     BJ_TRY(hf_num(o, "rms_norm_eps", 1e-6, &c->rms_eps, err));
-    BJ_TRY(hf_num(o, "rope_theta", 500000.0, &c->rope_theta, err));
-    BJ_TRY(hf_enum(o, "hidden_act", acts, (int)BJ_COUNTOF(acts), BJ_ACT_RELU2, &act, err));
+    BJ_TRY(hf_num(o, "rope_theta", k_hf_archs[arch].rope_theta, &c->rope_theta, err));
+    BJ_TRY(hf_enum(o, "hidden_act", acts, (int)BJ_COUNTOF(acts), (int)k_hf_archs[arch].act, &act, err));
     c->act = (bj_act)act;
     BJ_TRY(hf_bool(o, "tie_word_embeddings", false, &c->tie_embeddings, err));
     BJ_TRY(hf_token(o, "bos_token_id", false, c->vocab, &c->bos_id, err));
@@ -179,6 +201,16 @@ static bj_status hf_misc(bj_model_config *c, const hf_obj *o, bj_error *err) {
     BJ_TRY(hf_bool(o, "attention_bias", false, &bias, err));
     if (bias)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported attention_bias true (BitNet has no biases)", o->path);
+    BJ_TRY(hf_bool(o, "mlp_bias", false, &bias, err));
+    if (bias) return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported mlp_bias true (BitNet has no biases)", o->path);
+    const json_t *rs = hf_get(o, "rope_scaling");
+    if (rs) {
+        const json_t *ty = json_is_object(rs) ? json_object_get(rs, "rope_type") : NULL;
+        if (!ty && json_is_object(rs)) ty = json_object_get(rs, "type");
+        if (!(json_is_string(ty) && !strcmp(json_string_value(ty), "default")))
+            return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported rope_scaling (type '%.40s'): bitjit implements "
+                           "unscaled RoPE only", o->path, json_is_string(ty) ? json_string_value(ty) : "?");
+    }
     return BJ_OK;
 }
 
@@ -195,9 +227,20 @@ static bj_status hf_quant(bj_model_config *c, const char *path, const json_t *q,
     BJ_TRY(hf_enum(&o, "quantization_mode", modes, 2, 0, &mode, err));
     BJ_TRY(hf_enum(&o, "weight_quant", wquants, 2, BJ_WQ_TERNARY, &wq, err));
     BJ_TRY(hf_bool(&o, "use_rms_norm", false, &rms, err));
-    if (rms)
-        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported quantization_config.use_rms_norm true "
-                       "(an RMSNorm inside each BitLinear)", path);
+    BJ_TRY(hf_num(&o, "rms_norm_eps", 1e-6, &c->proj_norm_eps, err));
+    c->proj_norm = rms;
+    const json_t *skip = hf_get(&o, "modules_to_not_convert");
+    if (skip && !(json_is_array(skip) && json_array_size(skip) == 0)) {
+        /* lm_head is never a BitLinear here; any other module left dense is not supported */
+        for (size_t i = 0; json_is_array(skip) && i < json_array_size(skip); i++) {
+            const json_t *e = json_array_get(skip, i);
+            if (!json_is_string(e)) return hf_type_error(&o, "modules_to_not_convert", "an array of strings", skip, err);
+            if (strcmp(json_string_value(e), "lm_head") != 0)
+                return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unsupported quantization_config.modules_to_not_convert "
+                               "entry '%.60s' (only lm_head may stay dense)", path, json_string_value(e));
+        }
+        if (!json_is_array(skip)) return hf_type_error(&o, "modules_to_not_convert", "an array of strings", skip, err);
+    }
     c->linear_class = (bj_linear_class)lc;
     c->online_quant = mode == 1;
     c->weight_quant = (bj_wquant)wq;
@@ -209,11 +252,15 @@ static bj_status hf_config(bj_model_config *c, const char *path, const json_t *r
     if (!json_is_object(root))
         return BJ_FAIL(err, BJ_E_FORMAT, "%s: expected a JSON object, got %s", path, bj_fe_json_desc(root, d, sizeof d));
     hf_obj o = { path, root, "" };
-    BJ_TRY(hf_arch(c, &o, err));
+    int arch = 0;
+    BJ_TRY(hf_arch(c, &o, &arch, err));
     BJ_TRY(hf_sizes(c, &o, err));
-    BJ_TRY(hf_misc(c, &o, err));
+    BJ_TRY(hf_misc(c, &o, arch, err));
     const json_t *q = hf_get(&o, "quantization_config");
     if (q && !json_is_object(q)) return hf_type_error(&o, "quantization_config", "an object", q, err);
+    if (!q && c->block == BJ_BLOCK_LLAMA)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: LlamaForCausalLM without quantization_config is a full-precision "
+                       "model; bitjit runs 1.58-bit ones (quantization_config.quant_method \"bitnet\")", path);
     return q ? hf_quant(c, path, q, err) : BJ_OK;
 }
 

@@ -15,6 +15,17 @@ typedef enum bj_linear_class {
 
 typedef enum bj_wquant { BJ_WQ_TERNARY, BJ_WQ_BINARY } bj_wquant;
 
+/* The decoder block of an architecture family (arch_graph.c builds both from the same pieces):
+ * BitNet: sub-norms before o_proj and down_proj (2B4T's BitNetForCausalLM with ReLU^2, 1bitLLM's
+ * BitnetForCausalLM with SiLU; GGUF bitnet*); Llama: no sub-norms, SiLU-gated (LlamaForCausalLM
+ * with quantization_config.quant_method "bitnet": Falcon3-*-1.58bit, Llama3-8B-1.58, Falcon-E;
+ * GGUF llama). */
+typedef enum bj_block { BJ_BLOCK_BITNET, BJ_BLOCK_LLAMA } bj_block;
+
+/* How HF names the sub-norms: BitNetForCausalLM's attn_sub_norm / ffn_sub_norm, or 1bitLLM's
+ * inner_attn_ln / ffn_layernorm (BitnetForCausalLM). */
+typedef enum bj_hf_names { BJ_NAMES_BITNET, BJ_NAMES_1BITLLM } bj_hf_names;
+
 typedef struct bj_model_config {
     char arch[64];          /* "BitNetForCausalLM", ... */
     int64_t hidden, intermediate, n_layer, n_head, n_kv_head, head_dim, vocab, max_seq;
@@ -25,6 +36,11 @@ typedef struct bj_model_config {
     bj_linear_class linear_class;
     bool online_quant;      /* quantization_mode "online": weights are masters */
     bj_wquant weight_quant; /* "weight_quant": "binary" selects the 1-bit BitNet rule */
+    bj_block block;         /* which decoder block */
+    bj_hf_names hf_names;   /* HF tensor names of the sub-norms */
+    bool proj_norm;         /* quantization_config.use_rms_norm: an RMSNorm (weight
+                               "<proj>.rms_norm.weight") inside every BitLinear */
+    double proj_norm_eps;   /* its epsilon (quantization_config.rms_norm_eps, default 1e-6) */
 } bj_model_config;
 
 /* Parses an HF config.json (path to the file). Every required field is checked for presence

@@ -62,12 +62,15 @@ static bj_status tg_pretok(tg_load *L) {
     bj_gguf_str pre = { "default", 7 };
     bj_tokenizer *t = L->t;
     BJ_TRY(bj_gguf_get_str(L->g, "tokenizer.ggml.pre", false, &pre, L->err));
-    bool llama3 = str_is(pre, "llama-bpe") || str_is(pre, "llama3") || str_is(pre, "llama-v3");
+    /* "falcon3" (Falcon3's vocabulary): llama.cpp splits it with the LLaMA-3 regex, BOS added,
+     * but without ignore_merges */
+    bool falcon3 = str_is(pre, "falcon3");
+    bool llama3 = str_is(pre, "llama-bpe") || str_is(pre, "llama3") || str_is(pre, "llama-v3") || falcon3;
     if (!llama3 && !str_is(pre, "gpt-2") && !str_is(pre, "default"))
         return BJ_FAIL(L->err, BJ_E_UNSUPPORTED, "%s: key 'tokenizer.ggml.pre': pre-tokenizer \"%.*s\" is not "
-                       "supported (llama-bpe, llama3, llama-v3, gpt-2, default)", L->g->path,
+                       "supported (llama-bpe, llama3, llama-v3, falcon3, gpt-2, default)", L->g->path,
                        (int)(pre.len > 64 ? 64 : pre.len), pre.s);
-    t->ignore_merges = llama3;
+    t->ignore_merges = llama3 && !falcon3;
     t->add_bos = llama3;
     tok_step *st = &t->steps[t->n_steps++];
     if (llama3) {
@@ -296,8 +299,24 @@ static bool tg_export_merges(bj_tok_gguf_arrays *a, const bj_tokenizer *t) {
 bj_status bj_tok_gguf_export(const bj_tokenizer *t, bj_tok_gguf_arrays *a, bj_error *err) {
     memset(a, 0, sizeof *a);
     bj_arena_init(&a->arena);
-    if (t->spm)
-        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "exporting a SentencePiece (llama) tokenizer to GGUF is not supported");
+    if (t->spm) { /* the file spellings, scores and types as read (tok_spm.c) */
+        a->spm = true, a->add_space_prefix = t->add_space_prefix, a->unk = t->unk;
+        a->n_tokens = t->n_vocab;
+        a->bos = t->bos, a->eos = t->eos, a->add_bos = t->add_bos;
+        a->tokens = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->tokens + 1, 8);
+        a->types = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->types + 1, 8);
+        a->scores = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->scores + 1, 8);
+        if (!a->tokens || !a->types || !a->scores || !t->spm_text) {
+            bj_tok_gguf_arrays_free(a);
+            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory exporting the tokenizer");
+        }
+        for (int32_t i = 0; i < t->n_vocab; i++) {
+            a->tokens[i] = (bj_gguf_str){ t->spm_text[i], strlen(t->spm_text[i]) };
+            a->types[i] = t->spm_type[i];
+            a->scores[i] = t->score[i];
+        }
+        return BJ_OK;
+    }
     a->n_tokens = t->n_vocab;
     a->tokens = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->tokens + 1, 8);
     a->types = bj_arena_alloc(&a->arena, (size_t)t->n_vocab * sizeof *a->types + 1, 8);

@@ -65,6 +65,8 @@ struct bj_tokenizer {
      * descending (llama.cpp's partition order) and merges/steps are unused. */
     bool spm, add_space_prefix;
     float *score;              /* SPM merge score per id (higher merges first) */
+    uint8_t *spm_type;         /* SPM token type per id (1..6, as GGUF's token_type), for export */
+    const char **spm_text;     /* SPM spelling per id (U+2581 for spaces, <0xXX>), for export */
 };
 
 /* The added-token bucket of a token in the normalized (1) or raw (0) trie by its first byte. */
@@ -87,6 +89,8 @@ char *bj_tok_regex_for_pcre2(const char *pat, size_t n, size_t *out_len);
  * bj_tok_decode hand an spm tokenizer to. */
 struct bj_gguf;
 bj_status tok_spm_load_gguf(bj_tokenizer *t, const struct bj_gguf *g, bj_error *err);
+/* SentencePiece's tokenizer.model (protobuf ModelProto, BPE models only) into the same encoder. */
+bj_status tok_spm_load_model(bj_tokenizer *t, const char *path, bool add_bos, bj_error *err);
 bj_status tok_spm_encode(const bj_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
                          int32_t **ids, size_t *n_ids, bj_error *err);
 bj_status tok_spm_decode(const bj_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out,

@@ -40,6 +40,13 @@ typedef struct spm_load {
     bj_tokenizer *t;
     const bj_gguf *g;
     const bj_gguf_kv *tokens, *scores, *types;
+    const char *path, *key;     /* for messages: the file, and the key or field holding the tokens */
+    const char *type_key;       /* ... and the one holding their types */
+    /* the tokenizer.model form: arrays decoded from the protobuf (NULL for GGUF) */
+    const bj_gguf_str *strs;
+    const float *pscores;
+    const int32_t *ptypes;
+    uint64_t n;
     bj_error *err;
 } spm_load;
 
@@ -107,8 +114,8 @@ static bj_status spm_piece(spm_load *L, int32_t id, int64_t type, bj_gguf_str s)
     } else if (type == TT_BYTE) {
         int b = spm_byte_of(s);
         if (b < 0)
-            return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: key 'tokenizer.ggml.tokens'[%d]: byte token \"%.*s\" is not "
-                           "spelled <0xXX>", L->g->path, (int)id, (int)(s.len > 64 ? 64 : s.len), s.s);
+            return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: %s[%d]: byte token \"%.*s\" is not "
+                           "spelled <0xXX>", L->path, L->key, (int)id, (int)(s.len > 64 ? 64 : s.len), s.s);
         p = bj_arena_alloc(&t->arena, 2, 1);
         if (p) p[0] = (char)b, p[1] = 0;
         len = 1;
@@ -128,8 +135,8 @@ static bj_status spm_word(spm_load *L, int32_t id, bj_gguf_str s) {
     if (s.len == 0) return BJ_OK;
     int32_t dup = tok_strmap_get(&t->words, s.s, (size_t)s.len);
     if (dup >= 0)
-        return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: key 'tokenizer.ggml.tokens'[%d]: \"%.*s\" repeats token %d",
-                       L->g->path, (int)id, (int)(s.len > 64 ? 64 : s.len), s.s, (int)dup);
+        return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: %s[%d]: \"%.*s\" repeats token %d",
+                       L->path, L->key, (int)id, (int)(s.len > 64 ? 64 : s.len), s.s, (int)dup);
     char *w = bj_arena_strndup(&t->arena, s.s, (size_t)s.len);
     if (!w) return BJ_FAIL(L->err, BJ_E_NOMEM, "out of memory");
     tok_strmap_put(&t->words, w, (size_t)s.len, id);
@@ -138,14 +145,17 @@ static bj_status spm_word(spm_load *L, int32_t id, bj_gguf_str s) {
 
 static bj_status spm_token(spm_load *L, int32_t id) {
     bj_tokenizer *t = L->t;
-    bj_gguf_str s = L->tokens->strs[id];
-    int64_t type = L->types ? bj_gguf_arr_int(L->types, (uint64_t)id) : TT_NORMAL;
+    bj_gguf_str s = L->strs ? L->strs[id] : L->tokens->strs[id];
+    int64_t type = L->ptypes ? L->ptypes[id] : L->types ? bj_gguf_arr_int(L->types, (uint64_t)id) : TT_NORMAL;
     if (type < TT_NORMAL || type > TT_BYTE)
-        return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: key 'tokenizer.ggml.token_type'[%d]: %lld is not a token type "
-                       "(1..6)", L->g->path, (int)id, (long long)type);
-    t->score[id] = L->scores ? (float)bj_gguf_arr_float(L->scores, (uint64_t)id) : 0.0f;
+        return BJ_FAIL(L->err, BJ_E_FORMAT, "%s: %s[%d]: %lld is not a token type (1..6)", L->path, L->type_key,
+                       (int)id, (long long)type);
+    t->score[id] = L->pscores ? L->pscores[id] : L->scores ? (float)bj_gguf_arr_float(L->scores, (uint64_t)id) : 0.0f;
     BJ_TRY(spm_piece(L, id, type, s));
     BJ_TRY(spm_word(L, id, s));
+    t->spm_type[id] = (uint8_t)type;
+    if (!(t->spm_text[id] = bj_arena_strndup(&t->arena, s.s ? s.s : "", (size_t)s.len)))
+        return BJ_FAIL(L->err, BJ_E_NOMEM, "out of memory");
     t->flags[id] = TOK_F_PRESENT;
     if (type == TT_NORMAL || type == TT_BYTE) t->flags[id] |= TOK_F_VOCAB;
     if ((type == TT_CONTROL || type == TT_UNKNOWN || type == TT_USER) && s.len > 0) {
@@ -174,14 +184,16 @@ static void spm_byte_ids(bj_tokenizer *t) {
 
 static bj_status spm_vocab(spm_load *L) {
     bj_tokenizer *t = L->t;
-    int32_t n = (int32_t)L->tokens->n;
+    int32_t n = (int32_t)(L->strs ? L->n : L->tokens->n);
     t->n_vocab = n;
     t->flags = bj_arena_alloc(&t->arena, (size_t)n, 1);
     t->piece = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->piece, 8);
     t->piece_len = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->piece_len, 8);
     t->score = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->score, 8);
     t->added = bj_arena_alloc(&t->arena, ((size_t)n + 1) * sizeof *t->added, 8);
-    if (!t->flags || !t->piece || !t->piece_len || !t->score || !t->added ||
+    t->spm_type = bj_arena_alloc(&t->arena, (size_t)n, 1);
+    t->spm_text = bj_arena_alloc(&t->arena, (size_t)n * sizeof *t->spm_text, 8);
+    if (!t->flags || !t->piece || !t->piece_len || !t->score || !t->added || !t->spm_type || !t->spm_text ||
         !tok_strmap_init_arena(&t->words, (size_t)n, &t->arena))
         return BJ_FAIL(L->err, BJ_E_NOMEM, "out of memory for %d tokens", (int)n);
     for (int32_t id = 0; id < n; id++) BJ_TRY(spm_token(L, id));
@@ -213,7 +225,8 @@ static bj_status spm_options(spm_load *L) {
 }
 
 bj_status tok_spm_load_gguf(bj_tokenizer *t, const bj_gguf *g, bj_error *err) {
-    spm_load L = { .t = t, .g = g, .err = err };
+    spm_load L = { .t = t, .g = g, .path = g->path, .key = "key 'tokenizer.ggml.tokens'",
+                   .type_key = "key 'tokenizer.ggml.token_type'", .err = err };
     t->spm = true;
     BJ_TRY(spm_arrays(&L));
     BJ_TRY(spm_vocab(&L));
@@ -494,4 +507,226 @@ bj_status tok_spm_decode(const bj_tokenizer *t, const int32_t *ids, size_t n, bo
     *out = buf;
     if (out_len) *out_len = (size_t)(p - buf);
     return BJ_OK;
+}
+
+/* ---- tokenizer.model: SentencePiece's ModelProto (protobuf) ------------------------------------
+ *
+ * The fields read (sentencepiece_model.proto): ModelProto.pieces = 1 (repeated SentencePiece:
+ * piece = 1 string, score = 2 float, type = 3 enum NORMAL 1 / UNKNOWN 2 / CONTROL 3 /
+ * USER_DEFINED 4 / UNUSED 5 / BYTE 6, the numbering GGUF's token_type copies), trainer_spec = 2
+ * (model_type = 3: BPE 2 is the only one accepted; unk_id 40, bos_id 41, eos_id 42, -1 = none),
+ * normalizer_spec = 3 (name = 1, precompiled_charsmap = 2, add_dummy_prefix = 3,
+ * remove_extra_whitespaces = 4, escape_whitespaces = 5; only the identity normalization is
+ * accepted: no charsmap, no whitespace collapsing, spaces escaped). Every length is checked
+ * against the bytes left; unknown fields are skipped by wire type. */
+
+typedef struct pbr { const uint8_t *p, *end; } pbr;
+
+static bool pb_varint(pbr *r, uint64_t *v) {
+    uint64_t x = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        if (r->p >= r->end) return false;
+        uint8_t b = *r->p++;
+        x |= (uint64_t)(b & 0x7F) << sh;
+        if (!(b & 0x80)) { *v = x; return true; }
+    }
+    return false;
+}
+
+/* The next field's number and wire type; false at the end (or on a bad key: *bad set). */
+static bool pb_key(pbr *r, uint32_t *field, uint32_t *wt, bool *bad) {
+    uint64_t k;
+    *bad = false;
+    if (r->p >= r->end) return false;
+    if (!pb_varint(r, &k) || (k >> 3) == 0 || (k >> 3) > 0x1FFFFFFF) { *bad = true; return false; }
+    *field = (uint32_t)(k >> 3), *wt = (uint32_t)(k & 7);
+    return true;
+}
+
+/* A length-delimited value as a sub-reader. */
+static bool pb_bytes(pbr *r, pbr *sub) {
+    uint64_t n;
+    if (!pb_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return false;
+    sub->p = r->p, sub->end = r->p + n;
+    r->p += n;
+    return true;
+}
+
+static bool pb_skip(pbr *r, uint32_t wt) {
+    uint64_t v;
+    pbr sub;
+    switch (wt) {
+    case 0: return pb_varint(r, &v);
+    case 1: if (r->end - r->p < 8) return false; r->p += 8; return true;
+    case 2: return pb_bytes(r, &sub);
+    case 5: if (r->end - r->p < 4) return false; r->p += 4; return true;
+    default: return false;
+    }
+}
+
+typedef struct spm_proto {
+    bj_gguf_str *strs;
+    float *scores;
+    int32_t *types;
+    uint64_t n, cap;
+    int64_t model_type, unk, bos, eos;
+    bool dummy_prefix, remove_ws, escape_ws, charsmap;
+    char norm_name[32];
+} spm_proto;
+
+static bj_status pb_bad(const char *path, const char *what, bj_error *err) {
+    return BJ_FAIL(err, BJ_E_FORMAT, "%s: not a SentencePiece model: truncated or malformed protobuf in %s", path, what);
+}
+
+static bj_status pb_piece(spm_proto *m, pbr r, const char *path, bj_error *err) {
+    if (m->n == m->cap) {
+        uint64_t cap = m->cap ? m->cap * 2 : 1024;
+        bj_gguf_str *s = realloc(m->strs, cap * sizeof *s);
+        if (s) m->strs = s;
+        float *f = realloc(m->scores, cap * sizeof *f);
+        if (f) m->scores = f;
+        int32_t *t = realloc(m->types, cap * sizeof *t);
+        if (t) m->types = t;
+        if (!s || !f || !t) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory", path);
+        m->cap = cap;
+    }
+    bj_gguf_str str = { NULL, 0 };
+    float score = 0;
+    int32_t type = TT_NORMAL;
+    uint32_t field, wt;
+    bool bad, have = false;
+    while (pb_key(&r, &field, &wt, &bad)) {
+        uint64_t v;
+        pbr sub;
+        if (field == 1 && wt == 2) {
+            if (!pb_bytes(&r, &sub)) return pb_bad(path, "a piece", err);
+            str = (bj_gguf_str){ (const char *)sub.p, (uint64_t)(sub.end - sub.p) };
+            have = true;
+        } else if (field == 2 && wt == 5) {
+            if (r.end - r.p < 4) return pb_bad(path, "a piece's score", err);
+            uint32_t u = (uint32_t)r.p[0] | (uint32_t)r.p[1] << 8 | (uint32_t)r.p[2] << 16 | (uint32_t)r.p[3] << 24;
+            memcpy(&score, &u, 4);
+            r.p += 4;
+        } else if (field == 3 && wt == 0) {
+            if (!pb_varint(&r, &v)) return pb_bad(path, "a piece's type", err);
+            type = v > 100 ? 0 : (int32_t)v; /* checked against 1..6 with the piece's index later */
+        } else if (!pb_skip(&r, wt)) {
+            return pb_bad(path, "a piece", err);
+        }
+    }
+    if (bad) return pb_bad(path, "a piece", err);
+    if (!have) return BJ_FAIL(err, BJ_E_FORMAT, "%s: pieces[%llu] has no piece string", path, (unsigned long long)m->n);
+    m->strs[m->n] = str, m->scores[m->n] = score, m->types[m->n] = type;
+    m->n++;
+    return BJ_OK;
+}
+
+static int64_t pb_int32(uint64_t v) { return (int64_t)(int32_t)(uint32_t)v; } /* -1 is a 10-byte varint */
+
+static bj_status pb_trainer(spm_proto *m, pbr r, const char *path, bj_error *err) {
+    uint32_t field, wt;
+    bool bad;
+    while (pb_key(&r, &field, &wt, &bad)) {
+        uint64_t v;
+        if (wt == 0 && (field == 3 || field == 40 || field == 41 || field == 42)) {
+            if (!pb_varint(&r, &v)) return pb_bad(path, "trainer_spec", err);
+            if (field == 3) m->model_type = (int64_t)v;
+            else if (field == 40) m->unk = pb_int32(v);
+            else if (field == 41) m->bos = pb_int32(v);
+            else m->eos = pb_int32(v);
+        } else if (!pb_skip(&r, wt)) {
+            return pb_bad(path, "trainer_spec", err);
+        }
+    }
+    return bad ? pb_bad(path, "trainer_spec", err) : BJ_OK;
+}
+
+static bj_status pb_normalizer(spm_proto *m, pbr r, const char *path, bj_error *err) {
+    uint32_t field, wt;
+    bool bad;
+    while (pb_key(&r, &field, &wt, &bad)) {
+        uint64_t v;
+        pbr sub;
+        if (wt == 2 && (field == 1 || field == 2)) {
+            if (!pb_bytes(&r, &sub)) return pb_bad(path, "normalizer_spec", err);
+            if (field == 2) m->charsmap = sub.end > sub.p;
+            else snprintf(m->norm_name, sizeof m->norm_name, "%.*s", (int)(sub.end - sub.p > 31 ? 31 : sub.end - sub.p),
+                          (const char *)sub.p);
+        } else if (wt == 0 && field >= 3 && field <= 5) {
+            if (!pb_varint(&r, &v)) return pb_bad(path, "normalizer_spec", err);
+            if (field == 3) m->dummy_prefix = v != 0;
+            else if (field == 4) m->remove_ws = v != 0;
+            else m->escape_ws = v != 0;
+        } else if (!pb_skip(&r, wt)) {
+            return pb_bad(path, "normalizer_spec", err);
+        }
+    }
+    return bad ? pb_bad(path, "normalizer_spec", err) : BJ_OK;
+}
+
+static bj_status pb_model(spm_proto *m, const uint8_t *data, size_t size, const char *path, bj_error *err) {
+    pbr r = { data, data + size };
+    uint32_t field, wt;
+    bool bad;
+    while (pb_key(&r, &field, &wt, &bad)) {
+        pbr sub;
+        if (wt == 2 && field >= 1 && field <= 3) {
+            if (!pb_bytes(&r, &sub)) return pb_bad(path, "ModelProto", err);
+            if (field == 1) BJ_TRY(pb_piece(m, sub, path, err));
+            else if (field == 2) BJ_TRY(pb_trainer(m, sub, path, err));
+            else BJ_TRY(pb_normalizer(m, sub, path, err));
+        } else if (!pb_skip(&r, wt)) {
+            return pb_bad(path, "ModelProto", err);
+        }
+    }
+    return bad ? pb_bad(path, "ModelProto", err) : BJ_OK;
+}
+
+static bj_status spm_proto_check(const spm_proto *m, const char *path, bj_error *err) {
+    static const char *const kinds[] = { "?", "unigram", "bpe", "word", "char" };
+    if (m->n == 0) return BJ_FAIL(err, BJ_E_FORMAT, "%s: not a SentencePiece model: no pieces (field 1)", path);
+    if (m->n > INT32_MAX / 4) return BJ_FAIL(err, BJ_E_FORMAT, "%s: %llu pieces is too many", path, (unsigned long long)m->n);
+    if (m->model_type != 2)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: unknown tokenizer model: trainer_spec.model_type %lld (%s); bitjit "
+                       "reads SentencePiece BPE models (type 2, LLaMA / 1bitLLM)", path, (long long)m->model_type,
+                       m->model_type >= 0 && m->model_type <= 4 ? kinds[m->model_type] : "?");
+    if (m->charsmap || (m->norm_name[0] && strcmp(m->norm_name, "identity") != 0))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: normalizer_spec.name '%s' (a normalization table) is not supported; "
+                       "bitjit reads the identity normalization", path, m->norm_name[0] ? m->norm_name : "(charsmap)");
+    if (m->remove_ws)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: normalizer_spec.remove_extra_whitespaces true is not supported", path);
+    if (!m->escape_ws)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: normalizer_spec.escape_whitespaces false is not supported", path);
+    const int64_t ids[3] = { m->unk, m->bos, m->eos };
+    static const char *const names[3] = { "unk_id", "bos_id", "eos_id" };
+    for (int i = 0; i < 3; i++)
+        if (ids[i] < -1 || ids[i] >= (int64_t)m->n)
+            return BJ_FAIL(err, BJ_E_FORMAT, "%s: trainer_spec.%s %lld is outside the %llu pieces", path, names[i],
+                           (long long)ids[i], (unsigned long long)m->n);
+    return BJ_OK;
+}
+
+bj_status tok_spm_load_model(bj_tokenizer *t, const char *path, bool add_bos, bj_error *err) {
+    char *data;
+    size_t size;
+    BJ_TRY(bj_read_file(path, &data, &size, err));
+    /* proto defaults: UNIGRAM, unk 0, bos 1, eos 2, dummy prefix, collapse and escape whitespace */
+    spm_proto m = { .model_type = 1, .unk = 0, .bos = 1, .eos = 2, .dummy_prefix = true, .remove_ws = true,
+                    .escape_ws = true };
+    bj_status s = pb_model(&m, (const uint8_t *)data, size, path, err);
+    if (s == BJ_OK) s = spm_proto_check(&m, path, err);
+    if (s == BJ_OK) {
+        spm_load L = { .t = t, .path = path, .key = "pieces", .type_key = "pieces (type)", .strs = m.strs, .pscores = m.scores, .ptypes = m.types,
+                       .n = m.n, .err = err };
+        t->spm = true;
+        s = spm_vocab(&L);
+        t->unk = (int32_t)m.unk, t->bos = (int32_t)m.bos, t->eos = (int32_t)m.eos;
+        t->add_bos = add_bos;
+        t->add_space_prefix = m.dummy_prefix;
+    }
+    free(m.strs);
+    free(m.scores);
+    free(m.types);
+    free(data);
+    return s;
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- hash maps (lookups are in tok_impl.h) ----------------------------------------------- */
 
@@ -724,12 +725,57 @@ static bj_status tok_load_all(tok_load *L, const char *dir) {
     return tok_build_added_index(L->t) ? BJ_OK : BJ_FAIL(L->err, BJ_E_NOMEM, "%s: out of memory", L->path);
 }
 
+static bj_status bj_tok_load_hf_json(bj_tokenizer **out, const char *dir, const char *path, bj_error *err);
+
+/* LLaMA / 1bitLLM: tokenizer.model (SentencePiece protobuf) with add_bos_token from
+ * tokenizer_config.json (LlamaTokenizer's default: true). */
+static bj_status tok_load_spm_model(bj_tokenizer **out, const char *dir, const char *model, bj_error *err) {
+    char cfg[4096];
+    bool add_bos = true;
+    BJ_TRY(bj_path_join(cfg, sizeof cfg, dir, "tokenizer_config.json", err));
+    json_t *root = NULL;
+    if (access(cfg, R_OK) == 0) {
+        BJ_TRY(tok_read_json(cfg, true, &root, err));
+        const json_t *v = json_object_get(root, "add_bos_token");
+        if (v && !json_is_null(v) && !json_is_boolean(v)) {
+            json_decref(root);
+            return BJ_FAIL(err, BJ_E_FORMAT, "%s: key 'add_bos_token': expected true or false", cfg);
+        }
+        if (json_is_boolean(v)) add_bos = json_is_true(v);
+        json_decref(root);
+    }
+    bj_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory", model);
+    bj_arena_init(&t->arena);
+    bj_status s = tok_spm_load_model(t, model, add_bos, err);
+    if (s != BJ_OK) { bj_tok_free(t); return s; }
+    *out = t;
+    return BJ_OK;
+}
+
 bj_status bj_tok_load_hf(bj_tokenizer **out, const char *dir, bj_error *err) {
-    char path[4096];
+    char path[4096], model[4096];
     bj_error local;
     *out = NULL;
     if (!err) err = &local; /* messages are composed from err->msg below */
     BJ_TRY(bj_path_join(path, sizeof path, dir, "tokenizer.json", err));
+    BJ_TRY(bj_path_join(model, sizeof model, dir, "tokenizer.model", err));
+    /* tokenizer.model (SentencePiece) when there is no tokenizer.json, or when that one is not a
+     * byte-level BPE (LLaMA-2 style repos ship both; the .json is then a Metaspace one) */
+    bool have_model = access(model, R_OK) == 0;
+    if (have_model && access(path, R_OK) != 0) return tok_load_spm_model(out, dir, model, err);
+    if (have_model) {
+        bj_error e2 = { 0 };
+        bj_status s = bj_tok_load_hf_json(out, dir, path, &e2);
+        if (s == BJ_OK) return BJ_OK;
+        if (s != BJ_E_UNSUPPORTED) { *err = e2; return s; }
+        return tok_load_spm_model(out, dir, model, err);
+    }
+    return bj_tok_load_hf_json(out, dir, path, err);
+}
+
+static bj_status bj_tok_load_hf_json(bj_tokenizer **out, const char *dir, const char *path, bj_error *err) {
+    *out = NULL;
     bj_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return BJ_FAIL(err, BJ_E_NOMEM, "%s: out of memory", path);
     bj_arena_init(&t->arena);

@@ -15,6 +15,7 @@ const char *bj_chat_kind_name(bj_chat_kind k) {
     case BJ_CHAT_BITNET: return "bitnet";
     case BJ_CHAT_LLAMA3: return "llama3";
     case BJ_CHAT_CHATML: return "chatml";
+    case BJ_CHAT_FALCON3: return "falcon3";
     default: return "plain";
     }
 }
@@ -25,9 +26,12 @@ bj_chat_kind bj_chat_detect(const char *src, bool *known) {
     if (!strcmp(src, "bitnet")) return BJ_CHAT_BITNET;
     if (!strcmp(src, "llama3")) return BJ_CHAT_LLAMA3;
     if (!strcmp(src, "chatml")) return BJ_CHAT_CHATML;
+    if (!strcmp(src, "falcon3")) return BJ_CHAT_FALCON3;
     /* Jinja sources, by their markers (as llama.cpp's llm_chat_detect_template does). */
     if (strstr(src, "<|start_header_id|>") && strstr(src, "<|end_header_id|>")) return BJ_CHAT_LLAMA3;
     if (strstr(src, "<|im_start|>")) return BJ_CHAT_CHATML;
+    /* Falcon3-*-Instruct(-1.58bit): <|system|>/<|user|>/<|assistant|> lines, eos after answers */
+    if (strstr(src, "<|user|>") && strstr(src, "<|assistant|>") && strstr(src, "eos_token")) return BJ_CHAT_FALCON3;
     if (strstr(src, "<|eot_id|>") && (strstr(src, "Assistant: ") || strstr(src, "capitalize"))) return BJ_CHAT_BITNET;
     if (known) *known = false;
     return BJ_CHAT_PLAIN;
@@ -92,6 +96,9 @@ bj_status bj_chat_template_for_model(bj_chat_template *t, const bj_model *m, bj_
     char b[64] = "";
     if (piece && len < sizeof b) { memcpy(b, piece, len); b[len] = 0; }
     bj_chat_template_init(t, k, b);
+    int32_t eos = m->tok ? bj_tok_eos(m->tok) : -1;
+    piece = eos >= 0 ? bj_tok_piece(m->tok, eos, &len) : NULL;
+    if (piece && len < sizeof t->eos) { memcpy(t->eos, piece, len); t->eos[len] = 0; }
     t->unknown = !known;
     return BJ_OK;
 }
@@ -186,6 +193,20 @@ bj_status bj_chat_render(const bj_chat_template *t, const bj_chat_msg *msgs, siz
             sb_str(&b, "<|im_end|>\n");
         }
         if (add_gen) sb_str(&b, "<|im_start|>assistant\n");
+        break;
+    case BJ_CHAT_FALCON3:
+        for (size_t i = 0; i < n; i++) {
+            const char *r = msgs[i].role;
+            bool asst = !strcmp(r, "assistant");
+            if (!asst && strcmp(r, "system") && strcmp(r, "user")) continue; /* the template skips other roles */
+            sb_str(&b, "<|");
+            sb_str(&b, r);
+            sb_str(&b, "|>\n");
+            sb_str(&b, msgs[i].content);
+            if (asst) sb_str(&b, t->eos);
+            if (!asst || i + 1 < n) sb_str(&b, "\n");
+        }
+        if (add_gen) sb_str(&b, "<|assistant|>\n");
         break;
     }
     if (b.oom) { free(b.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory rendering a chat"); }

@@ -21,7 +21,7 @@
 
 #include "runtime/runtime.h"
 
-typedef enum bj_chat_kind { BJ_CHAT_PLAIN, BJ_CHAT_BITNET, BJ_CHAT_LLAMA3, BJ_CHAT_CHATML } bj_chat_kind;
+typedef enum bj_chat_kind { BJ_CHAT_PLAIN, BJ_CHAT_BITNET, BJ_CHAT_LLAMA3, BJ_CHAT_CHATML, BJ_CHAT_FALCON3 } bj_chat_kind;
 
 typedef struct bj_chat_msg {
     const char *role;    /* "system", "user", "assistant", ... */
@@ -32,6 +32,7 @@ typedef struct bj_chat_template {
     bj_chat_kind kind;
     bool unknown;  /* the model has a template bitjit does not recognise (rendered as plain) */
     char bos[64];  /* the text of the BOS token the template writes; "" when the tokenizer has none */
+    char eos[64];  /* the text of the EOS token (Falcon3 writes it after each answer); "" when none */
 } bj_chat_template;
 
 const char *bj_chat_kind_name(bj_chat_kind k);

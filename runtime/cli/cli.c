@@ -192,7 +192,7 @@ void cli_check_chat_template(const char *name) {
     bool known;
     bj_chat_detect(name, &known);
     if (!known || strchr(name, '{'))
-        cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, plain)", name);
+        cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, falcon3, plain)", name);
 }
 
 void cli_warn_template_tokens(const bj_chat_template *t, const bj_tokenizer *tok) {

@@ -44,7 +44,7 @@ static int usage_serve(FILE *f) {
             "                          other requests wait in a queue\n"
             "      --alias NAME        model name for /v1/models and responses (default: from the path)\n"
             "  -n, --n-predict N       max_tokens when a request gives none (default 256, capped by the context)\n"
-            "      --chat-template T   bitnet, llama3, chatml or plain instead of the model's own\n"
+            "      --chat-template T   bitnet, llama3, chatml, falcon3 or plain instead of the model's own\n"
             "      --max-body BYTES    larger request bodies get 413 (default 1048576)\n"
             "      --max-queue N       requests waiting beyond N get 503 (default 256)\n"
             "      --timeout S         close connections idle for S seconds (default 60)\n"

@@ -29,6 +29,10 @@
 #define BJ_ORACLE_FLIP_TOL 0.15
 static const bj_oracle_case bj_oracle_boundary_cases[] = {
     { "models/kjv-bitnet-11m/oracle.json", "master", "Blessed are the", -1 }, /* kjv-bitnet-11m/master */
+    /* falcone-tiny: the f64 transcription of the oracle's own script (scripts/oracles/families_ref.py
+     * with every f32 made f64, scripts/oracles/families_f64_probe.py) differs from the f32 oracle by
+     * 0.138077 here, as bitjit does; its greedy ids agree */
+    { "models/falcone-tiny/oracle.json", "master", "For God so loved the world,", -1 },
 };
 
 static inline bool bj_test_oracle_boundary(const char *oracle, const char *key, const char *prompt) {

@@ -246,9 +246,11 @@ Test(cfg_bad, wrong_type) {
 
 Test(cfg_bad, unsupported) {
     static const bad_case cases[] = {
-        { "architectures", "[\"LlamaForCausalLM\"]", BJ_E_UNSUPPORTED,
-          "unsupported architecture 'LlamaForCausalLM' (bitjit supports BitNetForCausalLM)" },
-        { "architectures", "[\"BitnetForCausalLM\"]", BJ_E_UNSUPPORTED, "'BitnetForCausalLM'" },
+        { "architectures", "[\"MistralForCausalLM\"]", BJ_E_UNSUPPORTED,
+          "unsupported architecture 'MistralForCausalLM' (bitjit supports BitNetForCausalLM, BitnetForCausalLM" },
+        { "mlp_bias", "true", BJ_E_UNSUPPORTED, "mlp_bias true" },
+        { "rope_scaling", "{\"rope_type\":\"llama3\",\"factor\":8.0}", BJ_E_UNSUPPORTED,
+          "unsupported rope_scaling (type 'llama3')" },
         { "hidden_act", "\"gelu\"", BJ_E_UNSUPPORTED, "unsupported hidden_act 'gelu' (bitjit supports relu2, silu)" },
         { "hidden_act", "\"RELU2\"", BJ_E_UNSUPPORTED, "hidden_act 'RELU2'" },
         { "attention_bias", "true", BJ_E_UNSUPPORTED, "attention_bias" },
@@ -270,7 +272,9 @@ Test(cfg_bad, quantization_config) {
         { "quantization_config", "{\"weight_quant\":\"int4\"}", BJ_E_UNSUPPORTED,
           "quantization_config.weight_quant 'int4' (bitjit supports ternary, binary)" },
         { "quantization_config", "{\"weight_quant\":true}", BJ_E_FORMAT, "key 'quantization_config.weight_quant'" },
-        { "quantization_config", "{\"use_rms_norm\":true}", BJ_E_UNSUPPORTED, "quantization_config.use_rms_norm" },
+        { "quantization_config", "{\"modules_to_not_convert\":[\"model.layers.0.mlp\"]}", BJ_E_UNSUPPORTED,
+          "quantization_config.modules_to_not_convert entry 'model.layers.0.mlp' (only lm_head may stay dense)" },
+        { "quantization_config", "{\"rms_norm_eps\":\"x\"}", BJ_E_FORMAT, "key 'quantization_config.rms_norm_eps'" },
         { "quantization_config", "{\"use_rms_norm\":\"yes\"}", BJ_E_FORMAT, "key 'quantization_config.use_rms_norm'" },
     };
     run_bad(cases, BJ_COUNTOF(cases));
@@ -336,4 +340,59 @@ Test(cfg_fuzz, mutations) {
     }
     cr_expect_gt(ok, 0);
     cr_expect_lt(ok, 5000);
+}
+
+/* ---- the families of issue 22 (docs/formats-families.md) -------------------------------------- */
+
+Test(cfg_families, llama_bitnet) {
+    char b[2048];
+    bj_model_config c = parse_ok(cfg_build2(b, sizeof b, "architectures", "[\"LlamaForCausalLM\"]", "quantization_config",
+                                            "{\"quant_method\":\"bitnet\",\"linear_class\":\"bitlinear\","
+                                            "\"quantization_mode\":\"offline\"}"));
+    cr_expect_str_eq(c.arch, "LlamaForCausalLM");
+    cr_expect_eq(c.block, BJ_BLOCK_LLAMA);
+    cr_expect_eq(c.act, BJ_ACT_SILU); /* LlamaConfig's default */
+    cr_expect_float_eq(c.rope_theta, 10000.0, 1e-9);
+    cr_expect_eq(c.linear_class, BJ_LC_BITLINEAR);
+    cr_expect_not(c.proj_norm);
+}
+
+Test(cfg_families, falcon_e_use_rms_norm) {
+    char b[2048];
+    bj_model_config c = parse_ok(cfg_build2(b, sizeof b, "architectures", "[\"LlamaForCausalLM\"]", "quantization_config",
+                                            "{\"quant_method\":\"bitnet\",\"linear_class\":\"autobitlinear\","
+                                            "\"quantization_mode\":\"online\",\"use_rms_norm\":true,"
+                                            "\"rms_norm_eps\":1e-5}"));
+    cr_expect(c.proj_norm);
+    cr_expect_float_eq(c.proj_norm_eps, 1e-5, 1e-15);
+    cr_expect(c.online_quant);
+    cr_expect_eq(c.linear_class, BJ_LC_AUTOBITLINEAR);
+}
+
+Test(cfg_families, onebitllm) {
+    char b[2048];
+    bj_model_config c = parse_ok(cfg_build(b, sizeof b, "architectures", "[\"BitnetForCausalLM\"]"));
+    cr_expect_eq(c.block, BJ_BLOCK_BITNET);
+    cr_expect_eq(c.hf_names, BJ_NAMES_1BITLLM);
+    cr_expect_eq(c.act, BJ_ACT_SILU);
+    c = parse_ok(cfg_build(b, sizeof b, "architectures", "[\"BitNetForCausalLM\"]"));
+    cr_expect_eq(c.hf_names, BJ_NAMES_BITNET);
+    cr_expect_eq(c.act, BJ_ACT_RELU2);
+}
+
+Test(cfg_families, llama_needs_bitnet_quantization) {
+    char b[2048];
+    bj_model_config c;
+    bj_error err;
+    cr_expect_eq(parse(&c, cfg_build(b, sizeof b, "architectures", "[\"LlamaForCausalLM\"]"), &err), BJ_E_UNSUPPORTED);
+    cr_expect(strstr(err.msg, "LlamaForCausalLM without quantization_config is a full-precision model") != NULL, "%s",
+              err.msg);
+    cr_expect_eq(parse(&c, cfg_build2(b, sizeof b, "architectures", "[\"LlamaForCausalLM\"]", "quantization_config",
+                                      "{\"quant_method\":\"awq\"}"), &err), BJ_E_UNSUPPORTED);
+    cr_expect(strstr(err.msg, "quantization_config.quant_method 'awq' (bitjit supports bitnet)") != NULL, "%s", err.msg);
+    cr_expect_eq(parse(&c, cfg_build2(b, sizeof b, "architectures", "[\"LlamaForCausalLM\"]", "quantization_config",
+                                      "{\"quant_method\":\"bitnet\",\"linear_class\":\"bitlinear2\"}"), &err),
+                 BJ_E_UNSUPPORTED);
+    cr_expect(strstr(err.msg, "quantization_config.linear_class 'bitlinear2' (bitjit supports bitlinear, "
+                              "autobitlinear)") != NULL, "%s", err.msg);
 }

@@ -359,8 +359,8 @@ Test(gguf_fork, id36_is_i2s_for_bitnet_with_matching_size) {
 
 Test(gguf_fork, id36_rejected_elsewhere) {
     img m;
-    clash(&m, "llama", 36, 256, 4, 288);
-    expect_fail(&m, BJ_E_UNSUPPORTED, "type id 36 is I2_S only in bitnet.cpp files (architecture 'llama'");
+    clash(&m, "qwen2", 36, 256, 4, 288);
+    expect_fail(&m, BJ_E_UNSUPPORTED, "type id 36 is I2_S only in bitnet.cpp files (architecture 'qwen2'");
     clash(&m, "bitnet", 36, 256, 4, 288 + 64); /* more room than I2_S + alignment: not I2_S */
     expect_fail(&m, BJ_E_FORMAT, "type id 36 (I2_S) needs 288 bytes");
     clash(&m, "bitnet", 36, 256, 4, 256);

@@ -109,7 +109,20 @@ Test(tok_spm, vocab_only_file) {
     cr_expect(len == 3 && !memcmp(p, "<s>", 3));
     bj_tok_gguf_arrays a;
     bj_error err = { 0 };
-    cr_expect_eq(bj_tok_gguf_export(f.t, &a, &err), BJ_E_UNSUPPORTED);
+    /* the export (bitjitc convert of a SentencePiece model) gives back the file's own arrays */
+    cr_assert_eq(bj_tok_gguf_export(f.t, &a, &err), BJ_OK, "%s", err.msg);
+    cr_expect(a.spm);
+    cr_assert_eq(a.n_tokens, 32000);
+    const bj_gguf_kv *toks = bj_gguf_find_kv(&f.g, "tokenizer.ggml.tokens"), *sc = bj_gguf_find_kv(&f.g, "tokenizer.ggml.scores"),
+                     *ty = bj_gguf_find_kv(&f.g, "tokenizer.ggml.token_type");
+    cr_assert(toks && sc && ty);
+    int bad = 0;
+    for (int32_t i = 0; i < a.n_tokens; i++)
+        bad += a.tokens[i].len != toks->strs[i].len || memcmp(a.tokens[i].s, toks->strs[i].s, a.tokens[i].len) ||
+               a.scores[i] != (float)bj_gguf_arr_float(sc, (uint64_t)i) || a.types[i] != bj_gguf_arr_int(ty, (uint64_t)i);
+    cr_expect_eq(bad, 0, "%d of 32000 exported tokens differ from the file's", bad);
+    cr_expect(a.bos == 1 && a.eos == 2 && a.unk == 0 && a.add_bos && a.add_space_prefix);
+    bj_tok_gguf_arrays_free(&a);
     spm_close(&f);
 }
 

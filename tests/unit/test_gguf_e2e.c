@@ -171,11 +171,14 @@ Test(gguf_cmd, synth_flags_and_determinism, .timeout = 300) {
 
 /* A synthesized model loads, runs, has ~31% zero weights, and the runtime's decode of each
  * GGUF dtype agrees with the reader's reference decode. */
-static void check_synth(bj_gguf_outtype t, const char *out) {
+static void check_synth_shape(const char *shape, bj_gguf_outtype t, const char *out) {
     bj_error err = { 0 };
-    cr_assert_eq(bj_gguf_synth(bj_gguf_shape_find("tiny"), t, 3, out, NULL, NULL, &err), BJ_OK, "%s", err.msg);
+    const bj_gguf_shape *sh = bj_gguf_shape_find(shape);
+    cr_assert_eq(bj_gguf_synth(sh, t, 3, out, NULL, NULL, &err), BJ_OK, "%s", err.msg);
     bj_model m;
     cr_assert_eq(bj_model_load(&m, out, &err), BJ_OK, "%s", err.msg);
+    cr_expect_str_eq(m.gguf->arch, sh->llama ? "llama" : t == BJ_GGUF_OUT_I2_S ? "bitnet-b1.58" : "bitnet");
+    cr_expect_eq(m.cfg.block, sh->llama ? BJ_BLOCK_LLAMA : BJ_BLOCK_BITNET);
     uint64_t zeros = 0, total = 0;
     for (uint32_t i = 0; i < m.graph.n_nodes; i++) {
         const bj_node *n = &m.graph.nodes[i];
@@ -184,10 +187,13 @@ static void check_synth(bj_gguf_outtype t, const char *out) {
         double scale;
         cr_assert_eq(bj_ir_lowbit_values(&m.graph, i, &v, &scale, &err), BJ_OK, "%s", err.msg);
         const bj_gguf_tensor *gt = bj_gguf_find_tensor(m.gguf, n->name);
-        int64_t N = n->shape.d[0], K = n->shape.d[1];
+        int64_t N = n->shape.d[0], K = n->shape.d[1], hd = m.cfg.head_dim;
+        /* arch llama: q/k rows are stored in llama.cpp's permuted order and imported in HF order */
+        bool qk = sh->llama && (strstr(n->name, "attn_q.") || strstr(n->name, "attn_k."));
         for (int64_t r = 0; r < N; r++)
             for (int64_t k = 0; k < K; k++) {
-                int want = n->dtype == BJ_DT_T2 ? v[r * K + k] : bj_gguf_ternary_at(gt, r, k, NULL);
+                int64_t gr = qk ? r / hd * hd + 2 * (r % hd % (hd / 2)) + r % hd / (hd / 2) : r;
+                int want = n->dtype == BJ_DT_T2 && !qk ? v[r * K + k] : bj_gguf_ternary_at(gt, gr, k, NULL);
                 cr_assert_eq(v[r * K + k], want, "%s [%lld,%lld]", n->name, (long long)r, (long long)k);
                 zeros += v[r * K + k] == 0;
                 total++;
@@ -207,6 +213,12 @@ static void check_synth(bj_gguf_outtype t, const char *out) {
     bj_engine_free(e);
     bj_model_free(&m);
 }
+
+static void check_synth(bj_gguf_outtype t, const char *out) { check_synth_shape("tiny", t, out); }
+
+Test(gguf_synth, llama_tiny_i2_s) { check_synth_shape("llama-tiny", BJ_GGUF_OUT_I2_S, BJ_TEST_TMP "/synth-l-i2s.gguf"); }
+Test(gguf_synth, llama_tiny_tq1_0) { check_synth_shape("llama-tiny", BJ_GGUF_OUT_TQ1_0, BJ_TEST_TMP "/synth-l-tq1.gguf"); }
+Test(gguf_synth, llama_tiny_tq2_0) { check_synth_shape("llama-tiny", BJ_GGUF_OUT_TQ2_0, BJ_TEST_TMP "/synth-l-tq2.gguf"); }
 
 Test(gguf_synth, tiny_i2_s) { check_synth(BJ_GGUF_OUT_I2_S, BJ_TEST_TMP "/synth-i2s.gguf"); }
 Test(gguf_synth, tiny_tq1_0) { check_synth(BJ_GGUF_OUT_TQ1_0, BJ_TEST_TMP "/synth-tq1.gguf"); }
