@@ -87,7 +87,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_NO_CACHE: o->jit.no_cache = true; break;
         case CLI_O_TUNE_DB: o->jit.tune_db = optarg; break;
         case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
-        case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(optarg); break;
+        case CLI_O_HEAD: cli_parse_head(optarg, &o->jit); break;
         case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
