@@ -26,6 +26,8 @@ static int usage_bench(FILE *f) {
             "  -n, --n-gen N        tokens for the decode test (default 128; 0 = skip)\n"
             "  -t, --threads LIST   comma-separated thread counts (default: the number of CPUs)\n"
             "  -r, --repetitions N  repetitions of each test (default 3)\n"
+            "  -c, --ctx-size N     context (KV cache) in tokens, at least -p + -n (default: the model's,\n"
+            "                       capped to what fits in half of the memory available)\n"
             "      --engine LIST    jit, ref or jit,ref (default jit)\n"
             "      --bw-mib N       buffer for the bandwidth test in MiB (default 1024; 0 = skip)\n"
             "      --depth LIST     also decode -n tokens after a context of each D tokens (tgN@dD; the\n"
@@ -62,12 +64,13 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "format", required_argument, 0, 'o' },
         { "plot", required_argument, 0, O_PLOT },   { "depth", required_argument, 0, O_DEPTH },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
         { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
-        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "help", no_argument, 0, 'h' },
+        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:c:h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->p = cli_parse_int("-p", optarg, 0, 1 << 20); break;
@@ -92,6 +95,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
         case CLI_O_HEAD: cli_parse_head(optarg, &o->jit); break;
         case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
+        case 'c': o->jit.n_ctx = cli_parse_ctx(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
     }
@@ -426,6 +430,9 @@ int bj_cmd_bench(int argc, char **argv) {
     bj_error err = { 0 };
     bj_model m;
     bj_aot_lib *lib = cli_load_model(o.model, &m, &o.jit);
+    int max_threads = 1;
+    for (int i = 0; i < nt; i++) max_threads = threads[i] > max_threads ? threads[i] : max_threads;
+    cli_choose_ctx(&m.graph, max_threads, 1, false, &o.jit.n_ctx);
     bj_jit_report cold = { 0 }, warm = { 0 };
     if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
     bench_layout lay[64];
@@ -487,7 +494,7 @@ int bj_cmd_bench(int argc, char **argv) {
             snprintf(note, sizeof note, "%s, %d thread%s", eng, k == 0 ? threads[i] : 1, k == 0 && threads[i] > 1 ? "s" : "");
             cli_progress_update(&bar, conf, note);
             bj_status st = k == 0 ? bj_jit_engine_create(&e, &m.graph, &jo, NULL, &err)
-                                  : bj_ref_engine_create(&e, &m.graph, &err);
+                                  : bj_ref_engine_create_ctx(&e, &m.graph, jo.n_ctx, &err);
             if (st != BJ_OK) cli_die_error(&err);
             bj_bench_stat pp, tg;
             if (bj_bench_engine(e, o.p, o.n, o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
