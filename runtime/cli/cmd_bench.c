@@ -292,8 +292,9 @@ static void print_row_md(const bench_row *r) {
 }
 
 static void print_row_csv(const bench_row *r, const char *model) {
-    char test[48];
-    test_name(r, test, sizeof test);
+    char test[48]; /* the kind ("pp", "tg"; tokens are a column of their own), "tg@dD" at depth */
+    snprintf(test, sizeof test, "%s", r->tg ? "tg" : "pp");
+    if (r->depth) snprintf(test, sizeof test, "tg@d%lld", (long long)r->depth);
     csv_str(stdout, model);
     printf(",%s,%d,%s,%lld,%.4f,%.4f,%d,", r->engine, r->threads, test, (long long)r->tokens, r->s.mean,
            r->s.sd, r->s.n);
