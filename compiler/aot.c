@@ -91,6 +91,7 @@ typedef struct bj_aot_set {
     int64_t n_matmuls;
     const bj_cg_tunedb *tdb; /* while collecting: the tuning database, or NULL */
     int64_t n_tuned;         /* matmuls whose kernel came from it */
+    bool tune_db_found;      /* tune_db existed and was read */
     char tune_db[4096], tune_warning[512];
 } bj_aot_set;
 
@@ -173,6 +174,7 @@ static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_o
     }
     if (found) bj_cg_tunedb_free(&tdb);
     s->tdb = NULL;
+    s->tune_db_found = found;
     if (st != BJ_OK) bj_aot_set_free(s);
     return st;
 }
@@ -338,7 +340,8 @@ static bj_status bj_aot_item_text(bj_aot_items *it, uint32_t kind, const char *n
     return bj_aot_item_add(it, kind, name, text, strlen(text), err);
 }
 
-static bj_status bj_aot_add_target(bj_aot_items *it, const bj_cg_target *t, const bj_aot_opts *o, bj_error *err) {
+static bj_status bj_aot_add_target(bj_aot_items *it, const bj_aot_set *s, const bj_aot_opts *o, bj_error *err) {
+    const bj_cg_target *t = &s->tgt;
     bj_aot_buf b = { 0 };
     char llvm[32];
     bj_cg_llvm_version(llvm, sizeof llvm);
@@ -352,6 +355,9 @@ static bj_status bj_aot_add_target(bj_aot_items *it, const bj_cg_target *t, cons
     bj_aot_buf m = { 0 };
     bj_aot_printf(&m, "bitjit=%s\nllvm=%s\nabi=%d\n", BJ_VERSION_STRING, llvm, BJ_CG_ABI_VERSION);
     if (o->model_path) bj_aot_printf(&m, "model=%s\n", o->model_path);
+    /* the tuning database read at build time ("(off)", "" for none) and what it gave */
+    bj_aot_printf(&m, "tune_db=%s\ntuned=%lld\nmatmuls=%lld\n", s->tune_db_found ? s->tune_db : "", (long long)s->n_tuned,
+                  (long long)s->n_matmuls);
     if (m.oom) { free(m.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
     return bj_aot_item_text(it, BJ_AOT_E_META, "meta", m.p, err);
 }
@@ -437,7 +443,7 @@ static bj_status bj_aot_bundle(const bj_graph *g, const bj_aot_set *s, const bj_
                                uint64_t *wbytes, bj_error *err) {
     bj_aot_items it = { 0 };
     char *ir = NULL;
-    bj_status st = bj_aot_add_target(&it, &s->tgt, o, err);
+    bj_status st = bj_aot_add_target(&it, s, o, err);
     if (st == BJ_OK) st = bj_ir_print_str(g, &ir, err);
     if (st == BJ_OK) st = bj_aot_item_text(&it, BJ_AOT_E_IR, "graph", ir, err);
     if (st == BJ_OK) st = bj_aot_add_weights(&it, g, wbytes, err);
