@@ -109,12 +109,16 @@ static bj_status bj_cg_job_build(bj_cg_job *job, const bj_cg_target *t, const bj
     job->mod = LLVMModuleCreateWithNameInContext(job->sym, job->ctx);
     BJ_TRY(bj_cg_job_target(job, t, err));
     bj_cg_init(&job->cg, job->ctx, job->mod, t, d, t8);
-    BJ_TRY((d->isa == BJ_CG_ISA_AMX ? bj_cg_gen_amx : bj_cg_generators[d->variant].gen)(&job->cg, job->sym, err));
+    bj_cg_gen_fn gen = d->kind == BJ_CG_KIND_HEAD_F ? bj_cg_gen_head
+                       : d->isa == BJ_CG_ISA_AMX ? bj_cg_gen_amx
+                                                 : bj_cg_generators[d->variant].gen;
+    BJ_TRY(gen(&job->cg, job->sym, err));
     return bj_cg_job_verify(job, err);
 }
 
 /* After O3: the late part of the variant, if any. */
 static bj_status bj_cg_job_late(bj_cg_job *job, bj_error *err) {
+    if (job->cg.d->kind != BJ_CG_KIND_MATMUL_T) return BJ_OK;
     bj_cg_late_fn late = bj_cg_generators[job->cg.d->variant].late;
     if (!late) return BJ_OK;
     BJ_TRY(late(&job->cg, err));

@@ -157,7 +157,49 @@ void bj_cg_kdesc_amx_edges(const bj_cg_kdesc *amx, bj_cg_kdesc *out) {
     bj_cg_vnni_prefill(out);
 }
 
+/* The exact float head (cg_kernel_head.c): 4 rows at once (8 independent add chains on 512-bit
+ * vectors, 16 on 256-bit), each row's stream prefetched 4 KiB ahead as the C head does. */
+#define BJ_CG_HEAD_ROWS 4
+#define BJ_CG_HEAD_PREFETCH 16 /* 256-byte units */
+
+static bool bj_cg_head_path_ok(const bj_cg_target *t, bj_cg_isa isa, unsigned dt) {
+    if (isa == BJ_CG_ISA_AVX512) return bj_cg_isa_supported(t, isa); /* AVX512F implies F16C */
+    if (isa != BJ_CG_ISA_AVX2 || !bj_cg_isa_supported(t, isa)) return false;
+    return dt != BJ_CG_HEAD_F16 || ((t->flags & BJ_CG_F_FMA) && !strstr(t->features, "-f16c"));
+}
+
+static bj_status bj_cg_head_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err) {
+    if (d->variant || d->wtype > BJ_CG_HEAD_BF16 || d->m < 1 || d->m > BJ_CG_MAX_M || d->k < 1 || d->k > BJ_CG_MAX_K ||
+        d->tile_m < 1 || d->tile_m > 16 || d->tile_t != 1 || d->unroll != 1 || (d->reserved[0] | d->reserved[1]) ||
+        d->flags || d->whash)
+        return BJ_FAIL(err, BJ_E_INVALID, "head kernel descriptor: dtype %u, %u x %u, tile_m %u tile_t %u unroll %u out of range",
+                       d->wtype, d->m, d->k, d->tile_m, d->tile_t, d->unroll);
+    if (!bj_cg_head_path_ok(t, (bj_cg_isa)d->isa, d->wtype))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "head kernel path %s is not available on CPU '%s'",
+                       bj_cg_isa_name((bj_cg_isa)d->isa), t->cpu);
+    return BJ_OK;
+}
+
+bj_status bj_cg_head_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_head_dtype dt, bj_cg_isa isa,
+                                uint32_t N, uint32_t K, bj_error *err) {
+    memset(d, 0, sizeof *d);
+    if (isa == BJ_CG_ISA_AUTO)
+        isa = bj_cg_head_path_ok(t, BJ_CG_ISA_AVX512, dt) ? BJ_CG_ISA_AVX512 : BJ_CG_ISA_AVX2;
+    d->abi = BJ_CG_ABI_VERSION;
+    d->kind = BJ_CG_KIND_HEAD_F;
+    d->isa = (uint8_t)isa;
+    d->wtype = (uint8_t)dt;
+    d->m = N;
+    d->k = K;
+    d->tile_m = BJ_CG_HEAD_ROWS;
+    d->tile_t = 1;
+    d->unroll = 1;
+    d->prefetch = BJ_CG_HEAD_PREFETCH;
+    return bj_cg_head_check(d, t, err);
+}
+
 bj_status bj_cg_kdesc_check(const bj_cg_kdesc *d, const bj_cg_target *t, bj_error *err) {
+    if (d->abi == BJ_CG_ABI_VERSION && d->kind == BJ_CG_KIND_HEAD_F) return bj_cg_head_check(d, t, err);
     if (d->abi != BJ_CG_ABI_VERSION || d->kind != BJ_CG_KIND_MATMUL_T)
         return BJ_FAIL(err, BJ_E_INVALID, "kernel descriptor: abi %u kind %u, expected %u and %u",
                        d->abi, d->kind, BJ_CG_ABI_VERSION, BJ_CG_KIND_MATMUL_T);

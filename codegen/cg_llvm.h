@@ -69,6 +69,7 @@ bj_status bj_cg_gen_amx(bj_cg *cg, const char *name, bj_error *err);      /* cg_
 bj_status bj_cg_gen_bitplane(bj_cg *cg, const char *name, bj_error *err); /* cg_kernel_bitplane.c */
 bj_status bj_cg_gen_wcode(bj_cg *cg, const char *name, bj_error *err);    /* cg_kernel_wcode.c */
 bj_status bj_cg_gen_wcode_late(bj_cg *cg, bj_error *err);                 /* after O3 */
+bj_status bj_cg_gen_head(bj_cg *cg, const char *name, bj_error *err);     /* cg_kernel_head.c: float LM head */
 
 /* ---- cg_compile.c: LLVM's native target, initialised once per process ------------------ */
 void bj_cg_llvm_init(void);

@@ -128,7 +128,7 @@ typedef enum bj_cg_isa {
 } bj_cg_isa;
 
 typedef enum bj_cg_wtype { BJ_CG_W_TERNARY = 0, BJ_CG_W_BINARY = 1 } bj_cg_wtype;
-enum { BJ_CG_KIND_MATMUL_T = 1 };
+enum { BJ_CG_KIND_MATMUL_T = 1, BJ_CG_KIND_HEAD_F = 2 };
 #define BJ_CG_ABI_VERSION 1
 /* Bumped whenever a generator emits different code for the same descriptor: it is part of the
  * kernel cache key (the descriptor alone would load a kernel an older generator made).
@@ -194,6 +194,30 @@ const char *bj_cg_isa_name(bj_cg_isa isa);
 /* "bjk_<16 hex digits>": the kernel's symbol, from the descriptor's bytes. cap >= 24. */
 void bj_cg_kernel_symbol(const bj_cg_kdesc *d, char *buf, size_t cap);
 
+/* ---- the exact float LM head (cg_kernel_head.c) -------------------------------------------
+ * A descriptor of kind BJ_CG_KIND_HEAD_F: variant 0, wtype the weights' element type below,
+ * m = N output rows, k = K, tile_m rows summed at once (1-16), tile_t 1, unroll 1, prefetch in
+ * 256-byte units ahead of each row's stream; isa AVX512 (512-bit vectors) or AVX2 (256-bit;
+ * F16 weights there also need F16C, taken as present with FMA: every x86-64-v3 CPU has both).
+ * The contract:
+ *
+ *   void h(const float *x, const uint8_t *w, float *y, int64_t T, int64_t n0, int64_t n1);
+ *
+ *   y[t*N + n] = dot(x[t*K ..], W[n]) for 0 <= t < T, n0 <= n < n1, W row-major N x K in the
+ *   element type (unaligned is fine), in the one f32 summation order of bj_cg_ref_head (the
+ *   runtime's bj_rt_matmul_f uses it too): bit-identical to it for every input. */
+typedef enum bj_cg_head_dtype { BJ_CG_HEAD_F32 = 0, BJ_CG_HEAD_F16 = 1, BJ_CG_HEAD_BF16 = 2 } bj_cg_head_dtype;
+typedef void (*bj_cg_head_fn)(const float *x, const uint8_t *w, float *y, int64_t T, int64_t n0, int64_t n1);
+/* d for the head of N x K weights of type dt on t, with the default tiles (the one place the
+ * head's defaults are chosen). BJ_E_UNSUPPORTED where t has no path for it (the caller keeps
+ * the plain C head); isa AUTO = the widest. */
+bj_status bj_cg_head_kdesc_init(bj_cg_kdesc *d, const bj_cg_target *t, bj_cg_head_dtype dt, bj_cg_isa isa,
+                                uint32_t N, uint32_t K, bj_error *err);
+/* The plain C reference: the order the kernel and the runtime keep (32 lanes by k mod 32,
+ * fmul then fadd, folded by halving, then the tail). w is raw little-endian elements. */
+void bj_cg_ref_head(const float *x, const uint8_t *w, bj_cg_head_dtype dt, float *y, int64_t T, int64_t N,
+                    int64_t K, int64_t n0, int64_t n1);
+
 /* ---- shapes and packing --------------------------------------------------------------------
  * DOT2 layout (row-interleaved, no horizontal sums in the kernel): rows in blocks of 16
  * (M padded up to 16 with zero weights), K padded to XS. Block b, k-group g (16 k values)
@@ -247,6 +271,8 @@ void bj_cg_ref_matmul_b1(const int8_t *x, const uint8_t *b1, int32_t *y, int64_t
 
 typedef void (*bj_cg_matmul_fn)(const int8_t *x, const uint8_t *w, int32_t *y, int64_t T,
                                 int64_t m0, int64_t m1);
+/* bj_cg_kernel_get hands every kernel out as a bj_cg_matmul_fn: a head descriptor's is this. */
+static inline bj_cg_head_fn bj_cg_head_fn_of(bj_cg_matmul_fn f) { return (bj_cg_head_fn)(void (*)(void))f; }
 
 /* ---- compile: IR -> O3 -> object ---------------------------------------------------------- */
 typedef struct bj_cg_object {

@@ -60,6 +60,39 @@ bj_status bj_bench_engine(bj_engine *e, int64_t p, int64_t n, int reps, bj_bench
     return s;
 }
 
+bj_status bj_bench_depth(bj_engine *e, int64_t depth, int64_t n, int reps, bj_bench_stat *tg, bj_error *err) {
+    memset(tg, 0, sizeof *tg);
+    if (depth < 0 || n < 1 || depth + n > e->max_seq)
+        return BJ_FAIL(err, BJ_E_INVALID, "--depth %lld + -n %lld exceed the model's context of %lld tokens",
+                       (long long)depth, (long long)n, (long long)e->max_seq);
+    enum { CHUNK = 512 };
+    int32_t *tok = malloc(CHUNK * sizeof *tok);
+    float *logits = malloc((size_t)e->n_vocab * sizeof *logits);
+    double *tt = calloc((size_t)reps + 1, sizeof *tt);
+    if (!tok || !logits || !tt) {
+        free(tok); free(logits); free(tt);
+        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    }
+    uint64_t x = 0xD1B54A32D192ED03ull;
+    for (int i = 0; i < CHUNK; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; tok[i] = (int32_t)(x % (uint64_t)e->n_vocab); }
+    bj_status s = BJ_OK;
+    for (int r = 0; r <= reps && s == BJ_OK; r++) { /* r == 0 is the warm-up */
+        bj_engine_reset(e);
+        for (int64_t d = 0; d < depth && s == BJ_OK; d += CHUNK) {
+            int64_t len = depth - d < CHUNK ? depth - d : CHUNK;
+            s = bj_engine_forward(e, tok, len, false, logits, err);
+        }
+        double t0 = now_s();
+        for (int64_t i = 0; i < n && s == BJ_OK; i++) s = bj_engine_forward(e, &tok[i % CHUNK], 1, false, logits, err);
+        double t1 = now_s();
+        if (r > 0) tt[r - 1] = (double)n / (t1 - t0);
+    }
+    if (s == BJ_OK) stat_of(tt, reps, tg);
+    bj_engine_reset(e);
+    free(tok); free(logits); free(tt);
+    return s;
+}
+
 /* ---- bandwidth ------------------------------------------------------------------------- */
 typedef uint64_t bj_v4u64 __attribute__((vector_size(32), aligned(32)));
 

@@ -14,6 +14,11 @@ typedef struct bj_bench_stat { double mean, sd; int n; } bj_bench_stat;
 bj_status bj_bench_engine(bj_engine *e, int64_t p, int64_t n, int reps, bj_bench_stat *pp, bj_bench_stat *tg,
                           bj_error *err);
 
+/* Decode at depth: tokens/s of n one-token decode steps after a context of depth tokens (filled
+ * by untimed prefill calls of up to 512 tokens), reps times after one warm-up. Each step reads
+ * the KV cache of depth + i positions besides the weights (bj_bench_bytes_per_token). */
+bj_status bj_bench_depth(bj_engine *e, int64_t depth, int64_t n, int reps, bj_bench_stat *tg, bj_error *err);
+
 /* Best-of-reps read bandwidth in GB/s over a buffer of `bytes`, with n_threads threads. */
 bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps, bj_error *err);
 

@@ -71,6 +71,7 @@ typedef struct jit_engine {
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
+    bj_cg_head_fn *headf; /* per node: matmul_f's generated exact kernel (cg_kernel_head.c), or NULL: plain C */
     bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
     bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
     uint64_t released;    /* while preparing: bytes of source pages given back */
@@ -517,6 +518,22 @@ static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, b
     return BJ_OK;
 }
 
+/* The exact head's generated kernel where the target has a path for it (codegen decides, in
+ * bj_cg_head_kdesc_init); anything missing leaves the plain C head, which gives the same bits. */
+static void prepare_head_f(jit_engine *e, uint32_t id) {
+    const bj_node *n = &e->g->nodes[id], *w = &e->g->nodes[n->in[1]];
+    bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
+    bj_cg_kdesc d;
+    bj_cg_matmul_fn fn = NULL;
+    bj_error ign = { 0 };
+    if ((w->dtype != BJ_DT_F16 && w->dtype != BJ_DT_BF16 && w->dtype != BJ_DT_F32) || w->shape.ndim != 2 ||
+        w->shape.d[0] > UINT32_MAX || w->shape.d[1] > UINT32_MAX ||
+        bj_cg_head_kdesc_init(&d, &e->tgt, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign) ||
+        bj_cg_kernel_get(&e->cache, e->jit, &e->tgt, &d, NULL, &fn, &ign))
+        return;
+    e->headf[id] = bj_cg_head_fn_of(fn);
+}
+
 /* What decides a matmul's kernels: the first matmul of each such key compiles (or loads) them,
  * the others of the key reuse them. Progress counts keys, where the time goes (a cold start of
  * kjv compiles 8 kernels for 4 keys while preparing its first 7 of 42 matmuls). */
@@ -555,6 +572,8 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
             if ((s = prepare_head_q8(e, i, r, err)) != BJ_OK) break;
             r->head_q8 = true;
+        } else if (n->op == BJ_OP_MATMUL_F && !o->head_c && !o->kernel_lookup) {
+            prepare_head_f(e, i);
         }
         if (!is_lowbit_matmul(n)) continue;
         if ((s = prepare_matmul(e, i, o, err)) != BJ_OK) break;
@@ -847,6 +866,8 @@ static void run_step(void *ctx, int ith, int nth) {
         const bj_rt_q8w *w8 = &e->head8[n - g->nodes];
         for (int64_t size = chunk_size(cols, 16, 256, nth); next_chunk(c, ith, nth, cols, 16, size, &n0, &n1);) {
             if (w8->q) bj_rt_matmul_q8(a + r0 * K, w8, c->T - r0, n0, n1, c->logits);
+            else if (e->headf[n - g->nodes])
+                bj_rt_matmul_f_fn(e->headf[n - g->nodes], a + r0 * K, &g->nodes[n->in[1]], K, c->T - r0, n0, n1, c->logits);
             else bj_rt_matmul_f(a + r0 * K, &g->nodes[n->in[1]], K, cols, c->T - r0, n0, n1, c->logits);
         }
         break;
@@ -1013,7 +1034,7 @@ static void jit_free(bj_engine *base) {
     free(e->prof_steps);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->headf); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
     free(e);
 }
 
@@ -1027,6 +1048,7 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     size_t n = e->g->n_nodes;
     e->mm = calloc(n, sizeof *e->mm);
     e->head8 = calloc(n, sizeof *e->head8);
+    e->headf = calloc(n, sizeof *e->headf);
     e->head8map = calloc(n, sizeof *e->head8map);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
@@ -1035,7 +1057,7 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (o->profile && (!(e->prof_ns = calloc(n, sizeof *e->prof_ns)) || !(e->prof_steps = calloc(n, sizeof *e->prof_steps))))
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
-    if (!e->mm || !e->head8 || !e->head8map || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
+    if (!e->mm || !e->head8 || !e->headf || !e->head8map || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     if (!plan_folds(e) || !plan_buffers(e)) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (int i = 0; i < o->n_threads; i++)

@@ -303,6 +303,13 @@ void bj_rt_matmul_f(const double *x, const bj_node *w, int64_t K, int64_t N, int
     row_free(xf, stack_x);
 }
 
+void bj_rt_matmul_f_fn(bj_rt_head_fn fn, const double *x, const bj_node *w, int64_t K, int64_t T, int64_t n0,
+                       int64_t n1, float *y) {
+    float stack_x[BJ_STACK_ROW], *xf = narrow_rows(x, T, K, stack_x);
+    fn(xf, w->data, y, T, n0, n1);
+    row_free(xf, stack_x);
+}
+
 /* ---- the 8-bit head ---------------------------------------------------------------------- */
 static int64_t q8_stride(int64_t K) { return (K + 31) & ~(int64_t)31; }
 

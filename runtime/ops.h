@@ -34,6 +34,12 @@ void bj_rt_matmul_t8(const int8_t *q, int64_t qstride, const int8_t *w, int64_t 
 /* High-precision matmul (the LM head): y[t,n] = sum_k f32(x[t,k]) * W[n,k] in f32, W float weight. */
 void bj_rt_matmul_f(const double *x, const bj_node *w, int64_t K, int64_t N, int64_t T, int64_t n0, int64_t n1,
                     float *y);
+/* The same through a generated kernel of codegen's bj_cg_head_fn contract (cg_kernel_head.c),
+ * which keeps bj_rt_matmul_f's summation order: the same bits, on the widest vectors. fn's
+ * weights are w's data as they are; x is rounded to f32 here as above. */
+typedef void (*bj_rt_head_fn)(const float *x, const uint8_t *w, float *y, int64_t T, int64_t n0, int64_t n1);
+void bj_rt_matmul_f_fn(bj_rt_head_fn fn, const double *x, const bj_node *w, int64_t K, int64_t T, int64_t n0,
+                       int64_t n1, float *y);
 /* The LM head at 8 bits (an option: `--head q8`; the exact bj_rt_matmul_f is the default).
  * W is kept as int8 rows (stride K rounded up to 32, zero padded) with one f32 scale per row
  * (absmax / 127); each token's activations are quantized the same way at run time, and

@@ -44,6 +44,9 @@ typedef struct bj_jit_options {
      * activations per token (runtime/ops.h bj_rt_matmul_q8): half the bytes of an F16 head,
      * logits within a small bound of the exact ones. Off by default: the exact head. */
     bool head_q8;
+    /* The exact head in plain C (runtime/ops.c) instead of its generated kernel (the same bits;
+     * for comparisons: `--head exact-c`). */
+    bool head_c;
     /* Ahead-of-time libraries: when set, each kernel comes from here (by its descriptor, a
      * bj_cg_kdesc, and its symbol name) instead of the JIT and the kernel cache. */
     bj_status (*kernel_lookup)(void *ud, const void *kdesc, const char *symbol, void **fn, bj_error *err);

@@ -149,16 +149,44 @@ static bj_status tune_ws_init(tune_ws *w, const tune_shape *s, bj_error *err) {
     return BJ_OK;
 }
 
+/* This CPU's last-level cache in bytes (the largest "size" under cpu0's sysfs cache index), 0
+ * when unknown. Decode timings stream at least twice this, so no copy is still cached when the
+ * kernel comes back to it. */
+static uint64_t tune_llc_bytes(void) {
+    uint64_t best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[96], buf[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(buf, sizeof buf, f)) {
+            char *end;
+            unsigned long long v = strtoull(buf, &end, 10);
+            v *= *end == 'K' ? 1024ull : *end == 'M' ? 1024ull * 1024 : 1;
+            if (v > best) best = v;
+        }
+        fclose(f);
+    }
+    return best;
+}
+
+/* The bytes a decode timing streams through: the model's low-bit weights (what a decode step
+ * reads), at least 2x the last-level cache, at most TUNE_STREAM_CAP (or 2x the LLC if larger). */
+uint64_t bj_tune_stream_bytes(uint64_t model_bytes2) {
+    uint64_t llc2 = 2 * tune_llc_bytes(), cap = TUNE_STREAM_CAP > llc2 ? TUNE_STREAM_CAP : llc2;
+    uint64_t want = model_bytes2 > llc2 ? model_bytes2 : llc2;
+    return want < cap ? want : cap;
+}
+
 /* The packed weights of d's variant (packed once per shape, copied for streaming). */
 static bj_status tune_weights(tune_ws *w, const bj_cg_kdesc *d, bj_error *err) {
     int v = d->variant;
     if (w->packed[v] || v == BJ_CG_V_WCODE) return BJ_OK;
     uint64_t size = bj_cg_packed_size(d);
-    uint64_t own2 = (uint64_t)w->M * w->K / 4 + 1;
-    uint64_t copies = (w->model_bytes2 + own2 - 1) / own2;
+    uint64_t stream = bj_tune_stream_bytes(w->model_bytes2);
+    uint64_t copies = (stream + size - 1) / size;
     if (copies < 1) copies = 1;
-    if (copies > 256) copies = 256;
-    while (copies > 1 && copies * size > TUNE_STREAM_CAP) copies--;
+    if (copies > 4096) copies = 4096;
     if (!(w->packed[v] = malloc(size * copies)))
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for %llu packed bytes", (unsigned long long)(size * copies));
     BJ_TRY(bj_cg_pack(d, w->t8, w->packed[v], err));
@@ -398,6 +426,8 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
         bj_cg_kdesc b[BJ_CG_V_COUNT * BJ_CG_ISA_COUNT];
         per = 1 + (int64_t)tune_bases(&probe, true, b, sizeof b / sizeof b[0]) + 20;
     }
+    rep->llc_bytes = tune_llc_bytes();
+    rep->stream_bytes = bj_tune_stream_bytes(bytes2);
     tune_ws w = { .o = o, .t = &tgt, .cache = &cache, .jit = jit, .pool = pool, .model_bytes2 = bytes2,
                   .t_start = t0, .total = per * (int64_t)n_shapes * BJ_CG_TC_COUNT };
     for (size_t i = 0; st == BJ_OK && i < n_shapes && !w.over; i++) {

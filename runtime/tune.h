@@ -10,8 +10,9 @@
  * Search per shape: the default (the cost rule's descriptor, what the engine uses without a
  * database) first, then every (variant, ISA path) the target allows at its default tiles,
  * then coordinate descent over tile_t, tile_m, unroll and prefetch from the fastest. Decode streams the
- * weights through as many copies as the model's low-bit weights take (capped at 256 MiB), so
- * caches hold what they would hold in a real decode step. A prefill winner must pack weights
+ * weights through as many copies as the model's low-bit weights take, and at least twice the
+ * last-level cache (bj_tune_stream_bytes), so caches hold what they would hold in a real decode
+ * step and no matrix is timed from cache. A prefill winner must pack weights
  * as the decode winner does (the engine keeps one packed copy); a faster one that does not is
  * reported, not written. Each timing is the 25th percentile of individually timed calls over
  * >= 60 ms; the winner and the default are then timed again alternately (three times each,
@@ -62,7 +63,14 @@ typedef struct bj_tune_report {
     double elapsed_s;
     bool budget_hit;           /* the search stopped on the budget */
     int64_t n_written;         /* entries written */
+    uint64_t llc_bytes;        /* this CPU's last-level cache (0: unknown) */
+    uint64_t stream_bytes;     /* bytes each decode timing cycles through (bj_tune_stream_bytes) */
 } bj_tune_report;
+
+/* The bytes a decode timing cycles its weight copies through, for a model whose low-bit
+ * weights take model_bytes2: max(model_bytes2, 2 x LLC), capped at 256 MiB or 2 x LLC if
+ * that is larger. Below 2 x LLC only when the LLC is unknown. */
+uint64_t bj_tune_stream_bytes(uint64_t model_bytes2);
 
 void bj_tune_opts_default(bj_tune_opts *o);
 bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err);

@@ -170,10 +170,11 @@ const char *cli_model_path(const char *given) {
     return inst ? inst : BJ_DEFAULT_MODEL;
 }
 
-bool cli_parse_head(const char *s) {
-    if (!strcmp(s, "q8")) return true;
-    if (strcmp(s, "exact") != 0) cli_die_usage("--head expects 'exact' or 'q8', got '%s'", s);
-    return false;
+void cli_parse_head(const char *s, bj_jit_options *o) {
+    o->head_q8 = !strcmp(s, "q8");
+    o->head_c = !strcmp(s, "exact-c");
+    if (!o->head_q8 && !o->head_c && strcmp(s, "exact") != 0)
+        cli_die_usage("--head expects 'exact', 'q8' or 'exact-c', got '%s'", s);
 }
 
 int cli_parse_kernel(const char *s) {
@@ -225,7 +226,7 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case CLI_O_NO_CACHE: o->jit.no_cache = true; return true;
     case CLI_O_TUNE_DB: o->jit.tune_db = arg; return true;
     case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; return true;
-    case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(arg); return true;
+    case CLI_O_HEAD: cli_parse_head(arg, &o->jit); return true;
     case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(arg); return true;
     case 'c': o->jit.n_ctx = cli_parse_ctx(arg); return true;
     default: return false;

@@ -92,7 +92,8 @@ typedef struct cli_model_opts {
     "      --no-tune-db        ignore the tuning database: kernels by the cost rule only\n"         \
     "      --head MODE         LM head precision: exact (default: the model's float weights) or\n"  \
     "                          q8 (int8 rows + int8 activations: half the bytes, logits within\n"   \
-    "                          a small bound; see docs/perf.md)\n"         \
+    "                          a small bound; see docs/perf.md); exact-c: exact in plain C\n"  \
+    "                          (the same bits as exact's generated kernel, for comparisons)\n" \
     "      --kernel NAME       ternary matmul kernel for every layer: auto (default: the tuning\n" \
     "                          database, else the cost rule), dot2 (2 bits a weight), trit5\n"    \
     "                          (1.6 bits: fewer bytes, more decoding work), bitplane, wcode\n"     \
@@ -111,8 +112,9 @@ void cli_check_chat_template(const char *name);
  * (chatml on a vocabulary without <|im_start|>). */
 struct bj_chat_template;
 void cli_warn_template_tokens(const struct bj_chat_template *t, const bj_tokenizer *tok);
-/* --head exact|q8: true for q8; a usage error otherwise. */
-bool cli_parse_head(const char *s);
+/* --head exact|q8|exact-c (the exact head in plain C, for comparisons): sets o->head_q8 /
+ * o->head_c; a usage error otherwise. */
+void cli_parse_head(const char *s, bj_jit_options *o);
 /* --kernel auto|NAME: 0 for auto, else the codegen variant of that name; a usage error otherwise. */
 int cli_parse_kernel(const char *s);
 /* -c/--ctx-size N: a context of at least 1 token (the model's maximum is checked once it is loaded). */

@@ -30,6 +30,8 @@ static int usage_bench(FILE *f) {
             "                       capped to what fits in half of the memory available)\n"
             "      --engine LIST    jit, ref or jit,ref (default jit)\n"
             "      --bw-mib N       buffer for the bandwidth test in MiB (default 1024; 0 = skip)\n"
+            "      --depth LIST     also decode -n tokens after a context of each D tokens (tgN@dD; the\n"
+            "                       bytes a token reads count the KV cache of those positions)\n"
             "  -o, --format FMT     md: markdown tables (default); csv: one header line and one line per\n"
             "                       test; json: one object with the header facts and the results\n"
             "      --plot OUT.svg   also draw t/s (tg and pp) against threads, with the decode roofline\n"
@@ -43,14 +45,14 @@ static int usage_bench(FILE *f) {
 typedef enum { FMT_MD, FMT_CSV, FMT_JSON } bench_fmt;
 
 typedef struct bench_opts {
-    const char *model, *engines, *threads, *plot;
+    const char *model, *engines, *threads, *plot, *depths;
     int64_t p, n, bw_mib;
     int reps;
     bench_fmt fmt;
     bj_jit_options jit;
 } bench_opts;
 
-enum { O_BW = CLI_O_CMD, O_PLOT };
+enum { O_BW = CLI_O_CMD, O_PLOT, O_DEPTH };
 
 static void parse_bench(int argc, char **argv, bench_opts *o) {
     static const struct option longs[] = {
@@ -60,7 +62,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         { "bw-mib", required_argument, 0, O_BW },   { "mcpu", required_argument, 0, CLI_O_MCPU },
         { "mattr", required_argument, 0, CLI_O_MATTR }, { "cache-dir", required_argument, 0, CLI_O_CACHE_DIR },
         { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "format", required_argument, 0, 'o' },
-        { "plot", required_argument, 0, O_PLOT },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
+        { "plot", required_argument, 0, O_PLOT },   { "depth", required_argument, 0, O_DEPTH },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
         { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
         { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' },
         { "help", no_argument, 0, 'h' },
@@ -83,6 +85,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
             break;
         case O_BW: o->bw_mib = cli_parse_int("--bw-mib", optarg, 0, 1 << 20); break;
         case O_PLOT: o->plot = optarg; break;
+        case O_DEPTH: o->depths = optarg; break;
         case CLI_O_ENGINE: o->engines = optarg; break;
         case CLI_O_MCPU: o->jit.mcpu = optarg; break;
         case CLI_O_MATTR: o->jit.mattr = optarg; break;
@@ -90,7 +93,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_NO_CACHE: o->jit.no_cache = true; break;
         case CLI_O_TUNE_DB: o->jit.tune_db = optarg; break;
         case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
-        case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(optarg); break;
+        case CLI_O_HEAD: cli_parse_head(optarg, &o->jit); break;
         case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
         case 'c': o->jit.n_ctx = cli_parse_ctx(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
@@ -114,6 +117,19 @@ static int parse_list(const char *s, int *out, int cap) {
                     out[n - 1], cli_cpu_count(), cli_s(cli_cpu_count()));
     }
     if (!n) cli_die_usage("%s", "-t needs at least one thread count");
+    return n;
+}
+
+/* --depth D1,D2,...: context sizes in [1, 1 << 20], at most cap of them. */
+static int parse_depths(const char *s, int *out, int cap) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == cap) cli_die_usage("%s", "--depth takes at most 16 values");
+        out[n++] = (int)cli_parse_int("--depth", tok, 1, 1 << 20);
+    }
+    if (!n) cli_die_usage("%s", "--depth needs at least one context size");
     return n;
 }
 
@@ -235,6 +251,7 @@ typedef struct bench_row {
     int threads;
     bool tg;             /* decode (else prefill) */
     int64_t tokens;
+    int64_t depth;       /* tg after a context of this many tokens (--depth); 0 otherwise */
     bj_bench_stat s;
     double gbs, bw, pct; /* tg on jit with a bandwidth: GB/s read, bandwidth, % of roofline; else 0 */
 } bench_row;
@@ -261,9 +278,15 @@ static void csv_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* "pp128", "tg128", "tg128@d1024". */
+static void test_name(const bench_row *r, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, "%s%lld", r->tg ? "tg" : "pp", (long long)r->tokens);
+    if (r->depth && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "@d%lld", (long long)r->depth);
+}
+
 static void print_row_md(const bench_row *r) {
-    char test[32];
-    snprintf(test, sizeof test, "%s%lld", r->tg ? "tg" : "pp", (long long)r->tokens);
+    char test[48];
+    test_name(r, test, sizeof test);
     if (r->tg && r->bw > 0)
         printf("| %s | %d | %s | %.2f ± %.2f | %.2f | %.2f | %.0f%% |\n", r->engine, r->threads, test, r->s.mean, r->s.sd,
                r->gbs, r->bw, r->pct);
@@ -273,8 +296,11 @@ static void print_row_md(const bench_row *r) {
 }
 
 static void print_row_csv(const bench_row *r, const char *model) {
+    char test[48]; /* the kind ("pp", "tg"; tokens are a column of their own), "tg@dD" at depth */
+    snprintf(test, sizeof test, "%s", r->tg ? "tg" : "pp");
+    if (r->depth) snprintf(test, sizeof test, "tg@d%lld", (long long)r->depth);
     csv_str(stdout, model);
-    printf(",%s,%d,%s,%lld,%.4f,%.4f,%d,", r->engine, r->threads, r->tg ? "tg" : "pp", (long long)r->tokens, r->s.mean,
+    printf(",%s,%d,%s,%lld,%.4f,%.4f,%d,", r->engine, r->threads, test, (long long)r->tokens, r->s.mean,
            r->s.sd, r->s.n);
     if (r->tg && r->bw > 0) printf("%.4f,%.4f,%.2f\n", r->gbs, r->bw, r->pct);
     else printf(",,\n");
@@ -349,7 +375,7 @@ static void write_plot(const char *path, const char *model, const char *cpu, con
     double *tg = calloc((size_t)nt, sizeof *tg), *pp = calloc((size_t)nt, sizeof *pp), *roof = calloc((size_t)nt, sizeof *roof);
     bool have_tg = false, have_pp = false, have_roof = false;
     for (int i = 0; i < nr; i++) {
-        if (strcmp(rows[i].engine, "jit")) continue;
+        if (strcmp(rows[i].engine, "jit") || rows[i].depth) continue; /* decode at depth: not plotted */
         int j = 0;
         while (j < nt && threads[j] != rows[i].threads) j++;
         if (j == nt) continue;
@@ -452,7 +478,8 @@ int bj_cmd_bench(int argc, char **argv) {
     }
     fflush(stdout);
 
-    bench_row rows[2 * 64 + 2];
+    int depths[16], nd = o.depths ? parse_depths(o.depths, depths, 16) : 0;
+    bench_row rows[(2 + 16) * 64 + 2];
     int nr = 0;
     /* Peak RSS of the first measured engine's creation and runs: the cold and warm engines
      * above packed weights and are gone, so the peak starts again here where the kernel allows. */
@@ -477,6 +504,9 @@ int bj_cmd_bench(int argc, char **argv) {
             bj_bench_stat pp, tg;
             if (bj_bench_engine(e, o.p, o.n, o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
             if (!have_mem) { bj_bench_mem_read(&mem); have_mem = true; }
+            bj_bench_stat tgd[16];
+            for (int d = 0; d < nd && o.n > 0; d++)
+                if (bj_bench_depth(e, depths[d], o.n, o.reps, &tgd[d], &err) != BJ_OK) cli_die_error(&err);
             bj_engine_free(e);
             double bw = 0;
             if (o.bw_mib > 0 && bj_bench_bandwidth(threads[i], (size_t)o.bw_mib << 20, 5, &bw, &err) != BJ_OK)
@@ -489,6 +519,18 @@ int bj_cmd_bench(int argc, char **argv) {
                 *r = (bench_row){ .engine = eng, .threads = nthr, .tg = t == 1, .tokens = t ? o.n : o.p, .s = t ? tg : pp };
                 if (t == 1 && k == 0 && bw > 0) {
                     r->gbs = tg.mean * (double)bpt * 1e-9;
+                    r->bw = bw;
+                    r->pct = 100 * r->gbs / bw;
+                }
+                if (o.fmt == FMT_MD) print_row_md(r);
+                else if (o.fmt == FMT_CSV) print_row_csv(r, o.model);
+            }
+            for (int d = 0; d < nd && o.n > 0; d++) { /* decode at depth: the KV of its positions counts */
+                bench_row *r = &rows[nr++];
+                *r = (bench_row){ .engine = eng, .threads = nthr, .tg = true, .tokens = o.n, .depth = depths[d], .s = tgd[d] };
+                if (k == 0 && bw > 0) {
+                    uint64_t b = bj_bench_bytes_per_token(&m.graph, cold.packed_bytes, o.jit.head_q8, depths[d] + o.n / 2);
+                    r->gbs = tgd[d].mean * (double)b * 1e-9;
                     r->bw = bw;
                     r->pct = 100 * r->gbs / bw;
                 }
@@ -551,13 +593,15 @@ int bj_cmd_bench(int argc, char **argv) {
         fprintf(f, "%s],\n  \"results\": [", nl ? "\n  " : "");
         for (int i = 0; i < nr; i++) {
             const bench_row *r = &rows[i];
-            fprintf(f, "%s\n    {\"engine\": \"%s\", \"threads\": %d, \"test\": \"%s%lld\", \"kind\": \"%s\", "
-                       "\"tokens\": %lld, \"tps\": %.4f, \"tps_sd\": %.4f, \"reps\": %d",
-                    i ? "," : "", r->engine, r->threads, r->tg ? "tg" : "pp", (long long)r->tokens, r->tg ? "tg" : "pp",
-                    (long long)r->tokens, r->s.mean, r->s.sd, r->s.n);
+            char test[48];
+            test_name(r, test, sizeof test);
+            fprintf(f, "%s\n    {\"engine\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"kind\": \"%s\", "
+                       "\"tokens\": %lld, \"depth\": %lld, \"tps\": %.4f, \"tps_sd\": %.4f, \"reps\": %d",
+                    i ? "," : "", r->engine, r->threads, test, r->tg ? "tg" : "pp", (long long)r->tokens,
+                    (long long)r->depth, r->s.mean, r->s.sd, r->s.n);
             if (r->tg && r->bw > 0)
                 fprintf(f, ", \"tg_gbps\": %.4f, \"bandwidth_gbps\": %.4f, \"roofline_pct\": %.2f, \"roofline_tps\": %.4f",
-                        r->gbs, r->bw, r->pct, bpt ? r->bw * 1e9 / (double)bpt : 0);
+                        r->gbs, r->bw, r->pct, r->gbs > 0 ? r->bw / r->gbs * r->s.mean : 0);
             fprintf(f, "}");
         }
         fprintf(f, "%s]\n}\n", nr ? "\n  " : "");

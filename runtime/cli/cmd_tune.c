@@ -128,6 +128,9 @@ int bj_cmd_tune(int argc, char **argv) {
         fprintf(stderr, "%s: warning: %s (replaced)\n", bj_cli_prog, rep.db_warning);
     printf("model: %s (%s)\ncpu: %s, %d thread%s, prefill T = %d, budget %.0f s\n\n", model, m.cfg.arch, rep.cpu,
            o.n_threads, cli_s(o.n_threads), o.t_prefill, o.budget_s);
+    printf("decode timings stream %.0f MiB of weight copies (last-level cache %.0f MiB: %s)\n\n",
+           (double)rep.stream_bytes / 1048576, (double)rep.llc_bytes / 1048576,
+           !rep.llc_bytes ? "unknown" : rep.stream_bytes >= 2 * rep.llc_bytes ? "streamed from memory" : "partly cached");
     print_results(&rep);
     printf("\n%s in %.1f s%s; %lld entr%s %s %s\n", rep.budget_hit ? "stopped on the budget" : "done",
            rep.elapsed_s, rep.budget_hit ? " (shapes not reached keep the cost rule)" : "", (long long)rep.n_written,

@@ -152,3 +152,46 @@ Test(bench_cli, bad_format_is_a_usage_error) {
     cr_expect_eq(sh(cmd, log, sizeof log), 2, "%s", log);
     cr_expect(strstr(log, "unknown --format 'xml'") != NULL, "%s", log);
 }
+
+/* --depth: one more decode row per thread count and depth, named tgN@dD, whose bytes per token
+ * count the KV cache of its positions (so its roofline is below the plain decode row's); a depth
+ * past the model's context is an error naming it. */
+Test(bench_cli, depth_rows, .timeout = 600) {
+    char out[4096];
+    tmp_path(out, sizeof out, "depth.json");
+    bench("-o json --depth 8,100", out);
+    json_error_t je;
+    json_t *j = json_load_file(out, 0, &je);
+    cr_assert_not_null(j, "bench JSON does not parse: %s (line %d)", je.text, je.line);
+    json_t *res = json_object_get(j, "results"), *v;
+    cr_assert_eq(json_array_size(res), 8, "pp, tg, tg@d8, tg@d100 at 1 and 2 threads");
+    size_t i;
+    int n_depth = 0;
+    double roof_plain = 0, roof_d100 = 0;
+    json_array_foreach(res, i, v) {
+        const char *test = json_string_value(json_object_get(v, "test"));
+        long long depth = json_integer_value(json_object_get(v, "depth"));
+        cr_assert_not_null(test);
+        if (depth) {
+            char want[32];
+            snprintf(want, sizeof want, "tg4@d%lld", depth);
+            cr_expect_str_eq(test, want);
+            cr_expect(depth == 8 || depth == 100);
+            cr_expect_gt(json_real_value(json_object_get(v, "tps")), 0);
+            n_depth++;
+        }
+        if (json_integer_value(json_object_get(v, "threads")) == 1 && !strcmp(json_string_value(json_object_get(v, "kind")), "tg")) {
+            if (!depth) roof_plain = json_real_value(json_object_get(v, "roofline_tps"));
+            if (depth == 100) roof_d100 = json_real_value(json_object_get(v, "roofline_tps"));
+        }
+    }
+    cr_expect_eq(n_depth, 4);
+    cr_expect_gt(roof_plain, roof_d100, "the KV cache of 100 positions adds bytes a token (%g vs %g)", roof_plain, roof_d100);
+    json_decref(j);
+    unlink(out);
+
+    char cmd[8192], log[16384], exe[4096];
+    snprintf(cmd, sizeof cmd, "'%s' bench " TINY " --depth 100000", tool("bitjit", exe, sizeof exe));
+    cr_expect_neq(sh(cmd, log, sizeof log), 0, "%s", log);
+    cr_expect(strstr(log, "exceed the model's context") != NULL, "%s", log);
+}
