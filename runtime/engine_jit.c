@@ -1,8 +1,10 @@
 /* runtime/engine_jit.c -- the JIT engine: an execution plan over the graph whose ternary
  * matmuls are generated kernels.
  *
- * Creation: detect the target, then for each matmul_t choose a kernel (descriptor by the
- * tuning database, else the cost rule, or forced), map the weights in the kernel's layout from
+ * Creation: run the pass pipeline over the engine's own copy of the graph (bj_jit_compile:
+ * the caller's graph is left as it was); its plan names the target and every matmul's kernels
+ * (select-kernels chose them: forced, IR, tuning database, cost rule, prefill default; the
+ * engine chooses nothing). Then for each matmul map the weights in the kernel's layout from
  * the packed-weight cache (found by the source tensor's hash, from the source index when the
  * model file is unchanged) and get the kernel from the JIT, the disk cache or a fresh compile
  * (bj_cg_kernel_get); the misses are then unpacked and packed on the thread pool and stored.
@@ -17,6 +19,7 @@
  * reused; a decode step allocates nothing. */
 #include "codegen/codegen.h"
 #include "codegen/cg_tunedb.h"
+#include "compiler/compiler.h"
 #include "runtime/ops.h"
 #include "runtime/runtime.h"
 #include "runtime/threads.h"
@@ -62,12 +65,13 @@ typedef struct jit_buf {  /* one node's result and scratch, cap_T rows each, NUL
 
 typedef struct jit_engine {
     bj_engine base;
-    const bj_graph *g;
+    const bj_graph *g;    /* &own */
+    bj_graph own;         /* the caller's graph as the pass pipeline left it */
+    bj_plan plan;         /* the pipeline's decisions (select-kernels: every matmul's kernels) */
     bj_pool *pool;
     bj_cg_target tgt;
     bj_cg_cache cache;
     bj_cg_jit *jit;
-    bj_cg_tunedb *tdb;    /* while preparing: the tuning database, or NULL */
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
@@ -121,12 +125,11 @@ static bj_status get_kernel(jit_engine *e, jit_mm *m, const int8_t *t8, const bj
     return BJ_OK;
 }
 
-/* Tuning database (codegen/cg_tunedb.h): m->desc = the database's decode descriptor, unless its
- * kernel cannot be had (an ahead-of-time library built without it, a generator refusing a
- * hand-edited entry: then the cost rule's); a second kernel for prefill
- * steps when the database has one that packs weights the same way, or, without a database
- * entry, when the path's default prefill tiles differ (bj_cg_kdesc_prefill_default). Never fails: anything
- * missing falls back to the cost rule, and every kernel is exact. */
+/* The kernels select-kernels chose (the plan): m->desc = the decode descriptor, unless it came
+ * from the tuning database and its kernel cannot be had (an ahead-of-time library built without
+ * it, a generator refusing a hand-edited entry: then the untuned one, pk->def); a second kernel
+ * for prefill steps where the plan has one that packs weights the same way. Never fails:
+ * anything missing falls back to def, and every kernel is exact. */
 static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, const int8_t *t8,
                          const bj_jit_options *o) {
     bj_error ign = { 0 };
@@ -345,6 +348,13 @@ static bj_status pack_pending(jit_engine *e, bj_error *err) {
     return s;
 }
 
+static bool pick_has_wcode(const bj_cg_tune_pick *pk) {
+    return pk->def.variant == BJ_CG_V_WCODE || pk->dec.variant == BJ_CG_V_WCODE ||
+           (pk->has_pp && pk->pp.variant == BJ_CG_V_WCODE);
+}
+
+/* Node id's kernels as select-kernels chose them (the plan), its weights from the packed-weight
+ * cache (or pending), the ffi call interface. */
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
     const bj_node *n = &e->g->nodes[id];
     uint32_t wid = matmul_weight(n);
@@ -354,24 +364,15 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     e->mm[id] = m;
     m->M = w->shape.d[0];
     m->K = w->shape.d[1];
-    /* Binary weights (b8, b1) get the binary kernel unless a variant is forced. */
-    bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-    /* A variant forced by the options wins over the one select-kernels put on the node: a
-     * ternary variant forced on binary weights runs them exactly (at 2 bits a weight), bin1
-     * forced on ternary weights is refused by codegen. */
-    bj_cg_variant v = o->variant ? (bj_cg_variant)o->variant : n->op != BJ_OP_MATMUL_T ? (bj_cg_variant)n->iattr[0] : BJ_CG_V_AUTO;
-    /* The values are needed up front only where weights-as-code may be chosen (small
-     * matrices, or forced); otherwise only to pack, which the packed-weight cache may spare. */
+    if (id >= e->plan.n_nodes || !e->plan.kern[id].set)
+        return BJ_FAIL(err, BJ_E_INTERNAL, "matmul %%%u has no kernel in the plan (select-kernels did not see it)", id);
+    const bj_cg_tune_pick *pk = &e->plan.kern[id].pick;
+    /* The values are needed up front only to compile weights-as-code; otherwise only to pack,
+     * which the packed-weight cache may spare. */
     int8_t *t8 = NULL;
-    bj_status s = BJ_OK;
-    if (v == BJ_CG_V_WCODE || (v == BJ_CG_V_AUTO && bj_cg_wcode_fits((uint32_t)m->M, (uint32_t)m->K)))
-        s = bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err);
-    else
-        s = bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
-    bj_cg_tune_pick pk; /* the cost rule's (or forced) descriptor, or the tuning database's */
-    if (s == BJ_OK)
-        s = bj_cg_tune_pick_descs(e->tdb, &e->tgt, v, o->variant != 0, wt, (uint32_t)m->M, (uint32_t)m->K, t8, &pk, err);
-    if (s == BJ_OK) tune_resolve(e, m, &pk, t8, o);
+    bj_status s = pick_has_wcode(pk) ? bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err)
+                                     : bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
+    if (s == BJ_OK) tune_resolve(e, m, pk, t8, o);
     if (s == BJ_OK) s = lookup_packed(e, m, wid, err);
     if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
@@ -982,12 +983,13 @@ static void jit_free(bj_engine *base) {
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
     free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
+    bj_plan_free(&e->plan);
+    bj_graph_free(&e->own);
     free(e);
 }
 
 static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
-    if (o->target) e->tgt = *(const bj_cg_target *)o->target;
-    else BJ_TRY(bj_cg_target_detect(&e->tgt, o->mcpu, o->mattr, err));
+    e->tgt = e->plan.tgt; /* the target select-kernels chose for */
     BJ_TRY(bj_cg_target_check_host(&e->tgt, err));
     BJ_TRY(bj_cg_cache_open(&e->cache, o->cache_dir, &e->tgt, o->no_cache, err));
     BJ_TRY(bj_cg_jit_create(&e->jit, err));
@@ -1012,16 +1014,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     ffi_type *argt[6] = { &ffi_type_pointer, &ffi_type_pointer, &ffi_type_pointer,
                           &ffi_type_sint64, &ffi_type_sint64, &ffi_type_sint64 };
     memcpy(e->argt, argt, sizeof argt);
-    bj_cg_tunedb tdb;
-    bool found = false;
-    bj_error ign = { 0 };
-    if (o->no_tune_db) snprintf(r->tune_db, sizeof r->tune_db, "(off)");
-    else if (o->tune_db && *o->tune_db) snprintf(r->tune_db, sizeof r->tune_db, "%s", o->tune_db);
-    else if (bj_cg_tunedb_default_path(&e->tgt, o->cache_dir, r->tune_db, sizeof r->tune_db, &ign) != BJ_OK)
-        r->tune_db[0] = 0;
-    if (!o->no_tune_db && r->tune_db[0])
-        BJ_TRY(bj_cg_tunedb_load(&tdb, &e->tgt, r->tune_db, &found, r->tune_warning, sizeof r->tune_warning, err));
-    if (found) e->tdb = &tdb;
+    snprintf(r->tune_db, sizeof r->tune_db, "%s", e->plan.tune_db);
+    snprintf(r->tune_warning, sizeof r->tune_warning, "%s", e->plan.tune_warning);
     bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
     if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
@@ -1031,8 +1025,26 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     r->act_row_bytes = e->plan_row;
     r->act_row_naive = e->plan_naive;
     bj_cg_srcidx_free(&e->sidx);
-    if (found) bj_cg_tunedb_free(&tdb);
-    e->tdb = NULL;
+    return s;
+}
+
+bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *own, bj_plan *plan, bj_error *err) {
+    bj_pipeline_opts po;
+    if (o->pipeline) po = *o->pipeline;
+    else bj_pipeline_opts_default(&po);
+    po.mcpu = o->mcpu;
+    po.mattr = o->mattr;
+    po.target = o->target;
+    po.variant = o->variant;
+    po.cache_dir = o->cache_dir;
+    po.tune_db = o->tune_db;
+    po.no_tune_db = o->no_tune_db;
+    po.default_tune_db = true;
+    po.plan = plan;
+    memset(plan, 0, sizeof *plan);
+    BJ_TRY(bj_graph_clone(own, g, err));
+    bj_status s = bj_pipeline_run(own, &po, err);
+    if (s != BJ_OK) { bj_plan_free(plan); bj_graph_free(own); }
     return s;
 }
 
@@ -1044,15 +1056,18 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     memset(r, 0, sizeof *r);
     if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
     BJ_TRY(bj_ir_verify(g, err));
-    uint32_t head;
-    BJ_TRY(bj_engine_check_head(g, &head, err));
     jit_engine *e = calloc(1, sizeof *e);
     if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    e->g = g;
+    uint32_t head = 0;
+    bj_status s = bj_jit_compile(g, o, &e->own, &e->plan, err);
+    e->g = s == BJ_OK ? &e->own : NULL;
+    if (s == BJ_OK) s = bj_engine_check_head(e->g, &head, err);
+    if (s != BJ_OK) { jit_free(&e->base); return s; }
     e->head = head;
-    e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(g->nodes[bj_ir_find_output(g)].shape),
-                           .max_seq = g->max_seq, .forward = jit_forward, .reset = jit_reset, .free = jit_free };
-    bj_status s = setup(e, o, r, err);
+    snprintf(r->passes, sizeof r->passes, "%s", e->plan.passes_run);
+    e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(e->g->nodes[bj_ir_find_output(e->g)].shape),
+                           .max_seq = e->g->max_seq, .forward = jit_forward, .reset = jit_reset, .free = jit_free };
+    s = setup(e, o, r, err);
     snprintf(r->cpu, sizeof r->cpu, "%s", e->tgt.cpu);
     bj_cg_llvm_version(r->llvm, sizeof r->llvm);
     r->compiled = e->cache.n_compiled;

@@ -9,12 +9,11 @@
  * 16-row interleaved sign bits, 1 bit a weight), and
  * packed its bytes (bj_cg_packed_size of the kernel's descriptor).
  *
- * Why an annotation and not a repack in the graph: the kernel layouts are codegen's
- * (codegen/cg_pack.c) and the engine packs from the weight's values as it prepares each
- * kernel; writing packed bytes into the graph as well would duplicate that code path and the
- * memory, and would need one IR dtype per kernel layout. So the graph keeps the weight in its
- * file dtype (t2hf, t8, b1, ...) and this pass states the layout; the engine's packing must agree
- * with it (the descriptor is built the same way). Matmuls without a kernel choice
+ * An annotation only, for now: no executor reads layout/packed. The JIT engine packs the
+ * weights itself, through the packed-weight cache, in the layout of the kernel the plan gives
+ * it (select-kernels' descriptor, which may be a tuned one: this pass states the untuned
+ * variant's layout), and `bitjitc` embeds the weights in their file dtype
+ * (docs/architecture.md, "not yet in its pass"). Matmuls without a kernel choice
  * (variant 0) are left alone: run select-kernels first.
  * Needs: select-kernels. Invalidates: nothing (attributes only). */
 #include "compiler/passes.h"

@@ -41,6 +41,7 @@ enum {
     CLI_O_ENGINE = 256, CLI_O_MCPU, CLI_O_MATTR, CLI_O_CACHE_DIR, CLI_O_NO_CACHE,
     CLI_O_TEMP, CLI_O_TOPK, CLI_O_TOPP, CLI_O_MINP, CLI_O_RPEN, CLI_O_RLAST,
     CLI_O_TUNE_DB, CLI_O_NO_TUNE_DB, CLI_O_HEAD, CLI_O_KERNEL,
+    CLI_O_PAA, CLI_O_PA, CLI_O_DISABLE, CLI_O_TIME_PASSES,
     CLI_O_CMD = 512
 };
 
@@ -49,6 +50,7 @@ typedef struct cli_model_opts {
     const char *engine; /* "jit" or "ref" */
     bool verbose, quiet;
     bj_jit_options jit; /* threads, --mcpu, --mattr, cache */
+    bj_pipeline_opts pl; /* --print-after-all, --print-after, --disable-passes, --time-passes (jit.pipeline) */
 } cli_model_opts;
 
 /* Short options "m:t:vq" and these long ones; end a command's table with CLI_END_LONGOPTS. */
@@ -59,7 +61,9 @@ typedef struct cli_model_opts {
     { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "verbose", no_argument, 0, 'v' },           \
     { "quiet", no_argument, 0, 'q' }, { "tune-db", required_argument, 0, CLI_O_TUNE_DB },        \
     { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD }, \
-    { "kernel", required_argument, 0, CLI_O_KERNEL }
+    { "kernel", required_argument, 0, CLI_O_KERNEL }, { "print-after-all", no_argument, 0, CLI_O_PAA }, \
+    { "print-after", required_argument, 0, CLI_O_PA }, { "disable-passes", required_argument, 0, CLI_O_DISABLE }, \
+    { "time-passes", no_argument, 0, CLI_O_TIME_PASSES }
 #define CLI_MODEL_SHORTOPTS "m:t:vq"
 #define CLI_MODEL_HELP                                                                              \
     "  -m, --model PATH        model directory, .safetensors/.gguf file or bitjitc library (.so)\n"  \
@@ -81,6 +85,10 @@ typedef struct cli_model_opts {
     "      --kernel NAME       ternary matmul kernel for every layer: auto (default: the tuning\n" \
     "                          database, else the cost rule), dot2 (2 bits a weight), trit5\n"    \
     "                          (1.6 bits: fewer bytes, more decoding work), bitplane, wcode\n"     \
+    "      --print-after-all   print the graph IR after every pass of the pipeline (stderr)\n"     \
+    "      --print-after=PASS  ... after that pass only\n"                                          \
+    "      --disable-passes=A,B  run the pipeline without these passes\n"                          \
+    "      --time-passes       each pass's time (stderr)\n"                                         \
     "  -v, --verbose           print load, compile and speed figures on stderr\n"                    \
     "  -q, --quiet             no progress output\n"
 #define CLI_END_LONGOPTS { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }

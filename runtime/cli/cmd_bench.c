@@ -160,44 +160,31 @@ typedef struct bench_layout {
     bool has_pp, pp_tuned;
 } bench_layout;
 
-/* The descriptor the JIT engine makes for each distinct matmul shape, as engine_jit.c makes it
- * (node variant or cost rule, then the tuning database), without reading weight values. */
+/* The kernels select-kernels chooses for each distinct matmul shape: the pipeline run as the
+ * JIT engine runs it (bj_jit_compile), its plan read. */
 static int bench_layouts(const bj_graph *g, const bj_jit_options *jo, bench_layout *out, int cap) {
-    bj_cg_target t;
+    bj_graph own;
+    bj_plan plan;
     bj_error err = { 0 };
-    if (jo->target) t = *(const bj_cg_target *)jo->target;
-    else if (bj_cg_target_detect(&t, jo->mcpu, jo->mattr, &err) != BJ_OK) return 0;
-    bj_cg_tunedb db;
-    bool found = false;
-    char path[4096];
-    tune_db_path(jo, path, sizeof path);
-    if (path[0] && bj_cg_tunedb_load(&db, &t, path, &found, NULL, 0, &err) != BJ_OK) found = false;
+    bj_jit_options quiet = *jo;
+    quiet.pipeline = NULL;
+    if (bj_jit_compile(g, &quiet, &own, &plan, &err) != BJ_OK) return 0;
     int n = 0;
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const bj_node *nd = &g->nodes[i];
-        if (nd->op != BJ_OP_MATMUL_T && nd->op != BJ_OP_MATMUL_TK && nd->op != BJ_OP_BITLINEAR) continue;
-        const bj_node *w = &g->nodes[nd->op == BJ_OP_BITLINEAR ? nd->in[2] : nd->in[1]];
-        uint32_t m = (uint32_t)w->shape.d[0], k = (uint32_t)w->shape.d[1];
-        bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    for (uint32_t i = 0; i < own.n_nodes; i++) {
+        if (!plan.kern[i].set) continue;
+        const bj_cg_tune_pick *pk = &plan.kern[i].pick;
+        uint32_t m = pk->dec.m, k = pk->dec.k;
+        bj_cg_wtype wt = (bj_cg_wtype)pk->dec.wtype;
         int j = 0;
         while (j < n && !(out[j].m == m && out[j].k == k && out[j].wt == wt)) j++;
         if (j < n) { out[j].count++; continue; }
         if (n == cap) break;
-        bench_layout *l = &out[n++];
-        *l = (bench_layout){ .m = m, .k = k, .wt = wt, .count = 1 };
-        bj_cg_variant v = jo->variant ? (bj_cg_variant)jo->variant
-                          : nd->op != BJ_OP_MATMUL_T ? (bj_cg_variant)nd->iattr[0] : BJ_CG_V_AUTO;
-        bj_cg_tune_pick pk;
-        if (bj_cg_tune_pick_descs(found ? &db : NULL, &t, v, jo->variant != 0, wt, m, k, NULL, &pk, &err) == BJ_OK) {
-            l->d = pk.dec;
-            l->known = true;
-            l->tuned = pk.dec_tuned;
-            l->pp = pk.pp;
-            l->has_pp = pk.has_pp;
-            l->pp_tuned = pk.has_pp && !pk.pp_default;
-        }
+        out[n++] = (bench_layout){ .m = m, .k = k, .wt = wt, .count = 1, .d = pk->dec, .known = true,
+                                   .tuned = pk->dec_tuned, .pp = pk->pp, .has_pp = pk->has_pp,
+                                   .pp_tuned = pk->has_pp && !pk->pp_default };
     }
-    if (found) bj_cg_tunedb_free(&db);
+    bj_plan_free(&plan);
+    bj_graph_free(&own);
     return n;
 }
 
