@@ -37,6 +37,10 @@ typedef struct bj_pipeline_stats {
 typedef struct bj_plan_kernel {
     bool set;             /* node is a lowbit matmul that select-kernels saw */
     bj_cg_tune_pick pick;
+    /* pack-weights with opts.pack: the weights in pick.dec's layout (pick.pp shares it), NULL for
+     * weights as code; mapped from the packed-weight cache or an anonymous map (freed with the plan). */
+    const uint8_t *packed;
+    bj_cg_wmap map;
 } bj_plan_kernel;
 
 typedef struct bj_plan {
@@ -50,6 +54,13 @@ typedef struct bj_plan {
     char tune_db[4096];   /* the database looked for ("(off)": none wanted; "": no path) */
     char tune_warning[512]; /* non-empty: it exists but could not be used */
     char passes_run[512]; /* "canonicalize,quantize-weights,...": the passes that ran, in order */
+    /* pack-weights (opts.pack) */
+    bool packed;              /* every matmul's weights are in kern[].packed */
+    uint64_t packed_loaded;   /* ... mapped from the packed-weight cache, not packed now */
+    uint64_t cache_corrupt;   /* packed-weight entries found bad and rebuilt */
+    uint64_t src_hashed, src_indexed; /* source tensors hashed / known unchanged from the source index */
+    uint64_t released_bytes;  /* source pages given back once packed */
+    char cache_warning[512];  /* the packed-weight cache is off or had to rebuild entries */
 } bj_plan;
 
 void bj_plan_free(bj_plan *p);
@@ -73,10 +84,19 @@ typedef struct bj_pipeline_opts {
      * to the kernel cache (cache_dir, NULL = its default); no_tune_db: none. Without any of
      * these no database is read (bjopt's default: its output depends on nothing outside). */
     int variant;
+    /* For select-kernels: when set, the only kernels there are (an AOT library's, by descriptor
+     * and symbol): a tuned or prefill kernel it lacks is not chosen. */
+    bj_status (*kernel_lookup)(void *ud, const void *kdesc, const char *symbol, void **fn, bj_error *err);
+    void *kernel_ud;
     const char *tune_db, *cache_dir;
     bool default_tune_db, no_tune_db;
     /* Filled with the pipeline's decisions when non-NULL (zeroed first; bj_plan_free). */
     bj_plan *plan;
+    /* For pack-weights: pack the weights into the plan (else only record layouts on the IR),
+     * through the packed-weight cache in cache_dir (no_cache: neither read nor write it), on
+     * n_threads threads. */
+    bool pack, no_cache;
+    int n_threads;
     /* For plan-memory: tokens per step to size the arena for (0 = the graph's max_seq). */
     int64_t plan_tokens;
     bj_pipeline_stats *stats;  /* filled when non-NULL */

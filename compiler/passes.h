@@ -54,6 +54,8 @@ bj_status bj_pass_plan_memory(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 /* select-kernels' choices into cx->kplan without rewriting g: for a plan the pipeline must hand
  * out when the pass itself was not selected. */
 bj_status bj_pass_select_kernels_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
+/* pack-weights' packing into cx->kplan (opts->pack; once), without touching g. */
+bj_status bj_pass_pack_weights_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 
 /* ---- toolkit (compiler/rewrite.c) --------------------------------------------------------- */
 /* uses[i] = how many input slots of later nodes name node i (OUTPUT's operand counts once). */

@@ -141,6 +141,8 @@ static void bj_fill_stats(const bj_pass_ctx *cx, bj_pipeline_stats *s, int n_run
 
 void bj_plan_free(bj_plan *p) {
     if (!p) return;
+    for (uint32_t i = 0; p->kern && i < p->n_nodes; i++)
+        if (p->kern[i].map.base) bj_cg_wmap_free(&p->kern[i].map);
     free(p->kern);
     memset(p, 0, sizeof *p);
 }
@@ -157,6 +159,7 @@ static bj_status bj_finish_plan(bj_graph *g, bj_pass_ctx *cx, const bj_pipeline_
     if (!o->plan) return BJ_OK;
     if (!cx->kplan.have_kernels || cx->kplan.n_nodes != g->n_nodes)
         BJ_TRY(bj_pass_select_kernels_plan(g, cx, err));
+    BJ_TRY(bj_pass_pack_weights_plan(g, cx, err)); /* when asked for and not done yet */
     *o->plan = cx->kplan;
     memset(&cx->kplan, 0, sizeof cx->kplan);
     return BJ_OK;

@@ -11,8 +11,9 @@
  *
  * The JIT engine then runs the pass pipeline over the graph with the library's exact target
  * (select-kernels makes the same descriptors the library was built with) and kernel_lookup =
- * dlsym, so it compiles nothing. It still packs the weights (the library holds them in their
- * file dtype, and loads with the packed-weight cache off): see docs/architecture.md. */
+ * dlsym, so it compiles nothing. Its pack-weights pass still packs the weights at every load
+ * (the library holds them in their file dtype, and loads with the packed-weight cache off):
+ * see docs/architecture.md. */
 #include "runtime/aot_load.h"
 
 #include "codegen/codegen.h"

@@ -10,7 +10,9 @@
  * in the IR (a graph bjopt or an earlier run selected), else the cost rule
  * (bj_cg_pick_variant_for: the binary kernel for binary weights); then the tuning database
  * (opts->tune_db / default_tune_db) for the decode kernel and the prefill kernel, or the path's
- * prefill default (bj_cg_kdesc_prefill_default). The weights' values are read only where
+ * prefill default (bj_cg_kdesc_prefill_default). Where only a library's kernels can be had
+ * (opts->kernel_lookup), a tuned or prefill kernel it lacks is not chosen: the untuned one is.
+ * The weights' values are read only where
  * weights-as-code may be chosen (its descriptor hashes them): small bound matrices, or forced.
  *
  * The IR keeps the selected variant (the cost rule's or the forced one, before the database)
@@ -49,6 +51,26 @@ static bj_status bj_sk_tunedb(bj_pass_ctx *cx, const bj_cg_target *t, bj_error *
     return BJ_OK;
 }
 
+/* Whether the kernel of d can be had: always, unless only a library's kernels can. */
+static bool bj_sk_have(const bj_pass_ctx *cx, const bj_cg_kdesc *d) {
+    const bj_pipeline_opts *o = cx->opts;
+    if (!o->kernel_lookup) return true;
+    char sym[32];
+    void *fn = NULL;
+    bj_error ign = { 0 };
+    bj_cg_kernel_symbol(d, sym, sizeof sym);
+    return o->kernel_lookup(o->kernel_ud, d, sym, &fn, &ign) == BJ_OK && fn;
+}
+
+/* A library built without the database's kernels: its untuned ones instead. */
+static void bj_sk_available(const bj_pass_ctx *cx, bj_cg_tune_pick *pk) {
+    if (pk->dec_tuned && !bj_sk_have(cx, &pk->dec)) {
+        pk->dec = pk->def;
+        pk->dec_tuned = false;
+    }
+    if (pk->has_pp && (pk->pp.variant != pk->dec.variant || !bj_sk_have(cx, &pk->pp))) pk->has_pp = false;
+}
+
 /* Node i's kernels into the plan; the variant they were chosen from into *v. */
 static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, const bj_cg_target *t, bj_cg_variant *v,
                             bj_error *err) {
@@ -71,6 +93,7 @@ static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, cons
     free(t8);
     if (st != BJ_OK)
         return bj_error_prefix(err, "matmul %%%u (weight '%s', %ux%u)", i, w->name ? w->name : "?", M, K);
+    bj_sk_available(cx, &k->pick);
     k->set = true;
     *v = (bj_cg_variant)k->pick.def.variant;
     cx->kplan.n_matmuls++;
