@@ -378,6 +378,27 @@ out:
     return st;
 }
 
+/* The measured results merged into the database file (its other entries kept). */
+static bj_status tune_write_db(const bj_cg_target *tgt, bj_tune_report *rep, bj_error *err) {
+    bj_cg_tunedb db;
+    bool found;
+    bj_status st = bj_cg_tunedb_load(&db, tgt, rep->db_path, &found, rep->db_warning, sizeof rep->db_warning, err);
+    for (size_t i = 0; st == BJ_OK && i < rep->n; i++) {
+        const bj_tune_result *r = &rep->r[i];
+        if (!r->measured) continue;
+        bj_cg_tune_entry e = { .m = r->m, .k = r->k, .wtype = r->wtype, .tclass = r->tclass,
+                               .variant = r->best.variant, .isa = r->best.isa, .tile_m = r->best.tile_m,
+                               .tile_t = r->best.tile_t, .unroll = r->best.unroll,
+                               .prefetch = r->best.prefetch, .default_ns = r->def_ns,
+                               .tuned_ns = r->best_ns };
+        st = bj_cg_tunedb_set(&db, &e, err);
+        rep->n_written += st == BJ_OK;
+    }
+    if (st == BJ_OK) st = bj_cg_tunedb_save(&db, rep->db_path, err);
+    bj_cg_tunedb_free(&db);
+    return st;
+}
+
 bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err) {
     memset(rep, 0, sizeof *rep);
     double t0 = tune_now_s();
@@ -436,24 +457,7 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
         tune_ws_free(&ws);
     }
     rep->budget_hit = w.over;
-    if (st == BJ_OK && !o->dry_run) {
-        bj_cg_tunedb db;
-        bool found;
-        st = bj_cg_tunedb_load(&db, &tgt, rep->db_path, &found, rep->db_warning, sizeof rep->db_warning, err);
-        for (size_t i = 0; st == BJ_OK && i < rep->n; i++) {
-            const bj_tune_result *r = &rep->r[i];
-            if (!r->measured) continue;
-            bj_cg_tune_entry e = { .m = r->m, .k = r->k, .wtype = r->wtype, .tclass = r->tclass,
-                                   .variant = r->best.variant, .isa = r->best.isa, .tile_m = r->best.tile_m,
-                                   .tile_t = r->best.tile_t, .unroll = r->best.unroll,
-                                   .prefetch = r->best.prefetch, .default_ns = r->def_ns,
-                                   .tuned_ns = r->best_ns };
-            st = bj_cg_tunedb_set(&db, &e, err);
-            rep->n_written += st == BJ_OK;
-        }
-        if (st == BJ_OK) st = bj_cg_tunedb_save(&db, rep->db_path, err);
-        bj_cg_tunedb_free(&db);
-    }
+    if (st == BJ_OK && !o->dry_run) st = tune_write_db(&tgt, rep, err);
     bj_pool_free(pool);
     bj_cg_jit_free(jit);
     free(shapes);
