@@ -6,6 +6,8 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(FFI REQUIRED IMPORTED_TARGET libffi)
 # libmicrohttpd: the HTTP server of `bitjit serve` (runtime/server/).
 pkg_check_modules(MICROHTTPD REQUIRED IMPORTED_TARGET libmicrohttpd)
+# libedit (BSD licence): line editing and history in `bitjit chat` on a terminal (runtime/cli/lineedit.c).
+pkg_check_modules(LIBEDIT REQUIRED IMPORTED_TARGET libedit)
 pkg_check_modules(CRITERION IMPORTED_TARGET criterion)
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY xxhash REQUIRED)
@@ -39,3 +41,27 @@ if(BJ_LLVM_STATIC)
 else()
   target_link_libraries(bj_llvm INTERFACE LLVM)
 endif()
+
+# How a program that links libbitjit.a links LLVM, for bitjit-static.pc and bitjit::bitjit_static:
+# asked of this LLVM's llvm-config at configure time (its -L directory and library names: -lLLVM-19
+# for the shared library, the component archives with BJ_LLVM_STATIC), never a file path that
+# belongs to one machine's LLVM install.
+find_program(BJ_LLVM_CONFIG llvm-config PATHS ${LLVM_TOOLS_BINARY_DIR} NO_DEFAULT_PATH REQUIRED)
+if(BJ_LLVM_STATIC)
+  set(_llvm_cfg_args --link-static --ldflags --libs core orcjit passes x86 native)
+else()
+  set(_llvm_cfg_args --link-shared --ldflags --libs)
+endif()
+execute_process(COMMAND ${BJ_LLVM_CONFIG} ${_llvm_cfg_args} OUTPUT_VARIABLE _llvm_link
+                OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
+string(REGEX REPLACE "[ \t\r\n]+" " " _llvm_link "${_llvm_link}")
+string(STRIP "${_llvm_link}" _llvm_link)
+if(NOT _llvm_link MATCHES "-lLLVM")
+  message(FATAL_ERROR "bitjit: ${BJ_LLVM_CONFIG} ${_llvm_cfg_args} named no LLVM library: '${_llvm_link}'")
+endif()
+if(BJ_LLVM_STATIC)  # the archives need the C++ runtime and LLVM's system libraries
+  string(APPEND _llvm_link " -lstdc++ -lzstd -lz -lrt")
+endif()
+set(BJ_LLVM_LINK_PC "${_llvm_link}")
+separate_arguments(BJ_LLVM_LINK UNIX_COMMAND "${_llvm_link}")
+message(STATUS "bitjit: programs linking libbitjit.a link LLVM with: ${BJ_LLVM_LINK_PC}")

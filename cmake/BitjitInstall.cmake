@@ -2,8 +2,10 @@
 # bundled packed model (an installed bitjit's default model), a CMake package and pkg-config files.
 #
 #   PREFIX/bin/bitjit, bitjitc
-#   PREFIX/lib/libbitjit.so, libbitjit.a        (the .a holds every internal layer, prelinked,
-#                                                with only bitjit_* left global)
+#   PREFIX/lib/libbitjit.so.0.1.0               the shared library (SONAME libbitjit.so.0, symbols
+#   PREFIX/lib/libbitjit.so.0 -> .so.0.1.0       versioned BITJIT_0), its runtime link and its
+#   PREFIX/lib/libbitjit.so -> libbitjit.so.0    development link (runtime/CMakeLists.txt)
+#   PREFIX/lib/libbitjit.a                      every internal layer, prelinked, only bitjit_* global
 #   PREFIX/include/bitjit.h
 #   PREFIX/lib/cmake/bitjit/                    find_package(bitjit): bitjit::bitjit (shared),
 #                                                bitjit::bitjit_static
@@ -33,8 +35,9 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/bitjitConfig.cmake ${CMAKE_CURRENT_BIN
         DESTINATION ${BJ_CMAKE_DIR})
 
 # pkg-config: relocatable (prefix relative to the .pc file, so `cmake --install --prefix P` and
-# DESTDIR both work); the static archive's own dependencies are libLLVM and xxhash by path, the
-# others by their pkg-config names (BJ_STATIC_LIBS_PC comes from runtime/CMakeLists.txt).
+# DESTDIR both work); the static archive's own dependencies by their pkg-config names, and LLVM
+# as this LLVM's llvm-config says to link it (BJ_STATIC_LIBS_PC: runtime/CMakeLists.txt, from
+# BJ_LLVM_LINK_PC in cmake/BitjitDeps.cmake).
 file(RELATIVE_PATH BJ_PC_TO_PREFIX /p/${CMAKE_INSTALL_LIBDIR}/pkgconfig /p)
 string(REGEX REPLACE "/$" "" BJ_PC_TO_PREFIX "${BJ_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/bitjit.pc.in ${CMAKE_CURRENT_BINARY_DIR}/bitjit.pc @ONLY)

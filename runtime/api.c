@@ -10,6 +10,7 @@
 #include "runtime/aot_load.h"
 #include "runtime/runtime.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,12 @@ _Static_assert(BITJIT_OK == (int)BJ_OK && BITJIT_E_IO == (int)BJ_E_IO && BITJIT_
                BITJIT_E_UNSUPPORTED == (int)BJ_E_UNSUPPORTED && BITJIT_E_NOMEM == (int)BJ_E_NOMEM &&
                BITJIT_E_INVALID == (int)BJ_E_INVALID && BITJIT_E_LLVM == (int)BJ_E_LLVM &&
                BITJIT_E_INTERNAL == (int)BJ_E_INTERNAL, "bitjit_status mirrors bj_status");
+
+/* bitjit_load_options grows only at its end: the fields programs built against 0.1.0 set keep their
+ * offsets (x86-64 SysV, the only ABI bitjit targets). */
+_Static_assert(offsetof(bitjit_load_options, n_threads) == 0 && offsetof(bitjit_load_options, cache_dir) == 8 &&
+               offsetof(bitjit_load_options, no_cache) == 16 && offsetof(bitjit_load_options, reference) == 17 &&
+               offsetof(bitjit_load_options, n_ctx) == 24, "bitjit_load_options: earlier fields moved");
 
 struct bitjit_model {
     bj_model m;
@@ -56,10 +63,15 @@ static int bj_api_threads(int n) {
 }
 
 static bj_status bj_api_engine(bitjit_model *b, const bitjit_load_options *o, bj_error *err) {
-    if (o->reference) return bj_ref_engine_create(&b->e, &b->m.graph, err);
+    int64_t n_ctx;
+    int threads = o->reference ? 1 : bj_api_threads(o->n_threads);
+    if (bj_engine_ctx_choose(&b->m.graph, o->n_ctx, threads, 1, &n_ctx, NULL, 0, err) != BJ_OK)
+        return bj_error_prefix(err, "bitjit_load: n_ctx");
+    if (o->reference) return bj_ref_engine_create_ctx(&b->e, &b->m.graph, n_ctx, err);
     bj_jit_options jo;
     bj_jit_options_default(&jo);
-    jo.n_threads = bj_api_threads(o->n_threads);
+    jo.n_threads = threads;
+    jo.n_ctx = n_ctx;
     jo.cache_dir = o->cache_dir;
     jo.no_cache = o->no_cache;
     if (b->lib) bj_aot_jit_options(b->lib, &jo);
@@ -73,6 +85,7 @@ bitjit_status bitjit_load(bitjit_model **out, const char *path, const bitjit_loa
     bitjit_load_options_default(&def);
     const bitjit_load_options *o = opts ? opts : &def;
     if (o->n_threads < 0 || o->n_threads > 1024) return bj_api_invalid(err, "bitjit_load: n_threads must be in [0, 1024]");
+    if (o->n_ctx < 0) return bj_api_invalid(err, "bitjit_load: n_ctx must be 0 (the model's context) or positive");
     bitjit_model *b = calloc(1, sizeof *b);
     bj_error e = { 0 };
     if (!b) { BJ_FAIL(&e, BJ_E_NOMEM, "out of memory"); return bj_api_fail(&e, err); }

@@ -27,6 +27,12 @@ extern "C" {
 
 #define BITJIT_API __attribute__((visibility("default")))
 
+/* The version this header belongs to (bitjit_version() gives the library's, "MAJOR.MINOR.PATCH").
+ * The shared library is libbitjit.so.0 (its ABI number; symbols carry the version BITJIT_0). */
+#define BITJIT_VERSION_MAJOR 0
+#define BITJIT_VERSION_MINOR 1
+#define BITJIT_VERSION_PATCH 0
+
 typedef enum bitjit_status {
     BITJIT_OK = 0,
     BITJIT_E_IO,          /* a file could not be opened, read, mapped or written */
@@ -50,6 +56,10 @@ typedef struct bitjit_load_options {
     const char *cache_dir;  /* kernel cache (JIT only); NULL = $XDG_CACHE_HOME/bitjit or ~/.cache/bitjit */
     bool no_cache;          /* neither read nor write the kernel cache */
     bool reference;         /* run the plain C reference executor instead of generated kernels */
+    /* Appended in 0.x (fields above keep their offsets): the context (KV cache) in tokens, at
+     * most the model's; 0 = the model's, capped to what fits in half of the memory available
+     * (bitjit_context_length tells which). More than the model's is BITJIT_E_INVALID. */
+    int64_t n_ctx;
 } bitjit_load_options;
 
 typedef struct bitjit_sampling {

@@ -205,6 +205,39 @@ bj_status bj_chat_tokenize(const bj_chat_template *t, const bj_tokenizer *tok, c
     return st;
 }
 
+bj_status bj_chat_tokenize_fit(const bj_chat_template *t, const bj_tokenizer *tok, const bj_chat_msg *msgs, size_t n,
+                               size_t n_keep, int64_t n_ctx, int64_t room, int32_t **ids, size_t *n_ids,
+                               size_t *first, bj_error *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (first) *first = n_keep;
+    if (n == 0 || n_keep >= n) return bj_chat_tokenize(t, tok, msgs, n, true, ids, n_ids, err);
+    bj_chat_msg *kept = malloc(n * sizeof *kept);
+    if (!kept) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    memcpy(kept, msgs, n_keep * sizeof *kept);
+    size_t from = n_keep;
+    bj_status st;
+    for (;;) {
+        memcpy(kept + n_keep, msgs + from, (n - from) * sizeof *kept);
+        st = bj_chat_tokenize(t, tok, kept, n_keep + (n - from), true, ids, n_ids, err);
+        if (st != BJ_OK || (int64_t)*n_ids + room <= n_ctx) break;
+        if (from == n - 1) {
+            st = BJ_FAIL(err, BJ_E_INVALID,
+                         "%zu tokens with only the system prompt and the last message: %lld more do not fit the "
+                         "context of %lld tokens", *n_ids, (long long)room, (long long)n_ctx);
+            break;
+        }
+        free(*ids);
+        *ids = NULL;
+        do from++;
+        while (from < n - 1 && strcmp(msgs[from].role, "user") != 0);
+    }
+    free(kept);
+    if (st != BJ_OK) { free(*ids); *ids = NULL; *n_ids = 0; return st; }
+    if (first) *first = from;
+    return BJ_OK;
+}
+
 /* The id of a special token written as text, or -1. */
 static int32_t special_id(const bj_tokenizer *tok, const char *s) {
     int32_t *ids = NULL;

@@ -52,6 +52,16 @@ bj_status bj_chat_render(const bj_chat_template *t, const bj_chat_msg *msgs, siz
  * tokenizer (if it adds one) only for plain, as `bitjit run` does; the other templates write it. */
 bj_status bj_chat_tokenize(const bj_chat_template *t, const bj_tokenizer *tok, const bj_chat_msg *msgs, size_t n,
                            bool add_generation_prompt, int32_t **ids, size_t *n_ids, bj_error *err);
+/* Context shifting: tokenizes msgs[0..n) as bj_chat_tokenize does, but when that leaves fewer
+ * than room of n_ctx positions free, drops the oldest turns after the first n_keep messages (the
+ * system prompt, always kept) until it does: a turn is a message and what follows it up to the
+ * next user message, so a kept conversation goes on starting with a user's message. The last
+ * message is never dropped. *first (may be NULL) gets the index of the first message kept after
+ * n_keep (n_keep: none dropped); the tokens are those of msgs[0..n_keep) + msgs[*first..n).
+ * Fails (BJ_E_INVALID, saying how many tokens) when even that leaves too little room. */
+bj_status bj_chat_tokenize_fit(const bj_chat_template *t, const bj_tokenizer *tok, const bj_chat_msg *msgs, size_t n,
+                               size_t n_keep, int64_t n_ctx, int64_t room, int32_t **ids, size_t *n_ids,
+                               size_t *first, bj_error *err);
 /* The tokens that end a reply: EOS, and the template's end-of-turn token (<|eot_id|>, <|im_end|>)
  * when the tokenizer has it. Returns how many were written (at most cap). */
 int bj_chat_stop_tokens(const bj_chat_template *t, const bj_tokenizer *tok, int32_t *out, int cap);

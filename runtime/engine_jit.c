@@ -331,7 +331,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         const bj_node *n = &g->nodes[i];
         if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
-            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
+            size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
@@ -810,7 +810,7 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     if (!plan_folds(e) || !plan_buffers(e)) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (int i = 0; i < o->n_threads; i++)
-        if (!(e->scratch[i] = malloc((size_t)e->g->max_seq * sizeof(double))))
+        if (!(e->scratch[i] = malloc((size_t)e->base.max_seq * sizeof(double))))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     ffi_type *argt[6] = { &ffi_type_pointer, &ffi_type_pointer, &ffi_type_pointer,
                           &ffi_type_sint64, &ffi_type_sint64, &ffi_type_sint64 };
@@ -861,6 +861,9 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     bj_jit_report dummy, *r = report ? report : &dummy;
     memset(r, 0, sizeof *r);
     if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
+    if (o->n_ctx < 0 || o->n_ctx > g->max_seq)
+        return BJ_FAIL(err, BJ_E_INVALID, "context of %lld tokens asked: the model's is %lld (at least 1)",
+                       (long long)o->n_ctx, (long long)g->max_seq);
     BJ_TRY(bj_ir_verify(g, err));
     jit_engine *e = calloc(1, sizeof *e);
     if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
@@ -872,7 +875,8 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     e->head = head;
     snprintf(r->passes, sizeof r->passes, "%s", e->plan.passes_run);
     e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(e->g->nodes[bj_ir_find_output(e->g)].shape),
-                           .max_seq = e->g->max_seq, .forward = jit_forward, .reset = jit_reset, .free = jit_free };
+                           .max_seq = o->n_ctx ? o->n_ctx : e->g->max_seq, .forward = jit_forward, .reset = jit_reset,
+                           .free = jit_free };
     s = setup(e, o, r, err);
     snprintf(r->cpu, sizeof r->cpu, "%s", e->tgt.cpu);
     bj_cg_llvm_version(r->llvm, sizeof r->llvm);

@@ -28,6 +28,8 @@ struct bj_engine {
  * exactly as HF computes them. Clarity over speed; the baseline every other engine is
  * compared against. The graph must stay alive while the engine is used. */
 bj_status bj_ref_engine_create(bj_engine **out, const bj_graph *g, bj_error *err);
+/* The same with a KV cache of n_ctx positions (0: the graph's max_seq; at most max_seq). */
+bj_status bj_ref_engine_create_ctx(bj_engine **out, const bj_graph *g, int64_t n_ctx, bj_error *err);
 
 /* The JIT engine: the pass pipeline (compiler.h) runs over the engine's own copy of the graph
  * and chooses every kernel (select-kernels); the ternary matmuls then run as kernels generated
@@ -67,6 +69,8 @@ typedef struct bj_jit_options {
      * NULL: the default pipeline, silent. Its target, kernel and database fields are ignored:
      * the ones above are used. */
     const bj_pipeline_opts *pipeline;
+    /* Positions the KV cache holds: 0 = the graph's max_seq (the model's context); at most that. */
+    int64_t n_ctx;
 } bj_jit_options;
 
 typedef struct bj_jit_report {
@@ -128,6 +132,19 @@ bj_status bj_engine_check_step(const bj_engine *e, const int32_t *tokens, int64_
  * graph's output must read a matmul_f, and nothing else may read one. *head: the output's. */
 bj_status bj_engine_check_head(const bj_graph *g, uint32_t *head, bj_error *err);
 void bj_engine_copy_logits(const bj_engine *e, const float *y, int64_t T, bool all_logits, float *logits);
+
+/* ---- context length ------------------------------------------------------------------- */
+/* Bytes an engine over g spends per position of its context: the keys and values of every
+ * attention layer, and an attention score per position for each of n_threads threads. */
+uint64_t bj_engine_ctx_bytes_per_pos(const bj_graph *g, int n_threads);
+/* The context an engine over g gets. asked > 0: that (BJ_E_INVALID beyond the model's max_seq).
+ * asked == 0: the model's max_seq, capped to what fits in half of the memory available now
+ * (MemAvailable), shared by n_engines engines of n_threads threads each (serve --parallel); when
+ * capped, note (cap bytes, may be NULL) says so and why, else note is "". */
+bj_status bj_engine_ctx_choose(const bj_graph *g, int64_t asked, int n_threads, int n_engines, int64_t *n_ctx,
+                               char *note, size_t cap, bj_error *err);
+/* ... against an explicit byte budget instead of the memory available (for tests). */
+int64_t bj_engine_ctx_fit(const bj_graph *g, int n_threads, uint64_t budget);
 
 static inline bj_status bj_engine_forward(bj_engine *e, const int32_t *tokens, int64_t n,
                                           bool all_logits, float *logits, bj_error *err) {

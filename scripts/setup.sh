@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config llvm-19-dev clang-19 llvm-19-tools libffi-dev
           libcriterion-dev libpcre2-dev libjansson-dev libxxhash-dev libclang-rt-19-dev
-          libmicrohttpd-dev)
+          libmicrohttpd-dev libedit-dev tmux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

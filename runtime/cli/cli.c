@@ -143,8 +143,23 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case CLI_O_PA: o->pl.print_after = arg; return true;
     case CLI_O_DISABLE: o->pl.disable = arg; return true;
     case CLI_O_TIME_PASSES: o->pl.time_passes = true; return true;
+    case 'c': o->jit.n_ctx = cli_parse_ctx(arg); return true;
     default: return false;
     }
+}
+
+int64_t cli_parse_ctx(const char *s) { return cli_parse_int("-c/--ctx-size", s, 1, INT32_MAX); }
+
+void cli_choose_ctx(const bj_graph *g, int n_threads, int n_engines, bool quiet, int64_t *n_ctx) {
+    if (*n_ctx > g->max_seq) {
+        fprintf(stderr, "%s %s: -c/--ctx-size %lld exceeds the model's context of %lld tokens\n", bj_cli_prog,
+                bj_cli_subcmd, (long long)*n_ctx, (long long)g->max_seq);
+        exit(2);
+    }
+    bj_error err = { 0 };
+    char note[512];
+    if (bj_engine_ctx_choose(g, *n_ctx, n_threads, n_engines, n_ctx, note, sizeof note, &err) != BJ_OK) cli_die_error(&err);
+    if (note[0] && !quiet) fprintf(stderr, "%s: note: %s\n", bj_cli_prog, note);
 }
 
 void cli_model_opts_check(const cli_model_opts *o) {
@@ -204,7 +219,7 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *pa
     bj_engine *e;
     *packed_bytes = 0;
     if (!strcmp(o->engine, "ref")) {
-        if (bj_ref_engine_create(&e, g, &err) != BJ_OK) cli_die_error(&err);
+        if (bj_ref_engine_create_ctx(&e, g, o->jit.n_ctx, &err) != BJ_OK) cli_die_error(&err);
         for (uint32_t i = 0; i < g->n_nodes; i++)
             if (g->nodes[i].op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(g->nodes[i].dtype)) *packed_bytes += g->nodes[i].nbytes;
         return e;
@@ -265,6 +280,7 @@ void cli_open(cli_model_opts *o, cli_session *s) {
     cli_progress_begin(&bar, "loading model", 0);
     s->lib = cli_load_model(o->model, &s->m, &o->jit);
     cli_progress_end(&bar);
+    cli_choose_ctx(&s->m.graph, strcmp(o->engine, "ref") ? o->jit.n_threads : 1, o->n_engines, o->quiet, &o->jit.n_ctx);
     s->e = make_engine(o, &s->m.graph, &s->packed_bytes);
     s->load_s = cli_now_s() - t0;
 }

@@ -49,8 +49,9 @@ typedef struct cli_model_opts {
     const char *model;  /* NULL: cli_model_path's default */
     const char *engine; /* "jit" or "ref" */
     bool verbose, quiet;
-    bj_jit_options jit; /* threads, --mcpu, --mattr, cache */
+    bj_jit_options jit; /* threads, --mcpu, --mattr, cache, -c */
     bj_pipeline_opts pl; /* --print-after-all, --print-after, --disable-passes, --time-passes (jit.pipeline) */
+    int n_engines;      /* engines that share the memory the default context is capped to (serve); 0 = 1 */
 } cli_model_opts;
 
 /* Short options "m:t:vq" and these long ones; end a command's table with CLI_END_LONGOPTS. */
@@ -61,10 +62,10 @@ typedef struct cli_model_opts {
     { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "verbose", no_argument, 0, 'v' },           \
     { "quiet", no_argument, 0, 'q' }, { "tune-db", required_argument, 0, CLI_O_TUNE_DB },        \
     { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD }, \
-    { "kernel", required_argument, 0, CLI_O_KERNEL }, { "print-after-all", no_argument, 0, CLI_O_PAA }, \
-    { "print-after", required_argument, 0, CLI_O_PA }, { "disable-passes", required_argument, 0, CLI_O_DISABLE }, \
-    { "time-passes", no_argument, 0, CLI_O_TIME_PASSES }
-#define CLI_MODEL_SHORTOPTS "m:t:vq"
+    { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' }, \
+    { "print-after-all", no_argument, 0, CLI_O_PAA }, { "print-after", required_argument, 0, CLI_O_PA }, \
+    { "disable-passes", required_argument, 0, CLI_O_DISABLE }, { "time-passes", no_argument, 0, CLI_O_TIME_PASSES }
+#define CLI_MODEL_SHORTOPTS "m:t:vqc:"
 #define CLI_MODEL_HELP                                                                              \
     "  -m, --model PATH        model directory, .safetensors/.gguf file or bitjitc library (.so)\n"  \
     "                          (default: $BITJIT_MODEL, else the bundled model)\n"                   \
@@ -89,8 +90,12 @@ typedef struct cli_model_opts {
     "      --print-after=PASS  ... after that pass only\n"                                          \
     "      --disable-passes=A,B  run the pipeline without these passes\n"                          \
     "      --time-passes       each pass's time (stderr)\n"                                         \
+    CLI_CTX_HELP                                                                                    \
     "  -v, --verbose           print load, compile and speed figures on stderr\n"                    \
     "  -q, --quiet             no progress output\n"
+#define CLI_CTX_HELP                                                                                \
+    "  -c, --ctx-size N        context (KV cache) in tokens (default: the model's, capped to what\n" \
+    "                          fits in half of the memory available, with a note saying so)\n"
 #define CLI_END_LONGOPTS { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 
 void cli_model_opts_init(cli_model_opts *o);
@@ -100,6 +105,11 @@ void cli_check_chat_template(const char *name);
 bool cli_parse_head(const char *s);
 /* --kernel auto|NAME: 0 for auto, else the codegen variant of that name; a usage error otherwise. */
 int cli_parse_kernel(const char *s);
+/* -c/--ctx-size N: a context of at least 1 token (the model's maximum is checked once it is loaded). */
+int64_t cli_parse_ctx(const char *s);
+/* The context an engine over g gets from *n_ctx (0: the model's, capped to memory, with a note on
+ * stderr unless quiet); *n_ctx is set to it. Exits with a usage error beyond the model's context. */
+void cli_choose_ctx(const bj_graph *g, int n_threads, int n_engines, bool quiet, int64_t *n_ctx);
 /* Handles one getopt code of CLI_MODEL_LONGOPTS; false if c is not one of them. */
 bool cli_model_opt(int c, const char *arg, cli_model_opts *o);
 /* Checks the engine name; call after parsing. */

@@ -26,6 +26,8 @@ static int usage_bench(FILE *f) {
             "  -n, --n-gen N        tokens for the decode test (default 128; 0 = skip)\n"
             "  -t, --threads LIST   comma-separated thread counts (default: the number of CPUs)\n"
             "  -r, --repetitions N  repetitions of each test (default 3)\n"
+            "  -c, --ctx-size N     context (KV cache) in tokens, at least -p + -n (default: the model's,\n"
+            "                       capped to what fits in half of the memory available)\n"
             "      --engine LIST    jit, ref or jit,ref (default jit)\n"
             "      --bw-mib N       buffer for the bandwidth test in MiB (default 1024; 0 = skip)\n"
             "  -o, --format FMT     md: markdown tables (default); csv: one header line and one line per\n"
@@ -60,12 +62,13 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "format", required_argument, 0, 'o' },
         { "plot", required_argument, 0, O_PLOT },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
         { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
-        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "help", no_argument, 0, 'h' },
+        { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:o:c:h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->p = cli_parse_int("-p", optarg, 0, 1 << 20); break;
@@ -89,6 +92,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; break;
         case CLI_O_HEAD: o->jit.head_q8 = cli_parse_head(optarg); break;
         case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
+        case 'c': o->jit.n_ctx = cli_parse_ctx(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
     }
@@ -450,7 +454,8 @@ static void measure(bench_run *b, int k, int nthr) {
     bj_engine *e;
     bj_jit_options jo = b->o.jit;
     jo.n_threads = nthr;
-    bj_status st = k == 0 ? bj_jit_engine_create(&e, &b->m.graph, &jo, NULL, &err) : bj_ref_engine_create(&e, &b->m.graph, &err);
+    bj_status st = k == 0 ? bj_jit_engine_create(&e, &b->m.graph, &jo, NULL, &err)
+                          : bj_ref_engine_create_ctx(&e, &b->m.graph, jo.n_ctx, &err);
     if (st != BJ_OK) cli_die_error(&err);
     bj_bench_stat pp, tg;
     if (bj_bench_engine(e, b->o.p, b->o.n, b->o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
@@ -573,6 +578,9 @@ int bj_cmd_bench(int argc, char **argv) {
     if (!b->want_jit && !b->want_ref) cli_die_usage("unknown engine list '%s' (jit, ref)", b->o.engines);
 
     bj_aot_lib *lib = cli_load_model(b->o.model, &b->m, &b->o.jit);
+    int max_threads = 1;
+    for (int i = 0; i < b->nt; i++) max_threads = b->threads[i] > max_threads ? b->threads[i] : max_threads;
+    cli_choose_ctx(&b->m.graph, max_threads, 1, false, &b->o.jit.n_ctx);
     if (b->want_jit) bench_compile(&b->m.graph, &b->o, &b->cold, &b->warm);
     b->nl = b->want_jit ? bench_layouts(&b->m.graph, &b->o.jit, b->lay, 64) : 0;
     b->pos = b->o.p + b->o.n / 2;

@@ -5,12 +5,20 @@
  * Ctrl-C at the prompt, or end of input, leaves. */
 #include "runtime/chat.h"
 #include "runtime/cli/cli.h"
+#include "runtime/cli/lineedit.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* The commands: lines that start with '/' are answered by chat, never sent to the model. */
+#define CHAT_COMMANDS                                                                               \
+    "  /help          this list\n"                                                                 \
+    "  /reset         start a new conversation (the --system message is kept)\n"                   \
+    "  /exit, /quit   leave (as Ctrl-D does)\n"                                                    \
+    "  //text         send the message '/text'\n"
 
 static int usage_chat(FILE *f) {
     fprintf(f,
@@ -20,12 +28,16 @@ static int usage_chat(FILE *f) {
             "to stdout. The conversation is rendered with the model's chat template (bitnet, llama3 or\n"
             "chatml, recognised from the model's files); a model without one (the bundled model) gets\n"
             "plain continuation: each line continues the text so far. The conversation is kept in the\n"
-            "KV cache; when the context is full it starts again, saying so on stderr.\n"
+            "KV cache; when the context is full, the oldest turns are dropped (the --system message is\n"
+            "kept) and the answer goes on, saying so on stderr.\n"
             "Works over a pipe too: `printf 'line 1\\nline 2\\n' | bitjit chat --temp 0` prints each\n"
             "answer followed by a newline.\n"
             "\n"
             "Ctrl-C stops the current answer; Ctrl-C at the prompt or Ctrl-D (end of input) leaves.\n"
-            "Lines starting with '/': /reset starts a new conversation, /exit leaves.\n"
+            "On a terminal the line can be edited (arrow keys, Home/End, Ctrl-A/E/K/W; libedit, which\n"
+            "reads ~/.editrc) and Up/Down recall earlier lines of the session.\n"
+            "Lines starting with '/' are commands, never sent to the model (an unknown one is an error;\n"
+            "over a pipe, chat then stops with status 2):\n" CHAT_COMMANDS
             "\n"
             "chat:\n"
             "  -n, --n-predict N       most tokens per answer (default 256; stops early at the end of a turn)\n"
@@ -120,29 +132,66 @@ static bool is_stop(const chat_state *c, int32_t tok) {
     return false;
 }
 
-/* The conversation with a new user message, tokenized; starts over (keeping the system message)
- * when it does not fit with room for an answer. False if the message alone does not fit. */
-static bool prompt_ids(chat_state *c, int32_t **ids, size_t *n) {
+/* Drops messages [from, to) of the conversation. */
+static void convo_drop(convo *c, size_t from, size_t to) {
+    for (size_t i = from; i < to; i++) free((char *)c->m[i].content);
+    memmove(c->m + from, c->m + to, (c->n - to) * sizeof *c->m);
+    c->n -= to - from;
+}
+
+/* Room kept free for an answer when the conversation is fitted into the context: the rest of
+ * the answer, at most a quarter of the context (a longer answer shifts the context again). */
+static int64_t answer_room(const chat_state *c, int64_t n_gen) {
+    int64_t left = c->o->n_predict - n_gen, q = c->ses->e->max_seq / 4;
+    return left < q ? (left > 1 ? left : 1) : (q > 1 ? q : 1);
+}
+
+/* Context shifting: the conversation so far (ending with the user's message), tokenized with the
+ * generation prompt, leaving room positions free; the oldest turns after the system prompt are
+ * dropped (and said so on stderr) until it fits. False when even the system prompt and the last
+ * message leave too little room. */
+static bool fit_convo(chat_state *c, int64_t room, int32_t **ids, size_t *n) {
     bj_error err = { 0 };
     int64_t ctx = c->ses->e->max_seq;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (bj_chat_tokenize(&c->tmpl, c->ses->m.tok, c->cv.m, c->cv.n, true, ids, n, &err) != BJ_OK)
-            cli_die_error(&err);
-        if ((int64_t)*n < ctx) return true;
-        free(*ids);
-        if (c->cv.n == c->cv.n_keep + 1) break;
-        fprintf(stderr, "%s: the context of %lld tokens is full: starting a new conversation\n", bj_cli_prog,
-                (long long)ctx);
-        bj_chat_msg last = c->cv.m[c->cv.n - 1];
-        c->cv.n--;
-        convo_trim(&c->cv, c->cv.n_keep);
-        c->cv.m[c->cv.n++] = last;
-        bj_kv_seq_clear(&c->kv);
+    size_t first;
+    bj_status st = bj_chat_tokenize_fit(&c->tmpl, c->ses->m.tok, c->cv.m, c->cv.n, c->cv.n_keep, ctx, room, ids, n,
+                                        &first, &err);
+    if (st == BJ_E_INVALID) return false;
+    if (st != BJ_OK) cli_die_error(&err);
+    if (first > c->cv.n_keep) {
+        if (!c->o->mo.quiet)
+            fprintf(stderr, "%s: the context of %lld tokens is full: dropped the oldest %zu message%s%s\n", bj_cli_prog,
+                    (long long)ctx, first - c->cv.n_keep, first - c->cv.n_keep > 1 ? "s" : "",
+                    c->cv.n_keep ? " (the system prompt is kept)" : "");
+        convo_drop(&c->cv, c->cv.n_keep, first);
     }
-    fprintf(stderr, "%s: that message is %zu tokens: too long for the context of %lld tokens\n", bj_cli_prog, *n,
-            (long long)ctx);
+    return true;
+}
+
+/* The conversation with a new user message, tokenized (fit_convo). False, with a message, when
+ * the message alone does not fit; it is then taken out of the conversation. */
+static bool prompt_ids(chat_state *c, int32_t **ids, size_t *n) {
+    if (fit_convo(c, answer_room(c, 0), ids, n)) return true;
+    fprintf(stderr, "%s: that message is too long for the context of %lld tokens\n", bj_cli_prog,
+            (long long)c->ses->e->max_seq);
     convo_trim(&c->cv, c->cv.n - 1);
     return false;
+}
+
+/* The context is full in the middle of an answer (reply[0..n_gen) so far): drops the oldest turns
+ * and runs the conversation again with the answer so far, so that it goes on. False when nothing
+ * can be dropped. */
+static bool shift_answer(chat_state *c, int64_t n_gen) {
+    bj_error err = { 0 };
+    int32_t *ids;
+    size_t n;
+    if (!fit_convo(c, n_gen + answer_room(c, n_gen), &ids, &n)) return false;
+    int32_t *all = realloc(ids, (n + (size_t)n_gen) * sizeof *all);
+    if (!all) { fprintf(stderr, "%s: error: out of memory\n", bj_cli_prog); exit(1); }
+    memcpy(all + n, c->reply, (size_t)n_gen * sizeof *all);
+    if (bj_kv_seq_prompt(&c->kv, all, (int64_t)n + n_gen, c->logits, NULL, &err) != BJ_OK) cli_die_error(&err);
+    free(all);
+    return true;
 }
 
 /* One turn: the answer to the conversation so far, streamed to stdout and added to it. */
@@ -169,7 +218,11 @@ static void answer(chat_state *c) {
         c->reply[n_gen++] = tok;
         cli_on_token(&pr, tok);
         if (n_gen == c->o->n_predict || g_interrupt) break;
-        if (c->kv.n >= e->max_seq) { full = true; break; }
+        if (c->kv.n >= e->max_seq) {
+            if (shift_answer(c, n_gen)) continue; /* the logits after tok */
+            full = true;
+            break;
+        }
         if (bj_kv_seq_push(&c->kv, tok, c->logits, &err) != BJ_OK) cli_die_error(&err);
     }
     cli_printer_flush(&pr);
@@ -192,6 +245,36 @@ static void answer(chat_state *c) {
         convo_trim(&c->cv, c->cv.n_keep);
         bj_kv_seq_clear(&c->kv);
     }
+}
+
+/* ---- commands (CHAT_COMMANDS) ------------------------------------------------------------------- */
+/* Runs the command in line; true to leave. An unknown command is an error: said on stderr, and
+ * when the input is not a terminal (a script), chat stops with status 2. */
+static bool chat_command(chat_state *c, const char *line, bool interactive) {
+    char word[32];
+    size_t n = strcspn(line, " \t");
+    snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word - 1 ? n : sizeof word - 1), line);
+    const char *rest = line + n + strspn(line + n, " \t");
+    bool known = !strcmp(word, "/help") || !strcmp(word, "/reset") || !strcmp(word, "/exit") || !strcmp(word, "/quit");
+    if (!known || *rest) {
+        fprintf(stderr, "%s %s: %s '%s'; the commands are:\n" CHAT_COMMANDS, bj_cli_prog, bj_cli_subcmd,
+                known ? "this command takes no argument:" : "unknown command", line);
+        if (!interactive) {
+            fflush(stdout);
+            exit(2);
+        }
+        return false;
+    }
+    if (!strcmp(word, "/help")) {
+        fputs("commands:\n" CHAT_COMMANDS, stderr);
+        return false;
+    }
+    if (!strcmp(word, "/reset")) {
+        convo_trim(&c->cv, c->cv.n_keep);
+        bj_kv_seq_clear(&c->kv);
+        return false;
+    }
+    return true; /* /exit, /quit */
 }
 
 int bj_cmd_chat(int argc, char **argv) {
@@ -232,36 +315,33 @@ int bj_cmd_chat(int argc, char **argv) {
     bool tty = isatty(0);
     if (tty && !o.mo.quiet)
         fprintf(stderr, "%s: chatting with %s (template %s, context %lld tokens). Ctrl-C stops an answer, "
-                        "Ctrl-D leaves; /reset starts over.\n",
+                        "Ctrl-D leaves; /help lists the commands.\n",
                 bj_cli_prog, o.mo.model, bj_chat_kind_name(c.tmpl.kind), (long long)ses.e->max_seq);
-    char *line = NULL;
-    size_t cap = 0;
+    cli_lines *in = cli_lines_open(bj_cli_prog, "> ");
     for (;;) {
         g_answering = 0;
         g_interrupt = 0;
         if (g_quit) break;
-        if (tty) { fputs("> ", stdout); fflush(stdout); }
-        errno = 0;
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) {
-            if (errno == EINTR && !g_quit) { clearerr(stdin); continue; }
-            if (tty) fputc('\n', stdout);
+        size_t len;
+        const char *line = cli_lines_get(in, &len);
+        if (!line) {
+            if (errno == EINTR && !g_quit) continue;
+            if (errno == EINTR && tty) fputc('\n', stdout); /* Ctrl-C at the prompt: leave on a fresh line */
             break;
         }
         g_answering = 1;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
-        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
-        if (!strcmp(line, "/reset")) {
-            convo_trim(&c.cv, c.cv.n_keep);
-            bj_kv_seq_clear(&c.kv);
+        cli_lines_remember(in, line);
+        if (line[0] == '/' && line[1] != '/') {
+            if (chat_command(&c, line, tty)) break;
             continue;
         }
-        convo_add(&c.cv, "user", line, (size_t)len);
+        if (line[0] == '/') { line++; len--; } /* "//text" sends "/text" */
+        convo_add(&c.cv, "user", line, len);
         answer(&c);
     }
+    cli_lines_close(in);
     fflush(stdout);
-    free(line);
     convo_trim(&c.cv, 0);
     free(c.cv.m);
     free(c.reply);

@@ -22,8 +22,8 @@ static int usage_ppl(FILE *f) {
             "\n"
             "input:\n"
             "  -f, --file FILE         the text (required)\n"
-            "  -c, --ctx N             window length in tokens (default 256, or the model's\n"
-            "                          context if that is smaller)\n"
+            "  -c, --ctx-size N        window length in tokens, also the context the engine holds\n"
+            "      --ctx N             (default 256, or the model's context if that is smaller)\n"
             "      --chunks N          evaluate only the first N windows (default: all)\n"
             "      --per-window        also print each window's token count and NLL sum\n"
             "\n"
@@ -55,7 +55,6 @@ static void parse_ppl(int argc, char **argv, ppl_opts *o) {
         if (cli_model_opt(c, optarg, &o->mo)) continue;
         switch (c) {
         case 'f': o->file = optarg; break;
-        case 'c': o->ctx = cli_parse_int("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNKS: o->chunks = cli_parse_int("--chunks", optarg, 1, INT32_MAX); break;
         case O_PER_WINDOW: o->per_window = true; break;
         default: cli_bad_option(c, argv, usage_ppl);
@@ -63,6 +62,8 @@ static void parse_ppl(int argc, char **argv, ppl_opts *o) {
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
     if (!o->file) cli_die_usage("%s", "-f FILE is required");
+    if (o->mo.jit.n_ctx == 1) cli_die_usage("%s", "-c/--ctx-size expects at least 2 tokens (a window predicts 2..N)");
+    o->ctx = o->mo.jit.n_ctx; /* 0: the default window */
     cli_model_opts_check(&o->mo);
 }
 
@@ -83,16 +84,9 @@ int bj_cmd_perplexity(int argc, char **argv) {
     size_t len;
     if (bj_read_file(o.file, &text, &len, &err) != BJ_OK) cli_die_error(&err);
     cli_session ses;
-    cli_open(&o.mo, &ses);
+    cli_open(&o.mo, &ses); /* -c beyond the model's context is a usage error there */
     bj_engine *e = ses.e;
     int64_t ctx = o.ctx ? o.ctx : (e->max_seq < PPL_DEFAULT_CTX ? e->max_seq : PPL_DEFAULT_CTX);
-    if (ctx > e->max_seq) {
-        fprintf(stderr, "%s %s: --ctx %lld exceeds the model's context of %lld tokens\n", bj_cli_prog, bj_cli_subcmd,
-                (long long)ctx, (long long)e->max_seq);
-        cli_close(&ses);
-        free(text);
-        return 2;
-    }
 
     int32_t *ids;
     int64_t n_ids;

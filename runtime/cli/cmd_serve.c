@@ -133,6 +133,7 @@ int bj_cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     o.mo.jit.n_threads = o.mo.jit.n_threads / o.parallel > 1 ? o.mo.jit.n_threads / o.parallel : 1;
+    o.mo.n_engines = o.parallel; /* each slot's engine has its own KV cache */
     bj_error err = { 0 };
     cli_session ses;
     cli_open(&o.mo, &ses);
@@ -141,7 +142,7 @@ int bj_cmd_serve(int argc, char **argv) {
     engines[0] = ses.e;
     for (int i = 1; i < o.parallel; i++) {
         bj_status st;
-        if (!strcmp(o.mo.engine, "ref")) st = bj_ref_engine_create(&engines[i], &ses.m.graph, &err);
+        if (!strcmp(o.mo.engine, "ref")) st = bj_ref_engine_create_ctx(&engines[i], &ses.m.graph, o.mo.jit.n_ctx, &err);
         else {
             bj_jit_report r;
             o.mo.jit.progress = NULL;

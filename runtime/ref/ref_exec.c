@@ -56,7 +56,7 @@ static bj_status prepare(ref_engine *e, bj_error *err) {
         if (lowbit) BJ_TRY(bj_ir_lowbit_values(g, i, &e->lowbit[i].v, &e->lowbit[i].scale, err));
         else if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
-            size_t sz = (size_t)g->max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
+            size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
@@ -188,13 +188,20 @@ static void ref_free(bj_engine *base) {
 }
 
 bj_status bj_ref_engine_create(bj_engine **out, const bj_graph *g, bj_error *err) {
+    return bj_ref_engine_create_ctx(out, g, 0, err);
+}
+
+bj_status bj_ref_engine_create_ctx(bj_engine **out, const bj_graph *g, int64_t n_ctx, bj_error *err) {
     *out = NULL;
     BJ_TRY(bj_ir_verify(g, err));
+    if (n_ctx < 0 || n_ctx > g->max_seq)
+        return BJ_FAIL(err, BJ_E_INVALID, "context of %lld tokens asked: the model's is %lld (at least 1)",
+                       (long long)n_ctx, (long long)g->max_seq);
     uint32_t o = bj_ir_find_output(g), head;
     BJ_TRY(bj_engine_check_head(g, &head, err));
     ref_engine *e = calloc(1, sizeof *e);
     if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    e->base = (bj_engine){ .name = "ref", .n_vocab = bj_shape_cols(g->nodes[o].shape), .max_seq = g->max_seq,
+    e->base = (bj_engine){ .name = "ref", .n_vocab = bj_shape_cols(g->nodes[o].shape), .max_seq = n_ctx ? n_ctx : g->max_seq,
                            .forward = ref_forward, .reset = ref_reset, .free = ref_free };
     e->g = g;
     e->head = head;

@@ -180,7 +180,16 @@ int srv_req_parse(bj_server *s, bool chat, const char *body, size_t n, srv_req *
     if (chat) {
         if ((st = parse_messages(r, r->root, e))) return st;
         pthread_mutex_lock(&s->tok_mu);
-        bs = bj_chat_tokenize(&s->tmpl, s->tok, r->msgs, r->n_msgs, true, &r->ids, &n_ids, &err);
+        /* Context shifting: the oldest turns after the system messages go when the conversation
+         * leaves less than max_tokens (else the default answer length, at most a quarter of the
+         * context) free. */
+        size_t n_sys = 0;
+        while (n_sys < r->n_msgs && !strcmp(r->msgs[n_sys].role, "system")) n_sys++;
+        int64_t want = r->max_tokens >= 0 ? r->max_tokens : s->o.n_predict < s->n_ctx / 4 ? s->o.n_predict : s->n_ctx / 4;
+        bs = bj_chat_tokenize_fit(&s->tmpl, s->tok, r->msgs, r->n_msgs, n_sys, s->n_ctx, want > 1 ? want : 1, &r->ids,
+                                  &n_ids, NULL, &err);
+        if (bs == BJ_E_INVALID) /* does not fit even so: the whole conversation, for the checks below to name */
+            bs = bj_chat_tokenize(&s->tmpl, s->tok, r->msgs, r->n_msgs, true, &r->ids, &n_ids, &err);
         pthread_mutex_unlock(&s->tok_mu);
     } else {
         json_t *p = field(r->root, "prompt");

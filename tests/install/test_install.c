@@ -6,6 +6,8 @@
  * -- and each build generates the oracle's greedy continuation from the installed model. */
 #include "support/oracle.h"
 
+#include "runtime/bitjit.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +45,75 @@ static void expect_example(const char *exe, const char *prompt, const char *want
     snprintf(cmd, sizeof cmd, "readelf -d '%s' | grep NEEDED", exe);
     run_ok("readelf", cmd);
     if (static_link) cr_expect(!strstr(out, "libbitjit"), "%s is linked statically, yet needs:\n%s", exe, out);
-    else cr_expect(strstr(out, "libbitjit.so"), "%s should use libbitjit.so:\n%s", exe, out);
+    else cr_expect(strstr(out, "[libbitjit.so.0]"), "%s should need libbitjit.so.0 (the SONAME):\n%s", exe, out);
+}
+
+/* What a distribution packager expects of a shared library: the file libbitjit.so.MAJOR.MINOR.PATCH
+ * (bitjit.h's version), the runtime link libbitjit.so.0 (its SONAME) and the development link
+ * libbitjit.so, each a symlink to the next; exported symbols versioned BITJIT_0, nothing else global. */
+static void expect_sonames(void) {
+    char p[8192], target[4096], real[256], cmd[16384];
+    snprintf(real, sizeof real, "libbitjit.so.%d.%d.%d", BITJIT_VERSION_MAJOR, BITJIT_VERSION_MINOR,
+             BITJIT_VERSION_PATCH);
+    const char *links[][2] = { { "libbitjit.so", "libbitjit.so.0" }, { "libbitjit.so.0", real } };
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/" BJ_LIBDIR "/%s", prefix, links[i][0]);
+        ssize_t n = readlink(p, target, sizeof target - 1);
+        cr_expect_gt(n, 0, "%s is not a symlink", links[i][0]);
+        target[n > 0 ? n : 0] = 0;
+        cr_expect_str_eq(target, links[i][1], "%s -> %s", links[i][0], target);
+    }
+    snprintf(cmd, sizeof cmd, "test -f '%s/" BJ_LIBDIR "/%s' && ! test -L '%s/" BJ_LIBDIR "/%s'", prefix, real, prefix,
+             real);
+    run_ok("the versioned library file", cmd);
+    snprintf(cmd, sizeof cmd, "readelf -d '%s/" BJ_LIBDIR "/%s' | grep SONAME", prefix, real);
+    run_ok("readelf SONAME", cmd);
+    cr_expect(strstr(out, "[libbitjit.so.0]"), "SONAME: %s", out);
+    /* defined dynamic symbols: bitjit_* at BITJIT_0 only */
+    snprintf(cmd, sizeof cmd, "objdump -T '%s/" BJ_LIBDIR "/%s' | grep -v '\\*UND\\*' | grep -E ' (g|w) '", prefix,
+             real);
+    run_ok("objdump -T", cmd);
+    cr_expect(strstr(out, "BITJIT_0") && strstr(out, "bitjit_load"), "%s", out);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strstr(line, "*ABS*")) continue; /* the version node's own symbol */
+        if (strstr(line, " BITJIT_0 ")) {
+            cr_expect(strstr(line, " bitjit_"), "exported: %s", line);
+        } else {
+            cr_expect(strstr(line, "BITJIT_0"), "a global symbol without version BITJIT_0: %s", line);
+        }
+    }
+}
+
+/* bitjit-static.pc links LLVM as llvm-config says (-L its directory, -lLLVM-MAJOR), not through the
+ * path of one machine's libLLVM.so.1. */
+static void expect_pc_llvm(void) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "PKG_CONFIG_PATH='%s/" BJ_LIBDIR "/pkgconfig' pkg-config --libs bitjit-static", prefix);
+    run_ok("pkg-config --libs bitjit-static", cmd);
+    cr_expect(!strstr(out, "libLLVM.so"), "a libLLVM path in bitjit-static.pc: %s", out);
+#if !BJ_LLVM_STATIC
+    cr_expect(strstr(out, "-lLLVM-" BJ_LLVM_MAJOR), "no -lLLVM-" BJ_LLVM_MAJOR ": %s", out);
+#endif
+}
+
+/* README: a program linked without an rpath finds libbitjit.so.0 in a non-system prefix through
+ * LD_LIBRARY_PATH. */
+static void expect_ld_library_path(const char *prompt, const char *want_ids) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "export PKG_CONFIG_PATH='%s/" BJ_LIBDIR "/pkgconfig' && cd '%s' &&"
+             " '%s' %s '%s/examples/generate.c' $(pkg-config --cflags --libs bitjit) -o pc_norpath",
+             prefix, dir, BJ_C_COMPILER, SAN_FLAGS, BJ_SOURCE_DIR);
+    run_ok("pkg-config build without rpath", cmd);
+    snprintf(cmd, sizeof cmd, "cd / && LD_LIBRARY_PATH='%s/" BJ_LIBDIR "' ldd '%s/pc_norpath' | grep libbitjit", prefix,
+             dir);
+    run_ok("ldd", cmd);
+    cr_expect(strstr(out, prefix), "libbitjit.so.0 not found in the prefix: %s", out);
+    snprintf(cmd, sizeof cmd,
+             "cd / && LD_LIBRARY_PATH='%s/" BJ_LIBDIR "' '%s/pc_norpath' '%s/share/bitjit/models/kjv-bitnet-11m/packed'"
+             " '%s' 32", prefix, dir, prefix, prompt);
+    run_ok("pc_norpath with LD_LIBRARY_PATH", cmd);
+    cr_expect(strstr(out, want_ids), "%s\nwant: %s", out, want_ids);
 }
 
 Test(install, prefix_find_package_and_pkg_config, .timeout = 300) {
@@ -55,13 +125,16 @@ Test(install, prefix_find_package_and_pkg_config, .timeout = 300) {
              BJ_BUILD_DIR, prefix, dir);
     run_ok("cmake --install", cmd);
     const char *files[] = {
-        "bin/bitjit", "bin/bitjitc", BJ_LIBDIR "/libbitjit.so", BJ_LIBDIR "/libbitjit.a", "include/bitjit.h",
+        "bin/bitjit", "bin/bitjitc", BJ_LIBDIR "/libbitjit.so", BJ_LIBDIR "/libbitjit.so.0", BJ_LIBDIR "/libbitjit.a",
+        "include/bitjit.h",
         BJ_LIBDIR "/cmake/bitjit/bitjitConfig.cmake", BJ_LIBDIR "/cmake/bitjit/bitjitConfigVersion.cmake",
         BJ_LIBDIR "/cmake/bitjit/bitjitTargets.cmake", BJ_LIBDIR "/pkgconfig/bitjit.pc",
         BJ_LIBDIR "/pkgconfig/bitjit-static.pc", "share/bitjit/models/kjv-bitnet-11m/packed/config.json",
         "share/bitjit/models/kjv-bitnet-11m/packed/tokenizer.json",
     };
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) expect_file(files[i]);
+    expect_sonames();
+    expect_pc_llvm();
 
     json_t *o = bj_test_load_json("models/kjv-bitnet-11m/oracle.json");
     json_t *p0 = json_array_get(json_object_get(o, "prompts"), BJ_ORACLE_PLAIN_PROMPT);
@@ -115,6 +188,7 @@ Test(install, prefix_find_package_and_pkg_config, .timeout = 300) {
         snprintf(exe, sizeof exe, "%s/%s", dir, exes[i].exe);
         expect_example(exe, prompt, want, text, exes[i].st);
     }
+    expect_ld_library_path(prompt, want);
     free(ids);
     json_decref(o);
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s.log'", dir, dir);

@@ -268,16 +268,42 @@ Test(chat_cli, pipe_two_turns_equal_run, .timeout = 120) {
     free(r2);
 }
 
-/* A long conversation fills the 512-token context: chat says so, starts over, and goes on. */
-Test(chat_cli, context_full_starts_over, .timeout = 120) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "{ printf 'In the beginning\\nAnd God said\\nAnd Moses said\\n' | %s chat -m %s --temp 0 -n 200 -t 1 >/dev/null; }",
-             BJ_BITJIT_EXE, KJV);
-    char out[16384];
-    int st = sh(cmd, out, sizeof out);
-    cr_expect_eq(st, 0, "%s", out);
-    cr_expect(strstr(out, "context of 512 tokens is full"), "%s", out);
+/* A conversation longer than the context (context shifting, issue 23): the oldest turns are dropped,
+ * the --system message is kept, and an answer that fills the context goes on to its -n tokens
+ * instead of being cut; until the shift it is the answer a context large enough gives. */
+Test(chat_cli, context_full_drops_oldest_turns, .timeout = 120) {
+    char cmd[8192], log[16384];
+    const char *in = "printf 'In the beginning\\nAnd God said\\n'";
+    snprintf(cmd, sizeof cmd, "%s | %s chat -m %s --temp 0 -n 60 -t 1 -c 110", in, BJ_BITJIT_EXE, KJV);
+    int st;
+    char *small = sh_stdout(cmd, &st);
+    cr_expect_eq(st, 0);
+    snprintf(cmd, sizeof cmd, "%s | %s chat -m %s --temp 0 -n 60 -t 1", in, BJ_BITJIT_EXE, KJV);
+    char *big = sh_stdout(cmd, &st);
+    cr_expect_eq(st, 0);
+    /* two answers each; the second one starts as with the full context */
+    char *s2 = strchr(small, '\n'), *b2 = strchr(big, '\n');
+    cr_assert(s2 && b2, "%s", small);
+    size_t n1 = (size_t)(s2 - small);
+    cr_expect_eq(n1, (size_t)(b2 - big));
+    cr_expect_eq(strncmp(small, big, n1), 0, "first answers differ:\n%s\n%s", small, big);
+    cr_expect_eq(strncmp(s2, b2, 60), 0, "second answers differ before the shift:\n%s\n%s", s2, b2);
+    snprintf(cmd, sizeof cmd, "{ %s | %s chat -m %s --temp 0 -n 60 -t 1 -c 110 -v >/dev/null; }", in, BJ_BITJIT_EXE,
+             KJV);
+    cr_expect_eq(sh(cmd, log, sizeof log), 0, "%s", log);
+    cr_expect(strstr(log, "context of 110 tokens is full: dropped the oldest 2 messages"), "%s", log);
+    cr_expect(!strstr(log, "starting a new conversation"), "%s", log);
+    const char *g1 = strstr(log, " generated"), *g2 = g1 ? strstr(g1 + 1, " generated") : NULL;
+    cr_assert(g1 && g2, "%s", log);
+    cr_expect(!strncmp(g1 - 3, " 60 generated", 13) && !strncmp(g2 - 3, " 60 generated", 13),
+              "an answer was cut: %s", log);
+    /* with a system message: it stays */
+    snprintf(cmd, sizeof cmd, "{ %s | %s chat -m %s --temp 0 -n 60 -t 1 -c 120 --system 'The book of Genesis.' "
+             ">/dev/null; }", in, BJ_BITJIT_EXE, KJV);
+    cr_expect_eq(sh(cmd, log, sizeof log), 0, "%s", log);
+    cr_expect(strstr(log, "dropped the oldest 2 messages (the system prompt is kept)"), "%s", log);
+    free(small);
+    free(big);
 }
 
 Test(chat_cli, help_lists_flags) {
@@ -291,6 +317,93 @@ Test(chat_cli, help_lists_flags) {
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) cr_expect(strstr(out, flags[i]), "no %s", flags[i]);
     snprintf(cmd, sizeof cmd, "%s chat --chat-template nonsense </dev/null", BJ_BITJIT_EXE);
     cr_expect_eq(sh(cmd, out, sizeof out), 2);
+}
+
+/* ---- on a terminal: libedit (issue 23), driven through tmux ------------------------------------------ */
+static int count_in(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* Waits (at most 60 s: a sanitizer build compiles its kernels slowly) until the tmux pane shows
+ * needle at least `times` times; the pane's text into out. */
+static bool pane_wait(const char *sock, const char *needle, int times, char *out, size_t cap) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -S -200", sock);
+    for (int i = 0; i < 600; i++) {
+        sh(cmd, out, cap);
+        if (count_in(out, needle) >= times) return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+static void tmux_keys(const char *sock, const char *keys) {
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd, "tmux -L %s send-keys %s", sock, keys);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
+}
+
+/* The arrow keys edit the line instead of reaching the model as escape bytes, Up recalls earlier
+ * lines, commands are answered by chat (an unknown one is an error, chat stays), Ctrl-D leaves. */
+Test(chat_cli, terminal_line_editing_and_history, .timeout = 300) {
+    char out[65536], cmd[8192], sock[64];
+    if (sh("command -v tmux", out, sizeof out) != 0) cr_skip_test("tmux is not installed");
+    char *r1 = bitjit_continuation(KJV, "In the beginning", 8);
+    snprintf(sock, sizeof sock, "bjchat%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "env -u TMUX tmux -L %s -f /dev/null new-session -d -x 200 -y 50 \"'%s' chat -m '%s' --temp 0 -n 8 -t 1 -q;"
+             " echo CHAT-EXITED \\$?; sleep 30\"", sock, BJ_BITJIT_EXE, KJV);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(pane_wait(sock, ">", 1, out, sizeof out), "no prompt:\n%s", out);
+    /* typed with a missing letter put back after moving left and right */
+    tmux_keys(sock, "'In the beginnin' Left Right g Enter");
+    cr_expect(pane_wait(sock, r1, 1, out, sizeof out), "the arrow keys reached the model:\n%s\nwant: %s", out, r1);
+    cr_expect(!strstr(out, "^[["), "%s", out);
+    tmux_keys(sock, "/reset Enter");
+    cr_assert(pane_wait(sock, ">", 3, out, sizeof out), "%s", out);
+    /* Up twice: the line before /reset, the same answer from a new conversation */
+    tmux_keys(sock, "Up Up Enter");
+    cr_expect(pane_wait(sock, r1, 2, out, sizeof out), "history:\n%s\nwant twice: %s", out, r1);
+    tmux_keys(sock, "/nope Enter");
+    cr_expect(pane_wait(sock, "unknown command '/nope'", 1, out, sizeof out), "%s", out);
+    cr_expect(pane_wait(sock, ">", 5, out, sizeof out), "chat did not stay after an unknown command:\n%s", out);
+    tmux_keys(sock, "C-d");
+    cr_expect(pane_wait(sock, "CHAT-EXITED 0", 1, out, sizeof out), "%s", out);
+    cr_expect_eq(count_in(out, r1), 2, "%s", out);
+    snprintf(cmd, sizeof cmd, "tmux -L %s kill-server", sock);
+    sh(cmd, out, sizeof out);
+    free(r1);
+}
+
+/* Over a pipe: commands are answered, not sent; "//" sends a leading '/'; an unknown command stops
+ * chat with status 2 and a message naming it. */
+Test(chat_cli, pipe_commands) {
+    char cmd[8192], log[16384];
+    char *r1 = bitjit_continuation(KJV, "In the beginning", 8);
+    snprintf(cmd, sizeof cmd, "printf 'In the beginning\\n/help\\n/reset\\nIn the beginning\\n/exit\\nAnd God said\\n' |"
+             " %s chat -m %s --temp 0 -n 8 -t 1", BJ_BITJIT_EXE, KJV);
+    int st;
+    char *out = sh_stdout(cmd, &st);
+    cr_expect_eq(st, 0);
+    char want[4096];
+    snprintf(want, sizeof want, "%s\n%s\n", r1, r1);
+    cr_expect_str_eq(out, want, "/help, /reset or /exit reached the model");
+    free(out);
+    snprintf(cmd, sizeof cmd, "{ printf '/help\\n' | %s chat -m %s -n 8 -t 1 >/dev/null; }", BJ_BITJIT_EXE, KJV);
+    cr_expect_eq(sh(cmd, log, sizeof log), 0, "%s", log);
+    cr_expect(strstr(log, "/reset") && strstr(log, "/exit"), "%s", log);
+    snprintf(cmd, sizeof cmd, "printf 'In the beginning\\n/frobnicate\\nAnd God said\\n' | %s chat -m %s --temp 0 -n 8 -t 1",
+             BJ_BITJIT_EXE, KJV);
+    out = sh_stdout(cmd, &st);
+    cr_expect_eq(st, 2);
+    snprintf(want, sizeof want, "%s\n", r1);
+    cr_expect_str_eq(out, want, "only the first line answered");
+    free(out);
+    cr_expect_neq(sh(cmd, log, sizeof log), 0);
+    cr_expect(strstr(log, "unknown command '/frobnicate'"), "%s", log);
+    free(r1);
 }
 
 /* Reads what is available from fd into buf (appending) until want bytes or the deadline. */

@@ -388,6 +388,65 @@ Test(serve, chat_completions_equal_run, .timeout = 180) {
     stop_server(&s, SIGINT);
 }
 
+/* Context shifting (issue 23): with -c 64, a conversation longer than the context is answered with its
+ * oldest turns dropped (the system message kept), not refused; a message that does not fit alone
+ * still is. The answer equals the one to the kept messages sent alone. */
+Test(serve, chat_context_shift, .timeout = 180) {
+    server s;
+    start_server(&s, "-c", "64", NULL);
+    const char *sys = "The book of Genesis.", *turns[] = {
+        "In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
+        "And God said, Let there be light: and there was light.", "And God saw the light, that it was good.",
+        "And God called the light Day, and the darkness he called Night." };
+    json_t *msgs = json_pack("[{s:s,s:s}]", "role", "system", "content", sys);
+    for (int i = 0; i < 5; i++)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", i % 2 ? "assistant" : "user", "content", turns[i]));
+    json_t *req = json_pack("{s:O,s:i,s:f}", "messages", msgs, "max_tokens", 16, "temperature", 0.0);
+    char *b = json_dumps(req, JSON_COMPACT);
+    int st;
+    json_t *j = post_json(s.port, "/v1/chat/completions", b, &st);
+    cr_assert_eq(st, 200, "%s", json_dumps(j, 0));
+    long long prompt = jint(j, "usage.prompt_tokens");
+    cr_expect(prompt > 0 && prompt + 16 <= 64, "prompt_tokens %lld", prompt);
+    cr_expect_eq(jint(j, "usage.completion_tokens"), 16);
+    char *got = strdup(jstr(j, "choices.0.message.content"));
+    json_decref(j);
+    free(b);
+    /* the same request with the oldest turns taken out by hand, until as short: the same answer */
+    bool found = false;
+    for (size_t drop = 2; drop <= 4 && !found; drop += 2) {
+        json_t *m2 = json_pack("[{s:s,s:s}]", "role", "system", "content", sys);
+        for (size_t i = drop; i < 5; i++)
+            json_array_append_new(m2, json_pack("{s:s,s:s}", "role", i % 2 ? "assistant" : "user", "content", turns[i]));
+        json_t *r2 = json_pack("{s:o,s:i,s:f}", "messages", m2, "max_tokens", 16, "temperature", 0.0);
+        b = json_dumps(r2, JSON_COMPACT);
+        j = post_json(s.port, "/v1/chat/completions", b, &st);
+        cr_assert_eq(st, 200, "%s", json_dumps(j, 0));
+        if (jint(j, "usage.prompt_tokens") == prompt) {
+            found = true;
+            cr_expect_str_eq(jstr(j, "choices.0.message.content"), got);
+        }
+        json_decref(j);
+        json_decref(r2);
+        free(b);
+    }
+    cr_expect(found, "no hand-dropped conversation has %lld prompt tokens", prompt);
+    /* one message longer than the context: still refused */
+    char longmsg[4096] = "";
+    for (int i = 0; i < 12; i++) strcat(longmsg, "And God said, Let there be light. ");
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", longmsg));
+    b = json_dumps(req, JSON_COMPACT);
+    j = post_json(s.port, "/v1/chat/completions", b, &st);
+    cr_expect_eq(st, 400, "%s", json_dumps(j, 0));
+    cr_expect_str_eq(jstr(j, "error.code"), "context_length_exceeded");
+    json_decref(j);
+    free(b);
+    free(got);
+    json_decref(req);
+    json_decref(msgs);
+    stop_server(&s, SIGTERM);
+}
+
 Test(serve, models_health_routes, .timeout = 120) {
     server s;
     start_server(&s, "--alias", "kjv-test", NULL);
