@@ -39,7 +39,8 @@ static uint32_t bj_cg_flag_of(const char *name, size_t n) {
     return 0;
 }
 
-/* Applies "+a,-b" to *flags; notes an explicit -evex512 (LLVM 18-21: no 512-bit vectors). */
+/* Applies the host's "+a,-b" string to *flags as it is (every feature listed, consistent);
+ * notes an explicit -evex512 (LLVM 18-21: no 512-bit vectors). */
 static void bj_cg_parse_features(const char *s, uint32_t *flags, bool *no512) {
     while (*s) {
         size_t n = strcspn(s, ",");
@@ -52,6 +53,96 @@ static void bj_cg_parse_features(const char *s, uint32_t *flags, bool *no512) {
         s += n;
         if (*s == ',') s++;
     }
+}
+
+/* Every x86 feature LLVM knows, with what turning it on turns on (cg_feats.def, from clang). */
+static const struct { const char *name, *implied; } bj_cg_llvm_feats[] = {
+#define BJ_CG_FEAT(name, implied) { name, implied },
+#include "codegen/cg_feats.def"
+#undef BJ_CG_FEAT
+};
+
+/* --mattr may not turn these off: bitjit's code (floats in SSE registers, 64-bit mode) needs them. */
+static const char bj_cg_baseline[] = "64bit,cmov,cx8,fxsr,mmx,sse,sse2,x87";
+/* Not CPU features but modes and ABIs; LLVM aborts on bitjit's code with them changed. */
+static const char bj_cg_modes[] = "16bit-mode,32bit-mode,64bit-mode,soft-float";
+
+static bool bj_cg_list_has(const char *list, const char *name, size_t n) {
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !memcmp(p, name, n)) return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
+static const char *bj_cg_llvm_implied(const char *name, size_t n) {
+    for (size_t i = 0; i < BJ_COUNTOF(bj_cg_llvm_feats); i++)
+        if (strlen(bj_cg_llvm_feats[i].name) == n && !memcmp(bj_cg_llvm_feats[i].name, name, n))
+            return bj_cg_llvm_feats[i].implied;
+    return NULL;
+}
+
+size_t bj_cg_feature_count(void) { return BJ_COUNTOF(bj_cg_llvm_feats); }
+const char *bj_cg_feature_name(size_t i) { return i < BJ_COUNTOF(bj_cg_llvm_feats) ? bj_cg_llvm_feats[i].name : NULL; }
+
+/* Reads --mattr as LLVM will: "+a" turns on a and everything a implies, "-a" turns off a and
+ * every feature that implies a (so "-sse4.2" turns off avx and all above it); a bare "a" is
+ * "+a" (LLVM alone would read it as "-a"). A name LLVM does not know, a baseline feature turned
+ * off or a mode changed is BJ_E_INVALID, before LLVM sees anything. Appends the string LLVM gets,
+ * every item with its sign, to out (of cap bytes, holding n). */
+static bj_status bj_cg_read_mattr(const char *mattr, uint32_t *flags, bool *no512, char *out, size_t cap,
+                                  bj_error *err) {
+    size_t len = strlen(out);
+    for (const char *s = mattr; *s;) {
+        size_t n = strcspn(s, ",");
+        const char *item = s;
+        s += n + (s[n] == ',');
+        if (n == 0) continue; /* "a,,b" or a trailing comma */
+        char sign = item[0] == '-' ? '-' : '+';
+        const char *name = item + (item[0] == '+' || item[0] == '-');
+        size_t nn = n - (size_t)(name - item);
+        const char *implied = nn ? bj_cg_llvm_implied(name, nn) : NULL;
+        if (!implied)
+            return BJ_FAIL(err, BJ_E_INVALID,
+                           "unknown CPU feature '%.*s' in --mattr%s%s%s: give +NAME or -NAME, comma-separated, with "
+                           "names LLVM knows (e.g. +avx2,-avx512f; `bitjit info --list-features` prints them all)",
+                           (int)n, item, strlen(mattr) == n ? "" : " '", strlen(mattr) == n ? "" : mattr,
+                           strlen(mattr) == n ? "" : "'");
+        if (bj_cg_list_has(bj_cg_modes, name, nn))
+            return BJ_FAIL(err, BJ_E_INVALID, "--mattr '%s': '%.*s' is a mode, not a CPU feature bitjit can change",
+                           mattr, (int)nn, name);
+        if (sign == '-' && bj_cg_list_has(bj_cg_baseline, name, nn))
+            return BJ_FAIL(err, BJ_E_INVALID,
+                           "--mattr '%s': '%.*s' cannot be turned off: bitjit's code needs the x86-64 baseline (%s)",
+                           mattr, (int)nn, name, bj_cg_baseline);
+        if (len + nn + 3 > cap)
+            return BJ_FAIL(err, BJ_E_INVALID, "--mattr '%.64s...' makes the feature string too long (at most %zu bytes)",
+                           mattr, cap - 1);
+        if (len) out[len++] = ',';
+        out[len++] = sign;
+        memcpy(out + len, name, nn);
+        len += nn;
+        out[len] = 0;
+        if (nn == 7 && !memcmp(name, "evex512", 7)) *no512 = sign == '-';
+        uint32_t f = bj_cg_flag_of(name, nn);
+        if (sign == '+') {
+            *flags |= f;
+            for (const char *p = implied; *p;) {
+                size_t m = strcspn(p, ",");
+                *flags |= bj_cg_flag_of(p, m);
+                p += m + (p[m] == ',');
+            }
+        } else {
+            *flags &= ~f;
+            for (size_t i = 0; i < BJ_COUNTOF(bj_cg_feat_table); i++) /* what needs it goes too */
+            {
+                const char *needs = bj_cg_llvm_implied(bj_cg_feat_table[i].name, strlen(bj_cg_feat_table[i].name));
+                if (needs && bj_cg_list_has(needs, name, nn)) *flags &= ~bj_cg_feat_table[i].flag;
+            }
+        }
+    }
+    return BJ_OK;
 }
 
 /* Clears flags whose requirements are missing until nothing changes; derives V512. */
@@ -110,20 +201,21 @@ static bj_status bj_cg_named_cpu(bj_cg_target *t, const char *mcpu, uint32_t *fl
 size_t bj_cg_cpu_count(void) { return BJ_COUNTOF(bj_cg_cpus); }
 const char *bj_cg_cpu_name(size_t i) { return i < BJ_COUNTOF(bj_cg_cpus) ? bj_cg_cpus[i].cpu : NULL; }
 
-/* LLVM 18-21 split 512-bit vectors into the evex512 feature: "+avx512f" alone (in --mattr, or
- * on a CPU whose defaults lack it) gives AVX-512 with 256-bit vectors only, and LLVM 19 aborts
- * selecting 512-bit code. bitjit's flags say 512-bit vectors for avx512f unless -evex512 is
- * explicit, so make LLVM agree by adding +evex512 where the string does not mention it. */
-static bj_status bj_cg_fix_evex512(bj_cg_target *t, bj_error *err) {
+/* LLVM 18-21 split 512-bit vectors into the evex512 feature: "+avx512f" (or anything implying it)
+ * in --mattr on a CPU whose defaults lack AVX-512 gives AVX-512 with 256-bit vectors only, and
+ * LLVM 19 aborts selecting 512-bit code. bitjit's flags say 512-bit vectors for avx512f unless
+ * -evex512 is explicit, so make LLVM agree by adding +evex512 where the base (host or CPU
+ * defaults) had no AVX-512 and the string does not mention evex512. */
+static bj_status bj_cg_fix_evex512(bj_cg_target *t, uint32_t base_flags, bj_error *err) {
     unsigned major = 0, minor = 0, patch = 0;
     LLVMGetVersion(&major, &minor, &patch);
     if (major < 18 || major > 21 || !(t->flags & BJ_CG_F_V512) || strstr(t->features, "evex512") ||
-        !strstr(t->features, "+avx512f"))
+        (base_flags & BJ_CG_F_AVX512F))
         return BJ_OK;
     size_t n = strlen(t->features);
     if (n + sizeof ",+evex512" > sizeof t->features)
         return BJ_FAIL(err, BJ_E_INVALID, "the CPU feature string is too long to add +evex512");
-    memcpy(t->features + n, ",+evex512", sizeof ",+evex512");
+    memcpy(t->features + n, n ? ",+evex512" : "+evex512", n ? sizeof ",+evex512" : sizeof "+evex512");
     return BJ_OK;
 }
 
@@ -140,12 +232,12 @@ static bool bj_cg_amx_permitted(void) {
 #endif
 }
 
-bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err) {
+static bj_status bj_cg_target_make(bj_cg_target *t, const char *mcpu, const char *mattr, bool table, bj_error *err) {
     memset(t, 0, sizeof *t);
     BJ_TRY(bj_cg_detect_host(t, err));
     uint32_t flags = 0;
     bool no512 = false;
-    if (mcpu && *mcpu && strcmp(mcpu, "native") && strcmp(mcpu, t->cpu)) {
+    if (mcpu && *mcpu && strcmp(mcpu, "native") && (table || strcmp(mcpu, t->cpu))) {
         t->is_host = t->features_known = false;
         BJ_TRY(bj_cg_named_cpu(t, mcpu, &flags, err));
     } else {
@@ -153,15 +245,18 @@ bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mat
         /* The host's AMX counts only once the kernel lets this process use it. */
         if ((flags & BJ_CG_F_AMXTILE) && !bj_cg_amx_permitted()) flags &= ~(uint32_t)(BJ_CG_F_AMXTILE | BJ_CG_F_AMXINT8);
     }
-    if (mattr && *mattr) {
-        size_t n = strlen(t->features);
-        if (n + 1 + strlen(mattr) >= sizeof t->features)
-            return BJ_FAIL(err, BJ_E_INVALID, "--mattr '%s' makes the feature string too long", mattr);
-        snprintf(t->features + n, sizeof t->features - n, "%s%s", n ? "," : "", mattr);
-        bj_cg_parse_features(mattr, &flags, &no512);
-    }
+    uint32_t base = bj_cg_close_flags(flags, no512);
+    if (mattr && *mattr) BJ_TRY(bj_cg_read_mattr(mattr, &flags, &no512, t->features, sizeof t->features, err));
     t->flags = bj_cg_close_flags(flags, no512);
-    return bj_cg_fix_evex512(t, err);
+    return bj_cg_fix_evex512(t, base, err);
+}
+
+bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err) {
+    return bj_cg_target_make(t, mcpu, mattr, false, err);
+}
+
+bj_status bj_cg_target_named(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err) {
+    return bj_cg_target_make(t, mcpu, mattr, true, err);
 }
 
 /* True when the features string turns on `name` (as "+name") and the host has "-name". */

@@ -74,13 +74,22 @@ typedef struct bj_cg_target {
 } bj_cg_target;
 
 /* Detects the host (mcpu == NULL or "native") or takes a named CPU, then applies mattr
- * ("+a,-b") on top. A named CPU gets "" as its LLVM feature string (LLVM uses that CPU's
+ * ("+a,-b", a bare "a" is "+a") on top, reading it as LLVM does: "+a" turns on what a implies,
+ * "-a" turns off what implies a (codegen/cg_feats.def); the string LLVM gets has every item
+ * signed. A feature name LLVM does not know, turning off the x86-64 baseline or changing a mode
+ * (soft-float, 16bit-mode, ...) is BJ_E_INVALID. A named CPU gets "" as its LLVM feature string (LLVM uses that CPU's
  * defaults) and the flags codegen/cg_cpus.def lists for it; a name not in that table (LLVM's
  * x86-64 CPUs) is BJ_E_INVALID. So `--mcpu x86-64` is the SSE2 baseline and `--mcpu znver5`
  * gets AVX-512 VNNI kernels. With LLVM 18-21, "+evex512" is added when the string turns on
- * avx512f without mentioning evex512 (else LLVM has no 512-bit vectors and aborts).
+ * avx512f (or what implies it) on a CPU without AVX-512 and does not mention evex512 (else LLVM has no 512-bit vectors and aborts).
  * Generators never look at the CPU name, only at flags. */
 bj_status bj_cg_target_detect(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err);
+/* The same, except that a named CPU always gets its cg_cpus.def entry, also when it is the host's
+ * own name (detect gives the host's features then): what a CPU of that name has, on any host. */
+bj_status bj_cg_target_named(bj_cg_target *t, const char *mcpu, const char *mattr, bj_error *err);
+/* The x86 feature names --mattr accepts (LLVM's, codegen/cg_feats.def): i < bj_cg_feature_count(). */
+size_t bj_cg_feature_count(void);
+const char *bj_cg_feature_name(size_t i);
 /* BJ_OK when code built for t can run on this host; else BJ_E_UNSUPPORTED naming the
  * features the host lacks (or saying that a named CPU's features cannot be verified). */
 bj_status bj_cg_target_check_host(const bj_cg_target *t, bj_error *err);

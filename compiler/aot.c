@@ -90,6 +90,7 @@ typedef struct bj_aot_set {
     size_t n;
     int64_t n_matmuls;
     int64_t n_tuned;         /* matmuls whose kernel came from the tuning database */
+    bool tune_db_found;      /* tune_db existed and was read */
     char tune_db[4096], tune_warning[512];
 } bj_aot_set;
 
@@ -154,6 +155,7 @@ static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_o
         s->n_matmuls++;
         st = bj_aot_matmul_desc(s, g, o->plan, i, err);
     }
+    s->tune_db_found = o->plan->tune_db_found;
     if (st != BJ_OK) bj_aot_set_free(s);
     return st;
 }
@@ -319,7 +321,8 @@ static bj_status bj_aot_item_text(bj_aot_items *it, uint32_t kind, const char *n
     return bj_aot_item_add(it, kind, name, text, strlen(text), err);
 }
 
-static bj_status bj_aot_add_target(bj_aot_items *it, const bj_cg_target *t, const bj_aot_opts *o, bj_error *err) {
+static bj_status bj_aot_add_target(bj_aot_items *it, const bj_aot_set *s, const bj_aot_opts *o, bj_error *err) {
+    const bj_cg_target *t = &s->tgt;
     bj_aot_buf b = { 0 };
     char llvm[32];
     bj_cg_llvm_version(llvm, sizeof llvm);
@@ -333,6 +336,9 @@ static bj_status bj_aot_add_target(bj_aot_items *it, const bj_cg_target *t, cons
     bj_aot_buf m = { 0 };
     bj_aot_printf(&m, "bitjit=%s\nllvm=%s\nabi=%d\n", BJ_VERSION_STRING, llvm, BJ_CG_ABI_VERSION);
     if (o->model_path) bj_aot_printf(&m, "model=%s\n", o->model_path);
+    /* the tuning database read at build time ("(off)", "" for none) and what it gave */
+    bj_aot_printf(&m, "tune_db=%s\ntuned=%lld\nmatmuls=%lld\n", s->tune_db_found ? s->tune_db : "", (long long)s->n_tuned,
+                  (long long)s->n_matmuls);
     if (m.oom) { free(m.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
     return bj_aot_item_text(it, BJ_AOT_E_META, "meta", m.p, err);
 }
@@ -418,7 +424,7 @@ static bj_status bj_aot_bundle(const bj_graph *g, const bj_aot_set *s, const bj_
                                uint64_t *wbytes, bj_error *err) {
     bj_aot_items it = { 0 };
     char *ir = NULL;
-    bj_status st = bj_aot_add_target(&it, &s->tgt, o, err);
+    bj_status st = bj_aot_add_target(&it, s, o, err);
     if (st == BJ_OK) st = bj_ir_print_str(g, &ir, err);
     if (st == BJ_OK) st = bj_aot_item_text(&it, BJ_AOT_E_IR, "graph", ir, err);
     if (st == BJ_OK) st = bj_aot_add_weights(&it, g, wbytes, err);

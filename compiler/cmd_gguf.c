@@ -42,17 +42,18 @@ static const char k_convert_usage[] =
     "  -h, --help          show this help\n";
 
 static const char k_synth_usage[] =
-    "usage: bitjitc synth --shape 2b4t|large|3b --type i2_s|tq1_0|tq2_0|f16|bf16|b1 -o OUT [--seed N]\n"
+    "usage: bitjitc synth --shape 2b4t|large|3b|tiny --type i2_s|tq1_0|tq2_0|f16|bf16|b1 -o OUT [--seed N]\n"
     "\n"
     "Writes a random BitNet model of a published shape for benchmarks, streaming tensor by tensor:\n"
     "  2b4t   hidden 2560, ffn 6912, 30 layers, 20 heads, 5 KV heads, vocab 128256, ReLU^2, tied\n"
     "  large  hidden 1536, ffn 4096, 24 layers, 16 heads, vocab 32002, SiLU (1bitLLM large)\n"
     "  3b     hidden 3200, ffn 8640, 26 layers, 32 heads, vocab 32002, SiLU (i2_s/f16/bf16 only)\n"
+    "  tiny   hidden 256, ffn 512, 2 layers, 4 heads, 2 KV heads, vocab 384, ReLU^2 (for tests)\n"
     "Weights: Gaussian masters ternarized by absmean (about 31% zeros). The tokenizer is a byte-level\n"
     "vocab of the shape's size (ids 0..255 = bytes, no merges); its text output is not meaningful.\n"
     "--type b1 writes a binary model instead (random signs, one bit per weight) as a directory in\n"
     "bitjit's own format (docs/formats-bitjit.md), with a 256-token byte-level tokenizer.\n"
-    "      --shape NAME    the published shape: 2b4t, large or 3b (above)\n"
+    "      --shape NAME    the shape: 2b4t, large, 3b or tiny (above)\n"
     "  -o, --output PATH   output file\n"
     "  -t, --type TYPE     weight type\n"
     "  -s, --seed N        random seed (default 1); the same seed gives the same file\n"
@@ -152,7 +153,7 @@ int bj_cmd_synth(int argc, char **argv) {
     if (o.model) return usage_error("synth", "unexpected argument", o.model);
     if (!o.shape) return usage_error("synth", "missing --shape", NULL);
     const bj_gguf_shape *sh = bj_gguf_shape_find(o.shape);
-    if (!sh) return usage_error("synth", "unknown --shape (2b4t, large, 3b)", o.shape);
+    if (!sh) return usage_error("synth", "unknown --shape (2b4t, large, 3b, tiny)", o.shape);
     if ((r = common_checks("synth", &o, &t, &b1))) return r;
     uint64_t seed = 1;
     if (o.seed) {

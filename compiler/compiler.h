@@ -52,6 +52,7 @@ typedef struct bj_plan {
     int64_t n_tuned;      /* ... whose decode kernel came from the tuning database */
     int64_t n_tuned_pp;   /* ... that also have a tuned (not the path default) prefill kernel */
     char tune_db[4096];   /* the database looked for ("(off)": none wanted; "": no path) */
+    bool tune_db_found;   /* ... existed and was read */
     char tune_warning[512]; /* non-empty: it exists but could not be used */
     char passes_run[512]; /* "canonicalize,quantize-weights,...": the passes that ran, in order */
     /* pack-weights (opts.pack) */

@@ -11,6 +11,7 @@
  * hand the graph to compiler/aot.c for the chosen output form. */
 #include "compiler/aot.h"
 #include "compiler/compiler.h"
+#include "codegen/codegen.h"
 #include "frontends/model.h"
 
 #include <getopt.h>
@@ -25,7 +26,8 @@ static const char *prog = "bitjitc";
 static int usage(FILE *f) {
     fprintf(f,
             "usage: bitjitc MODEL -o OUT [options]\n"
-            "       bitjitc convert [options]   write GGUF / safetensors from a model (bitjitc convert --help)\n"
+            "       bitjitc convert [options]   write a model as GGUF (--type b1: a 1-bit model directory in\n"
+            "                                   bitjit's format, safetensors) (bitjitc convert --help)\n"
             "       bitjitc synth [options]     write a random model of a published shape (bitjitc synth --help)\n"
             "\n"
             "Compiles a BitNet model ahead of time for a named CPU: its ternary matmul kernels are\n"
@@ -131,6 +133,11 @@ static void parse_args(int argc, char **argv, cc_opts *o) {
     bool file_form = o->emit == BJ_AOT_EMIT_OBJ || o->emit == BJ_AOT_EMIT_SO;
     if (file_form && !o->out) die_usage("%s", "-o OUT is required for --emit=so and --emit=obj");
     if (file_form && !strcmp(o->out, "-")) die_usage("%s", "--emit=so and --emit=obj cannot go to stdout");
+    if ((o->pl.mcpu && *o->pl.mcpu) || (o->pl.mattr && *o->pl.mattr)) { /* before loading anything */
+        bj_cg_target t;
+        bj_error err = { 0 };
+        if (bj_cg_target_detect(&t, o->pl.mcpu, o->pl.mattr, &err) != BJ_OK) die_usage("%s", err.msg);
+    }
 }
 
 /* The pass pipeline (compiler.h) with the driver's flags; -v adds its statistics. Its plan
@@ -203,10 +210,12 @@ static void emit_text(const bj_graph *g, cc_opts *o, bj_aot_report *r) {
 static void report(const cc_opts *o, const bj_aot_report *r) {
     if (r->tune_warning[0] && o->emit != BJ_AOT_EMIT_IR) fprintf(stderr, "%s: warning: %s\n", prog, r->tune_warning);
     if (!o->verbose || o->emit == BJ_AOT_EMIT_IR) return;
-    fprintf(stderr, "%s: %s for cpu '%s': %lld matmuls, %lld kernels (%s) in %.0f ms\n", prog,
-            o->out ? o->out : "(stdout)", r->cpu, (long long)r->n_matmuls, (long long)r->n_kernels, r->variants,
+    fprintf(stderr, "%s: %s for cpu '%s': %lld matmul%s, %lld kernel%s (%s) in %.0f ms\n", prog,
+            o->out ? o->out : "(stdout)", r->cpu, (long long)r->n_matmuls, r->n_matmuls == 1 ? "" : "s",
+            (long long)r->n_kernels, r->n_kernels == 1 ? "" : "s", r->variants,
             r->compile_ms);
-    fprintf(stderr, "%s: %lld matmuls took their kernel from the tuning database (%s)\n", prog, (long long)r->n_tuned,
+    fprintf(stderr, "%s: %lld matmul%s took %s kernel from the tuning database (%s)\n", prog, (long long)r->n_tuned,
+            r->n_tuned == 1 ? "" : "s", r->n_tuned == 1 ? "its" : "their",
             r->tune_db[0] ? r->tune_db : "none");
     if (o->emit == BJ_AOT_EMIT_SO || o->emit == BJ_AOT_EMIT_OBJ)
         fprintf(stderr, "%s: code %.1f KB, embedded weights %.2f MB\n", prog, (double)r->code_bytes / 1e3,

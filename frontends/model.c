@@ -24,7 +24,8 @@ static bj_status model_dir(const char *path, char *dir, size_t cap, bj_error *er
     size_t n = strlen(path);
     if (n < 12 || strcmp(path + n - 12, ".safetensors") != 0)
         return BJ_FAIL(err, BJ_E_UNSUPPORTED,
-                       "%s: not a model directory or .safetensors file (or .gguf file)", path);
+                       "%s: not a model: give a model directory, a .safetensors or .gguf file, or a "
+                       "library made by bitjitc (.so)", path);
     char tmp[4096];
     if (n >= sizeof tmp) return BJ_FAIL(err, BJ_E_INVALID, "%s: path too long", path);
     strcpy(tmp, path);

@@ -287,6 +287,12 @@ void bj_aot_jit_options(const bj_aot_lib *lib, bj_jit_options *o) {
 }
 
 const char *bj_aot_cpu(const bj_aot_lib *lib) { return lib->tgt.cpu; }
+const bj_cg_target *bj_aot_target(const bj_aot_lib *lib) { return &lib->tgt; }
+
+bool bj_aot_meta(const bj_aot_lib *lib, const char *key, char *buf, size_t cap) {
+    const bj_aot_ent *e = bj_aot_find(lib, BJ_AOT_E_META, "meta");
+    return e && bj_aot_kv(e, key, buf, cap);
+}
 
 void bj_aot_close(bj_aot_lib *lib) {
     if (!lib) return;

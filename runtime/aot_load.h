@@ -9,6 +9,7 @@
 #ifndef BJ_RT_AOT_LOAD_H
 #define BJ_RT_AOT_LOAD_H
 
+#include "codegen/codegen.h"
 #include "runtime/runtime.h"
 
 typedef struct bj_aot_lib bj_aot_lib;
@@ -28,6 +29,11 @@ bj_status bj_aot_check_bundle(const uint8_t *data, size_t size, bj_error *err);
 void bj_aot_jit_options(const bj_aot_lib *lib, bj_jit_options *o);
 /* The CPU name the library was built for. */
 const char *bj_aot_cpu(const bj_aot_lib *lib);
+/* The library's target (the CPU and features it was built for). */
+const bj_cg_target *bj_aot_target(const bj_aot_lib *lib);
+/* A value of the library's metadata ("bitjit", "llvm", "model", "tune_db", "tuned", "matmuls"),
+ * copied into buf; false when the library does not record it (built by an older bitjitc). */
+bool bj_aot_meta(const bj_aot_lib *lib, const char *key, char *buf, size_t cap);
 void bj_aot_close(bj_aot_lib *lib);
 
 #endif

@@ -263,6 +263,26 @@ int bj_chat_stop_tokens(const bj_chat_template *t, const bj_tokenizer *tok, int3
     return n;
 }
 
+int bj_chat_missing_tokens(const bj_chat_template *t, const bj_tokenizer *tok, char *buf, size_t cap) {
+    static const char *const bitnet[] = { "<|eot_id|>", NULL };
+    static const char *const llama3[] = { "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL };
+    static const char *const chatml[] = { "<|im_start|>", "<|im_end|>", NULL };
+    const char *const *marks = t->kind == BJ_CHAT_BITNET ? bitnet
+                               : t->kind == BJ_CHAT_LLAMA3 ? llama3
+                               : t->kind == BJ_CHAT_CHATML ? chatml
+                                                           : NULL;
+    int n = 0;
+    size_t used = 0;
+    if (cap) buf[0] = 0;
+    for (size_t i = 0; marks && marks[i]; i++) {
+        if (special_id(tok, marks[i]) >= 0) continue;
+        n++;
+        int w = snprintf(buf + used, cap > used ? cap - used : 0, "%s%s", used ? " " : "", marks[i]);
+        if (w > 0 && used + (size_t)w < cap) used += (size_t)w;
+    }
+    return n;
+}
+
 /* ---- token sequences in the KV cache ----------------------------------------------------------- */
 bj_status bj_kv_seq_init(bj_kv_seq *s, bj_engine *e, bj_error *err) {
     memset(s, 0, sizeof *s);

@@ -65,6 +65,10 @@ bj_status bj_chat_tokenize_fit(const bj_chat_template *t, const bj_tokenizer *to
 /* The tokens that end a reply: EOS, and the template's end-of-turn token (<|eot_id|>, <|im_end|>)
  * when the tokenizer has it. Returns how many were written (at most cap). */
 int bj_chat_stop_tokens(const bj_chat_template *t, const bj_tokenizer *tok, int32_t *out, int cap);
+/* The markers the template writes ("<|im_start|>", ...) that the vocabulary has no special token
+ * for, space-separated into buf ("" when it has them all): such a template's turns reach the
+ * model as plain text it was not trained on. Returns how many are missing. */
+int bj_chat_missing_tokens(const bj_chat_template *t, const bj_tokenizer *tok, char *buf, size_t cap);
 
 /* ---- a token sequence kept in an engine's KV cache ---------------------------------------- */
 typedef struct bj_kv_seq {

@@ -323,29 +323,61 @@ static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, b
     return BJ_OK;
 }
 
+/* What decides a matmul's kernels: the first matmul of each such key compiles (or loads) them,
+ * the others of the key reuse them. Progress counts keys, where the time goes (a cold start of
+ * kjv compiles 8 kernels for 4 keys while preparing its first 7 of 42 matmuls). */
+static uint64_t kernel_key(const bj_graph *g, const bj_node *n) {
+    const bj_node *w = &g->nodes[matmul_weight(n)];
+    uint64_t v = n->op != BJ_OP_MATMUL_T ? (uint64_t)n->iattr[0] & 0xff : 0;
+    return ((uint64_t)w->shape.d[0] << 36) ^ ((uint64_t)w->shape.d[1] << 12) ^ ((uint64_t)w->dtype << 8) ^ v;
+}
+
+static bool key_seen(const uint64_t *keys, int64_t n, uint64_t k) {
+    for (int64_t i = 0; i < n; i++)
+        if (keys[i] == k) return true;
+    return false;
+}
+
 static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
     const bj_graph *g = e->g;
-    int64_t total = 0, done = 0;
+    int64_t total = 0, n_keys = 0, n_done = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) total += is_lowbit_matmul(&g->nodes[i]);
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
+    uint64_t *keys = calloc((size_t)total + 1, sizeof *keys); /* keys[0..n_done): kernels had */
+    if (!keys) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (is_lowbit_matmul(&g->nodes[i]) && !key_seen(keys, n_keys, kernel_key(g, &g->nodes[i])))
+            keys[n_keys++] = kernel_key(g, &g->nodes[i]);
+    bj_status s = BJ_OK;
+    for (uint32_t i = 0; i < g->n_nodes && s == BJ_OK; i++) {
         const bj_node *n = &g->nodes[i];
-        if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
+        if (n->op == BJ_OP_WEIGHT && (s = bj_ir_weight_check(n, err)) != BJ_OK) break;
         if (n->op == BJ_OP_ATTENTION) {
             size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
-            if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
-                return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
+            if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz))) {
+                s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
+                break;
+            }
         }
         if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
-            BJ_TRY(prepare_head_q8(e, i, r, err));
+            if ((s = prepare_head_q8(e, i, r, err)) != BJ_OK) break;
             r->head_q8 = true;
         }
         if (!is_lowbit_matmul(n)) continue;
-        BJ_TRY(prepare_matmul(e, i, o, err));
+        if ((s = prepare_matmul(e, i, o, err)) != BJ_OK) break;
         r->packed_bytes += bj_cg_packed_size(&e->mm[i]->desc);
         r->n_tuned += e->mm[i]->tuned;
         r->n_tuned_pp += e->mm[i]->fn_pp && e->mm[i]->pp_tuned;
-        if (o->progress) o->progress(o->progress_ud, ++done, total);
+        uint64_t k = kernel_key(g, n);
+        for (int64_t j = n_done; j < n_keys; j++) /* the first matmul of its key: its kernels are had */
+            if (keys[j] == k) {
+                keys[j] = keys[n_done];
+                keys[n_done++] = k;
+                if (o->progress) o->progress(o->progress_ud, n_done, n_keys);
+                break;
+            }
     }
+    free(keys);
+    if (s != BJ_OK) return s;
     r->n_matmuls = total;
     return BJ_OK;
 }

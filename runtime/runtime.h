@@ -60,7 +60,9 @@ typedef struct bj_jit_options {
      * file next to the kernel cache (cache_dir or its default); no_tune_db ignores it. */
     const char *tune_db;
     bool no_tune_db;
-    /* Called as kernels are prepared (done of total); may be NULL. */
+    /* Called as kernels are prepared: done of total kernel keys (weight shape, dtype and variant:
+     * the first matmul of each compiles or loads its kernels, where the time goes; the rest reuse
+     * them); may be NULL. */
     void (*progress)(void *ud, int64_t done, int64_t total);
     void *progress_ud;
     /* Time every step of every forward (two clock reads a step): bj_jit_profile reads the sums. */

@@ -46,7 +46,7 @@ static bj_status bj_sk_tunedb(bj_pass_ctx *cx, const bj_cg_target *t, bj_error *
     if (!strcmp(p->tune_db, "(off)") || !p->tune_db[0]) return BJ_OK;
     bool found = false;
     BJ_TRY(bj_cg_tunedb_load(&cx->tdb, t, p->tune_db, &found, p->tune_warning, sizeof p->tune_warning, err));
-    if (found) cx->have_tdb = true;
+    if (found) cx->have_tdb = p->tune_db_found = true;
     else bj_cg_tunedb_free(&cx->tdb);
     return BJ_OK;
 }

@@ -8,6 +8,9 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,9 +62,83 @@ float cli_parse_float(const char *opt, const char *s, float lo, float hi) {
     return v;
 }
 
-int cli_default_threads(void) {
+int cli_cpu_count(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+int cli_default_threads(void) {
+    int n = cli_cpu_count();
+    return n > 64 ? 64 : n;
+}
+
+int cli_cap_threads(int n) {
+    int cpus = cli_cpu_count();
+    if (n <= cpus) return n;
+    fprintf(stderr, "%s: warning: -t %d is more than the %d CPU%s this process may run on; using %d (threads beyond "
+                    "the CPUs only wait on each other)\n",
+            bj_cli_prog, n, cpus, cpus == 1 ? "" : "s", cpus);
+    return cpus;
+}
+
+char *cli_read_text(const char *opt, const char *path, size_t *len) {
+    bj_error err = { 0 };
+    char *buf = NULL;
+    struct stat st;
+    bool is_stdin = !strcmp(path, "-");
+    if (!is_stdin && (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+        if (bj_read_file(path, &buf, len, &err) != BJ_OK) {
+            bj_error_prefix(&err, "%s", opt);
+            cli_die_error(&err);
+        }
+        return buf;
+    }
+    /* stdin, a pipe, a terminal, a FIFO: read until end of file */
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    const char *name = is_stdin ? "stdin" : path;
+    if (!f) {
+        fprintf(stderr, "%s: error: %s %s: cannot open: %s\n", bj_cli_prog, opt, name, strerror(errno));
+        exit(1);
+    }
+    enum { MAX_TEXT = 256 << 20 };
+    size_t cap = 1 << 16, n = 0;
+    buf = malloc(cap + 1);
+    for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += r;
+        if (n == cap && cap < MAX_TEXT) {
+            char *nb = realloc(buf, cap * 2 + 1);
+            if (!nb) free(buf);
+            buf = nb;
+            cap *= 2;
+        } else if (n == cap) {
+            fprintf(stderr, "%s: error: %s %s: more than %d MiB of text\n", bj_cli_prog, opt, name, MAX_TEXT >> 20);
+            exit(1);
+        }
+    }
+    if (!buf || ferror(f)) {
+        fprintf(stderr, "%s: error: %s %s: %s\n", bj_cli_prog, opt, name, buf ? strerror(errno) : "out of memory");
+        exit(1);
+    }
+    if (!is_stdin) fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void check_stdout(void) {
+    if (fflush(stdout) == 0 && !ferror(stdout)) return;
+    int e = errno;
+    cli_progress_clear();
+    fprintf(stderr, "%s: error: writing the output to stdout failed: %s\n", bj_cli_prog,
+            e ? strerror(e) : "write error");
+    _exit(1);
+}
+
+void cli_check_stdout_at_exit(void) {
+    signal(SIGPIPE, SIG_IGN); /* a closed pipe is a write error like any other, not a silent death */
+    atexit(check_stdout);
 }
 
 double cli_now_s(void) {
@@ -82,10 +159,13 @@ static const char *installed_model(void) {
     return access(path, R_OK) == 0 ? path : NULL;
 }
 
+static bool model_from_env; /* the path came from $BITJIT_MODEL */
+
 const char *cli_model_path(const char *given) {
+    model_from_env = false;
     if (given) return given;
     const char *env = getenv("BITJIT_MODEL");
-    if (env && *env) return env;
+    if (env && *env) { model_from_env = true; return env; }
     const char *inst = installed_model();
     return inst ? inst : BJ_DEFAULT_MODEL;
 }
@@ -115,6 +195,15 @@ void cli_check_chat_template(const char *name) {
         cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, plain)", name);
 }
 
+void cli_warn_template_tokens(const bj_chat_template *t, const bj_tokenizer *tok) {
+    char missing[128];
+    int n = bj_chat_missing_tokens(t, tok, missing, sizeof missing);
+    if (n)
+        fprintf(stderr, "%s: warning: chat template %s: the model's vocabulary has no token%s %s: %s written as plain "
+                        "text the model was not trained on (a template the model knows works better)\n",
+                bj_cli_prog, bj_chat_kind_name(t->kind), cli_s(n), missing, n == 1 ? "it is" : "they are");
+}
+
 /* ---- model/engine options ---------------------------------------------------------------------- */
 void cli_model_opts_init(cli_model_opts *o) {
     memset(o, 0, sizeof *o);
@@ -127,7 +216,7 @@ void cli_model_opts_init(cli_model_opts *o) {
 bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     switch (c) {
     case 'm': o->model = arg; return true;
-    case 't': o->jit.n_threads = (int)cli_parse_int("-t", arg, 1, 1024); return true;
+    case 't': o->jit.n_threads = (int)cli_parse_int("-t", arg, 1, 1024); o->threads_given = true; return true;
     case 'v': o->verbose = true; return true;
     case 'q': o->quiet = true; cli_progress_enabled = false; return true;
     case CLI_O_ENGINE: o->engine = arg; return true;
@@ -162,9 +251,18 @@ void cli_choose_ctx(const bj_graph *g, int n_threads, int n_engines, bool quiet,
     if (note[0] && !quiet) fprintf(stderr, "%s: note: %s\n", bj_cli_prog, note);
 }
 
-void cli_model_opts_check(const cli_model_opts *o) {
+void cli_check_target(const char *mcpu, const char *mattr) {
+    if (!(mcpu && *mcpu) && !(mattr && *mattr)) return;
+    bj_cg_target t;
+    bj_error err = { 0 };
+    if (bj_cg_target_detect(&t, mcpu, mattr, &err) != BJ_OK) cli_die_usage("%s", err.msg);
+}
+
+void cli_model_opts_check(cli_model_opts *o) {
     if (strcmp(o->engine, "ref") != 0 && strcmp(o->engine, "jit") != 0)
         cli_die_usage("unknown engine '%s' (available: jit, ref)", o->engine);
+    cli_check_target(o->jit.mcpu, o->jit.mattr);
+    if (o->threads_given) o->jit.n_threads = cli_cap_threads(o->jit.n_threads);
 }
 
 /* ---- sampling options ---------------------------------------------------------------------------- */
@@ -176,7 +274,10 @@ void cli_sampling_init(cli_sampling *s) {
 bool cli_sampling_opt(int c, const char *arg, cli_sampling *s) {
     bj_sampler_params *sp = &s->sp;
     switch (c) {
-    case 's': sp->seed = (uint64_t)cli_parse_int("--seed", arg, 0, INT64_MAX); s->seeded = true; return true;
+    case 's': /* -1: from the clock, as llama.cpp's --seed -1 */
+        sp->seed = (uint64_t)cli_parse_int("--seed", arg, -1, INT64_MAX);
+        s->seeded = strcmp(arg, "-1") != 0;
+        return true;
     case CLI_O_TEMP: sp->temp = cli_parse_float("--temp", arg, 0, 100); return true;
     case CLI_O_TOPK: sp->top_k = (int32_t)cli_parse_int("--top-k", arg, 0, INT32_MAX); return true;
     case CLI_O_TOPP: sp->top_p = cli_parse_float("--top-p", arg, 0, 1); return true;
@@ -199,22 +300,55 @@ static void on_progress(void *ud, int64_t done, int64_t total) {
     cli_progress_update(p, done, NULL);
 }
 
+/* A model that will not load: say where its path came from when -m did not give it. */
+static _Noreturn void die_model_error(bj_error *err) {
+    if (model_from_env) bj_error_prefix(err, "the model path from $BITJIT_MODEL");
+    cli_die_error(err);
+}
+
 bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo) {
     bj_error err = { 0 };
     bj_aot_lib *lib = NULL;
     if (!bj_aot_is_library(path)) {
-        if (bj_model_load(m, path, &err) != BJ_OK) cli_die_error(&err);
+        if (bj_model_load(m, path, &err) != BJ_OK) die_model_error(&err);
         if (m->warning[0]) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, m->warning);
         return NULL;
     }
     if (jo->mcpu || jo->mattr)
         cli_die_usage("%s", "--mcpu/--mattr do not apply to a bitjitc library: it is built for its CPU");
-    if (bj_aot_load(&lib, m, path, &err) != BJ_OK) cli_die_error(&err);
+    if (bj_aot_load(&lib, m, path, &err) != BJ_OK) die_model_error(&err);
     bj_aot_jit_options(lib, jo);
     return lib;
 }
 
-static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *packed_bytes) {
+/* -v for a bitjitc library: what it was built for and with, instead of the JIT's compile and
+ * cache figures (it compiles nothing and reads no cache or tuning database at run time). */
+static void describe_library(const cli_model_opts *o, const bj_aot_lib *lib, const bj_jit_report *r) {
+    const bj_cg_target *t = bj_aot_target(lib);
+    char feats[1024], db[4096], tuned[32], mm[32], built[64], llvm[32];
+    bj_cg_target_describe(t, feats, sizeof feats);
+    char *nl = strchr(feats, '\n'), *nl2 = nl ? strchr(nl + 1, '\n') : NULL; /* "cpu: X\nfeatures used: ...\n" */
+    if (nl2) *nl2 = 0;
+    if (nl) *nl = 0;
+    if (!bj_aot_meta(lib, "bitjit", built, sizeof built)) snprintf(built, sizeof built, "?");
+    if (!bj_aot_meta(lib, "llvm", llvm, sizeof llvm)) snprintf(llvm, sizeof llvm, "?");
+    fprintf(stderr, "%s: ahead-of-time library %s, built by bitjitc %s (LLVM %s) for %s (%s); %lld matmuls, kernels "
+                    "from the library (nothing compiled, no kernel cache); %d thread%s\n",
+            bj_cli_prog, o->model, built, llvm, feats, nl ? nl + 1 : "", (long long)r->n_matmuls, o->jit.n_threads,
+            o->jit.n_threads == 1 ? "" : "s");
+    if (!bj_aot_meta(lib, "tune_db", db, sizeof db))
+        fprintf(stderr, "%s: tuning database baked in: not recorded (a library from an older bitjitc)\n", bj_cli_prog);
+    else if (!db[0])
+        fprintf(stderr, "%s: tuning database baked in: none (kernels by the cost rule; bitjitc found no database "
+                        "for %s, or had --no-tune-db)\n", bj_cli_prog, t->cpu);
+    else if (bj_aot_meta(lib, "tuned", tuned, sizeof tuned) && bj_aot_meta(lib, "matmuls", mm, sizeof mm))
+        fprintf(stderr, "%s: tuning database baked in: %s (%s of %s matmuls took their kernel from it at build time)\n",
+                bj_cli_prog, db, tuned, mm);
+    else
+        fprintf(stderr, "%s: tuning database baked in: %s\n", bj_cli_prog, db);
+}
+
+static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot_lib *lib, uint64_t *packed_bytes) {
     bj_error err = { 0 };
     bj_engine *e;
     *packed_bytes = 0;
@@ -242,14 +376,15 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *pa
         fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.cache_warning);
     if (r.tune_warning[0] && !o->quiet) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.tune_warning);
     if (o->verbose) fprintf(stderr, "%s: passes: %s\n", bj_cli_prog, r.passes[0] ? r.passes : "(none)");
-    if (o->verbose)
+    if (o->verbose && lib) describe_library(o, lib, &r);
+    if (o->verbose && !lib)
         fprintf(stderr, "%s: jit for %s (LLVM %s): %lld matmuls, kernels compiled %llu, loaded from cache %llu"
                         " (%.0f ms compiling, %.0f ms total); packed weights of %llu from the cache; %s; cache %s;"
-                        " %d threads\n",
+                        " %d thread%s\n",
                 bj_cli_prog, r.cpu, r.llvm, (long long)r.n_matmuls, (unsigned long long)r.compiled,
                 (unsigned long long)r.loaded, r.compile_ms, r.create_ms, (unsigned long long)r.packed_loaded, r.variants,
-                r.cache_dir, o->jit.n_threads);
-    if (o->verbose)
+                r.cache_dir, o->jit.n_threads, o->jit.n_threads == 1 ? "" : "s");
+    if (o->verbose && !lib)
         fprintf(stderr, "%s: source tensors: %llu hashed, %llu known unchanged from the source index; %.1f MB of them "
                         "not kept resident (pages given back once packed)%s\n",
                 bj_cli_prog, (unsigned long long)r.src_hashed, (unsigned long long)r.src_indexed,
@@ -265,7 +400,7 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, uint64_t *pa
                 bj_cli_prog, (double)mem.rss * 1e-6, (double)mem.anon * 1e-6, (double)mem.file * 1e-6,
                 (double)mem.peak * 1e-6);
     }
-    if (o->verbose)
+    if (o->verbose && !lib)
         fprintf(stderr, "%s: tuning database: %lld of %lld matmuls took their kernel from it (%lld with a prefill kernel); %s\n",
                 bj_cli_prog, (long long)r.n_tuned, (long long)r.n_matmuls, (long long)r.n_tuned_pp,
                 r.tune_db[0] ? r.tune_db : "(none)");
@@ -281,7 +416,7 @@ void cli_open(cli_model_opts *o, cli_session *s) {
     s->lib = cli_load_model(o->model, &s->m, &o->jit);
     cli_progress_end(&bar);
     cli_choose_ctx(&s->m.graph, strcmp(o->engine, "ref") ? o->jit.n_threads : 1, o->n_engines, o->quiet, &o->jit.n_ctx);
-    s->e = make_engine(o, &s->m.graph, &s->packed_bytes);
+    s->e = make_engine(o, &s->m.graph, s->lib, &s->packed_bytes);
     s->load_s = cli_now_s() - t0;
 }
 
@@ -298,7 +433,7 @@ bool cli_on_token(void *ud, int32_t tok) {
     FILE *out = p->out ? p->out : stdout;
     if (p->ids) {
         fprintf(out, "%s%d", p->count++ ? " " : "", tok);
-        return true;
+        return !ferror(out);
     }
     p->count++;
     if (bj_tok_is_special(p->tok, tok)) return true;
@@ -313,7 +448,7 @@ bool cli_on_token(void *ud, int32_t tok) {
     memmove(p->pend, p->pend + done, p->n_pend - done);
     p->n_pend -= done;
     fflush(out);
-    return true;
+    return !ferror(out); /* a failed write stops generating (the exit status says so) */
 }
 
 void cli_printer_flush(cli_printer *p) {

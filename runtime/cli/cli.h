@@ -31,9 +31,22 @@ _Noreturn void cli_die_usage(const char *fmt, const char *arg);
 long long cli_parse_int(const char *opt, const char *s, long long lo, long long hi);
 float cli_parse_float(const char *opt, const char *s, float lo, float hi);
 int cli_default_threads(void);
+/* "s" unless n is 1: "%lld window%s", n, cli_s(n). */
+static inline const char *cli_s(long long n) { return n == 1 ? "" : "s"; }
 double cli_now_s(void);
 /* -m when given, else $BITJIT_MODEL, else the bundled model. */
 const char *cli_model_path(const char *given);
+/* The CPUs this process may run on (its affinity mask, else the online count). */
+int cli_cpu_count(void);
+/* -t N above cli_cpu_count(): says so on stderr and returns the CPU count (threads beyond it only
+ * wait on each other: 1000 threads on 2 CPUs ran 100x slower); else n. */
+int cli_cap_threads(int n);
+/* A text file's bytes, or stdin's for "-" (or any pipe, terminal or FIFO path such as
+ * /dev/stdin), NUL-terminated; exits with an error naming what (-f) could not be read. */
+char *cli_read_text(const char *opt, const char *path, size_t *len);
+/* Called once by main: a failed write to stdout (a full disk, a closed pipe, /dev/full) makes
+ * the exit status 1 with a message, whichever way the command ends. */
+void cli_check_stdout_at_exit(void);
 
 /* ---- options shared by the commands that load and run a model ------------------------------ */
 /* getopt_long codes: the shared ones, then each command's own from CLI_O_CMD on. */
@@ -48,7 +61,7 @@ enum {
 typedef struct cli_model_opts {
     const char *model;  /* NULL: cli_model_path's default */
     const char *engine; /* "jit" or "ref" */
-    bool verbose, quiet;
+    bool verbose, quiet, threads_given;
     bj_jit_options jit; /* threads, --mcpu, --mattr, cache, -c */
     bj_pipeline_opts pl; /* --print-after-all, --print-after, --disable-passes, --time-passes (jit.pipeline) */
     int n_engines;      /* engines that share the memory the default context is capped to (serve); 0 = 1 */
@@ -73,7 +86,8 @@ typedef struct cli_model_opts {
     "      --engine NAME       jit: kernels generated for this CPU (default);\n"                     \
     "                          ref: the plain C reference executor (one thread)\n"                   \
     "      --mcpu NAME         generate code for CPU NAME instead of the host (e.g. x86-64)\n"      \
-    "      --mattr LIST        add/remove CPU features, e.g. +avx2,-avx512f\n"                       \
+    "      --mattr LIST        add/remove CPU features, e.g. +avx2,-avx512f (a bare name\n"  \
+    "                          is +NAME; `bitjit info --list-features` lists them)\n"                                 \
     "      --cache-dir DIR     kernel cache directory (default $XDG_CACHE_HOME/bitjit\n"             \
     "                          or ~/.cache/bitjit)\n"                                               \
     "      --no-cache          neither read nor write the kernel cache\n"                            \
@@ -101,6 +115,10 @@ typedef struct cli_model_opts {
 void cli_model_opts_init(cli_model_opts *o);
 /* --chat-template NAME (chat, serve): a template bitjit renders by name, else a usage error. */
 void cli_check_chat_template(const char *name);
+/* A warning on stderr when the chat template writes markers the vocabulary has no token for
+ * (chatml on a vocabulary without <|im_start|>). */
+struct bj_chat_template;
+void cli_warn_template_tokens(const struct bj_chat_template *t, const bj_tokenizer *tok);
 /* --head exact|q8: true for q8; a usage error otherwise. */
 bool cli_parse_head(const char *s);
 /* --kernel auto|NAME: 0 for auto, else the codegen variant of that name; a usage error otherwise. */
@@ -112,8 +130,12 @@ int64_t cli_parse_ctx(const char *s);
 void cli_choose_ctx(const bj_graph *g, int n_threads, int n_engines, bool quiet, int64_t *n_ctx);
 /* Handles one getopt code of CLI_MODEL_LONGOPTS; false if c is not one of them. */
 bool cli_model_opt(int c, const char *arg, cli_model_opts *o);
-/* Checks the engine name; call after parsing. */
-void cli_model_opts_check(const cli_model_opts *o);
+/* --mcpu/--mattr read as codegen will (an unknown CPU or feature name, a baseline feature turned
+ * off): a usage error (exit 2) before anything is loaded. */
+void cli_check_target(const char *mcpu, const char *mattr);
+/* Checks the engine name and --mcpu/--mattr, caps -t at the CPU count (cli_cap_threads); call
+ * after parsing. */
+void cli_model_opts_check(cli_model_opts *o);
 
 /* ---- sampling options (run, chat, serve defaults) ------------------------------------------ */
 #define CLI_SAMPLING_LONGOPTS                                                                       \
@@ -129,7 +151,7 @@ void cli_model_opts_check(const cli_model_opts *o);
     "      --min-p P           drop tokens less likely than P x the most likely (default 0.05)\n"    \
     "      --repeat-penalty R  penalise recently seen tokens; 1 = off (default 1.0)\n"               \
     "      --repeat-last-n N   how many recent tokens the penalty looks at (default 64)\n"           \
-    "  -s, --seed S            random seed (default: from the clock)\n"
+    "  -s, --seed S            random seed (default, or -1: from the clock)\n"
 
 typedef struct cli_sampling {
     bj_sampler_params sp;

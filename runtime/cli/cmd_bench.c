@@ -98,6 +98,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
     if (o->p == 0 && o->n == 0) cli_die_usage("%s", "nothing to measure: -p and -n are both 0");
+    cli_check_target(o->jit.mcpu, o->jit.mattr);
 }
 
 /* Parses "1,2,4" into counts; exits on anything else. */
@@ -108,6 +109,9 @@ static int parse_list(const char *s, int *out, int cap) {
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n == cap) cli_die_usage("%s", "too many thread counts");
         out[n++] = (int)cli_parse_int("-t", tok, 1, 1024);
+        if (out[n - 1] > cli_cpu_count()) /* measured as asked, but said: such threads wait on each other */
+            fprintf(stderr, "%s: warning: -t %d is more than the %d CPU%s this process may run on\n", bj_cli_prog,
+                    out[n - 1], cli_cpu_count(), cli_s(cli_cpu_count()));
     }
     if (!n) cli_die_usage("%s", "-t needs at least one thread count");
     return n;

@@ -230,8 +230,8 @@ static void answer(chat_state *c) {
     fflush(stdout);
     double t2 = cli_now_s();
     if (c->o->mo.verbose)
-        fprintf(stderr, "%s: %lld prompt tokens run (%lld in the cache) in %.2f s, %lld generated in %.2f s%s\n",
-                bj_cli_prog, (long long)n_run, (long long)c->kv.n, t1 - t0, (long long)n_gen, t2 - t1,
+        fprintf(stderr, "%s: %lld prompt token%s run (%lld in the cache) in %.2f s, %lld generated in %.2f s%s\n",
+                bj_cli_prog, (long long)n_run, cli_s(n_run), (long long)c->kv.n, t1 - t0, (long long)n_gen, t2 - t1,
                 g_interrupt ? " (interrupted)" : "");
 
     char *text;
@@ -297,6 +297,7 @@ int bj_cmd_chat(int argc, char **argv) {
     if (c.tmpl.unknown && !o.mo.quiet)
         fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: using plain text "
                         "(--chat-template picks one)\n", bj_cli_prog);
+    if (!o.mo.quiet) cli_warn_template_tokens(&c.tmpl, ses.m.tok);
     c.n_stop = bj_chat_stop_tokens(&c.tmpl, ses.m.tok, c.stop, 4);
     if (bj_kv_seq_init(&c.kv, ses.e, &err) != BJ_OK || bj_sampler_init(&c.s, &o.samp.sp, ses.e->n_vocab, &err) != BJ_OK)
         cli_die_error(&err);

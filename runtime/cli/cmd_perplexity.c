@@ -82,7 +82,7 @@ int bj_cmd_perplexity(int argc, char **argv) {
     bj_error err = { 0 };
     char *text;
     size_t len;
-    if (bj_read_file(o.file, &text, &len, &err) != BJ_OK) cli_die_error(&err);
+    text = cli_read_text("-f", o.file, &len);
     cli_session ses;
     cli_open(&o.mo, &ses); /* -c beyond the model's context is a usage error there */
     bj_engine *e = ses.e;
@@ -93,7 +93,8 @@ int bj_cmd_perplexity(int argc, char **argv) {
     if (bj_ppl_tokenize(ses.m.tok, text, len, &ids, &n_ids, &err) != BJ_OK) cli_die_error(&err);
     int64_t total = bj_ppl_n_windows(n_ids, ctx);
     if (total == 0) {
-        fprintf(stderr, "%s: error: %s: %lld tokens, too few to predict any\n", bj_cli_prog, o.file, (long long)n_ids);
+        fprintf(stderr, "%s: error: %s: %lld token%s, too few to predict any\n", bj_cli_prog, o.file, (long long)n_ids,
+                cli_s(n_ids));
         free(ids);
         cli_close(&ses);
         free(text);
@@ -113,15 +114,15 @@ int bj_cmd_perplexity(int argc, char **argv) {
 
     if (o.per_window)
         for (int64_t i = 0; i < r.n_windows; i++)
-            printf("window %lld: %lld predicted tokens, NLL sum %.6f\n", (long long)i, (long long)r.window_predicted[i],
-                   r.window_nll[i]);
-    printf("perplexity: %.4f over %lld predicted tokens (%lld windows of %lld, %lld tokens%s)\n", r.ppl,
-           (long long)r.n_predicted, (long long)r.n_windows, (long long)ctx, (long long)n_ids,
-           r.n_windows < total ? ", a prefix of the file" : "");
+            printf("window %lld: %lld predicted token%s, NLL sum %.6f\n", (long long)i, (long long)r.window_predicted[i],
+                   cli_s(r.window_predicted[i]), r.window_nll[i]);
+    printf("perplexity: %.4f over %lld predicted token%s (%lld window%s of %lld, %lld token%s%s)\n", r.ppl,
+           (long long)r.n_predicted, cli_s(r.n_predicted), (long long)r.n_windows, cli_s(r.n_windows), (long long)ctx,
+           (long long)n_ids, cli_s(n_ids), r.n_windows < total ? ", a prefix of the file" : "");
     fflush(stdout);
     if (o.mo.verbose)
-        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %lld tokens evaluated in %.2f s (%.1f t/s)\n",
-                bj_cli_prog, o.mo.model, e->name, ses.load_s, (long long)(r.n_predicted + r.n_windows), dt,
+        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %lld token%s evaluated in %.2f s (%.1f t/s)\n",
+                bj_cli_prog, o.mo.model, e->name, ses.load_s, (long long)(r.n_predicted + r.n_windows), cli_s(r.n_predicted + r.n_windows), dt,
                 (double)(r.n_predicted + r.n_windows) / (dt > 1e-9 ? dt : 1e-9));
     bj_ppl_result_free(&r);
     free(ids);

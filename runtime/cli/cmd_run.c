@@ -14,7 +14,7 @@ static int usage_run(FILE *f) {
             "\n"
             "model and input:\n"
             "  -p, --prompt TEXT       prompt (default: \"" BJ_DEFAULT_PROMPT "\")\n"
-            "  -f, --file FILE         read the prompt from FILE\n"
+            "  -f, --file FILE         read the prompt from FILE (- or /dev/stdin: from stdin)\n"
             "  -n, --n-predict N       tokens to generate (default 128; stops early at EOS)\n"
             "      --ids               print only the generated token ids, space-separated, on one line\n"
             "      --no-bos            do not prepend the BOS token\n"
@@ -72,10 +72,7 @@ static char *read_prompt(const run_opts *o, size_t *len) {
         *len = strlen(p);
         return strdup(p);
     }
-    char *buf;
-    bj_error err = { 0 };
-    if (bj_read_file(o->prompt_file, &buf, len, &err) != BJ_OK) cli_die_error(&err);
-    return buf;
+    return cli_read_text("-f", o->prompt_file, len);
 }
 
 /* --profile: the engine's step times, largest first, and what they add up to. */
@@ -90,8 +87,8 @@ static void print_profile(const bj_engine *e) {
     }
     double steps_ms = 0;
     for (int i = 0; i < n; i++) steps_ms += rows[i].ms;
-    fprintf(stderr, "%s: profile of %lld forwards (%lld tokens) in %.1f ms:\n", bj_cli_prog, (long long)sum.forwards,
-            (long long)sum.tokens, sum.forward_ms);
+    fprintf(stderr, "%s: profile of %lld forward%s (%lld token%s) in %.1f ms:\n", bj_cli_prog, (long long)sum.forwards,
+            cli_s(sum.forwards), (long long)sum.tokens, cli_s(sum.tokens), sum.forward_ms);
     fprintf(stderr, "  %-26s %8s %10s %6s %9s %9s\n", "step", "steps", "ms", "%", "us/step", "GB/s");
     for (int i = 0; i < n; i++) {
         char gbs[16] = "";
@@ -110,17 +107,26 @@ int bj_cmd_run(int argc, char **argv) {
     parse_run(argc, argv, &o);
 
     bj_error err = { 0 };
+    size_t plen, n_ids;
+    char *text = read_prompt(&o, &plen); /* first: stdin is read before the model loads */
     cli_session ses;
     cli_open(&o.mo, &ses);
     bj_engine *e = ses.e;
 
-    size_t plen, n_ids;
-    char *text = read_prompt(&o, &plen);
     int32_t *ids;
     bool bos = !o.no_bos && bj_tok_add_bos(ses.m.tok);
     if (bj_tok_encode(ses.m.tok, text, plen, bos, true, &ids, &n_ids, &err) != BJ_OK) cli_die_error(&err);
     if (n_ids == 0) {
         fprintf(stderr, "%s: error: the prompt is empty and the model adds no BOS token\n", bj_cli_prog);
+        free(ids);
+        free(text);
+        cli_close(&ses);
+        return 1;
+    }
+    if ((int64_t)n_ids > e->max_seq) { /* before anything is printed */
+        fprintf(stderr, "%s: error: prompt of %zu tokens does not fit the context of %lld position%s%s%s%s\n",
+                bj_cli_prog, n_ids, (long long)e->max_seq, cli_s(e->max_seq), o.prompt_file ? " (" : "",
+                o.prompt_file ? o.prompt_file : "", o.prompt_file ? ")" : "");
         free(ids);
         free(text);
         cli_close(&ses);
@@ -141,12 +147,12 @@ int bj_cmd_run(int argc, char **argv) {
     fflush(stdout);
     if (st != BJ_OK) cli_die_error(&err);
     if (n_gen < o.n_predict && e->n_past >= e->max_seq)
-        fprintf(stderr, "%s: stopped at the context limit of %lld positions (%zu prompt + %lld generated tokens; "
+        fprintf(stderr, "%s: stopped at the context limit of %lld positions (%zu prompt + %lld generated token%s; "
                         "-n %lld asked for more)\n", bj_cli_prog, (long long)e->max_seq, n_ids, (long long)n_gen,
-                (long long)o.n_predict);
+                cli_s(n_gen), (long long)o.n_predict);
     if (o.mo.verbose)
-        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %zu prompt + %lld generated tokens in %.2f s (%.2f t/s)\n",
-                bj_cli_prog, o.mo.model, e->name, ses.load_s, n_ids, (long long)n_gen, t3 - t2,
+        fprintf(stderr, "%s: model %s (engine %s): load %.2f s; %zu prompt + %lld generated token%s in %.2f s (%.2f t/s)\n",
+                bj_cli_prog, o.mo.model, e->name, ses.load_s, n_ids, (long long)n_gen, cli_s(n_gen), t3 - t2,
                 (double)n_gen / fmax(t3 - t2, 1e-9));
     if (o.mo.verbose) {
         bj_bench_mem mem;

@@ -107,6 +107,7 @@ int bj_cmd_tune(int argc, char **argv) {
         }
     }
     if (optind < argc) cli_die_usage("unexpected argument '%s'", argv[optind]);
+    cli_check_target(o.mcpu, o.mattr);
     model = cli_model_path(model);
 
     bj_error err = { 0 };
@@ -125,12 +126,12 @@ int bj_cmd_tune(int argc, char **argv) {
     if (st != BJ_OK) cli_die_error(&err);
     if (rep.db_warning[0] && cli_progress_enabled)
         fprintf(stderr, "%s: warning: %s (replaced)\n", bj_cli_prog, rep.db_warning);
-    printf("model: %s (%s)\ncpu: %s, %d threads, prefill T = %d, budget %.0f s\n\n", model, m.cfg.arch, rep.cpu,
-           o.n_threads, o.t_prefill, o.budget_s);
+    printf("model: %s (%s)\ncpu: %s, %d thread%s, prefill T = %d, budget %.0f s\n\n", model, m.cfg.arch, rep.cpu,
+           o.n_threads, cli_s(o.n_threads), o.t_prefill, o.budget_s);
     print_results(&rep);
-    printf("\n%s in %.1f s%s; %lld entries %s %s\n", rep.budget_hit ? "stopped on the budget" : "done",
+    printf("\n%s in %.1f s%s; %lld entr%s %s %s\n", rep.budget_hit ? "stopped on the budget" : "done",
            rep.elapsed_s, rep.budget_hit ? " (shapes not reached keep the cost rule)" : "", (long long)rep.n_written,
-           o.dry_run ? "(dry run: not written to)" : "written to", rep.db_path);
+           rep.n_written == 1 ? "y" : "ies", o.dry_run ? "(dry run: not written to)" : "written to", rep.db_path);
     bj_tune_report_free(&rep);
     bj_model_free(&m);
     return 0;

@@ -43,6 +43,7 @@ static int version(void) {
 }
 
 int main(int argc, char **argv) {
+    cli_check_stdout_at_exit();
     if (argc < 2) return usage_main(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage_main(stdout);

@@ -5,29 +5,65 @@
 #include "runtime/cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 bool cli_progress_enabled = true;
 static bool tty_dirty; /* a bar is drawn on the terminal's current line */
 
-enum { BAR_WIDTH = 30 };
+enum { BAR_WIDTH = 30, MIN_BAR = 10 };
+
+/* Columns of the terminal on stderr ($COLUMNS when the ioctl cannot tell), 80 if unknown. */
+static int term_columns(void) {
+    struct winsize ws;
+    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int n = c ? atoi(c) : 0;
+    return n > 0 ? n : 80;
+}
 #define TTY_INTERVAL_S 0.05
 #define PIPE_INTERVAL_S 2.0
 
-static void draw_tty(cli_progress *p, double now) {
-    char bar[BAR_WIDTH + 1];
-    double el = now - p->t_start;
+/* The line is fitted to the terminal so that it never wraps (a wrapped line is not redrawn in
+ * place by \r): the bar shrinks to MIN_BAR columns, then goes, then the note and the text are cut.
+ * One column is kept free (some terminals wrap on writing the last one). */
+void cli_progress_format(const cli_progress *p, double elapsed, int columns, char *out, size_t cap) {
+    char text[256], tail[160];
+    int width = columns - 1 < (int)cap - 1 ? columns - 1 : (int)cap - 1;
+    if (width < 1) width = 1;
     if (p->total > 0) {
-        int64_t fill = p->done >= p->total ? BAR_WIDTH : p->done * BAR_WIDTH / p->total;
-        memset(bar, '#', (size_t)fill);
-        memset(bar + fill, '.', (size_t)(BAR_WIDTH - fill));
-        bar[BAR_WIDTH] = 0;
-        fprintf(stderr, "\r\033[K%s [%s] %lld/%lld %3d%%  %.1fs%s%s", p->label, bar, (long long)p->done,
-                (long long)p->total, (int)(100 * p->done / p->total), el, p->note[0] ? "  " : "", p->note);
+        snprintf(text, sizeof text, " %lld/%lld %3d%%", (long long)p->done, (long long)p->total,
+                 (int)(100 * p->done / p->total));
     } else {
-        fprintf(stderr, "\r\033[K%s ... %.1fs%s%s", p->label, el, p->note[0] ? "  " : "", p->note);
+        snprintf(text, sizeof text, " ...");
     }
+    snprintf(tail, sizeof tail, "  %.1fs%s%s", elapsed, p->note[0] ? "  " : "", p->note);
+    int fixed = (int)(strlen(p->label) + strlen(text) + strlen(tail));
+    int bar = p->total > 0 ? width - fixed - 3 : 0; /* " [" + "]" */
+    if (bar > BAR_WIDTH) bar = BAR_WIDTH;
+    if (bar < MIN_BAR) bar = 0;
+    char barbuf[BAR_WIDTH + 4] = "";
+    if (bar) {
+        int64_t fill = p->done >= p->total ? bar : p->done * bar / p->total;
+        barbuf[0] = ' ';
+        barbuf[1] = '[';
+        memset(barbuf + 2, '#', (size_t)fill);
+        memset(barbuf + 2 + fill, '.', (size_t)(bar - fill));
+        barbuf[2 + bar] = ']';
+        barbuf[3 + bar] = 0;
+    }
+    char line[512];
+    snprintf(line, sizeof line, "%s%s%s%s", p->label, barbuf, text, tail);
+    if ((int)strlen(line) > width) line[width] = 0;
+    snprintf(out, cap, "%s", line);
+}
+
+static void draw_tty(cli_progress *p, double now) {
+    char line[512];
+    cli_progress_format(p, now - p->t_start, term_columns(), line, sizeof line);
+    fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
     tty_dirty = true;
 }

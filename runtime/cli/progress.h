@@ -17,6 +17,7 @@
 #define BJ_CLI_PROGRESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 extern bool cli_progress_enabled; /* default true; false for -q */
@@ -32,6 +33,10 @@ typedef struct cli_progress {
 void cli_progress_begin(cli_progress *p, const char *label, int64_t total);
 void cli_progress_update(cli_progress *p, int64_t done, const char *note);
 void cli_progress_end(cli_progress *p);
+/* The terminal line for p after elapsed seconds, fitted to columns (never longer than
+ * columns - 1 characters): "label [####....] done/total  pct%  1.2s  note", the bar shrinking
+ * and then dropped, the rest cut, as the terminal narrows. */
+void cli_progress_format(const cli_progress *p, double elapsed, int columns, char *out, size_t cap);
 /* Clears a bar left on the terminal (before an error message); a no-op otherwise. */
 void cli_progress_clear(void);
 

@@ -12,6 +12,7 @@
 
 #define SRV_MAX_STOP 4      /* stop strings per request, as OpenAI */
 #define SRV_MAX_STOP_LEN 256
+#define SRV_MAX_TOP_LOGPROBS 20 /* as OpenAI's top_logprobs */
 
 /* A checked, tokenized request. */
 typedef struct srv_req {
@@ -27,6 +28,12 @@ typedef struct srv_req {
     bj_sampler_params sp;
     const char *stop[SRV_MAX_STOP];
     int n_stop;
+    bool logprobs;            /* chat: "logprobs": true; completions: "logprobs": N (0..5) given */
+    int n_top;                /* top_logprobs (chat) or logprobs N (completions) */
+    bool echo;                /* completions: the prompt is written before the answer */
+    const char *prompt;       /* completions: the prompt text (for echo) */
+    size_t n_prompt;
+    bool include_usage;       /* stream_options.include_usage: a last chunk with usage and no choices */
 } srv_req;
 
 typedef struct srv_reqerr {
@@ -47,9 +54,29 @@ struct srv_job {
     bool done, oom;
     bool cancelled;           /* the client went away (atomic) */
     int status;               /* HTTP status once done */
+    double t_queued;          /* srv_now() when queued: time to first token counts from here */
     char *out;                /* stream: server-sent events not yet sent (from `sent`); else the body */
     size_t n_out, cap_out, sent;
 };
+
+/* A Prometheus histogram; bounds are fixed per metric. */
+#define SRV_HIST_MAX 16
+typedef struct srv_hist {
+    const double *le;
+    int n_le;
+    unsigned long long n[SRV_HIST_MAX]; /* observations <= le[i] (not cumulative) */
+    unsigned long long count;
+    double sum;
+} srv_hist;
+
+#define SRV_MAX_REQ_KEYS 96
+typedef struct srv_metrics {
+    pthread_mutex_t mu;
+    struct { int ep, status; unsigned long long n; } req[SRV_MAX_REQ_KEYS];
+    int n_req;
+    unsigned long long prompt_tokens, prompt_tokens_cached, gen_tokens;
+    srv_hist ttft, itl, duration;
+} srv_metrics;
 
 typedef struct srv_slot {
     bj_server *srv;
@@ -79,7 +106,10 @@ struct bj_server {
     int n_queued;
     int n_jobs;               /* jobs alive (queued, running or still being sent) */
     bool stopping;            /* atomic */
+    bool draining;            /* atomic: new requests get 503 */
+    srv_metrics met;
     unsigned long long next_id;
+    unsigned long long next_req;  /* atomic: ids of requests for the log */
     unsigned long long seed_ctr;  /* atomic: seeds of requests that give none */
     srv_slot *slots;
     int n_slots;

@@ -1,6 +1,9 @@
 /* runtime/server/server_req.c -- reading an OpenAI completions / chat completions request: JSON,
- * the type and range of every field bitjit knows (fields it does not know are ignored, null is
- * the same as absent), the prompt tokenized and checked against the context. */
+ * the type and range of every field bitjit knows (null is the same as absent), the prompt
+ * tokenized and checked against the context. A field that would change the answer in a way
+ * bitjit does not implement (n > 1, response_format json_object, tools, logit_bias, penalties)
+ * gets a 400 that says so, never a silent ignore; fields without effect on the answer (user,
+ * metadata, store, ...) are ignored. */
 #include "runtime/server/server_impl.h"
 
 #include <math.h>
@@ -50,7 +53,13 @@ static int get_int(json_t *root, const char *key, long long lo, long long hi, lo
 /* A chat message's content: a string, or a list of {"type": "text", "text": ...} parts (joined). */
 static int message_content(srv_req *r, json_t *c, const char **out, srv_reqerr *e) {
     if (!c) { *out = ""; return 0; }
-    if (json_is_string(c)) { *out = json_string_value(c); return 0; }
+    if (json_is_string(c)) {
+        if (strlen(json_string_value(c)) != json_string_length(c))
+            return fail(e, 400, "messages", "invalid_value",
+                        "a message's content holds a NUL character (\\u0000): chat messages cannot hold one");
+        *out = json_string_value(c);
+        return 0;
+    }
     if (!json_is_array(c)) return fail(e, 400, "messages", "invalid_type", "a message's content must be a string or a list of text parts");
     size_t len = 0, i;
     json_t *p;
@@ -59,6 +68,9 @@ static int message_content(srv_req *r, json_t *c, const char **out, srv_reqerr *
         if (!json_is_object(p) || !json_is_string(json_object_get(p, "type")) || !json_is_string(t) ||
             strcmp(json_string_value(json_object_get(p, "type")), "text") != 0)
             return fail(e, 400, "messages", "invalid_type", "a content part must be {\"type\": \"text\", \"text\": string}");
+        if (strlen(json_string_value(t)) != json_string_length(t))
+            return fail(e, 400, "messages", "invalid_value",
+                        "a message's content holds a NUL character (\\u0000): chat messages cannot hold one");
         len += json_string_length(t);
     }
     char *s = malloc(len + 1), **o = realloc(r->owned, (r->n_owned + 1) * sizeof *o);
@@ -89,6 +101,7 @@ static int parse_messages(srv_req *r, json_t *root, srv_reqerr *e) {
         if (!json_is_object(m) || !json_is_string(role))
             return fail(e, 400, "messages", "invalid_type", "messages[%zu] must be an object with a string 'role'", i);
         const char *rs = json_string_value(role);
+        if (strlen(rs) != json_string_length(role)) rs = "";
         if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") && strcmp(rs, "developer"))
             return fail(e, 400, "messages", "invalid_value",
                         "messages[%zu].role must be system, developer, user or assistant", i);
@@ -137,16 +150,72 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
     r->stream = v && json_is_true(v);
     long long n = 1, x;
     bool set = false;
-    if ((st = get_int(root, "n", 1, 1, &n, NULL, e))) return st;
+    if ((st = get_int(root, "n", 1, 128, &n, NULL, e))) return st;
+    if (n != 1)
+        return fail(e, 400, "n", "unsupported_value", "'n' > 1 is not supported: send %lld requests instead", n);
+    if ((st = get_int(root, "best_of", 1, 128, &n, NULL, e))) return st;
+    if (n != 1) return fail(e, 400, "best_of", "unsupported_value", "'best_of' > 1 is not supported");
+    if ((v = field(root, "stream_options"))) {
+        json_t *u = json_object_get(v, "include_usage");
+        if (!json_is_object(v) || (u && !json_is_null(u) && !json_is_boolean(u)))
+            return fail(e, 400, "stream_options", "invalid_type",
+                        "'stream_options' must be {\"include_usage\": true or false}");
+        if (!r->stream)
+            return fail(e, 400, "stream_options", "invalid_value", "'stream_options' is only allowed with \"stream\": true");
+        r->include_usage = json_is_true(u);
+    }
+    if ((v = field(root, "response_format"))) {
+        json_t *t = json_object_get(v, "type");
+        if (!json_is_object(v) || !json_is_string(t))
+            return fail(e, 400, "response_format", "invalid_type", "'response_format' must be {\"type\": ...}");
+        if (strcmp(json_string_value(t), "text") != 0)
+            return fail(e, 400, "response_format", "unsupported_value",
+                        "response_format type '%s' is not supported: bitjit generates free text only (type 'text')",
+                        json_string_value(t));
+    }
+    static const char *const unsupported[] = { "tools", "functions", "logit_bias" };
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        v = field(root, unsupported[i]);
+        if (v && !(json_is_array(v) && json_array_size(v) == 0) && !(json_is_object(v) && json_object_size(v) == 0))
+            return fail(e, 400, unsupported[i], "unsupported_value", "'%s' is not supported by this server", unsupported[i]);
+    }
+    if ((v = field(root, "suffix")) && !(json_is_string(v) && json_string_length(v) == 0))
+        return fail(e, 400, "suffix", "unsupported_value", "'suffix' (insertion) is not supported by this server");
+    /* log-probabilities: chat "logprobs": bool + "top_logprobs": 0..20; completions "logprobs": 0..5 */
+    if (r->chat) {
+        if ((v = field(root, "logprobs")) && !json_is_boolean(v))
+            return fail(e, 400, "logprobs", "invalid_type", "'logprobs' must be true or false");
+        r->logprobs = v && json_is_true(v);
+        set = false;
+        if ((st = get_int(root, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &x, &set, e))) return st;
+        if (set && x > 0 && !r->logprobs)
+            return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' needs \"logprobs\": true");
+        r->n_top = set ? (int)x : 0;
+    } else {
+        set = false;
+        if ((st = get_int(root, "logprobs", 0, 5, &x, &set, e))) return st;
+        r->logprobs = set, r->n_top = set ? (int)x : 0;
+        if ((v = field(root, "echo")) && !json_is_boolean(v))
+            return fail(e, 400, "echo", "invalid_type", "'echo' must be true or false");
+        r->echo = v && json_is_true(v);
+        if (r->echo && r->logprobs)
+            return fail(e, 400, "echo", "unsupported_value",
+                        "'echo' with 'logprobs' is not supported: the prompt's log-probabilities are not computed");
+    }
     r->sp = s->o.sampling;
     if ((st = get_number(root, "temperature", 0, 100, &r->sp.temp, e))) return st;
     if ((st = get_number(root, "top_p", 0, 1, &r->sp.top_p, e))) return st;
     if ((st = get_number(root, "min_p", 0, 1, &r->sp.min_p, e))) return st;
     if ((st = get_number(root, "repetition_penalty", 0.01, 100, &r->sp.repeat_penalty, e))) return st;
     if ((st = get_number(root, "repeat_penalty", 0.01, 100, &r->sp.repeat_penalty, e))) return st;
-    float ignored;
-    if ((st = get_number(root, "presence_penalty", -2, 2, &ignored, e))) return st;
-    if ((st = get_number(root, "frequency_penalty", -2, 2, &ignored, e))) return st;
+    static const char *const penalties[] = { "presence_penalty", "frequency_penalty" };
+    for (int i = 0; i < 2; i++) {
+        float pen = 0;
+        if ((st = get_number(root, penalties[i], -2, 2, &pen, e))) return st;
+        if (pen != 0)
+            return fail(e, 400, penalties[i], "unsupported_value",
+                        "'%s' is not supported (only 0); 'repetition_penalty' is", penalties[i]);
+    }
     if ((st = get_int(root, "top_k", 0, INT32_MAX, &x, &set, e))) return st;
     if (set) r->sp.top_k = (int32_t)x;
     set = false;
@@ -159,7 +228,7 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
     set = false;
     long long mt = 0;
     if ((st = get_int(root, "max_tokens", 0, INT32_MAX, &mt, &set, e))) return st;
-    if (r->chat && !set && (st = get_int(root, "max_completion_tokens", 0, INT32_MAX, &mt, &set, e))) return st;
+    if (!set && (st = get_int(root, "max_completion_tokens", 0, INT32_MAX, &mt, &set, e))) return st;
     r->max_tokens = set ? mt : -1;
     return parse_stop(r, root, e);
 }
@@ -168,7 +237,8 @@ int srv_req_parse(bj_server *s, bool chat, const char *body, size_t n, srv_req *
     memset(r, 0, sizeof *r);
     r->chat = chat;
     json_error_t je;
-    r->root = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+    /* \u0000 is valid JSON: a completion prompt may hold it (it is tokenized as a byte) */
+    r->root = json_loadb(body, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!r->root) return fail(e, 400, NULL, "invalid_json", "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
     if (!json_is_object(r->root)) return fail(e, 400, NULL, "invalid_json", "the body must be a JSON object");
     int st = parse_fields(s, r, r->root, e);
@@ -200,6 +270,8 @@ int srv_req_parse(bj_server *s, bool chat, const char *body, size_t n, srv_req *
         }
         if (!p) return fail(e, 400, "prompt", "missing_required_parameter", "'prompt' is required");
         if (!json_is_string(p)) return fail(e, 400, "prompt", "invalid_type", "'prompt' must be a string or a list of one string");
+        r->prompt = json_string_value(p);
+        r->n_prompt = json_string_length(p);
         pthread_mutex_lock(&s->tok_mu);
         bs = bj_tok_encode(s->tok, json_string_value(p), json_string_length(p), bj_tok_add_bos(s->tok), true, &r->ids,
                            &n_ids, &err);

@@ -439,7 +439,7 @@ Test(bad_input, bad_cli_values) {
         { "run --top-p -0.1 -p hi", "--top-p" }, { "run --top-p nan -p hi", "--top-p" },
         { "run --top-k -5 -p hi", "--top-k" }, { "run --min-p 2 -p hi", "--min-p" },
         { "run --temp -1 -p hi", "--temp" },   { "run --temp inf -p hi", "--temp" },
-        { "run --seed -1 -p hi", "--seed" },   { "run --repeat-penalty 0 -p hi", "--repeat-penalty" },
+        { "run --seed -2 -p hi", "--seed" },   { "run --repeat-penalty 0 -p hi", "--repeat-penalty" },
         { "run -n -1 -p hi", "-n" },           { "run -n 1e3 -p hi", "-n" },
         { "run -n 99999999999999999999 -p hi", "-n" },
         { "bench -t -1", "-t" },

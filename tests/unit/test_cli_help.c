@@ -115,3 +115,29 @@ Test(cli_help, bitjitc_and_its_subcommands_list_all_their_flags) {
     snprintf(cmd, sizeof cmd, "'%s' synth --help", exe);
     expect_help(cmd, &synth, "bitjitc synth --help");
 }
+
+/* `bitjitc synth --help` names every shape synth accepts (the k_shapes table of
+ * frontends/gguf_write.c, read from the source), "tiny" included. */
+Test(cli_help, synth_help_names_every_shape) {
+    char exe[4096], cmd[8192], out[16384];
+    tool("bitjitc", exe, sizeof exe);
+    snprintf(cmd, sizeof cmd, "'%s' synth --help", exe);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    char *src = slurp("frontends/gguf_write.c");
+    const char *p = strstr(src, "k_shapes[] = {"), *end = p ? strstr(p, "};") : NULL;
+    cr_assert(p && end, "no k_shapes table in frontends/gguf_write.c");
+    int n = 0;
+    for (const char *q = p; (q = strstr(q, "{ \"")) && q < end; q++) {
+        char name[32], want[48];
+        cr_assert_eq(sscanf(q + 3, "%31[^\"]", name), 1);
+        snprintf(want, sizeof want, "  %s ", name); /* its own line in the list of shapes */
+        cr_expect(strstr(out, want), "synth --help does not describe shape '%s':\n%s", name, out);
+        snprintf(cmd, sizeof cmd, "'%s' synth --shape no-such-shape --type i2_s -o /dev/null", exe);
+        n++;
+    }
+    cr_expect_geq(n, 4, "k_shapes has %d rows", n);
+    char bad[16384];
+    cr_expect_eq(sh(cmd, bad, sizeof bad), 2, "%s", bad);
+    cr_expect(strstr(bad, "tiny"), "the unknown-shape error lists tiny: %s", bad);
+    free(src);
+}

@@ -3,10 +3,15 @@
  * by the small HTTP/1.1 client below (plain sockets, chunked bodies decoded). Greedy answers must
  * equal `bitjit run --temp 0` on the same text (an independent path); streams must add up to the
  * same text; bad requests get 4xx with a JSON error; 8 clients x 20 requests all come back right;
- * a client that leaves mid-stream frees its slot; SIGTERM/SIGINT end the server with status 0. */
+ * a client that leaves mid-stream frees its slot; SIGTERM/SIGINT end the server with status 0.
+ * Issue 24: /metrics parses (own check + the Prometheus Python client), API keys, CORS and Allow,
+ * drain on SIGTERM, the OpenAI fields clients send, JSON log lines, /tokenize and /detokenize. */
 #include <criterion/criterion.h>
 
+#include <math.h>
+
 #include "support/shell.h"
+#include "support/serve_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,246 +29,6 @@
 #include <unistd.h>
 
 #define KJV BJ_SOURCE_DIR "/models/kjv-bitnet-11m/packed"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* ---- the server as a child process ---------------------------------------------------------------- */
-typedef struct server {
-    pid_t pid;
-    int port, err_fd;
-    pthread_t drain;
-    char log[1 << 16];
-    size_t n_log;
-} server;
-
-static void *drain_main(void *arg) {
-    server *s = arg;
-    char buf[4096];
-    ssize_t k;
-    while ((k = read(s->err_fd, buf, sizeof buf)) > 0) {
-        size_t room = sizeof s->log - 1 - s->n_log;
-        size_t c = (size_t)k < room ? (size_t)k : room;
-        memcpy(s->log + s->n_log, buf, c);
-        s->n_log += c;
-        s->log[s->n_log] = 0;
-    }
-    return NULL;
-}
-
-/* Starts `bitjit serve -m KJV --port 0 -t 1 EXTRA...` (NULL-terminated) and waits until it listens. */
-static void start_server(server *s, ...) {
-    memset(s, 0, sizeof *s);
-    signal(SIGPIPE, SIG_IGN);
-    const char *argv[32] = { "bitjit", "serve", "-m", KJV, "--port", "0", "-t", "1" };
-    int argc = 8;
-    va_list ap;
-    va_start(ap, s);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && argc < 31) argv[argc++] = a;
-    va_end(ap);
-    argv[argc] = NULL;
-    s->pid = spawn_piped(BJ_BITJIT_EXE, (char *const *)argv, NULL, NULL, &s->err_fd);
-    /* read stderr up to the "listening on" line */
-    const char *key = "listening on http://127.0.0.1:";
-    double t0 = now_s();
-    while (!strstr(s->log, key)) {
-        struct pollfd pf = { s->err_fd, POLLIN, 0 };
-        cr_assert(now_s() - t0 < 60, "the server did not start: %s", s->log);
-        if (poll(&pf, 1, 1000) <= 0) continue;
-        ssize_t k = read(s->err_fd, s->log + s->n_log, sizeof s->log - 1 - s->n_log);
-        cr_assert_gt(k, 0, "the server exited: %s", s->log);
-        s->n_log += (size_t)k;
-        s->log[s->n_log] = 0;
-    }
-    s->port = atoi(strstr(s->log, key) + strlen(key));
-    cr_assert_gt(s->port, 0);
-    pthread_create(&s->drain, NULL, drain_main, s);
-}
-
-/* Sends sig and checks the server exits with status 0 in time. */
-static void stop_server(server *s, int sig) {
-    kill(s->pid, sig);
-    int st = 0;
-    double t0 = now_s();
-    pid_t r;
-    while ((r = waitpid(s->pid, &st, WNOHANG)) == 0 && now_s() - t0 < 30) usleep(20 * 1000);
-    if (r == 0) { kill(s->pid, SIGKILL); waitpid(s->pid, &st, 0); }
-    pthread_join(s->drain, NULL);
-    close(s->err_fd);
-    cr_expect(r == s->pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "server exit: %d; log:\n%s", st, s->log);
-}
-
-/* ---- a minimal HTTP/1.1 client -------------------------------------------------------------------- */
-typedef struct resp {
-    int status;
-    char head[4096];
-    char *body;
-    size_t n;
-} resp;
-
-static int connect_to(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { close(fd); return -1; }
-    return fd;
-}
-
-static bool send_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool send_request(int fd, const char *method, const char *path, const char *body, size_t n) {
-    char h[1024];
-    int hl = snprintf(h, sizeof h,
-                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s", method, path,
-                      body ? "Content-Type: application/json\r\n" : "", "");
-    if (body) hl += snprintf(h + hl, sizeof h - (size_t)hl, "Content-Length: %zu\r\n", n);
-    hl += snprintf(h + hl, sizeof h - (size_t)hl, "\r\n");
-    if (!send_all(fd, h, (size_t)hl)) return false;
-    if (body) send_all(fd, body, n); /* the server may answer (413) before reading it all */
-    return true;
-}
-
-/* Decodes a chunked body in place; false if malformed. */
-static bool dechunk(char *b, size_t *n) {
-    size_t in = 0, out = 0;
-    for (;;) {
-        char *end;
-        unsigned long len = strtoul(b + in, &end, 16);
-        char *crlf = memmem(b + in, *n - in, "\r\n", 2);
-        if (end == b + in || !crlf) return false;
-        in = (size_t)(crlf - b) + 2;
-        if (len == 0) break;
-        if (in + len + 2 > *n) return false;
-        memmove(b + out, b + in, len);
-        out += len;
-        in += len + 2;
-    }
-    *n = out;
-    b[out] = 0;
-    return true;
-}
-
-/* One request on a fresh connection; false if the connection failed or the answer is not HTTP. */
-static bool http(int port, const char *method, const char *path, const char *body, size_t n, resp *r) {
-    memset(r, 0, sizeof *r);
-    int fd = connect_to(port);
-    if (fd < 0) return false;
-    if (!send_request(fd, method, path, body, n)) { close(fd); return false; }
-    size_t cap = 1 << 14, len = 0;
-    char *buf = malloc(cap);
-    double t0 = now_s();
-    for (;;) {
-        struct pollfd pf = { fd, POLLIN, 0 };
-        if (now_s() - t0 > 60) break;
-        if (poll(&pf, 1, 1000) <= 0) continue;
-        if (len + 1 >= cap) buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + len, cap - len - 1, 0);
-        if (k <= 0) break;
-        len += (size_t)k;
-    }
-    close(fd);
-    buf[len] = 0;
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) { free(buf); return false; }
-    size_t hl = (size_t)(sep - buf);
-    snprintf(r->head, sizeof r->head, "%.*s", (int)(hl < sizeof r->head - 1 ? hl : sizeof r->head - 1), buf);
-    r->n = len - hl - 4;
-    r->body = malloc(r->n + 1);
-    memcpy(r->body, sep + 4, r->n);
-    r->body[r->n] = 0;
-    free(buf);
-    for (char *p = r->head; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-    if (strstr(r->head, "transfer-encoding: chunked") && !dechunk(r->body, &r->n)) return false;
-    return true;
-}
-
-static json_t *post_json(int port, const char *path, const char *body, int *status) {
-    resp r;
-    cr_assert(http(port, "POST", path, body, strlen(body), &r), "no HTTP answer to %s", body);
-    *status = r.status;
-    json_error_t je;
-    json_t *j = json_loads(r.body, 0, &je);
-    cr_assert(j, "answer is not JSON (%s): %s", je.text, r.body);
-    free(r.body);
-    return j;
-}
-
-static const char *jstr(json_t *j, const char *path) {
-    /* "a.b.0.c" */
-    char p[256];
-    snprintf(p, sizeof p, "%s", path);
-    char *save = NULL;
-    for (char *t = strtok_r(p, ".", &save); t && j; t = strtok_r(NULL, ".", &save))
-        j = json_is_array(j) ? json_array_get(j, (size_t)atoi(t)) : json_object_get(j, t);
-    return json_string_value(j);
-}
-
-static long long jint(json_t *j, const char *path) {
-    char p[256];
-    snprintf(p, sizeof p, "%s", path);
-    char *save = NULL;
-    for (char *t = strtok_r(p, ".", &save); t && j; t = strtok_r(NULL, ".", &save))
-        j = json_is_array(j) ? json_array_get(j, (size_t)atoi(t)) : json_object_get(j, t);
-    return json_is_integer(j) ? json_integer_value(j) : -1;
-}
-
-/* A JSON request body with the prompt or one user message properly escaped. */
-static char *body_for(const char *key, const char *text, const char *extra) {
-    json_t *o = json_loads(extra, 0, NULL);
-    cr_assert(o);
-    if (!strcmp(key, "prompt")) json_object_set_new(o, "prompt", json_string(text));
-    else if (!strcmp(key, "prompt[]")) json_object_set_new(o, "prompt", json_pack("[s]", text));
-    else json_object_set_new(o, "messages", json_pack("[{s:s,s:s}]", "role", "user", "content", text));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
-/* Server-sent events of a streamed answer: the text pieces joined; the finish_reason of the last
- * event; checks the stream ends with data: [DONE]. */
-static char *join_stream(const resp *r, bool chat, char *finish, size_t fcap, int *n_events) {
-    cr_assert_eq(r->status, 200, "%s", r->body);
-    cr_assert(strstr(r->head, "content-type: text/event-stream"), "%s", r->head);
-    size_t cap = r->n + 1, len = 0;
-    char *text = calloc(1, cap);
-    const char *p = r->body;
-    bool done = false;
-    *n_events = 0;
-    finish[0] = 0;
-    while (*p) {
-        cr_assert(!done, "data after [DONE]");
-        cr_assert(!strncmp(p, "data: ", 6), "not an SSE data line: %.80s", p);
-        const char *end = strstr(p, "\n\n");
-        cr_assert(end, "event without a blank line");
-        char ev[65536];
-        snprintf(ev, sizeof ev, "%.*s", (int)(end - p - 6), p + 6);
-        p = end + 2;
-        if (!strcmp(ev, "[DONE]")) { done = true; continue; }
-        json_t *j = json_loads(ev, 0, NULL);
-        cr_assert(j, "event is not JSON: %s", ev);
-        cr_expect_str_eq(jstr(j, "object"), chat ? "chat.completion.chunk" : "text_completion");
-        const char *t = jstr(j, chat ? "choices.0.delta.content" : "choices.0.text");
-        if (t) { memcpy(text + len, t, strlen(t)); len += strlen(t); }
-        const char *f = jstr(j, "choices.0.finish_reason");
-        if (f) snprintf(finish, fcap, "%s", f);
-        (*n_events)++;
-        json_decref(j);
-    }
-    cr_assert(done, "the stream did not end with data: [DONE]");
-    return text;
-}
 
 /* ---- tests ------------------------------------------------------------------------------------------- */
 static const char *const PROMPTS[] = { "In the beginning", "And the LORD said unto Moses,", "Blessed are the",
@@ -688,7 +453,7 @@ Test(serve, client_leaves_mid_stream, .timeout = 120) {
  * instead of generating all 500 tokens, and logs it as cancelled. */
 Test(serve, client_leaves_before_the_answer, .timeout = 120) {
     server s;
-    start_server(&s, "-v", NULL); /* -v: one log line per request */
+    start_server(&s, NULL); /* one log line per request */
     int fd = connect_to(s.port);
     cr_assert_geq(fd, 0);
     const char *b = "{\"prompt\":\"In the beginning\",\"max_tokens\":500,\"temperature\":0}";
@@ -711,7 +476,7 @@ Test(serve, client_leaves_before_the_answer, .timeout = 120) {
     cr_assert(busy, "the request never started");
     cr_expect(idle, "the slot stayed busy");
     stop_server(&s, SIGTERM);
-    cr_expect(strstr(s.log, "generated, cancelled"), "the job was not cancelled; server log:\n%s", s.log);
+    cr_expect(strstr(s.log, " 499 prompt=") && strstr(s.log, " cancelled"), "the job was not cancelled; server log:\n%s", s.log);
 }
 
 Test(serve, help_lists_flags) {
@@ -722,8 +487,683 @@ Test(serve, help_lists_flags) {
     const char *flags[] = { "--host", "--port", "--parallel", "--alias", "--n-predict", "--chat-template", "--max-body",
                             "--max-queue", "--timeout", "--model", "--threads", "--engine", "--temp", "--top-k",
                             "--top-p", "--min-p", "--repeat-penalty", "--seed", "/v1/completions",
-                            "/v1/chat/completions", "/v1/models", "/health" };
+                            "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/tokenize",
+                            "/detokenize", "--api-key", "--api-key-file", "--cors-origin", "--drain-timeout",
+                            "--log-format" };
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) cr_expect(strstr(out, flags[i]), "no %s", flags[i]);
     snprintf(cmd, sizeof cmd, "%s serve --port 70000", BJ_BITJIT_EXE);
     cr_expect_eq(sh(cmd, out, sizeof out), 2);
+}
+
+/* ---- issue 24: metrics, keys, CORS, drain, OpenAI fields, logs, tokenize --------------------------- */
+
+/* A value of one sample line "name{labels} value" of a Prometheus text exposition, or -1. */
+static double prom_value(const char *text, const char *series) {
+    size_t l = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, l) && p[l] == ' ') return strtod(p + l + 1, NULL);
+    return -1;
+}
+
+/* Checks the exposition line by line: comments are "# HELP name text" or "# TYPE name type" (once a
+ * name, before its samples); samples are name{label="value",...} number; a histogram's buckets are
+ * cumulative, ascending in le, end with +Inf equal to _count. Returns the number of samples. */
+static int prom_check(const char *text) {
+    char typed[64][96];
+    int n_typed = 0, n_samples = 0;
+    char hist[96] = "";
+    double last_le = -1, last_bucket = -1;
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        cr_assert(e, "the exposition must end with a newline");
+        char line[1024];
+        snprintf(line, sizeof line, "%.*s", (int)(e - p), p);
+        p = e + 1;
+        if (line[0] == '#') {
+            char kw[8], name[96], rest[512] = "";
+            cr_assert(sscanf(line, "# %7s %95s %511[^\n]", kw, name, rest) >= 2, "bad comment: %s", line);
+            cr_assert(!strcmp(kw, "HELP") || !strcmp(kw, "TYPE"), "bad comment: %s", line);
+            if (!strcmp(kw, "TYPE")) {
+                cr_assert(!strcmp(rest, "counter") || !strcmp(rest, "gauge") || !strcmp(rest, "histogram"), "%s", line);
+                for (int i = 0; i < n_typed; i++) cr_assert(strcmp(typed[i], name), "TYPE twice: %s", name);
+                if (n_typed < 64) snprintf(typed[n_typed++], sizeof typed[0], "%s", name);
+                if (!strcmp(rest, "histogram")) snprintf(hist, sizeof hist, "%s", name), last_le = -1, last_bucket = -1;
+            }
+            continue;
+        }
+        /* name */
+        size_t i = 0;
+        cr_assert((line[0] >= 'a' && line[0] <= 'z') || line[0] == '_' || line[0] == ':', "bad name: %s", line);
+        while (line[i] && (line[i] == '_' || line[i] == ':' || (line[i] >= 'a' && line[i] <= 'z') ||
+                           (line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= '0' && line[i] <= '9')))
+            i++;
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)i, line);
+        double le = NAN;
+        if (line[i] == '{') { /* label="value" pairs */
+            i++;
+            while (line[i] != '}') {
+                size_t k = i;
+                while (line[i] == '_' || (line[i] >= 'a' && line[i] <= 'z')) i++;
+                cr_assert(i > k && line[i] == '=' && line[i + 1] == '"', "bad label in: %s", line);
+                bool is_le = i - k == 2 && !strncmp(line + k, "le", 2);
+                i += 2;
+                size_t v = i;
+                while (line[i] && line[i] != '"') i += line[i] == '\\' ? 2 : 1;
+                cr_assert(line[i] == '"', "unterminated label value: %s", line);
+                if (is_le) le = !strncmp(line + v, "+Inf", 4) ? INFINITY : strtod(line + v, NULL);
+                i++;
+                if (line[i] == ',') i++;
+                else cr_assert(line[i] == '}', "bad label list: %s", line);
+            }
+            i++;
+        }
+        cr_assert(line[i] == ' ', "no value: %s", line);
+        char *end;
+        double v = strtod(line + i + 1, &end);
+        cr_assert(end != line + i + 1 && *end == 0, "bad value: %s", line);
+        /* the family was typed before */
+        bool known = false;
+        for (int t = 0; t < n_typed; t++) {
+            size_t tl = strlen(typed[t]);
+            if (!strncmp(name, typed[t], tl) && (!name[tl] || !strcmp(name + tl, "_bucket") || !strcmp(name + tl, "_sum") ||
+                                                 !strcmp(name + tl, "_count")))
+                known = true;
+        }
+        cr_assert(known, "sample without TYPE: %s", line);
+        size_t hl = strlen(hist);
+        if (hl && !strncmp(name, hist, hl) && !strcmp(name + hl, "_bucket")) {
+            cr_assert(!isnan(le) && le > last_le && v >= last_bucket, "buckets not ascending/cumulative: %s", line);
+            last_le = le, last_bucket = v;
+        }
+        if (hl && !strncmp(name, hist, hl) && !strcmp(name + hl, "_count"))
+            cr_assert(isinf(last_le) && v == last_bucket, "+Inf bucket != _count: %s", line);
+        n_samples++;
+    }
+    return n_samples;
+}
+
+Test(serve, metrics_prometheus, .timeout = 180) {
+    server s;
+    start_server(&s, "--alias", "kjv \"q\"", NULL);
+    long long gen = 0, prompt = 0;
+    int n_ok = 0;
+    for (int i = 0; i < 3; i++) {
+        char *b = body_for("prompt", PROMPTS[i], "{\"max_tokens\":6,\"temperature\":0}");
+        int st;
+        json_t *j = post_json(s.port, "/v1/completions", b, &st);
+        cr_assert_eq(st, 200);
+        gen += jint(j, "usage.completion_tokens"), prompt += jint(j, "usage.prompt_tokens"), n_ok++;
+        json_decref(j);
+        free(b);
+    }
+    char *b = body_for("messages", PROMPTS[0], "{\"max_tokens\":5,\"temperature\":0,\"stream\":true,"
+                                               "\"stream_options\":{\"include_usage\":true}}");
+    resp r;
+    cr_assert(http(s.port, "POST", "/v1/chat/completions", b, strlen(b), &r));
+    cr_assert_eq(r.status, 200);
+    const char *u = strstr(r.body, "\"usage\"");
+    cr_assert(u, "%s", r.body);
+    gen += atoll(strstr(u, "\"completion_tokens\":") + 20), prompt += atoll(strstr(u, "\"prompt_tokens\":") + 16);
+    free(r.body);
+    free(b);
+    int st;
+    json_t *j = post_json(s.port, "/v1/completions", "{\"prompt\": 5}", &st);
+    cr_expect_eq(st, 400);
+    json_decref(j);
+    for (double t0 = now_s(); now_s() - t0 < 10; usleep(5000)) { /* the slot marks itself free just after answering */
+        cr_assert(http(s.port, "GET", "/health", NULL, 0, &r));
+        bool idle = strstr(r.body, "\"slots_processing\":0") != NULL;
+        free(r.body);
+        if (idle) break;
+    }
+    cr_assert(http(s.port, "GET", "/metrics", NULL, 0, &r));
+    cr_assert_eq(r.status, 200);
+    cr_expect(strstr(r.head, "content-type: text/plain; version=0.0.4"), "%s", r.head);
+    cr_expect_gt(prom_check(r.body), 20);
+    cr_expect_eq(prom_value(r.body, "bitjit_requests_total{endpoint=\"/v1/completions\",status=\"200\"}"), n_ok, "%s", r.body);
+    cr_expect_eq(prom_value(r.body, "bitjit_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}"), 1);
+    cr_expect_eq(prom_value(r.body, "bitjit_requests_total{endpoint=\"/v1/completions\",status=\"400\"}"), 1);
+    cr_expect_eq(prom_value(r.body, "bitjit_generated_tokens_total"), (double)gen);
+    cr_expect_eq(prom_value(r.body, "bitjit_prompt_tokens_total"), (double)prompt);
+    cr_expect_eq(prom_value(r.body, "bitjit_time_to_first_token_seconds_count"), 4);
+    cr_expect_eq(prom_value(r.body, "bitjit_time_per_output_token_seconds_count"), (double)(gen - 4 + 0), "%s", r.body);
+    cr_expect_eq(prom_value(r.body, "bitjit_slots"), 1);
+    cr_expect_eq(prom_value(r.body, "bitjit_slots_busy"), 0);
+    cr_expect_eq(prom_value(r.body, "bitjit_queue_length"), 0);
+    cr_expect(strstr(r.body, "bitjit_model_info{model=\"kjv \\\"q\\\"\",n_ctx=\"512\""), "%s", r.body);
+    cr_expect(strstr(r.body, "bitjit_build_info{version=\""), "%s", r.body);
+    /* an independent parser: the Prometheus project's Python client (Debian python3-prometheus-client) */
+    char path[4096], cmd[8192], out[8192];
+    snprintf(path, sizeof path, "%s/metrics_%d.txt", BJ_TEST_TMP, (int)getpid());
+    FILE *f = fopen(path, "w");
+    fwrite(r.body, 1, r.n, f);
+    fclose(f);
+    if (access("/usr/bin/python3", X_OK) == 0 &&
+        sh("/usr/bin/python3 -c 'import prometheus_client.parser'", out, sizeof out) == 0) {
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 -c 'import sys; from prometheus_client.parser import text_string_to_metric_families as f; "
+                 "fams = list(f(open(sys.argv[1]).read())); print(len(fams), sum(len(x.samples) for x in fams))' %s", path);
+        cr_expect_eq(sh(cmd, out, sizeof out), 0, "prometheus_client rejects the exposition: %s", out);
+        int nf = 0, ns = 0;
+        cr_expect_eq(sscanf(out, "%d %d", &nf, &ns), 2, "%s", out);
+        cr_expect_geq(nf, 14, "%s", out);
+        cr_expect_eq(ns, prom_check(r.body), "%s", out);
+    } else {
+        cr_log_warn("python3-prometheus-client not installed: only the built-in format check ran");
+    }
+    free(r.body);
+    stop_server(&s, SIGTERM);
+}
+
+Test(serve, api_key, .timeout = 120) {
+    char kf[4096], out[4096], cmd[8192];
+    snprintf(kf, sizeof kf, "%s/serve_key_%d.txt", BJ_TEST_TMP, (int)getpid());
+    FILE *f = fopen(kf, "w");
+    fputs("file-key-42\n", f);
+    fclose(f);
+    for (int form = 0; form < 2; form++) {
+        server s;
+        const char *key = form ? "file-key-42" : "s3cret key";
+        if (form) start_server(&s, "--api-key-file", kf, NULL);
+        else start_server(&s, "--api-key", key, NULL);
+        const char *body = "{\"prompt\":\"Amen\",\"max_tokens\":2}";
+        char good[256], bad[256];
+        snprintf(good, sizeof good, "Authorization: Bearer %s\r\n", key);
+        snprintf(bad, sizeof bad, "Authorization: Bearer %sx\r\n", key);
+        const char *hdrs[] = { NULL, bad, "Authorization: Basic Zm9vOmJhcg==\r\n", good };
+        for (int i = 0; i < 4; i++) {
+            resp r;
+            cr_assert(http_h(s.port, "POST", "/v1/completions", hdrs[i], body, strlen(body), &r));
+            json_t *j = json_loads(r.body, 0, NULL);
+            if (i < 3) {
+                cr_expect_eq(r.status, 401, "header %d: %d %s", i, r.status, r.body);
+                cr_expect(jstr(j, "error.message") && jstr(j, "error.type"), "%s", r.body);
+                cr_expect(jstr(j, "error.code") && !strcmp(jstr(j, "error.code"), "invalid_api_key"), "%s", r.body);
+                cr_expect(!strstr(r.body, key), "the key leaks into the error");
+            } else {
+                cr_expect_eq(r.status, 200, "%s", r.body);
+                cr_expect_str_eq(jstr(j, "object"), "text_completion");
+            }
+            json_decref(j);
+            free(r.body);
+        }
+        /* protected: models, tokenize; open: health, metrics */
+        const struct { const char *m, *p; int want; } open_[] = {
+            { "GET", "/v1/models", 401 }, { "POST", "/tokenize", 401 }, { "GET", "/health", 200 }, { "GET", "/metrics", 200 },
+        };
+        for (size_t i = 0; i < 4; i++) {
+            resp r;
+            cr_assert(http(s.port, open_[i].m, open_[i].p, !strcmp(open_[i].m, "POST") ? "{\"content\":\"a\"}" : NULL, 15, &r));
+            cr_expect_eq(r.status, open_[i].want, "%s %s: %d", open_[i].m, open_[i].p, r.status);
+            free(r.body);
+        }
+        stop_server(&s, SIGTERM);
+    }
+    snprintf(cmd, sizeof cmd, "%s serve --api-key-file %s/no-such-key-file", BJ_BITJIT_EXE, BJ_TEST_TMP);
+    cr_expect_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_expect(strstr(out, "no-such-key-file"), "%s", out);
+    unlink(kf);
+}
+
+Test(serve, cors_and_allow, .timeout = 120) {
+    server s;
+    start_server(&s, "--cors-origin", "http://a.test, http://b.test", NULL);
+    const char *body = "{\"prompt\":\"Amen\",\"max_tokens\":2}";
+    resp r;
+    cr_assert(http_h(s.port, "POST", "/v1/completions", "Origin: http://b.test\r\n", body, strlen(body), &r));
+    cr_expect_eq(r.status, 200);
+    cr_expect(strstr(r.head, "access-control-allow-origin: http://b.test"), "%s", r.head);
+    free(r.body);
+    cr_assert(http_h(s.port, "POST", "/v1/completions", "Origin: http://evil.test\r\n", body, strlen(body), &r));
+    cr_expect_eq(r.status, 200);
+    cr_expect(!strstr(r.head, "access-control-allow-origin"), "%s", r.head);
+    free(r.body);
+    /* a preflight */
+    cr_assert(http_h(s.port, "OPTIONS", "/v1/chat/completions",
+                     "Origin: http://a.test\r\nAccess-Control-Request-Method: POST\r\n"
+                     "Access-Control-Request-Headers: authorization, content-type\r\n", NULL, 0, &r));
+    cr_expect_eq(r.status, 204, "%s", r.head);
+    cr_expect(strstr(r.head, "access-control-allow-origin: http://a.test"), "%s", r.head);
+    cr_expect(strstr(r.head, "access-control-allow-methods: ") && strstr(strstr(r.head, "access-control-allow-methods: "), "post"), "%s", r.head);
+    cr_expect(strstr(r.head, "access-control-allow-headers: authorization, content-type"), "%s", r.head);
+    free(r.body);
+    /* 405 names what is allowed */
+    cr_assert(http(s.port, "GET", "/v1/completions", NULL, 0, &r));
+    cr_expect_eq(r.status, 405);
+    cr_expect(strstr(r.head, "\r\nallow: post"), "%s", r.head);
+    free(r.body);
+    cr_assert(http(s.port, "DELETE", "/health", NULL, 0, &r));
+    cr_expect_eq(r.status, 405);
+    cr_expect(strstr(r.head, "\r\nallow: get"), "%s", r.head);
+    free(r.body);
+    stop_server(&s, SIGTERM);
+    /* without --cors-origin: no CORS headers */
+    start_server(&s, NULL);
+    cr_assert(http_h(s.port, "POST", "/v1/completions", "Origin: http://a.test\r\n", body, strlen(body), &r));
+    cr_expect(!strstr(r.head, "access-control-allow-origin"), "%s", r.head);
+    free(r.body);
+    stop_server(&s, SIGTERM);
+}
+
+/* A stream in progress when SIGTERM comes: it goes on to its final chunk and [DONE]; a request
+ * queued behind it is answered too; new requests and /health get 503; the server then exits 0.
+ * The reference engine makes the 200-token answer last seconds. */
+#ifdef BJ_TEST_SANITIZED /* the instrumented reference engine (-O0) takes about 0.3 s a token here */
+#define DRAIN_TOKENS "40"
+#else
+#define DRAIN_TOKENS "200"
+#endif
+typedef struct bg_req { int port; const char *body; resp r; bool ok; } bg_req;
+static void *bg_main(void *arg) {
+    bg_req *b = arg;
+    b->ok = http(b->port, "POST", "/v1/completions", b->body, strlen(b->body), &b->r);
+    return NULL;
+}
+
+static bool wait_busy(int port, int want_busy, int want_queued) {
+    for (double t0 = now_s(); now_s() - t0 < 60; usleep(10 * 1000)) {
+        resp r;
+        if (!http(port, "GET", "/health", NULL, 0, &r)) continue;
+        json_t *j = json_loads(r.body, 0, NULL);
+        bool ok = jint(j, "slots_processing") >= want_busy && jint(j, "requests_queued") >= want_queued;
+        json_decref(j);
+        free(r.body);
+        if (ok) return true;
+    }
+    return false;
+}
+
+Test(serve, drain_on_sigterm, .timeout = 240) {
+    server s;
+    start_server(&s, "--engine", "ref", "--drain-timeout", "120", NULL);
+    bg_req a = { .port = s.port, .body = "{\"prompt\":\"In the beginning\",\"max_tokens\":" DRAIN_TOKENS ",\"temperature\":0,\"stream\":true}" };
+    bg_req b = { .port = s.port, .body = "{\"prompt\":\"Amen\",\"max_tokens\":8,\"temperature\":0}" };
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, bg_main, &a);
+    cr_assert(wait_busy(s.port, 1, 0), "the stream did not start");
+    pthread_create(&tb, NULL, bg_main, &b);
+    cr_assert(wait_busy(s.port, 1, 1), "the second request was not queued");
+    kill(s.pid, SIGTERM);
+    /* /health says draining at once (it is never queued); then a new request gets 503 */
+    bool saw_health503 = false;
+    for (double t0 = now_s(); !saw_health503 && now_s() - t0 < 20; usleep(10 * 1000)) {
+        resp r;
+        if (http(s.port, "GET", "/health", NULL, 0, &r)) {
+            saw_health503 = r.status == 503 && strstr(r.body, "draining");
+            free(r.body);
+        }
+    }
+    cr_expect(saw_health503, "/health did not say draining");
+    resp r;
+    const char *nb = "{\"prompt\":\"Amen\",\"max_tokens\":2}";
+    cr_assert(http(s.port, "POST", "/v1/completions", nb, strlen(nb), &r), "the draining server did not answer");
+    cr_expect_eq(r.status, 503, "a new request while draining: %d %s", r.status, r.body);
+    cr_expect(strstr(r.head, "connection: close"), "%s", r.head);
+    json_t *ej = json_loads(r.body, 0, NULL);
+    cr_expect(jstr(ej, "error.message"), "%s", r.body);
+    json_decref(ej);
+    free(r.body);
+    cr_assert(http(s.port, "GET", "/metrics", NULL, 0, &r));
+    cr_expect(strstr(r.body, "\nbitjit_draining 1\n"), "%s", r.body);
+    free(r.body);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    if (!(a.ok && b.ok)) { /* (the client gives up after 60 s) */
+        free(a.r.body), free(b.r.body);
+        stop_server(&s, SIGKILL);
+        cr_assert_fail("the requests accepted before SIGTERM did not complete: %s", s.log);
+    }
+    char finish[32];
+    int n_ev;
+    char *text = join_stream(&a.r, false, finish, sizeof finish, &n_ev); /* asserts data: [DONE] at the end */
+    cr_expect_str_eq(finish, "length");
+    cr_expect(strstr(a.r.body, "\"completion_tokens\":" DRAIN_TOKENS), "the stream was cut");
+    free(text);
+    cr_expect_eq(b.r.status, 200, "%s", b.r.body);
+    free(a.r.body);
+    free(b.r.body);
+    stop_server(&s, 0); /* already signalled: waits for exit status 0 */
+    cr_expect(strstr(s.log, "draining"), "%s", s.log);
+}
+
+Test(serve, drain_timeout_cuts, .timeout = 180) {
+    server s;
+    start_server(&s, "--engine", "ref", "--drain-timeout", "1", NULL);
+    bg_req a = { .port = s.port, .body = "{\"prompt\":\"In the beginning\",\"max_tokens\":500,\"temperature\":0,\"stream\":true}" };
+    pthread_t ta;
+    pthread_create(&ta, NULL, bg_main, &a);
+    cr_assert(wait_busy(s.port, 1, 0), "the stream did not start");
+    double t0 = now_s();
+    stop_server(&s, SIGTERM);
+    cr_expect_lt(now_s() - t0, 20, "the drain did not stop at its timeout");
+    pthread_join(ta, NULL);
+    if (a.ok)
+        cr_expect(!strstr(a.r.body, "data: [DONE]") || strstr(a.r.body, "\"completion_tokens\":500"), "a cut stream ends with [DONE]");
+    free(a.r.body); /* a cut chunked body: http() fails but keeps what came */
+    cr_expect(strstr(s.log, "drain timeout"), "%s", s.log);
+}
+
+static json_t *post_ok(int port, const char *path, const char *body) {
+    int st;
+    json_t *j = post_json(port, path, body, &st);
+    cr_assert_eq(st, 200, "%s -> %d %s", body, st, json_dumps(j, 0));
+    return j;
+}
+
+/* Checks a completions "logprobs" object against the text it belongs to. */
+static void check_completion_logprobs(json_t *lp, const char *text, int n_top, long long n_tok, bool greedy) {
+    json_t *toks = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs"),
+           *tops = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
+    cr_assert(json_is_array(toks) && json_is_array(lps) && json_is_array(tops) && json_is_array(offs));
+    cr_expect_eq((long long)json_array_size(toks), n_tok);
+    cr_expect_eq(json_array_size(lps), json_array_size(toks));
+    char joined[4096] = "";
+    for (size_t i = 0; i < json_array_size(toks); i++) {
+        const char *t = json_string_value(json_array_get(toks, i));
+        cr_expect_eq(json_integer_value(json_array_get(offs, i)), (json_int_t)strlen(joined));
+        strncat(joined, t, sizeof joined - strlen(joined) - 1);
+        double v = json_number_value(json_array_get(lps, i));
+        cr_expect(v <= 1e-6 && v > -100, "logprob %g", v);
+        json_t *top = json_array_get(tops, i);
+        cr_expect_eq((int)json_object_size(top), n_top);
+        double best = -1e30, sum = 0;
+        const char *best_tok = NULL, *k;
+        json_t *tv;
+        json_object_foreach(top, k, tv) {
+            sum += exp(json_number_value(tv));
+            if (json_number_value(tv) > best) best = json_number_value(tv), best_tok = k;
+        }
+        cr_expect_leq(sum, 1.0 + 1e-4);
+        if (n_top) cr_expect_geq(best, v - 1e-6);
+        if (greedy && n_top) cr_expect_str_eq(best_tok, t, "greedy picks the most likely token");
+    }
+    cr_expect_str_eq(joined, text);
+}
+
+Test(serve, openai_fields, .timeout = 240) {
+    server s;
+    start_server(&s, NULL);
+    char *want = bitjit_continuation(KJV, PROMPTS[0], 12);
+    /* logprobs (completions): N top tokens each; tokens join to the text */
+    char *b = body_for("prompt", PROMPTS[0], "{\"max_tokens\":12,\"temperature\":0,\"logprobs\":3}");
+    json_t *j = post_ok(s.port, "/v1/completions", b);
+    cr_expect_str_eq(jstr(j, "choices.0.text"), want);
+    check_completion_logprobs(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs"), want, 3,
+                              jint(j, "usage.completion_tokens"), true);
+    json_decref(j);
+    free(b);
+    /* streamed: the logprobs of every chunk add up to the same */
+    b = body_for("prompt", PROMPTS[0], "{\"max_tokens\":12,\"temperature\":0,\"logprobs\":0,\"stream\":true}");
+    resp r;
+    cr_assert(http(s.port, "POST", "/v1/completions", b, strlen(b), &r));
+    cr_assert_eq(r.status, 200);
+    int n_lp = 0;
+    char joined[4096] = "";
+    for (char *p = r.body; (p = strstr(p, "data: {"));) {
+        char *end = strstr(p, "\n\n");
+        *end = 0;
+        json_t *ev = json_loads(p + 6, 0, NULL);
+        json_t *toks = json_object_get(json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "logprobs"), "tokens");
+        for (size_t i = 0; i < json_array_size(toks); i++, n_lp++)
+            strncat(joined, json_string_value(json_array_get(toks, i)), sizeof joined - strlen(joined) - 1);
+        json_decref(ev);
+        p = end + 1;
+    }
+    cr_expect_str_eq(joined, want);
+    cr_expect_gt(n_lp, 0);
+    free(r.body);
+    free(b);
+    /* chat logprobs + top_logprobs */
+    b = body_for("messages", PROMPTS[0], "{\"max_tokens\":12,\"temperature\":0,\"logprobs\":true,\"top_logprobs\":4}");
+    j = post_ok(s.port, "/v1/chat/completions", b);
+    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs"), "content");
+    cr_assert(json_is_array(content), "%s", json_dumps(j, 0));
+    cr_expect_eq((long long)json_array_size(content), jint(j, "usage.completion_tokens"));
+    joined[0] = 0;
+    for (size_t i = 0; i < json_array_size(content); i++) {
+        json_t *c = json_array_get(content, i), *top = json_object_get(c, "top_logprobs");
+        strncat(joined, jstr(c, "token"), sizeof joined - strlen(joined) - 1);
+        cr_expect_eq(json_array_size(top), 4);
+        cr_expect_str_eq(jstr(top, "0.token"), jstr(c, "token"));
+        for (size_t k = 1; k < json_array_size(top); k++)
+            cr_expect_geq(json_number_value(json_object_get(json_array_get(top, k - 1), "logprob")),
+                          json_number_value(json_object_get(json_array_get(top, k), "logprob")));
+        cr_expect_eq(json_array_size(json_object_get(c, "bytes")), strlen(jstr(c, "token")));
+    }
+    cr_expect_str_eq(joined, jstr(j, "choices.0.message.content"));
+    json_decref(j);
+    free(b);
+    /* echo: the prompt, then the answer */
+    b = body_for("prompt", PROMPTS[0], "{\"max_tokens\":12,\"temperature\":0,\"echo\":true}");
+    j = post_ok(s.port, "/v1/completions", b);
+    char full[4096];
+    snprintf(full, sizeof full, "%s%s", PROMPTS[0], want);
+    cr_expect_str_eq(jstr(j, "choices.0.text"), full);
+    json_decref(j);
+    free(b);
+    /* seed: the same seed gives the same sample; different seeds not all the same */
+    char *texts[4];
+    for (int i = 0; i < 4; i++) {
+        char extra[128];
+        snprintf(extra, sizeof extra, "{\"max_tokens\":16,\"temperature\":1.0,\"seed\":%d}", i < 2 ? 7 : 100 + i);
+        b = body_for("prompt", PROMPTS[1], extra);
+        j = post_ok(s.port, "/v1/completions", b);
+        texts[i] = strdup(jstr(j, "choices.0.text"));
+        json_decref(j);
+        free(b);
+    }
+    cr_expect_str_eq(texts[0], texts[1]);
+    cr_expect(strcmp(texts[0], texts[2]) || strcmp(texts[0], texts[3]), "seeds make no difference");
+    for (int i = 0; i < 4; i++) free(texts[i]);
+    /* max_completion_tokens */
+    b = body_for("messages", PROMPTS[0], "{\"max_completion_tokens\":3,\"temperature\":0}");
+    j = post_ok(s.port, "/v1/chat/completions", b);
+    cr_expect_leq(jint(j, "usage.completion_tokens"), 3);
+    json_decref(j);
+    free(b);
+    /* stream_options.include_usage: a last chunk with empty choices and the usage, then [DONE] */
+    b = body_for("prompt", PROMPTS[0], "{\"max_tokens\":5,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    cr_assert(http(s.port, "POST", "/v1/completions", b, strlen(b), &r));
+    char *last = NULL;
+    for (char *p = r.body; (p = strstr(p, "data: {")); p++) last = p;
+    cr_assert(last);
+    *strstr(last, "\n\n") = 0;
+    j = json_loads(last + 6, 0, NULL);
+    cr_expect_eq(json_array_size(json_object_get(j, "choices")), 0, "%s", last);
+    cr_expect_eq(jint(j, "usage.completion_tokens"), 5);
+    json_decref(j);
+    free(r.body);
+    free(b);
+    /* response_format text is fine */
+    j = post_ok(s.port, "/v1/chat/completions",
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"Amen\"}],\"max_tokens\":2,\"response_format\":{\"type\":\"text\"},"
+                "\"presence_penalty\":0,\"user\":\"u1\"}");
+    json_decref(j);
+    /* a prompt with \u0000 is valid JSON: accepted; the same in a chat message: refused in plain words */
+    j = post_ok(s.port, "/v1/completions", "{\"prompt\":\"In the\\u0000beginning\",\"max_tokens\":3,\"temperature\":0}");
+    cr_expect_gt(jint(j, "usage.prompt_tokens"), 0);
+    json_decref(j);
+    int st;
+    j = post_json(s.port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", &st);
+    cr_expect_eq(st, 400);
+    cr_expect(strstr(jstr(j, "error.message"), "NUL") && !strstr(jstr(j, "error.message"), "JSON_"), "%s", jstr(j, "error.message"));
+    json_decref(j);
+    /* unsupported fields: a 400 that names them, never a silent ignore */
+    const struct { const char *path, *body, *param; } bad[] = {
+        { "/v1/completions", "{\"prompt\":\"a\",\"n\":2}", "n" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"n\":3}", "n" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"response_format\":{\"type\":\"json_object\"}}", "response_format" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}}", "response_format" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\"}]}", "tools" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"logit_bias\":{\"5\":10}}", "logit_bias" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"top_logprobs\":2}", "top_logprobs" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"logprobs\":true,\"top_logprobs\":21}", "top_logprobs" },
+        { "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"stream_options\":{\"include_usage\":true}}", "stream_options" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"presence_penalty\":0.5}", "presence_penalty" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"frequency_penalty\":1}", "frequency_penalty" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"logprobs\":6}", "logprobs" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"logprobs\":2,\"echo\":true}", "echo" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"best_of\":2}", "best_of" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"suffix\":\"x\"}", "suffix" },
+        { "/v1/completions", "{\"prompt\":\"a\",\"echo\":1}", "echo" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        j = post_json(s.port, bad[i].path, bad[i].body, &st);
+        cr_expect_eq(st, 400, "%s -> %d", bad[i].body, st);
+        cr_expect(jstr(j, "error.param") && !strcmp(jstr(j, "error.param"), bad[i].param), "%s: %s", bad[i].body,
+                  json_dumps(j, 0));
+        json_decref(j);
+    }
+    free(want);
+    stop_server(&s, SIGTERM);
+}
+
+Test(serve, json_log_lines, .timeout = 120) {
+    server s;
+    start_server(&s, "--log-format", "json", NULL);
+    int st;
+    json_t *j = post_ok(s.port, "/v1/completions", "{\"prompt\":\"Amen\",\"max_tokens\":3,\"temperature\":0}");
+    const char *id = jstr(j, "id");
+    char want_id[64];
+    snprintf(want_id, sizeof want_id, "%s", id);
+    json_decref(j);
+    j = post_json(s.port, "/v1/completions", "{\"prompt\":7}", &st);
+    json_decref(j);
+    resp r;
+    cr_assert(http(s.port, "GET", "/health", NULL, 0, &r));
+    free(r.body);
+    cr_assert(http(s.port, "GET", "/nope%0Ax", NULL, 0, &r)); /* a newline in the path stays on one line */
+    cr_expect_eq(r.status, 404);
+    free(r.body);
+    stop_server(&s, SIGTERM);
+    /* after the "listening on" line: one JSON object per request */
+    char *p = strchr(strstr(s.log, "listening on"), '\n') + 1;
+    int n = 0, seen = 0, seen_404 = 0;
+    while (*p) {
+        char *e = strchr(p, '\n');
+        if (!e) break;
+        *e = 0;
+        if (*p == '{') {
+            j = json_loads(p, 0, NULL);
+            cr_assert(j, "not JSON: %s", p);
+            cr_expect(jstr(j, "id") && jstr(j, "endpoint") && jstr(j, "method") && jint(j, "status") > 0, "%s", p);
+            cr_expect(json_is_number(json_object_get(j, "duration_ms")), "%s", p);
+            if (!strcmp(jstr(j, "id"), want_id)) {
+                seen++;
+                cr_expect_eq(jint(j, "status"), 200);
+                cr_expect_eq(jint(j, "completion_tokens"), 3);
+                cr_expect(json_is_number(json_object_get(j, "ttft_ms")), "%s", p);
+                cr_expect_str_eq(jstr(j, "endpoint"), "/v1/completions");
+            }
+            if (jint(j, "status") == 404) {
+                seen_404++;
+                cr_expect(!strncmp(jstr(j, "endpoint"), "/nope", 5), "%s", p);
+            }
+            n++;
+            json_decref(j);
+        }
+        p = e + 1;
+    }
+    cr_expect_eq(n, 4, "%s", s.log);
+    cr_expect_eq(seen, 1);
+    cr_expect_eq(seen_404, 1);
+}
+
+Test(serve, tokenize_detokenize, .timeout = 120) {
+    server s;
+    start_server(&s, NULL);
+    const char *text = "And the LORD said unto Moses, \xc3\xa9 x";
+    json_t *req = json_pack("{s:s,s:b}", "content", text, "add_special", 1);
+    char *b = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    json_t *j = post_ok(s.port, "/tokenize", b);
+    free(b);
+    json_t *toks = json_object_get(j, "tokens");
+    cr_assert(json_is_array(toks) && json_array_size(toks) > 3);
+    /* as many tokens as a completion of the same prompt counts */
+    char *cb = body_for("prompt", text, "{\"max_tokens\":1}");
+    json_t *c = post_ok(s.port, "/v1/completions", cb);
+    cr_expect_eq((long long)json_array_size(toks), jint(c, "usage.prompt_tokens"));
+    json_decref(c);
+    free(cb);
+    /* without the specials, detokenize gives the text back */
+    req = json_pack("{s:s,s:b}", "content", text, "with_pieces", 1);
+    b = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    json_t *j2 = post_ok(s.port, "/tokenize", b);
+    free(b);
+    json_t *pieces = json_object_get(j2, "tokens"), *ids = json_array();
+    for (size_t i = 0; i < json_array_size(pieces); i++)
+        json_array_append(ids, json_object_get(json_array_get(pieces, i), "id"));
+    req = json_pack("{s:o}", "tokens", ids);
+    b = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    json_t *d = post_ok(s.port, "/detokenize", b);
+    free(b);
+    cr_expect_str_eq(jstr(d, "content"), text);
+    json_decref(d);
+    json_decref(j2);
+    json_decref(j);
+    int st;
+    const char *bad[] = { "{\"content\":5}", "{}", "[1]", "{\"content\":\"a\",\"add_special\":\"yes\"}" };
+    for (int i = 0; i < 4; i++) {
+        j = post_json(s.port, "/tokenize", bad[i], &st);
+        cr_expect_eq(st, 400, "%s", bad[i]);
+        json_decref(j);
+    }
+    const char *badd[] = { "{\"tokens\":[-1]}", "{\"tokens\":[99999999]}", "{\"tokens\":\"a\"}", "{\"tokens\":[1.5]}" };
+    for (int i = 0; i < 4; i++) {
+        j = post_json(s.port, "/detokenize", badd[i], &st);
+        cr_expect_eq(st, 400, "%s", badd[i]);
+        json_decref(j);
+    }
+    stop_server(&s, SIGTERM);
+}
+
+/* The official openai npm client (tests/node/openai_client.cjs; installed by scripts/setup-node.sh
+ * into BUILD/node, which .ci/run runs): every answer parses, greedy texts equal `bitjit run`'s,
+ * streams add up to the same, and unsupported fields / a bad key come back as the client's typed
+ * errors. Skips when node or the installed client is absent. */
+Test(serve, openai_npm_client, .timeout = 180) {
+    char build[4096], mods[4200], probe[4400], cmd[16384], out[16384];
+    snprintf(build, sizeof build, "%s", BJ_BITJIT_EXE);
+    *strrchr(build, '/') = 0;
+    snprintf(mods, sizeof mods, "%s/node", build);
+    snprintf(probe, sizeof probe, "%s/node_modules/openai/package.json", mods);
+    if (sh("command -v node", out, sizeof out) != 0) cr_skip_test("node is not installed");
+    if (access(probe, R_OK) != 0) cr_skip_test("the openai npm client is not installed (scripts/setup-node.sh)");
+    char *want = bitjit_continuation(KJV, "In the beginning", 12);
+    server s;
+    start_server(&s, "--api-key", "npm-key", NULL);
+    snprintf(cmd, sizeof cmd, "node %s/tests/node/openai_client.cjs %s http://127.0.0.1:%d/v1 npm-key", BJ_SOURCE_DIR,
+             mods, s.port);
+    int st;
+    char *o = sh_stdout(cmd, &st);
+    cr_assert_eq(st, 0, "the openai client failed (run it by hand for its stack): %s", o);
+    json_t *j = json_loads(o, 0, NULL);
+    cr_assert(j, "not JSON: %s", o);
+    cr_log_info("openai npm client: %s", o);
+    cr_expect_str_eq(jstr(j, "completion"), want);
+    cr_expect_str_eq(jstr(j, "completion_streamed"), want);
+    cr_expect_str_eq(jstr(j, "completion_logprob_tokens"), want);
+    cr_expect_str_eq(jstr(j, "chat"), want);
+    cr_expect_str_eq(jstr(j, "chat_role"), "assistant");
+    cr_expect_str_eq(jstr(j, "chat_logprobs"), want);
+    cr_expect_eq(jint(j, "chat_top"), 3);
+    cr_expect_str_eq(jstr(j, "chat_streamed"), want);
+    cr_expect_eq(jint(j, "chat_stream_usage"), jint(j, "completion_tokens"));
+    cr_expect_eq(jint(j, "n2.status"), 400);
+    cr_expect_str_eq(jstr(j, "n2.param"), "n");
+    cr_expect_str_eq(jstr(j, "n2.name"), "BadRequestError");
+    cr_expect_eq(jint(j, "json_object.status"), 400);
+    cr_expect_str_eq(jstr(j, "json_object.param"), "response_format");
+    cr_expect_eq(jint(j, "bad_key.status"), 401);
+    cr_expect_str_eq(jstr(j, "bad_key.name"), "AuthenticationError");
+    cr_expect_str_eq(jstr(j, "bad_key.code"), "invalid_api_key");
+    json_decref(j);
+    free(o);
+    free(want);
+    stop_server(&s, SIGTERM);
 }

@@ -337,9 +337,9 @@ Test(tune, save_load_round_trip) {
 Test(tune, default_prefill_tiles) {
     bj_cg_target spr, vnni, z3;
     bj_error err = { 0 };
-    cr_assert_eq(bj_cg_target_detect(&spr, "sapphirerapids", NULL, &err), BJ_OK, "%s", err.msg);
-    cr_assert_eq(bj_cg_target_detect(&vnni, "sapphirerapids", "-amx-tile,-amx-int8", &err), BJ_OK, "%s", err.msg);
-    cr_assert_eq(bj_cg_target_detect(&z3, "znver3", NULL, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_target_named(&spr, "sapphirerapids", NULL, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_target_named(&vnni, "sapphirerapids", "-amx-tile,-amx-int8", &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_cg_target_named(&z3, "znver3", NULL, &err), BJ_OK, "%s", err.msg);
     bj_cg_tune_pick pk;
     for (int v = BJ_CG_V_AUTO; v < BJ_CG_V_COUNT; v++) {
         if (v == BJ_CG_V_WCODE || v == BJ_CG_V_BIN1) continue;
