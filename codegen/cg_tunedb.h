@@ -1,7 +1,7 @@
 /* codegen/cg_tunedb.h -- the tuning database: which kernel descriptor (variant, ISA path, tile_m,
  * tile_t, unroll, prefetch) to use for a matmul shape on one CPU, as measured by `bitjit tune`
- * (runtime/tune.c), and read by every later JIT engine (runtime/engine_jit.c) and `bitjitc`
- * compile (compiler/aot.c). It lives in codegen/ so that both can use it (compiler/ may not
+ * (runtime/tune.c), and read by the select-kernels pass (compiler/passes/select_kernels.c), the
+ * one place kernel choice happens, for every JIT engine and `bitjitc` compile. It lives in codegen/ so that both can use it (compiler/ may not
  * depend on runtime/). Library code: returns bj_status, never prints.
  *
  * File format (text, one record a line, '#' starts a comment line; version 2, which added

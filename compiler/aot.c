@@ -1,9 +1,9 @@
 /* compiler/aot.c -- ahead-of-time output of a compiled model (the layout is in aot.h).
  *
- * Steps: detect the target (a named CPU or the host, with --mattr on top); collect the
- * distinct kernel descriptors of the graph's ternary matmuls, computed as the JIT engine
- * computes them (bj_ir_lowbit_values, bj_cg_kdesc_init with the cost rule), so a JIT engine
- * over the library finds every kernel it asks for; then either print text (graph IR, LLVM IR
+ * Steps: take the target and every matmul's kernels from the pipeline's plan (select-kernels
+ * chose them: the library holds each matmul's untuned kernel, its tuned one and its prefill
+ * one, so a JIT engine over the library finds its kernels with or without the tuning database
+ * where it runs); collect the distinct descriptors; then either print text (graph IR, LLVM IR
  * or assembly of all kernels) or compile each kernel to an object and link the objects with
  * the bundle (target, graph IR, weights, model files) through the system C compiler driver.
  *
@@ -89,8 +89,7 @@ typedef struct bj_aot_set {
     bj_aot_kernel *k;
     size_t n;
     int64_t n_matmuls;
-    const bj_cg_tunedb *tdb; /* while collecting: the tuning database, or NULL */
-    int64_t n_tuned;         /* matmuls whose kernel came from it */
+    int64_t n_tuned;         /* matmuls whose kernel came from the tuning database */
     bool tune_db_found;      /* tune_db existed and was read */
     char tune_db[4096], tune_warning[512];
 } bj_aot_set;
@@ -118,35 +117,26 @@ static bool bj_aot_is_matmul(const bj_node *n) {
     return n->op == BJ_OP_MATMUL_T || n->op == BJ_OP_MATMUL_TK || n->op == BJ_OP_BITLINEAR;
 }
 
-/* As the JIT engine prepares a matmul: the weight's lowbit values and type, then the
- * descriptor with the node's chosen variant (select-kernels' variant attribute; 0 and plain
- * matmul_t: the cost rule) and the target's best ISA path (the ISA stays the engine's). */
-static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, uint32_t id, bj_error *err) {
+/* Node id's kernels as the plan has them: the untuned one, the tuned decode one, the prefill
+ * one (weights-as-code kernels keep a copy of the values their compile needs). */
+static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, const bj_plan *p, uint32_t id, bj_error *err) {
     const bj_node *n = &g->nodes[id];
     uint32_t wid = n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1];
     const bj_node *w = &g->nodes[wid];
-    bj_cg_variant v = n->op == BJ_OP_MATMUL_T ? BJ_CG_V_AUTO : (bj_cg_variant)n->iattr[0];
-    int8_t *t8 = NULL;
-    double scale;
-    BJ_TRY(bj_ir_lowbit_values(g, wid, &t8, &scale, err));
-    bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-    /* The tuning database's kernels (decode, prefill) go in beside the cost rule's, so an engine
-     * over the library finds its kernel with or without the database where it runs. */
-    bj_cg_tune_pick pk;
-    bj_status st = bj_cg_tune_pick_descs(s->tdb, &s->tgt, v, false, wt, (uint32_t)w->shape.d[0],
-                                         (uint32_t)w->shape.d[1], t8, &pk, err);
-    const bj_cg_kdesc *ds[3] = { &pk.def, pk.dec_tuned ? &pk.dec : NULL, pk.has_pp ? &pk.pp : NULL };
-    s->n_tuned += st == BJ_OK && pk.dec_tuned;
+    if (id >= p->n_nodes || !p->kern[id].set)
+        return BJ_FAIL(err, BJ_E_INTERNAL, "matmul %%%u (weight '%s') has no kernel in the plan", id, w->name ? w->name : "?");
+    const bj_cg_tune_pick *pk = &p->kern[id].pick;
+    const bj_cg_kdesc *ds[3] = { &pk->def, pk->dec_tuned ? &pk->dec : NULL, pk->has_pp ? &pk->pp : NULL };
+    s->n_tuned += pk->dec_tuned;
+    bj_status st = BJ_OK;
     for (int i = 0; i < 3 && st == BJ_OK; i++) {
         if (!ds[i]) continue;
         int8_t *mine = NULL; /* weights-as-code keeps its own copy of the values */
-        if (ds[i]->variant == BJ_CG_V_WCODE && t8 && !(mine = malloc((size_t)w->shape.d[0] * (size_t)w->shape.d[1])))
-            st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-        if (mine) memcpy(mine, t8, (size_t)w->shape.d[0] * (size_t)w->shape.d[1]);
+        double scale;
+        if (ds[i]->variant == BJ_CG_V_WCODE) st = bj_ir_lowbit_values(g, wid, &mine, &scale, err);
         if (st == BJ_OK) st = bj_aot_add_kernel(s, ds[i], &mine, err);
         free(mine);
     }
-    free(t8);
     if (st != BJ_OK)
         bj_error_prefix(err, "matmul %%%u (weight '%s')", id, w->name ? w->name : "?");
     return st;
@@ -154,27 +144,18 @@ static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, uint32_t i
 
 static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_opts *o, bj_error *err) {
     memset(s, 0, sizeof *s);
-    const char *mcpu = o->mcpu && strcmp(o->mcpu, "native") ? o->mcpu : NULL;
-    BJ_TRY(bj_cg_target_detect(&s->tgt, mcpu, o->mattr, err));
+    if (!o->plan) return BJ_FAIL(err, BJ_E_INVALID, "no plan: run the pass pipeline with a plan first");
     BJ_TRY(bj_ir_verify(g, err));
-    bj_cg_tunedb tdb;
-    bool found = false;
-    bj_error ign = { 0 };
-    if (o->no_tune_db) snprintf(s->tune_db, sizeof s->tune_db, "(off)");
-    else if (o->tune_db && *o->tune_db) snprintf(s->tune_db, sizeof s->tune_db, "%s", o->tune_db);
-    else if (bj_cg_tunedb_default_path(&s->tgt, NULL, s->tune_db, sizeof s->tune_db, &ign) != BJ_OK) s->tune_db[0] = 0;
-    if (!o->no_tune_db && s->tune_db[0])
-        BJ_TRY(bj_cg_tunedb_load(&tdb, &s->tgt, s->tune_db, &found, s->tune_warning, sizeof s->tune_warning, err));
-    s->tdb = found ? &tdb : NULL;
+    s->tgt = o->plan->tgt;
+    snprintf(s->tune_db, sizeof s->tune_db, "%s", o->plan->tune_db);
+    snprintf(s->tune_warning, sizeof s->tune_warning, "%s", o->plan->tune_warning);
     bj_status st = BJ_OK;
     for (uint32_t i = 0; i < g->n_nodes && st == BJ_OK; i++) {
         if (!bj_aot_is_matmul(&g->nodes[i])) continue;
         s->n_matmuls++;
-        st = bj_aot_matmul_desc(s, g, i, err);
+        st = bj_aot_matmul_desc(s, g, o->plan, i, err);
     }
-    if (found) bj_cg_tunedb_free(&tdb);
-    s->tdb = NULL;
-    s->tune_db_found = found;
+    s->tune_db_found = o->plan->tune_db_found;
     if (st != BJ_OK) bj_aot_set_free(s);
     return st;
 }

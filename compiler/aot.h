@@ -30,6 +30,7 @@
 #ifndef BJ_CC_AOT_H
 #define BJ_CC_AOT_H
 
+#include "compiler/compiler.h"
 #include "ir/ir.h"
 
 #include <stdbool.h>
@@ -51,11 +52,11 @@ typedef enum bj_aot_entry {
 typedef enum bj_aot_emit { BJ_AOT_EMIT_IR, BJ_AOT_EMIT_LLVM, BJ_AOT_EMIT_ASM, BJ_AOT_EMIT_OBJ, BJ_AOT_EMIT_SO } bj_aot_emit;
 
 typedef struct bj_aot_opts {
-    const char *mcpu, *mattr; /* NULL or "native": the host */
+    /* The pipeline's plan for g (bj_pipeline_run with opts.plan): its target and every
+     * matmul's kernels (select-kernels, the tuning database included). Required. */
+    const bj_plan *plan;
     const char *model_dir;    /* where config.json / tokenizer files are taken from; NULL: none */
     const char *model_path;   /* recorded in the library's metadata (may be NULL) */
-    const char *tune_db;      /* tuning database (codegen/cg_tunedb.h); NULL: the default file */
-    bool no_tune_db;          /* ignore it: the cost rule only */
 } bj_aot_opts;
 
 typedef struct bj_aot_report {

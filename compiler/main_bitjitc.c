@@ -81,6 +81,7 @@ typedef struct cc_opts {
     bj_aot_emit emit;
     bool verbose;
     bj_pipeline_opts pl;
+    bj_plan plan;
     bj_aot_opts aot;
 } cc_opts;
 
@@ -90,8 +91,8 @@ static void parse_flag(cc_opts *o, int c, const char *arg) {
     switch (c) {
     case 'o': o->out = arg; break;
     case 'v': o->verbose = true; break;
-    case O_MCPU: o->aot.mcpu = arg; break;
-    case O_MATTR: o->aot.mattr = arg; break;
+    case O_MCPU: o->pl.mcpu = arg; break;
+    case O_MATTR: o->pl.mattr = arg; break;
     case O_EMIT:
         if (!bj_aot_emit_from_name(arg, &o->emit)) die_usage("unknown --emit '%s' (ir, llvm, asm, obj, so)", arg);
         break;
@@ -102,8 +103,8 @@ static void parse_flag(cc_opts *o, int c, const char *arg) {
     case O_PB: o->pl.print_before = arg; break;
     case O_VERIFY: o->pl.verify_each = true; break;
     case O_TIME: o->pl.time_passes = true; break;
-    case O_TUNE_DB: o->aot.tune_db = arg; break;
-    case O_NO_TUNE_DB: o->aot.no_tune_db = true; break;
+    case O_TUNE_DB: o->pl.tune_db = arg; break;
+    case O_NO_TUNE_DB: o->pl.no_tune_db = true; break;
     }
 }
 
@@ -132,21 +133,24 @@ static void parse_args(int argc, char **argv, cc_opts *o) {
     bool file_form = o->emit == BJ_AOT_EMIT_OBJ || o->emit == BJ_AOT_EMIT_SO;
     if (file_form && !o->out) die_usage("%s", "-o OUT is required for --emit=so and --emit=obj");
     if (file_form && !strcmp(o->out, "-")) die_usage("%s", "--emit=so and --emit=obj cannot go to stdout");
-    if ((o->aot.mcpu && *o->aot.mcpu) || (o->aot.mattr && *o->aot.mattr)) { /* before loading anything */
+    if ((o->pl.mcpu && *o->pl.mcpu) || (o->pl.mattr && *o->pl.mattr)) { /* before loading anything */
         bj_cg_target t;
         bj_error err = { 0 };
-        if (bj_cg_target_detect(&t, o->aot.mcpu, o->aot.mattr, &err) != BJ_OK) die_usage("%s", err.msg);
+        if (bj_cg_target_detect(&t, o->pl.mcpu, o->pl.mattr, &err) != BJ_OK) die_usage("%s", err.msg);
     }
 }
 
-/* The pass pipeline (compiler.h) with the driver's flags; -v adds its statistics. */
+/* The pass pipeline (compiler.h) with the driver's flags; -v adds its statistics. Its plan
+ * (every matmul's kernels, from select-kernels with the default tuning database) is what the
+ * library is built from. */
 static void run_pipeline(bj_graph *g, cc_opts *o) {
     bj_error err = { 0 };
     o->pl.verbose = o->verbose;
     o->pl.out = stderr;
-    o->pl.mcpu = o->aot.mcpu;
-    o->pl.mattr = o->aot.mattr;
+    o->pl.default_tune_db = true;
+    o->pl.plan = &o->plan;
     if (bj_pipeline_run(g, &o->pl, &err) != BJ_OK) die_error(&err);
+    o->aot.plan = &o->plan;
 }
 
 /* The directory holding the model's config and tokenizer files. */
@@ -246,6 +250,7 @@ int main(int argc, char **argv) {
         emit_text(&m.graph, &o, &r);
     }
     report(&o, &r);
+    bj_plan_free(&o.plan);
     bj_model_free(&m);
     return 0;
 }

@@ -38,6 +38,9 @@ typedef struct bj_pass_ctx {
     bj_cg_target tgt;     /* for select-kernels / pack-weights; detected on first use */
     bool have_tgt;
     bj_mem_plan plan;
+    bj_plan kplan;        /* what goes to opts->plan: select-kernels' choices, ... */
+    bj_cg_tunedb tdb;     /* select-kernels: the tuning database, loaded on first use */
+    bool tdb_tried, have_tdb;
 } bj_pass_ctx;
 
 /* ---- the passes (compiler/passes/<name>.c) ------------------------------------------------ */
@@ -48,6 +51,11 @@ bj_status bj_pass_fuse_norm_quant_bitlinear(bj_graph *g, bj_pass_ctx *cx, bj_err
 bj_status bj_pass_select_kernels(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_pack_weights(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_plan_memory(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
+/* select-kernels' choices into cx->kplan without rewriting g: for a plan the pipeline must hand
+ * out when the pass itself was not selected. */
+bj_status bj_pass_select_kernels_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
+/* pack-weights' packing into cx->kplan (opts->pack; once), without touching g. */
+bj_status bj_pass_pack_weights_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 
 /* ---- toolkit (compiler/rewrite.c) --------------------------------------------------------- */
 /* uses[i] = how many input slots of later nodes name node i (OUTPUT's operand counts once). */
@@ -63,7 +71,7 @@ bool bj_pass_is_step_value(const bj_node *n);
 /* Is the op a ternary matmul in any spelling (matmul_t, matmul_tk, bitlinear)? Its weight operand. */
 bool bj_pass_is_lowbit_matmul(const bj_node *n);
 uint32_t bj_pass_matmul_weight(const bj_node *n);
-/* The target of select-kernels / pack-weights: opts->mcpu/mattr, or the host. */
+/* The target of select-kernels / pack-weights: opts->target, else opts->mcpu/mattr, else the host. */
 bj_status bj_pass_target(bj_pass_ctx *cx, const bj_cg_target **t, bj_error *err);
 /* One statistics line "pass: text" to cx->out when opts->verbose. */
 void bj_pass_note(bj_pass_ctx *cx, const char *pass, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

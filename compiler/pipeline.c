@@ -31,7 +31,7 @@ typedef struct bj_pass_info {
     X("quantize-weights",          bj_pass_quantize_weights,          "weight_quant(master) -> bound t8/b8 weight + scale") \
     X("share-activation-quant",    bj_pass_share_activation_quant,    "one quantized activation per distinct input (Q/K/V, gate/up)") \
     X("fuse-norm-quant-bitlinear", bj_pass_fuse_norm_quant_bitlinear, "rmsnorm+act_quant(+matmul_t) -> rmsnorm_quant / bitlinear") \
-    X("select-kernels",            bj_pass_select_kernels,            "kernel variant + ISA per ternary matmul (codegen cost rule)") \
+    X("select-kernels",            bj_pass_select_kernels,            "kernels per ternary matmul: forced, IR, cost rule, tuning database, prefill default") \
     X("pack-weights",              bj_pass_pack_weights,              "record each kernel's weight layout and packed bytes") \
     X("plan-memory",               bj_pass_plan_memory,               "liveness offsets in one activation arena; KV layout; peak bytes")
 
@@ -139,6 +139,32 @@ static void bj_fill_stats(const bj_pass_ctx *cx, bj_pipeline_stats *s, int n_run
     s->kv_bytes = cx->plan.kv_bytes;
 }
 
+void bj_plan_free(bj_plan *p) {
+    if (!p) return;
+    for (uint32_t i = 0; p->kern && i < p->n_nodes; i++)
+        if (p->kern[i].map.base) bj_cg_wmap_free(&p->kern[i].map);
+    free(p->kern);
+    memset(p, 0, sizeof *p);
+}
+
+static void bj_note_run(bj_pass_ctx *cx, const char *name) {
+    size_t off = strlen(cx->kplan.passes_run);
+    if (off < sizeof cx->kplan.passes_run)
+        snprintf(cx->kplan.passes_run + off, sizeof cx->kplan.passes_run - off, "%s%s", off ? "," : "", name);
+}
+
+/* The plan an executor needs: select-kernels' choices even where that pass was not selected
+ * (its IR rewrite then does not happen), then handed to the caller. */
+static bj_status bj_finish_plan(bj_graph *g, bj_pass_ctx *cx, const bj_pipeline_opts *o, bj_error *err) {
+    if (!o->plan) return BJ_OK;
+    if (!cx->kplan.have_kernels || cx->kplan.n_nodes != g->n_nodes)
+        BJ_TRY(bj_pass_select_kernels_plan(g, cx, err));
+    BJ_TRY(bj_pass_pack_weights_plan(g, cx, err)); /* when asked for and not done yet */
+    *o->plan = cx->kplan;
+    memset(&cx->kplan, 0, sizeof cx->kplan);
+    return BJ_OK;
+}
+
 bj_status bj_pipeline_run(bj_graph *g, const bj_pipeline_opts *o, bj_error *err) {
     bj_pipeline_opts dflt;
     if (!o) { bj_pipeline_opts_default(&dflt); o = &dflt; }
@@ -149,10 +175,14 @@ bj_status bj_pipeline_run(bj_graph *g, const bj_pipeline_opts *o, bj_error *err)
     bj_pass_ctx cx = { .opts = o, .out = o->out ? o->out : stderr };
     bj_status st = BJ_OK;
     int n_run = 0;
+    if (o->plan) memset(o->plan, 0, sizeof *o->plan);
     for (size_t i = 0; i < BJ_N_PASSES && st == BJ_OK; i++)
-        if (run[i]) st = bj_run_one(g, &cx, i, &ms[i], err), n_run++;
+        if (run[i]) st = bj_run_one(g, &cx, i, &ms[i], err), n_run++, bj_note_run(&cx, bj_pipeline[i].name);
+    if (st == BJ_OK) st = bj_finish_plan(g, &cx, o, err);
     if (st == BJ_OK && o->time_passes) bj_print_times(&cx, run, ms);
     if (o->stats) bj_fill_stats(&cx, o->stats, n_run);
     bj_mem_plan_free(&cx.plan);
+    bj_plan_free(&cx.kplan);
+    if (cx.have_tdb) bj_cg_tunedb_free(&cx.tdb);
     return st;
 }

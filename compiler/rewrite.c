@@ -35,7 +35,9 @@ void bj_pass_note(bj_pass_ctx *cx, const char *pass, const char *fmt, ...) {
 
 bj_status bj_pass_target(bj_pass_ctx *cx, const bj_cg_target **t, bj_error *err) {
     if (!cx->have_tgt) {
-        BJ_TRY(bj_cg_target_detect(&cx->tgt, cx->opts->mcpu, cx->opts->mattr, err));
+        const char *mcpu = cx->opts->mcpu && strcmp(cx->opts->mcpu, "native") ? cx->opts->mcpu : NULL;
+        if (cx->opts->target) cx->tgt = *cx->opts->target;
+        else BJ_TRY(bj_cg_target_detect(&cx->tgt, mcpu, cx->opts->mattr, err));
         cx->have_tgt = true;
     }
     *t = &cx->tgt;

@@ -219,6 +219,19 @@ bj_status bj_graph_init(bj_graph *g, const char *name, bj_error *err) {
     return BJ_OK;
 }
 
+bj_status bj_graph_clone(bj_graph *dst, const bj_graph *src, bj_error *err) {
+    BJ_TRY(bj_graph_init(dst, src->name, err));
+    dst->max_seq = src->max_seq;
+    if (!src->n_nodes) return BJ_OK;
+    if (!(dst->nodes = malloc((size_t)src->n_nodes * sizeof *dst->nodes))) {
+        bj_graph_free(dst);
+        return BJ_FAIL(err, BJ_E_NOMEM, "graph @%s: out of memory", src->name);
+    }
+    memcpy(dst->nodes, src->nodes, (size_t)src->n_nodes * sizeof *dst->nodes);
+    dst->n_nodes = dst->cap = src->n_nodes;
+    return BJ_OK;
+}
+
 void bj_graph_free(bj_graph *g) {
     free(g->nodes);
     bj_arena_free(&g->arena);

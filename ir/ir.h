@@ -117,6 +117,9 @@ typedef struct bj_graph {
 
 bj_status bj_graph_init(bj_graph *g, const char *name, bj_error *err);
 void bj_graph_free(bj_graph *g);
+/* dst = a copy of src's nodes (names and weight data still point where src's do, so src must
+ * outlive dst): a graph a compile may rewrite in place while src stays as it was. */
+bj_status bj_graph_clone(bj_graph *dst, const bj_graph *src, bj_error *err);
 
 /* ---- builder ------------------------------------------------------------------------------
  * bj_ir_add appends a node, infers its dtype and shape from the op rule and checks its

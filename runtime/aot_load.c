@@ -9,8 +9,11 @@
  * loaded from its embedded files, written for that into a private temporary directory that
  * is removed at once (the tokenizer loader reads a directory; this keeps frontends/ as is).
  *
- * The JIT engine then runs the graph with kernel_lookup = dlsym and the library's exact
- * target, so it makes the same descriptors the library was built with and compiles nothing. */
+ * The JIT engine then runs the pass pipeline over the graph with the library's exact target
+ * (select-kernels makes the same descriptors the library was built with) and kernel_lookup =
+ * dlsym, so it compiles nothing. Its pack-weights pass still packs the weights at every load
+ * (the library holds them in their file dtype, and loads with the packed-weight cache off):
+ * see docs/architecture.md. */
 #include "runtime/aot_load.h"
 
 #include "codegen/codegen.h"

@@ -1,14 +1,15 @@
 /* runtime/engine_jit.c -- the JIT engine: an execution plan over the graph whose ternary
  * matmuls are generated kernels.
  *
- * Creation: detect the target, then for each matmul_t choose a kernel (descriptor by the
- * tuning database, else the cost rule, or forced), map the weights in the kernel's layout from
- * the packed-weight cache (found by the source tensor's hash, from the source index when the
- * model file is unchanged) and get the kernel from the JIT, the disk cache or a fresh compile
- * (bj_cg_kernel_get); the misses are then unpacked and packed on the thread pool and stored.
- * Source pages are given back once packed, so RSS holds one copy of the weights. Identical
- * shapes share one kernel. Each matmul step keeps a libffi
- * call interface prepared once, so kernels keep their natural typed C signature.
+ * Creation: run the pass pipeline over the engine's own copy of the graph (bj_jit_compile:
+ * the caller's graph is left as it was). Its plan names the target, every matmul's kernels
+ * (select-kernels: forced, IR, tuning database, cost rule, prefill default) and their packed
+ * weights (pack-weights: from the packed-weight cache or packed now); the engine chooses and
+ * packs nothing. It gets each kernel from the JIT, the disk cache or a fresh compile
+ * (bj_cg_kernel_get), or from an AOT library (kernel_lookup); identical shapes share one
+ * kernel. Each matmul step keeps a libffi call interface prepared once, so kernels keep their
+ * natural typed C signature. Still the engine's own (docs/architecture.md): the --head q8
+ * conversion, the folding of elementwise ops into matmul steps and the activation arena.
  *
  * A step runs on the thread pool: every op is split by rows (tokens, output rows or heads)
  * and runs the same runtime/ops.c code as the reference engine; only the integer matmul is
@@ -17,6 +18,7 @@
  * reused; a decode step allocates nothing. */
 #include "codegen/codegen.h"
 #include "codegen/cg_tunedb.h"
+#include "compiler/compiler.h"
 #include "runtime/ops.h"
 #include "runtime/runtime.h"
 #include "runtime/threads.h"
@@ -38,14 +40,9 @@ typedef struct jit_mm {   /* one ternary matmul step */
     bool tuned;            /* desc came from the tuning database */
     bool pp_tuned;         /* fn_pp came from it (else the path's default prefill tiles) */
     ffi_cif cif;
-    const uint8_t *packed; /* weights in the kernel's layout (NULL for weights-as-code): owned, or */
-    bj_cg_wmap wmap;       /* ... mapped from the packed-weight cache */
+    const uint8_t *packed; /* weights in the kernel's layout (NULL for weights-as-code): the plan's (pack-weights) */
     double scale;
     int64_t M, K, row_block;
-    /* Cache miss, packed after every look-up (pack_pending): the weight node, the source hash. */
-    bool pending;
-    uint32_t wid;
-    uint64_t src[2];
 } jit_mm;
 
 /* The pieces of one node's step, each cap_T rows inside the activation arena (see "buffers"). */
@@ -62,12 +59,13 @@ typedef struct jit_buf {  /* one node's result and scratch, cap_T rows each, NUL
 
 typedef struct jit_engine {
     bj_engine base;
-    const bj_graph *g;
+    const bj_graph *g;    /* &own */
+    bj_graph own;         /* the caller's graph as the pass pipeline left it */
+    bj_plan plan;         /* the pipeline's decisions (select-kernels: every matmul's kernels) */
     bj_pool *pool;
     bj_cg_target tgt;
     bj_cg_cache cache;
     bj_cg_jit *jit;
-    bj_cg_tunedb *tdb;    /* while preparing: the tuning database, or NULL */
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
@@ -122,12 +120,11 @@ static bj_status get_kernel(jit_engine *e, jit_mm *m, const int8_t *t8, const bj
     return BJ_OK;
 }
 
-/* Tuning database (codegen/cg_tunedb.h): m->desc = the database's decode descriptor, unless its
- * kernel cannot be had (an ahead-of-time library built without it, a generator refusing a
- * hand-edited entry: then the cost rule's); a second kernel for prefill
- * steps when the database has one that packs weights the same way, or, without a database
- * entry, when the path's default prefill tiles differ (bj_cg_kdesc_prefill_default). Never fails: anything
- * missing falls back to the cost rule, and every kernel is exact. */
+/* The kernels select-kernels chose (the plan): m->desc = the decode descriptor, unless it came
+ * from the tuning database and its kernel cannot be had (an ahead-of-time library built without
+ * it, a generator refusing a hand-edited entry: then the untuned one, pk->def); a second kernel
+ * for prefill steps where the plan has one that packs weights the same way. Never fails:
+ * anything missing falls back to def, and every kernel is exact. */
 static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, const int8_t *t8,
                          const bj_jit_options *o) {
     bj_error ign = { 0 };
@@ -135,7 +132,8 @@ static void tune_resolve(jit_engine *e, jit_mm *m, const bj_cg_tune_pick *pk, co
     m->desc = pk->dec;
     m->tuned = pk->dec_tuned;
     tmp.desc = pk->dec;
-    if (pk->dec_tuned && get_kernel(e, &tmp, t8, o, &ign) != BJ_OK) {
+    /* the weights are packed for dec's layout: def only where it reads the same one */
+    if (pk->dec_tuned && pk->def.variant == pk->dec.variant && get_kernel(e, &tmp, t8, o, &ign) != BJ_OK) {
         m->desc = pk->def;
         m->tuned = false;
     }
@@ -154,198 +152,13 @@ static bool is_lowbit_matmul(const bj_node *n) {
 }
 static uint32_t matmul_weight(const bj_node *n) { return n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]; }
 
-/* The source tensor a lowbit weight's values come from: itself, or the float master of a weight_quant. */
-static const bj_node *weight_src(const bj_graph *g, uint32_t wid) {
-    const bj_node *w = &g->nodes[wid];
-    return w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
+static bool pick_has_wcode(const bj_cg_tune_pick *pk) {
+    return pk->def.variant == BJ_CG_V_WCODE || pk->dec.variant == BJ_CG_V_WCODE ||
+           (pk->has_pp && pk->pp.variant == BJ_CG_V_WCODE);
 }
 
-/* The source-tensor hash the packed-weight cache is keyed by: the bytes of the lowbit weight
- * (or of the float master and the quantization rule applied to it), from the source index
- * when the model file has not changed since it was hashed (codegen.h, bj_cg_srcidx). */
-static void weight_src_hash(jit_engine *e, uint32_t wid, uint64_t out[2]) {
-    const bj_graph *g = e->g;
-    const bj_node *w = &g->nodes[wid];
-    const bj_node *src = w->op == BJ_OP_WEIGHT_QUANT ? &g->nodes[w->in[0]] : w;
-    char how[160];
-    snprintf(how, sizeof how, "%s|%s|mode %lld|%lldx%lld", bj_op_get((bj_op)w->op)->name, bj_dtype_name((bj_dtype)src->dtype),
-             (long long)(w->op == BJ_OP_WEIGHT_QUANT ? w->iattr[0] : -1), (long long)w->shape.d[0],
-             (long long)w->shape.d[1]);
-    bj_cg_srcidx_hash(&e->cache, &e->sidx, src->data, (size_t)src->nbytes, how, out);
-}
-
-/* m->packed: mapped from the packed-weight cache and the source tensor's pages given back
- * (bj_fmap_release: only when they are a mapped model file's, whose bytes stay as they are;
- * the engine reads the packed copy only, so they would double the weights' RSS). On a miss
- * the matrix is left pending for pack_pending. Weights as code have no packed bytes. */
-static bj_status lookup_packed(jit_engine *e, jit_mm *m, uint32_t wid, bj_error *err) {
-    uint64_t size = bj_cg_packed_size(&m->desc);
-    if (!size) return BJ_OK;
-    m->wid = wid;
-    if (e->cache.enabled) { /* else nothing is looked up: no need to read the source twice */
-        weight_src_hash(e, wid, m->src);
-        BJ_TRY(bj_cg_wcache_load(&e->cache, &m->desc, m->src, &m->wmap, err));
-    }
-    if (m->wmap.data) {
-        m->packed = m->wmap.data;
-        const bj_node *sn = weight_src(e->g, wid);
-        e->released += bj_fmap_release(sn->data, sn->nbytes);
-        return BJ_OK;
-    }
-    /* A miss: hashing read the source; it is read again when packed after all look-ups, so
-     * that the sources, the --head q8 conversion and the packing are never resident at once. */
-    const bj_node *sn = weight_src(e->g, wid);
-    bj_fmap_release(sn->data, sn->nbytes);
-    m->pending = true;
-    return BJ_OK;
-}
-
-/* ---- packing the cache misses on the pool -------------------------------------------------
- * Unpacking, checking, packing and storing 2 G weights is most of a cold start (2B4T). The
- * misses are packed after all look-ups, whole matrices handed out to the pool's threads as
- * they come free. A thread unpacks a weight a block of rows at a time into a buffer of its own
- * (a block stays in L2 from being unpacked to being packed, instead of 17.7 MB of int8 values
- * going to memory and back), packs it into an anonymous map, stores it in the packed-weight
- * cache with its own copy of the cache handle (entries are separate files written whole and
- * renamed, so stores run in parallel; the copies' warnings and counters are folded back after)
- * and runs from the entry just written (page cache, shared between processes). A weight whose
- * rows cannot be read on their own (a float master's weight_quant) is unpacked whole. */
-typedef struct pend_ctx {
-    jit_engine *e;
-    jit_mm **mm;        /* the pending matmuls */
-    uint32_t *ids;      /* their nodes, for messages */
-    int64_t n;
-    atomic_int_fast64_t next; /* the next matmul to take */
-    bj_cg_cache *cache; /* per thread: a copy of e->cache */
-    bj_status *st;      /* per matmul */
-    bj_error *errs;     /* per matmul */
-} pend_ctx;
-
-/* Unpacked bytes a block of rows aims at (L2 of every x86 core of the last decade holds it). */
-#define BJ_PACK_BLOCK_BYTES (128 * 1024)
-
-/* *buf (an anonymous map, so no heap keeps every size it saw) grown to n bytes. */
-static bool pack_buf(int8_t **buf, size_t *cap, size_t n) {
-    if (n <= *cap) return true;
-    if (*buf) munmap(*buf, *cap);
-    *cap = 0;
-    *buf = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (*buf == MAP_FAILED) {
-        *buf = NULL;
-        return false;
-    }
-    *cap = n;
-    return true;
-}
-
-/* m's weight unpacked, checked and packed into out (bj_cg_packed_size bytes). */
-static bj_status pack_weight(jit_engine *e, jit_mm *m, uint8_t *out, int8_t **buf, size_t *cap, bj_error *err) {
-    const bj_graph *g = e->g;
-    uint64_t M = (uint64_t)m->M, K = (uint64_t)m->K;
-    if (!bj_ir_lowbit_by_rows(g, m->wid)) {
-        if (!pack_buf(buf, cap, M * K))
-            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of unpacked weights)", (unsigned long long)(M * K));
-        BJ_TRY(bj_ir_lowbit_values_into(g, m->wid, *buf, &m->scale, err));
-        return bj_cg_pack(&m->desc, *buf, out, err);
-    }
-    uint64_t rb = (uint64_t)bj_cg_row_block(&m->desc), rows = BJ_PACK_BLOCK_BYTES / K / rb * rb;
-    if (rows < rb) rows = rb;
-    if (!pack_buf(buf, cap, rows * K))
-        return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of unpacked weights)", (unsigned long long)(rows * K));
-    for (uint64_t r0 = 0; r0 < M; r0 += rows) {
-        uint64_t r1 = r0 + rows < M ? r0 + rows : M;
-        BJ_TRY(bj_ir_lowbit_rows_into(g, m->wid, (int64_t)r0, (int64_t)r1, *buf, err));
-        BJ_TRY(bj_cg_pack_rows(&m->desc, *buf, r0, r1, out, err));
-    }
-    return BJ_OK; /* m->scale: prepare_matmul's */
-}
-
-/* A map of size bytes for m's packed weights, kept by m (freed as a map), or NULL. */
-static uint8_t *packed_map(jit_mm *m, size_t size) {
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    m->wmap = (bj_cg_wmap){ .data = p, .base = p, .len = size };
-    m->packed = p;
-    return p;
-}
-
-static void pack_one_thread(void *ctx, int ith, int nth) {
-    (void)nth;
-    pend_ctx *c = ctx;
-    bj_cg_cache *cache = &c->cache[ith];
-    int8_t *buf = NULL, *pk = NULL; /* unpacked rows; packed bytes on their way to the cache */
-    size_t cap = 0, pk_cap = 0;
-    for (int64_t j; (j = atomic_fetch_add(&c->next, 1)) < c->n;) {
-        jit_mm *m = c->mm[j];
-        bj_error *err = &c->errs[j];
-        size_t size = (size_t)bj_cg_packed_size(&m->desc);
-        /* Bound for the cache: packed in this thread's buffer, stored, then run from the entry. */
-        uint8_t *out = cache->enabled && pack_buf(&pk, &pk_cap, size) ? (uint8_t *)pk : packed_map(m, size);
-        if (!out) {
-            c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of packed weights)", size);
-            continue;
-        }
-        c->st[j] = pack_weight(c->e, m, out, &buf, &cap, err);
-        const bj_node *sn = weight_src(c->e->g, m->wid);
-        bj_fmap_release(sn->data, sn->nbytes); /* read once more only by a later hash of a changed file */
-        if (c->st[j] != BJ_OK || out != (uint8_t *)pk) continue;
-        c->st[j] = bj_cg_wcache_store(cache, &m->desc, m->src, out, err);
-        bj_cg_wmap back = { 0 };
-        if (c->st[j] == BJ_OK) c->st[j] = bj_cg_wcache_load(cache, &m->desc, m->src, &back, err);
-        if (back.data) {
-            cache->n_wloaded--; /* counted as packed now, not as found in the cache */
-            m->wmap = back;
-            m->packed = back.data;
-        } else if (c->st[j] == BJ_OK) { /* not stored after all (disk trouble): a copy of its own */
-            if (packed_map(m, size)) memcpy(m->wmap.base, out, size);
-            else c->st[j] = BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%zu bytes of packed weights)", size);
-        }
-    }
-    if (buf) munmap(buf, cap);
-    if (pk) munmap(pk, pk_cap);
-}
-
-static bj_status pack_pending(jit_engine *e, bj_error *err) {
-    const bj_graph *g = e->g;
-    int64_t n = 0;
-    int nth = bj_pool_size(e->pool);
-    for (uint32_t i = 0; i < g->n_nodes; i++) n += e->mm[i] && e->mm[i]->pending;
-    if (!n) return BJ_OK;
-    pend_ctx c = { .e = e, .mm = calloc((size_t)n, sizeof *c.mm), .ids = calloc((size_t)n, sizeof *c.ids), .n = n,
-                   .cache = malloc((size_t)nth * sizeof *c.cache), .st = calloc((size_t)n, sizeof *c.st),
-                   .errs = calloc((size_t)n, sizeof *c.errs) };
-    atomic_init(&c.next, 0);
-    bj_status s = BJ_OK;
-    if (!c.mm || !c.ids || !c.cache || !c.st || !c.errs) s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    for (uint32_t i = 0, j = 0; s == BJ_OK && i < g->n_nodes; i++)
-        if (e->mm[i] && e->mm[i]->pending) { c.mm[j] = e->mm[i]; c.ids[j++] = i; }
-    if (s == BJ_OK) {
-        for (int t = 0; t < nth; t++) c.cache[t] = e->cache;
-        bj_pool_run(e->pool, pack_one_thread, &c);
-        bj_cg_cache copy0 = e->cache;
-        for (int t = 0; t < nth; t++) bj_cg_cache_merge(&e->cache, &copy0, &c.cache[t]);
-    }
-    for (int64_t j = 0; s == BJ_OK && j < n; j++) {
-        jit_mm *m = c.mm[j];
-        if (c.st[j] != BJ_OK) {
-            *err = c.errs[j];
-            const bj_node *w = &g->nodes[m->wid];
-            bj_error_prefix(err, "matmul %%%u (weight '%s', %lldx%lld)", c.ids[j], w->name ? w->name : "?",
-                            (long long)m->M, (long long)m->K);
-            s = c.st[j];
-            break;
-        }
-        m->pending = false;
-        e->released += weight_src(g, m->wid)->nbytes;
-    }
-    free(c.mm);
-    free(c.ids);
-    free(c.cache);
-    free(c.st);
-    free(c.errs);
-    return s;
-}
-
+/* Node id's kernels as select-kernels chose them (the plan), its weights from the packed-weight
+ * cache (or pending), the ffi call interface. */
 static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options *o, bj_error *err) {
     const bj_node *n = &e->g->nodes[id];
     uint32_t wid = matmul_weight(n);
@@ -355,25 +168,18 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     e->mm[id] = m;
     m->M = w->shape.d[0];
     m->K = w->shape.d[1];
-    /* Binary weights (b8, b1) get the binary kernel unless a variant is forced. */
-    bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-    /* A variant forced by the options wins over the one select-kernels put on the node: a
-     * ternary variant forced on binary weights runs them exactly (at 2 bits a weight), bin1
-     * forced on ternary weights is refused by codegen. */
-    bj_cg_variant v = o->variant ? (bj_cg_variant)o->variant : n->op != BJ_OP_MATMUL_T ? (bj_cg_variant)n->iattr[0] : BJ_CG_V_AUTO;
-    /* The values are needed up front only where weights-as-code may be chosen (small
-     * matrices, or forced); otherwise only to pack, which the packed-weight cache may spare. */
+    if (id >= e->plan.n_nodes || !e->plan.kern[id].set)
+        return BJ_FAIL(err, BJ_E_INTERNAL, "matmul %%%u has no kernel in the plan (select-kernels did not see it)", id);
+    const bj_cg_tune_pick *pk = &e->plan.kern[id].pick;
+    /* The values are needed up front only to compile weights-as-code; otherwise only to pack,
+     * which the packed-weight cache may spare. */
     int8_t *t8 = NULL;
-    bj_status s = BJ_OK;
-    if (v == BJ_CG_V_WCODE || (v == BJ_CG_V_AUTO && bj_cg_wcode_fits((uint32_t)m->M, (uint32_t)m->K)))
-        s = bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err);
-    else
-        s = bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
-    bj_cg_tune_pick pk; /* the cost rule's (or forced) descriptor, or the tuning database's */
-    if (s == BJ_OK)
-        s = bj_cg_tune_pick_descs(e->tdb, &e->tgt, v, o->variant != 0, wt, (uint32_t)m->M, (uint32_t)m->K, t8, &pk, err);
-    if (s == BJ_OK) tune_resolve(e, m, &pk, t8, o);
-    if (s == BJ_OK) s = lookup_packed(e, m, wid, err);
+    bj_status s = pick_has_wcode(pk) ? bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err)
+                                     : bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
+    if (s == BJ_OK) tune_resolve(e, m, pk, t8, o);
+    m->packed = e->plan.kern[id].packed;
+    if (s == BJ_OK && !m->packed && bj_cg_packed_size(&m->desc))
+        s = BJ_FAIL(err, BJ_E_INTERNAL, "no packed weights in the plan (pack-weights did not pack them)");
     if (s == BJ_OK) s = get_kernel(e, m, t8, o, err);
     if (s == BJ_OK && ffi_prep_cif(&m->cif, FFI_DEFAULT_ABI, 6, &ffi_type_void, e->argt) != FFI_OK)
         s = BJ_FAIL(err, BJ_E_INTERNAL, "libffi cannot describe the kernel signature");
@@ -592,7 +398,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
     free(keys);
     if (s != BJ_OK) return s;
     r->n_matmuls = total;
-    return pack_pending(e, err);
+    return BJ_OK;
 }
 
 /* ---- buffers ---------------------------------------------------------------------------
@@ -1017,11 +823,7 @@ static void jit_free(bj_engine *base) {
     jit_engine *e = (jit_engine *)base;
     if (e->buf) free_buffers(e);
     for (uint32_t i = 0; e->g && i < e->g->n_nodes; i++) {
-        if (e->mm && e->mm[i]) {
-            if (e->mm[i]->wmap.base) bj_cg_wmap_free(&e->mm[i]->wmap);
-            else free((void *)e->mm[i]->packed);
-            free(e->mm[i]);
-        }
+        if (e->mm && e->mm[i]) free(e->mm[i]); /* packed weights: the plan's */
         if (e->head8map && e->head8map[i].base) bj_cg_wmap_free(&e->head8map[i]);
         else if (e->head8) bj_rt_q8w_free(&e->head8[i]);
         if (e->kc) free(e->kc[i]);
@@ -1035,12 +837,13 @@ static void jit_free(bj_engine *base) {
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
     free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->headf); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
+    bj_plan_free(&e->plan);
+    bj_graph_free(&e->own);
     free(e);
 }
 
 static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
-    if (o->target) e->tgt = *(const bj_cg_target *)o->target;
-    else BJ_TRY(bj_cg_target_detect(&e->tgt, o->mcpu, o->mattr, err));
+    e->tgt = e->plan.tgt; /* the target select-kernels chose for */
     BJ_TRY(bj_cg_target_check_host(&e->tgt, err));
     BJ_TRY(bj_cg_cache_open(&e->cache, o->cache_dir, &e->tgt, o->no_cache, err));
     BJ_TRY(bj_cg_jit_create(&e->jit, err));
@@ -1066,27 +869,42 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     ffi_type *argt[6] = { &ffi_type_pointer, &ffi_type_pointer, &ffi_type_pointer,
                           &ffi_type_sint64, &ffi_type_sint64, &ffi_type_sint64 };
     memcpy(e->argt, argt, sizeof argt);
-    bj_cg_tunedb tdb;
-    bool found = false;
-    bj_error ign = { 0 };
-    if (o->no_tune_db) snprintf(r->tune_db, sizeof r->tune_db, "(off)");
-    else if (o->tune_db && *o->tune_db) snprintf(r->tune_db, sizeof r->tune_db, "%s", o->tune_db);
-    else if (bj_cg_tunedb_default_path(&e->tgt, o->cache_dir, r->tune_db, sizeof r->tune_db, &ign) != BJ_OK)
-        r->tune_db[0] = 0;
-    if (!o->no_tune_db && r->tune_db[0])
-        BJ_TRY(bj_cg_tunedb_load(&tdb, &e->tgt, r->tune_db, &found, r->tune_warning, sizeof r->tune_warning, err));
-    if (found) e->tdb = &tdb;
+    snprintf(r->tune_db, sizeof r->tune_db, "%s", e->plan.tune_db);
+    snprintf(r->tune_warning, sizeof r->tune_warning, "%s", e->plan.tune_warning);
     bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
     if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
-    r->src_hashed = e->sidx.n_hashed;
-    r->src_indexed = e->sidx.n_hits;
-    r->released_bytes = e->released;
+    r->src_hashed = e->plan.src_hashed + e->sidx.n_hashed;
+    r->src_indexed = e->plan.src_indexed + e->sidx.n_hits;
+    r->released_bytes = e->plan.released_bytes + e->released;
     r->act_row_bytes = e->plan_row;
     r->act_row_naive = e->plan_naive;
     bj_cg_srcidx_free(&e->sidx);
-    if (found) bj_cg_tunedb_free(&tdb);
-    e->tdb = NULL;
+    return s;
+}
+
+bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *own, bj_plan *plan, bj_error *err) {
+    bj_pipeline_opts po;
+    if (o->pipeline) po = *o->pipeline;
+    else bj_pipeline_opts_default(&po);
+    po.mcpu = o->mcpu;
+    po.mattr = o->mattr;
+    po.target = o->target;
+    po.variant = o->variant;
+    po.cache_dir = o->cache_dir;
+    po.tune_db = o->tune_db;
+    po.no_tune_db = o->no_tune_db;
+    po.default_tune_db = true;
+    po.kernel_lookup = o->kernel_lookup;
+    po.kernel_ud = o->kernel_ud;
+    po.plan = plan;
+    po.pack = true;
+    po.no_cache = o->no_cache;
+    po.n_threads = o->n_threads;
+    memset(plan, 0, sizeof *plan);
+    BJ_TRY(bj_graph_clone(own, g, err));
+    bj_status s = bj_pipeline_run(own, &po, err);
+    if (s != BJ_OK) { bj_plan_free(plan); bj_graph_free(own); }
     return s;
 }
 
@@ -1101,24 +919,29 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
         return BJ_FAIL(err, BJ_E_INVALID, "context of %lld tokens asked: the model's is %lld (at least 1)",
                        (long long)o->n_ctx, (long long)g->max_seq);
     BJ_TRY(bj_ir_verify(g, err));
-    uint32_t head;
-    BJ_TRY(bj_engine_check_head(g, &head, err));
     jit_engine *e = calloc(1, sizeof *e);
     if (!e) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    e->g = g;
+    uint32_t head = 0;
+    bj_status s = bj_jit_compile(g, o, &e->own, &e->plan, err);
+    e->g = s == BJ_OK ? &e->own : NULL;
+    if (s == BJ_OK) s = bj_engine_check_head(e->g, &head, err);
+    if (s != BJ_OK) { jit_free(&e->base); return s; }
     e->head = head;
-    e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(g->nodes[bj_ir_find_output(g)].shape),
-                           .max_seq = o->n_ctx ? o->n_ctx : g->max_seq, .forward = jit_forward, .reset = jit_reset, .free = jit_free };
-    bj_status s = setup(e, o, r, err);
+    snprintf(r->passes, sizeof r->passes, "%s", e->plan.passes_run);
+    e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(e->g->nodes[bj_ir_find_output(e->g)].shape),
+                           .max_seq = o->n_ctx ? o->n_ctx : e->g->max_seq, .forward = jit_forward, .reset = jit_reset,
+                           .free = jit_free };
+    s = setup(e, o, r, err);
     snprintf(r->cpu, sizeof r->cpu, "%s", e->tgt.cpu);
     bj_cg_llvm_version(r->llvm, sizeof r->llvm);
     r->compiled = e->cache.n_compiled;
     r->loaded = e->cache.n_loaded;
-    r->corrupt = e->cache.n_corrupt;
-    r->packed_loaded = e->cache.n_wloaded;
+    r->corrupt = e->cache.n_corrupt + e->plan.cache_corrupt;
+    r->packed_loaded = e->plan.packed_loaded;
     r->compile_ms = e->cache.compile_ms;
     snprintf(r->cache_dir, sizeof r->cache_dir, "%s", e->cache.enabled ? e->cache.dir : "(off)");
     if (e->cache.warn) snprintf(r->cache_warning, sizeof r->cache_warning, "%s", e->cache.warn_msg);
+    else if (e->plan.cache_warning[0]) snprintf(r->cache_warning, sizeof r->cache_warning, "%s", e->plan.cache_warning);
     if (s != BJ_OK) { jit_free(&e->base); return s; }
     describe_variants(e, r);
     r->create_ms = now_ms() - t0;

@@ -2,6 +2,7 @@
  * candidates per matmul shape and T-class and writes the tuning database. */
 #include "runtime/tune.h"
 
+#include "runtime/runtime.h"
 #include "runtime/threads.h"
 
 #include <stdio.h>
@@ -47,37 +48,49 @@ void bj_tune_report_free(bj_tune_report *rep) {
     rep->n = 0;
 }
 
-/* ---- the graph's shapes --------------------------------------------------------------------- */
-static bool tune_is_matmul(const bj_node *n) {
-    return n->op == BJ_OP_MATMUL_T || n->op == BJ_OP_MATMUL_TK || n->op == BJ_OP_BITLINEAR;
-}
-
+/* ---- the graph's shapes ---------------------------------------------------------------------
+ * Read from the plan of the pipeline run as the JIT engine runs it without a database
+ * (bj_jit_compile): each distinct shape with the kernels engines use when it has no entry. */
 typedef struct tune_shape {
     uint32_t m, k;
     bj_cg_wtype wt;
-    bj_cg_variant v; /* the engine's variant without a database (node's selection or AUTO) */
+    bj_cg_kdesc def[BJ_CG_TC_COUNT]; /* per T-class: select-kernels' kernel without a database */
     int count;
 } tune_shape;
 
-static bj_status tune_shapes(const bj_graph *g, tune_shape **out, size_t *n_out, uint64_t *bytes2, bj_error *err) {
+static bj_status tune_shapes(const bj_graph *g, const bj_tune_opts *o, bj_cg_target *tgt, tune_shape **out,
+                             size_t *n_out, uint64_t *bytes2, bj_error *err) {
+    bj_jit_options jo;
+    bj_jit_options_default(&jo);
+    jo.mcpu = o->mcpu;
+    jo.mattr = o->mattr;
+    jo.cache_dir = o->cache_dir;
+    jo.no_tune_db = true;
+    bj_graph own;
+    bj_plan plan;
+    BJ_TRY(bj_jit_compile(g, &jo, &own, &plan, err));
+    *tgt = plan.tgt;
     tune_shape *s = NULL;
     size_t n = 0;
+    bj_status st = BJ_OK;
     *bytes2 = 0;
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const bj_node *nd = &g->nodes[i];
-        if (!tune_is_matmul(nd)) continue;
-        const bj_node *w = &g->nodes[nd->op == BJ_OP_BITLINEAR ? nd->in[2] : nd->in[1]];
-        uint32_t m = (uint32_t)w->shape.d[0], k = (uint32_t)w->shape.d[1];
-        bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    for (uint32_t i = 0; i < own.n_nodes && st == BJ_OK; i++) {
+        if (!plan.kern[i].set) continue;
+        const bj_cg_tune_pick *pk = &plan.kern[i].pick;
+        uint32_t m = pk->def.m, k = pk->def.k;
+        bj_cg_wtype wt = (bj_cg_wtype)pk->def.wtype;
         *bytes2 += (uint64_t)m * k / 4;
         size_t j = 0;
         while (j < n && !(s[j].m == m && s[j].k == k && s[j].wt == wt)) j++;
         if (j < n) { s[j].count++; continue; }
         tune_shape *p = realloc(s, (n + 1) * sizeof *p);
-        if (!p) { free(s); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
+        if (!p) { st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); break; }
         s = p;
-        s[n++] = (tune_shape){ m, k, wt, nd->op == BJ_OP_MATMUL_T ? BJ_CG_V_AUTO : (bj_cg_variant)nd->iattr[0], 1 };
+        s[n++] = (tune_shape){ .m = m, .k = k, .wt = wt, .def = { pk->dec, pk->has_pp ? pk->pp : pk->dec }, .count = 1 };
     }
+    bj_plan_free(&plan);
+    bj_graph_free(&own);
+    if (st != BJ_OK) { free(s); return st; }
     *out = s;
     *n_out = n;
     return BJ_OK;
@@ -393,6 +406,27 @@ out:
     return st;
 }
 
+/* The measured results merged into the database file (its other entries kept). */
+static bj_status tune_write_db(const bj_cg_target *tgt, bj_tune_report *rep, bj_error *err) {
+    bj_cg_tunedb db;
+    bool found;
+    bj_status st = bj_cg_tunedb_load(&db, tgt, rep->db_path, &found, rep->db_warning, sizeof rep->db_warning, err);
+    for (size_t i = 0; st == BJ_OK && i < rep->n; i++) {
+        const bj_tune_result *r = &rep->r[i];
+        if (!r->measured) continue;
+        bj_cg_tune_entry e = { .m = r->m, .k = r->k, .wtype = r->wtype, .tclass = r->tclass,
+                               .variant = r->best.variant, .isa = r->best.isa, .tile_m = r->best.tile_m,
+                               .tile_t = r->best.tile_t, .unroll = r->best.unroll,
+                               .prefetch = r->best.prefetch, .default_ns = r->def_ns,
+                               .tuned_ns = r->best_ns };
+        st = bj_cg_tunedb_set(&db, &e, err);
+        rep->n_written += st == BJ_OK;
+    }
+    if (st == BJ_OK) st = bj_cg_tunedb_save(&db, rep->db_path, err);
+    bj_cg_tunedb_free(&db);
+    return st;
+}
+
 bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err) {
     memset(rep, 0, sizeof *rep);
     double t0 = tune_now_s();
@@ -401,16 +435,18 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
         return BJ_FAIL(err, BJ_E_INVALID, "prefill tokens must be in [2, 4096], got %d", o->t_prefill);
     BJ_TRY(bj_ir_verify(g, err));
     bj_cg_target tgt;
-    BJ_TRY(bj_cg_target_detect(&tgt, o->mcpu, o->mattr, err));
-    BJ_TRY(bj_cg_target_check_host(&tgt, err));
-    snprintf(rep->cpu, sizeof rep->cpu, "%s", tgt.cpu);
-    if (o->db_path && *o->db_path) snprintf(rep->db_path, sizeof rep->db_path, "%s", o->db_path);
-    else BJ_TRY(bj_cg_tunedb_default_path(&tgt, o->cache_dir, rep->db_path, sizeof rep->db_path, err));
-
     tune_shape *shapes = NULL;
     size_t n_shapes = 0;
     uint64_t bytes2;
-    BJ_TRY(tune_shapes(g, &shapes, &n_shapes, &bytes2, err));
+    BJ_TRY(tune_shapes(g, o, &tgt, &shapes, &n_shapes, &bytes2, err));
+    bj_status hst = bj_cg_target_check_host(&tgt, err);
+    if (hst != BJ_OK) { free(shapes); return hst; }
+    snprintf(rep->cpu, sizeof rep->cpu, "%s", tgt.cpu);
+    if (o->db_path && *o->db_path) snprintf(rep->db_path, sizeof rep->db_path, "%s", o->db_path);
+    else if (bj_cg_tunedb_default_path(&tgt, o->cache_dir, rep->db_path, sizeof rep->db_path, err) != BJ_OK) {
+        free(shapes);
+        return err->code;
+    }
     bj_cg_cache cache;
     bj_cg_jit *jit = NULL;
     bj_pool *pool = NULL;
@@ -438,9 +474,10 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
             bj_tune_result *r = &rep->r[rep->n];
             *r = (bj_tune_result){ .m = shapes[i].m, .k = shapes[i].k, .wtype = (uint8_t)shapes[i].wt, .tclass = (uint8_t)tc,
                                    .T = tc == BJ_CG_TC_DECODE ? 1 : o->t_prefill, .count = shapes[i].count };
-            st = bj_cg_kdesc_init(&r->def, &tgt, shapes[i].v, BJ_CG_ISA_AUTO, shapes[i].wt, shapes[i].m, shapes[i].k,
-                                  ws.t8, err);
-            if (tc == BJ_CG_TC_PREFILL) bj_cg_kdesc_prefill_default(&r->def, &tgt); /* what engines run without an entry */
+            r->def = shapes[i].def[tc]; /* what engines run without an entry */
+            if (r->def.variant == BJ_CG_V_WCODE) /* its code is the measured (random) weights', so is its key */
+                st = bj_cg_kdesc_init(&r->def, &tgt, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, shapes[i].wt, shapes[i].m,
+                                      shapes[i].k, ws.t8, err);
             int layout = tc == BJ_CG_TC_DECODE ? -1 : rep->r[rep->n - 1].best.variant;
             if (st == BJ_OK) st = tune_class(&ws, &shapes[i], r, layout, err);
             rep->n++;
@@ -450,24 +487,7 @@ bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report
         tune_ws_free(&ws);
     }
     rep->budget_hit = w.over;
-    if (st == BJ_OK && !o->dry_run) {
-        bj_cg_tunedb db;
-        bool found;
-        st = bj_cg_tunedb_load(&db, &tgt, rep->db_path, &found, rep->db_warning, sizeof rep->db_warning, err);
-        for (size_t i = 0; st == BJ_OK && i < rep->n; i++) {
-            const bj_tune_result *r = &rep->r[i];
-            if (!r->measured) continue;
-            bj_cg_tune_entry e = { .m = r->m, .k = r->k, .wtype = r->wtype, .tclass = r->tclass,
-                                   .variant = r->best.variant, .isa = r->best.isa, .tile_m = r->best.tile_m,
-                                   .tile_t = r->best.tile_t, .unroll = r->best.unroll,
-                                   .prefetch = r->best.prefetch, .default_ns = r->def_ns,
-                                   .tuned_ns = r->best_ns };
-            st = bj_cg_tunedb_set(&db, &e, err);
-            rep->n_written += st == BJ_OK;
-        }
-        if (st == BJ_OK) st = bj_cg_tunedb_save(&db, rep->db_path, err);
-        bj_cg_tunedb_free(&db);
-    }
+    if (st == BJ_OK && !o->dry_run) st = tune_write_db(&tgt, rep, err);
     bj_pool_free(pool);
     bj_cg_jit_free(jit);
     free(shapes);

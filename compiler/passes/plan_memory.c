@@ -11,7 +11,11 @@
  * Placement is greedy by size, largest first, each at the lowest offset that fits among
  * the already placed values it overlaps (the usual offline best-effort for interval
  * packing; optimal is NP-hard, this is within a few % on transformer graphs).
- * peak = the arena size; naive = one buffer per value (what the engines allocate today).
+ * peak = the arena size; naive = one buffer per value.
+ * Not yet the arena the JIT engine uses: the engine plans its own (runtime/engine_jit.c,
+ * plan_buffers: f64 activations, bytes a token, steps of 64 tokens, folded elementwise ops live
+ * in their matmul's step), and this plan is freed at the end of the pipeline
+ * (docs/architecture.md, "not yet in its pass").
  *
  * KV cache: one arena, each attention layer's K then V, [max_seq, n_kv * head_dim] f32
  * each, in node order; kv_offset is printed per attention node.

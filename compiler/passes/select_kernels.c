@@ -1,44 +1,152 @@
-/* compiler/passes/select_kernels.c -- select-kernels: a kernel variant and ISA path for every
- * ternary or binary matmul, for the target CPU (opts->mcpu/mattr, else the host).
+/* compiler/passes/select_kernels.c -- select-kernels: the one place kernel choice happens. Every
+ * ternary or binary matmul gets its kernels for the target CPU (opts->target, else
+ * opts->mcpu/mattr, else the host).
  *
  *   %y = matmul_t %a, %w        =>   %y = matmul_tk %a, %w {variant=1, isa=5, layout=0, packed=0}
  *   %y = bitlinear %x, %g, %w {variant=0, ...}  =>  the same with variant/isa filled in
  *
- * The choice is codegen's cost rule, bj_cg_pick_variant_for(target, weight type, M, K,
- * T_hint = 1, have weights): the binary kernel for binary weights (b8, b1), else the ternary
- * rule; with the target's best ISA path (bj_cg_best_isa): exactly what the JIT engine
- * picks on its own for a decode-shaped step, so the kernels (and the kernel cache entries)
- * are the same ones. The ids print as integers: variant 1 dot2, 2 bitplane, 3 wcode, 4 bin1 (codegen's
- * bj_cg_variant); isa 1 generic, 2 avx2, 3 avxvnni, 4 avx512, 5 avx512vnni (bj_cg_isa). The
- * JIT engine honours a node's variant (unless its options force one); the ISA path stays the
- * engine's own, since the engine may run for another CPU than the one compiled for.
- * A choice already made (variant != 0) is kept, so a tuned graph survives a re-run.
+ * The choice is codegen's bj_cg_tune_pick_descs over, in this order: a variant forced by the
+ * options (--kernel: opts->variant, which also turns the tuning database off), a variant already
+ * in the IR (a graph bjopt or an earlier run selected), else the cost rule
+ * (bj_cg_pick_variant_for: the binary kernel for binary weights); then the tuning database
+ * (opts->tune_db / default_tune_db) for the decode kernel and the prefill kernel, or the path's
+ * prefill default (bj_cg_kdesc_prefill_default). Where only a library's kernels can be had
+ * (opts->kernel_lookup), a tuned or prefill kernel it lacks is not chosen: the untuned one is.
+ * The weights' values are read only where
+ * weights-as-code may be chosen (its descriptor hashes them): small bound matrices, or forced.
+ *
+ * The IR keeps the selected variant (the cost rule's or the forced one, before the database)
+ * and the target's best ISA path as integers: variant 1 dot2, 2 bitplane, 3 wcode, 4 bin1,
+ * 5 trit5 (bj_cg_variant); isa 1 generic, 2 avx2, 3 avxvnni, 4 avx512, 5 avx512vnni (bj_cg_isa).
+ * The whole choice, descriptors with tiles, goes to the plan (bj_plan.kern, compiler.h), which
+ * every executor reads: the JIT engine, bitjitc's library, bench, tune. Nothing else chooses.
+ * A ternary variant forced on binary weights is recorded in the plan only (the IR keeps binary
+ * weights on bin1). When the pipeline must hand out a plan but this pass was not selected (--passes=,
+ * --disable-passes=select-kernels), bj_pass_select_kernels_plan records the same choices
+ * without rewriting the IR.
  * Needs: nothing. Invalidates: nothing (attributes only; the result is unchanged). */
 #include "compiler/passes.h"
 
-static void bj_sk_choose(const bj_cg_target *t, bj_node *n, const bj_node *w, uint32_t *counts) {
-    if (n->iattr[0] == 0) {
-        bool have = w->op == BJ_OP_WEIGHT && w->data != NULL;
-        bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
-        n->iattr[0] = bj_cg_pick_variant_for(t, wt, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], 1, have);
-        n->iattr[1] = bj_cg_best_isa(t);
-    }
-    if ((unsigned)n->iattr[0] < BJ_CG_V_COUNT) counts[n->iattr[0]]++;
+#include "ir/weights.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The tuning database the options name (loaded once per pipeline run into cx). */
+static bj_status bj_sk_tunedb(bj_pass_ctx *cx, const bj_cg_target *t, bj_error *err) {
+    const bj_pipeline_opts *o = cx->opts;
+    bj_plan *p = &cx->kplan;
+    bj_error ign = { 0 };
+    if (cx->tdb_tried) return BJ_OK;
+    cx->tdb_tried = true;
+    if (o->no_tune_db || o->variant) snprintf(p->tune_db, sizeof p->tune_db, "(off)");
+    else if (o->tune_db && *o->tune_db) snprintf(p->tune_db, sizeof p->tune_db, "%s", o->tune_db);
+    else if (!o->default_tune_db || bj_cg_tunedb_default_path(t, o->cache_dir, p->tune_db, sizeof p->tune_db, &ign) != BJ_OK)
+        p->tune_db[0] = 0;
+    if (!strcmp(p->tune_db, "(off)") || !p->tune_db[0]) return BJ_OK;
+    bool found = false;
+    BJ_TRY(bj_cg_tunedb_load(&cx->tdb, t, p->tune_db, &found, p->tune_warning, sizeof p->tune_warning, err));
+    if (found) cx->have_tdb = p->tune_db_found = true;
+    else bj_cg_tunedb_free(&cx->tdb);
+    return BJ_OK;
 }
 
-bj_status bj_pass_select_kernels(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
+/* Whether the kernel of d can be had: always, unless only a library's kernels can. */
+static bool bj_sk_have(const bj_pass_ctx *cx, const bj_cg_kdesc *d) {
+    const bj_pipeline_opts *o = cx->opts;
+    if (!o->kernel_lookup) return true;
+    char sym[32];
+    void *fn = NULL;
+    bj_error ign = { 0 };
+    bj_cg_kernel_symbol(d, sym, sizeof sym);
+    return o->kernel_lookup(o->kernel_ud, d, sym, &fn, &ign) == BJ_OK && fn;
+}
+
+/* A library built without the database's kernels: its untuned ones instead. */
+static void bj_sk_available(const bj_pass_ctx *cx, bj_cg_tune_pick *pk) {
+    if (pk->dec_tuned && !bj_sk_have(cx, &pk->dec)) {
+        pk->dec = pk->def;
+        pk->dec_tuned = false;
+    }
+    if (pk->has_pp && (pk->pp.variant != pk->dec.variant || !bj_sk_have(cx, &pk->pp))) pk->has_pp = false;
+}
+
+/* Node i's kernels into the plan; the variant they were chosen from into *v. */
+static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, const bj_cg_target *t, bj_cg_variant *v,
+                            bj_error *err) {
+    const bj_node *n = &g->nodes[i];
+    uint32_t wid = bj_pass_matmul_weight(n);
+    const bj_node *w = &g->nodes[wid];
+    uint32_t M = (uint32_t)w->shape.d[0], K = (uint32_t)w->shape.d[1];
+    bool forced = cx->opts->variant != 0;
+    *v = forced ? (bj_cg_variant)cx->opts->variant : n->op != BJ_OP_MATMUL_T ? (bj_cg_variant)n->iattr[0] : BJ_CG_V_AUTO;
+    bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    bool bound = (w->op == BJ_OP_WEIGHT_QUANT ? g->nodes[w->in[0]].data : w->data) != NULL;
+    int8_t *t8 = NULL;
+    double scale;
+    bj_status st = BJ_OK;
+    if (bound && (*v == BJ_CG_V_WCODE || (*v == BJ_CG_V_AUTO && bj_cg_wcode_fits(M, K))))
+        st = bj_ir_lowbit_values(g, wid, &t8, &scale, err);
+    bj_plan_kernel *k = &cx->kplan.kern[i];
+    if (st == BJ_OK)
+        st = bj_cg_tune_pick_descs(cx->have_tdb ? &cx->tdb : NULL, t, *v, forced, wt, M, K, t8, &k->pick, err);
+    free(t8);
+    if (st != BJ_OK)
+        return bj_error_prefix(err, "matmul %%%u (weight '%s', %ux%u)", i, w->name ? w->name : "?", M, K);
+    bj_sk_available(cx, &k->pick);
+    k->set = true;
+    *v = (bj_cg_variant)k->pick.def.variant;
+    cx->kplan.n_matmuls++;
+    cx->kplan.n_tuned += k->pick.dec_tuned;
+    cx->kplan.n_tuned_pp += k->pick.has_pp && !k->pick.pp_default;
+    return BJ_OK;
+}
+
+/* The plan's kernel table for g, every lowbit matmul chosen; with rewrite, the IR too. */
+static bj_status bj_sk_run(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32_t *counts, const bj_cg_target **tp,
+                           bj_error *err) {
     const bj_cg_target *t;
-    uint32_t counts[BJ_CG_V_COUNT] = { 0 };
     BJ_TRY(bj_pass_target(cx, &t, err));
+    *tp = t;
+    BJ_TRY(bj_sk_tunedb(cx, t, err));
+    bj_plan *p = &cx->kplan;
+    free(p->kern);
+    p->n_matmuls = p->n_tuned = p->n_tuned_pp = 0;
+    p->n_nodes = g->n_nodes;
+    p->tgt = *t;
+    if (!(p->kern = calloc(g->n_nodes + 1, sizeof *p->kern))) return BJ_FAIL(err, BJ_E_NOMEM, "select-kernels: out of memory");
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         bj_node *n = &g->nodes[i];
         if (!bj_pass_is_lowbit_matmul(n)) continue;
+        bj_cg_variant v;
+        BJ_TRY(bj_sk_pick(cx, g, i, t, &v, err));
+        if ((unsigned)v < BJ_CG_V_COUNT) counts[v]++;
+        /* A ternary kernel forced on binary weights runs them exactly (2 bits a weight), but the
+         * IR keeps binary weights on bin1 (the verifier's rule): that choice lives in the plan only. */
+        bool binw = bj_dtype_class_of((bj_dtype)g->nodes[bj_pass_matmul_weight(n)].dtype) == BJ_DTC_BINARY;
+        if (!rewrite || (binw && v != BJ_CG_V_BIN1)) continue;
         if (n->op == BJ_OP_MATMUL_T) n->op = BJ_OP_MATMUL_TK; /* same operands; attrs start at 0 */
-        bj_sk_choose(t, n, &g->nodes[bj_pass_matmul_weight(n)], counts);
+        n->iattr[0] = v;
+        n->iattr[1] = bj_cg_best_isa(t);
         BJ_TRY(bj_pass_retype(g, i, err));
     }
-    bj_pass_note(cx, "select-kernels", "target %s (%s): %u dot2, %u bitplane, %u wcode, %u bin1", t->cpu,
-                 bj_cg_isa_name(bj_cg_best_isa(t)), counts[BJ_CG_V_DOT2], counts[BJ_CG_V_BITPLANE],
-                 counts[BJ_CG_V_WCODE], counts[BJ_CG_V_BIN1]);
+    p->have_kernels = true;
+    return BJ_OK;
+}
+
+bj_status bj_pass_select_kernels_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
+    uint32_t counts[BJ_CG_V_COUNT] = { 0 };
+    const bj_cg_target *t;
+    return bj_sk_run(g, cx, false, counts, &t, err);
+}
+
+bj_status bj_pass_select_kernels(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
+    uint32_t counts[BJ_CG_V_COUNT] = { 0 };
+    const bj_cg_target *t;
+    BJ_TRY(bj_sk_run(g, cx, true, counts, &t, err));
+    bj_pass_note(cx, "select-kernels", "target %s (%s): %u dot2, %u bitplane, %u wcode, %u bin1, %u trit5; %lld of %lld from the tuning database (%s)",
+                 t->cpu, bj_cg_isa_name(bj_cg_best_isa(t)), counts[BJ_CG_V_DOT2], counts[BJ_CG_V_BITPLANE],
+                 counts[BJ_CG_V_WCODE], counts[BJ_CG_V_BIN1], counts[BJ_CG_V_TRIT5], (long long)cx->kplan.n_tuned,
+                 (long long)cx->kplan.n_matmuls, cx->kplan.tune_db[0] ? cx->kplan.tune_db : "none");
     return BJ_OK;
 }

@@ -211,6 +211,7 @@ void cli_model_opts_init(cli_model_opts *o) {
     o->engine = "jit";
     bj_jit_options_default(&o->jit);
     o->jit.n_threads = cli_default_threads();
+    bj_pipeline_opts_default(&o->pl);
 }
 
 bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
@@ -228,6 +229,10 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case CLI_O_NO_TUNE_DB: o->jit.no_tune_db = true; return true;
     case CLI_O_HEAD: cli_parse_head(arg, &o->jit); return true;
     case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(arg); return true;
+    case CLI_O_PAA: o->pl.print_after_all = true; return true;
+    case CLI_O_PA: o->pl.print_after = arg; return true;
+    case CLI_O_DISABLE: o->pl.disable = arg; return true;
+    case CLI_O_TIME_PASSES: o->pl.time_passes = true; return true;
     case 'c': o->jit.n_ctx = cli_parse_ctx(arg); return true;
     default: return false;
     }
@@ -358,15 +363,20 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     o->jit.progress = on_progress;
     o->jit.progress_ud = &bar;
     bj_jit_report r;
+    o->pl.verbose = o->verbose;
+    o->pl.out = stderr;
+    o->jit.pipeline = &o->pl;
     bj_status st = bj_jit_engine_create(&e, g, &o->jit, &r, &err);
     cli_progress_end(&bar);
     o->jit.progress = NULL;
     o->jit.progress_ud = NULL;
+    o->jit.pipeline = NULL;
     if (st != BJ_OK) cli_die_error(&err);
     *packed_bytes = r.packed_bytes;
     if (r.cache_warning[0] && !o->quiet)
         fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.cache_warning);
     if (r.tune_warning[0] && !o->quiet) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, r.tune_warning);
+    if (o->verbose) fprintf(stderr, "%s: passes: %s\n", bj_cli_prog, r.passes[0] ? r.passes : "(none)");
     if (o->verbose && lib) describe_library(o, lib, &r);
     if (o->verbose && !lib)
         fprintf(stderr, "%s: jit for %s (LLVM %s): %lld matmuls, kernels compiled %llu, loaded from cache %llu"

@@ -54,6 +54,7 @@ enum {
     CLI_O_ENGINE = 256, CLI_O_MCPU, CLI_O_MATTR, CLI_O_CACHE_DIR, CLI_O_NO_CACHE,
     CLI_O_TEMP, CLI_O_TOPK, CLI_O_TOPP, CLI_O_MINP, CLI_O_RPEN, CLI_O_RLAST,
     CLI_O_TUNE_DB, CLI_O_NO_TUNE_DB, CLI_O_HEAD, CLI_O_KERNEL,
+    CLI_O_PAA, CLI_O_PA, CLI_O_DISABLE, CLI_O_TIME_PASSES,
     CLI_O_CMD = 512
 };
 
@@ -62,6 +63,7 @@ typedef struct cli_model_opts {
     const char *engine; /* "jit" or "ref" */
     bool verbose, quiet, threads_given;
     bj_jit_options jit; /* threads, --mcpu, --mattr, cache, -c */
+    bj_pipeline_opts pl; /* --print-after-all, --print-after, --disable-passes, --time-passes (jit.pipeline) */
     int n_engines;      /* engines that share the memory the default context is capped to (serve); 0 = 1 */
 } cli_model_opts;
 
@@ -73,7 +75,9 @@ typedef struct cli_model_opts {
     { "no-cache", no_argument, 0, CLI_O_NO_CACHE }, { "verbose", no_argument, 0, 'v' },           \
     { "quiet", no_argument, 0, 'q' }, { "tune-db", required_argument, 0, CLI_O_TUNE_DB },        \
     { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD }, \
-    { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' }
+    { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' }, \
+    { "print-after-all", no_argument, 0, CLI_O_PAA }, { "print-after", required_argument, 0, CLI_O_PA }, \
+    { "disable-passes", required_argument, 0, CLI_O_DISABLE }, { "time-passes", no_argument, 0, CLI_O_TIME_PASSES }
 #define CLI_MODEL_SHORTOPTS "m:t:vqc:"
 #define CLI_MODEL_HELP                                                                              \
     "  -m, --model PATH        model directory, .safetensors/.gguf file or bitjitc library (.so)\n"  \
@@ -97,6 +101,10 @@ typedef struct cli_model_opts {
     "      --kernel NAME       ternary matmul kernel for every layer: auto (default: the tuning\n" \
     "                          database, else the cost rule), dot2 (2 bits a weight), trit5\n"    \
     "                          (1.6 bits: fewer bytes, more decoding work), bitplane, wcode\n"     \
+    "      --print-after-all   print the graph IR after every pass of the pipeline (stderr)\n"     \
+    "      --print-after=PASS  ... after that pass only\n"                                          \
+    "      --disable-passes=A,B  run the pipeline without these passes\n"                          \
+    "      --time-passes       each pass's time (stderr)\n"                                         \
     CLI_CTX_HELP                                                                                    \
     "  -v, --verbose           print load, compile and speed figures on stderr\n"                    \
     "  -q, --quiet             no progress output\n"

@@ -184,44 +184,31 @@ typedef struct bench_layout {
     bool has_pp, pp_tuned;
 } bench_layout;
 
-/* The descriptor the JIT engine makes for each distinct matmul shape, as engine_jit.c makes it
- * (node variant or cost rule, then the tuning database), without reading weight values. */
+/* The kernels select-kernels chooses for each distinct matmul shape: the pipeline run as the
+ * JIT engine runs it (bj_jit_compile), its plan read. */
 static int bench_layouts(const bj_graph *g, const bj_jit_options *jo, bench_layout *out, int cap) {
-    bj_cg_target t;
+    bj_graph own;
+    bj_plan plan;
     bj_error err = { 0 };
-    if (jo->target) t = *(const bj_cg_target *)jo->target;
-    else if (bj_cg_target_detect(&t, jo->mcpu, jo->mattr, &err) != BJ_OK) return 0;
-    bj_cg_tunedb db;
-    bool found = false;
-    char path[4096];
-    tune_db_path(jo, path, sizeof path);
-    if (path[0] && bj_cg_tunedb_load(&db, &t, path, &found, NULL, 0, &err) != BJ_OK) found = false;
+    bj_jit_options quiet = *jo;
+    quiet.pipeline = NULL;
+    if (bj_jit_compile(g, &quiet, &own, &plan, &err) != BJ_OK) return 0;
     int n = 0;
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const bj_node *nd = &g->nodes[i];
-        if (nd->op != BJ_OP_MATMUL_T && nd->op != BJ_OP_MATMUL_TK && nd->op != BJ_OP_BITLINEAR) continue;
-        const bj_node *w = &g->nodes[nd->op == BJ_OP_BITLINEAR ? nd->in[2] : nd->in[1]];
-        uint32_t m = (uint32_t)w->shape.d[0], k = (uint32_t)w->shape.d[1];
-        bj_cg_wtype wt = bj_dtype_class_of((bj_dtype)w->dtype) == BJ_DTC_BINARY ? BJ_CG_W_BINARY : BJ_CG_W_TERNARY;
+    for (uint32_t i = 0; i < own.n_nodes; i++) {
+        if (!plan.kern[i].set) continue;
+        const bj_cg_tune_pick *pk = &plan.kern[i].pick;
+        uint32_t m = pk->dec.m, k = pk->dec.k;
+        bj_cg_wtype wt = (bj_cg_wtype)pk->dec.wtype;
         int j = 0;
         while (j < n && !(out[j].m == m && out[j].k == k && out[j].wt == wt)) j++;
         if (j < n) { out[j].count++; continue; }
         if (n == cap) break;
-        bench_layout *l = &out[n++];
-        *l = (bench_layout){ .m = m, .k = k, .wt = wt, .count = 1 };
-        bj_cg_variant v = jo->variant ? (bj_cg_variant)jo->variant
-                          : nd->op != BJ_OP_MATMUL_T ? (bj_cg_variant)nd->iattr[0] : BJ_CG_V_AUTO;
-        bj_cg_tune_pick pk;
-        if (bj_cg_tune_pick_descs(found ? &db : NULL, &t, v, jo->variant != 0, wt, m, k, NULL, &pk, &err) == BJ_OK) {
-            l->d = pk.dec;
-            l->known = true;
-            l->tuned = pk.dec_tuned;
-            l->pp = pk.pp;
-            l->has_pp = pk.has_pp;
-            l->pp_tuned = pk.has_pp && !pk.pp_default;
-        }
+        out[n++] = (bench_layout){ .m = m, .k = k, .wt = wt, .count = 1, .d = pk->dec, .known = true,
+                                   .tuned = pk->dec_tuned, .pp = pk->pp, .has_pp = pk->has_pp,
+                                   .pp_tuned = pk->has_pp && !pk->pp_default };
     }
-    if (found) bj_cg_tunedb_free(&db);
+    bj_plan_free(&plan);
+    bj_graph_free(&own);
     return n;
 }
 
@@ -421,194 +408,246 @@ static void write_plot(const char *path, const char *model, const char *cpu, con
     if (st != BJ_OK) cli_die_error(&err);
 }
 
-int bj_cmd_bench(int argc, char **argv) {
-    char nthreads[16];
-    snprintf(nthreads, sizeof nthreads, "%d", cli_default_threads());
-    bench_opts o = { .engines = "jit", .threads = nthreads, .p = 128, .n = 128, .bw_mib = 1024, .reps = 3 };
-    bj_jit_options_default(&o.jit);
-    parse_bench(argc, argv, &o);
-    o.model = cli_model_path(o.model);
-    int threads[64], nt = parse_list(o.threads, threads, 64);
-    bool want_jit = strstr(o.engines, "jit") != NULL, want_ref = strstr(o.engines, "ref") != NULL;
-    if (!want_jit && !want_ref) cli_die_usage("unknown engine list '%s' (jit, ref)", o.engines);
-
-    bj_error err = { 0 };
+/* What one `bitjit bench` gathers, from the model to the result rows. */
+typedef struct bench_run {
+    bench_opts o;
     bj_model m;
-    bj_aot_lib *lib = cli_load_model(o.model, &m, &o.jit);
-    int max_threads = 1;
-    for (int i = 0; i < nt; i++) max_threads = threads[i] > max_threads ? threads[i] : max_threads;
-    cli_choose_ctx(&m.graph, max_threads, 1, false, &o.jit.n_ctx);
-    bj_jit_report cold = { 0 }, warm = { 0 };
-    if (want_jit) bench_compile(&m.graph, &o, &cold, &warm);
+    int threads[64], nt;
+    bool want_jit, want_ref;
+    bj_jit_report cold, warm;
     bench_layout lay[64];
-    int nl = want_jit ? bench_layouts(&m.graph, &o.jit, lay, 64) : 0;
-    int64_t pos = o.p + o.n / 2;
-    uint64_t bpt = bj_bench_bytes_per_token(&m.graph, cold.packed_bytes, o.jit.head_q8, pos);
-    if (want_jit && cold.tune_warning[0]) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, cold.tune_warning);
+    int nl;
+    int64_t pos;
+    uint64_t bpt;
+    int depths[16], nd;  /* --depth */
+    bench_row rows[(2 + 16) * 64 + 2];
+    int nr;
+    bj_bench_mem mem;
+    bool have_mem, fresh_peak;
+} bench_run;
 
-    if (o.fmt == FMT_MD) {
-        printf("model: %s (%s)\n", o.model, m.cfg.arch);
-        if (want_jit) {
-            printf("jit: %s, LLVM %s, %s\ncompile: cold %.0f ms (%llu kernels compiled), warm %.0f ms (%llu loaded, %llu compiled)\n",
-                   cold.cpu, cold.llvm, cold.variants, cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms,
-                   (unsigned long long)warm.loaded, (unsigned long long)warm.compiled);
-            printf("tuning database: %lld of %lld matmuls (%s)\n", (long long)cold.n_tuned, (long long)cold.n_matmuls,
-                   cold.tune_db[0] ? cold.tune_db : "none");
+static void print_layouts_md(const bench_run *b) {
+    printf("\n| matmul shape (M x K) | weights | matmuls | kernel layout | prefill kernel (>= %d tokens) | "
+           "bytes each | bytes all |\n", BJ_CG_TUNE_PREFILL_MIN_T);
+    printf("| --- | --- | ---: | --- | --- | ---: | ---: |\n");
+    for (int i = 0; i < b->nl; i++) {
+        const bench_layout *l = &b->lay[i];
+        char s[128], pp[128];
+        layout_str(l, s, sizeof s);
+        layout_pp_str(l, pp, sizeof pp);
+        printf("| %ux%u | %s | %d | %s | %s | %llu | %llu |\n", l->m, l->k, l->wt == BJ_CG_W_BINARY ? "binary" : "ternary",
+               l->count, s, pp, (unsigned long long)layout_bytes(l), (unsigned long long)layout_bytes(l) * (unsigned)l->count);
+    }
+}
+
+static void print_header(const bench_run *b) {
+    const bench_opts *o = &b->o;
+    if (o->fmt == FMT_CSV) printf("model,engine,threads,test,tokens,tps,tps_sd,reps,tg_gbps,bandwidth_gbps,roofline_pct\n");
+    if (o->fmt != FMT_MD) return;
+    printf("model: %s (%s)\n", o->model, b->m.cfg.arch);
+    if (b->want_jit) {
+        printf("jit: %s, LLVM %s, %s\ncompile: cold %.0f ms (%llu kernels compiled), warm %.0f ms (%llu loaded, %llu compiled)\n",
+               b->cold.cpu, b->cold.llvm, b->cold.variants, b->cold.create_ms, (unsigned long long)b->cold.compiled,
+               b->warm.create_ms, (unsigned long long)b->warm.loaded, (unsigned long long)b->warm.compiled);
+        printf("tuning database: %lld of %lld matmuls (%s)\n", (long long)b->cold.n_tuned, (long long)b->cold.n_matmuls,
+               b->cold.tune_db[0] ? b->cold.tune_db : "none");
+    }
+    printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts; "
+           "head %s)\n", (long long)b->pos, (double)b->bpt * 1e-6, (double)b->cold.packed_bytes * 1e-6,
+           o->jit.head_q8 ? "8-bit (--head q8)" : "exact");
+    if (b->nl) print_layouts_md(b);
+    printf("\n| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
+    printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+}
+
+/* The pp and tg rows of one measured engine (k 0: jit, 1: ref) at nthr threads, printed as they come. */
+static void add_rows(bench_run *b, int k, int nthr, const bj_bench_stat *pp, const bj_bench_stat *tg,
+                     const bj_bench_stat *tgd, double bw) {
+    const bench_opts *o = &b->o;
+    for (int t = 0; t < 2; t++) {
+        if ((t == 0 && o->p == 0) || (t == 1 && o->n == 0)) continue;
+        bench_row *r = &b->rows[b->nr++];
+        *r = (bench_row){ .engine = k == 0 ? "jit" : "ref", .threads = nthr, .tg = t == 1, .tokens = t ? o->n : o->p,
+                          .s = t ? *tg : *pp };
+        if (t == 1 && k == 0 && bw > 0) {
+            r->gbs = tg->mean * (double)b->bpt * 1e-9;
+            r->bw = bw;
+            r->pct = 100 * r->gbs / bw;
         }
-        printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts; "
-               "head %s)\n", (long long)pos, (double)bpt * 1e-6, (double)cold.packed_bytes * 1e-6,
-               o.jit.head_q8 ? "8-bit (--head q8)" : "exact");
-        if (nl) {
-            printf("\n| matmul shape (M x K) | weights | matmuls | kernel layout | prefill kernel (>= %d tokens) | "
-                   "bytes each | bytes all |\n", BJ_CG_TUNE_PREFILL_MIN_T);
-            printf("| --- | --- | ---: | --- | --- | ---: | ---: |\n");
-            for (int i = 0; i < nl; i++) {
-                char s[128], pp[128];
-                layout_str(&lay[i], s, sizeof s);
-                layout_pp_str(&lay[i], pp, sizeof pp);
-                printf("| %ux%u | %s | %d | %s | %s | %llu | %llu |\n", lay[i].m, lay[i].k,
-                       lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count, s, pp,
-                       (unsigned long long)layout_bytes(&lay[i]), (unsigned long long)layout_bytes(&lay[i]) * (unsigned)lay[i].count);
-            }
+        if (o->fmt == FMT_MD) print_row_md(r);
+        else if (o->fmt == FMT_CSV) print_row_csv(r, o->model);
+    }
+    for (int d = 0; d < b->nd && o->n > 0; d++) { /* decode at depth: the KV of its positions counts */
+        bench_row *r = &b->rows[b->nr++];
+        *r = (bench_row){ .engine = k == 0 ? "jit" : "ref", .threads = nthr, .tg = true, .tokens = o->n,
+                          .depth = b->depths[d], .s = tgd[d] };
+        if (k == 0 && bw > 0) {
+            uint64_t bytes = bj_bench_bytes_per_token(&b->m.graph, b->cold.packed_bytes, o->jit.head_q8, b->depths[d] + o->n / 2);
+            r->gbs = tgd[d].mean * (double)bytes * 1e-9;
+            r->bw = bw;
+            r->pct = 100 * r->gbs / bw;
         }
-        printf("\n| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
-        printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
-    } else if (o.fmt == FMT_CSV) {
-        printf("model,engine,threads,test,tokens,tps,tps_sd,reps,tg_gbps,bandwidth_gbps,roofline_pct\n");
+        if (o->fmt == FMT_MD) print_row_md(r);
+        else if (o->fmt == FMT_CSV) print_row_csv(r, o->model);
     }
     fflush(stdout);
+}
 
-    int depths[16], nd = o.depths ? parse_depths(o.depths, depths, 16) : 0;
-    bench_row rows[(2 + 16) * 64 + 2];
-    int nr = 0;
-    /* Peak RSS of the first measured engine's creation and runs: the cold and warm engines
-     * above packed weights and are gone, so the peak starts again here where the kernel allows. */
-    bj_bench_mem mem = { 0 };
-    bool have_mem = false, fresh_peak = bj_bench_mem_reset_peak();
+/* One engine (k 0: jit at nthr threads, 1: ref) created, measured, freed; then the bandwidth probe. */
+static void measure(bench_run *b, int k, int nthr) {
+    bj_error err = { 0 };
+    bj_engine *e;
+    bj_jit_options jo = b->o.jit;
+    jo.n_threads = nthr;
+    bj_status st = k == 0 ? bj_jit_engine_create(&e, &b->m.graph, &jo, NULL, &err)
+                          : bj_ref_engine_create_ctx(&e, &b->m.graph, jo.n_ctx, &err);
+    if (st != BJ_OK) cli_die_error(&err);
+    bj_bench_stat pp, tg;
+    if (bj_bench_engine(e, b->o.p, b->o.n, b->o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
+    if (!b->have_mem) { bj_bench_mem_read(&b->mem); b->have_mem = true; }
+    bj_bench_stat tgd[16];
+    for (int d = 0; d < b->nd && b->o.n > 0; d++)
+        if (bj_bench_depth(e, b->depths[d], b->o.n, b->o.reps, &tgd[d], &err) != BJ_OK) cli_die_error(&err);
+    bj_engine_free(e);
+    double bw = 0;
+    if (b->o.bw_mib > 0 && bj_bench_bandwidth(nthr, (size_t)b->o.bw_mib << 20, 5, &bw, &err) != BJ_OK) cli_die_error(&err);
+    cli_progress_clear();
+    add_rows(b, k, k == 0 ? nthr : 1, &pp, &tg, tgd, bw);
+}
+
+/* Every engine and thread count. Peak RSS is of the first measured engine's creation and runs:
+ * the cold and warm engines before packed weights and are gone, so the peak starts again here
+ * where the kernel allows. */
+static void measure_all(bench_run *b) {
+    b->fresh_peak = bj_bench_mem_reset_peak();
     cli_progress bar; /* one step per engine and thread count; rows go to stdout as they finish */
-    int64_t n_conf = (want_jit ? nt : 0) + (want_ref ? 1 : 0), conf = 0;
+    int64_t n_conf = (b->want_jit ? b->nt : 0) + (b->want_ref ? 1 : 0), conf = 0;
     cli_progress_begin(&bar, "bench", n_conf);
     for (int k = 0; k < 2; k++) {
-        const char *eng = k == 0 ? "jit" : "ref";
-        if ((k == 0 && !want_jit) || (k == 1 && !want_ref)) continue;
-        for (int i = 0; i < (k == 0 ? nt : 1); i++) { /* the reference engine has one thread */
-            bj_engine *e;
-            bj_jit_options jo = o.jit;
-            jo.n_threads = threads[i];
+        if ((k == 0 && !b->want_jit) || (k == 1 && !b->want_ref)) continue;
+        for (int i = 0; i < (k == 0 ? b->nt : 1); i++) { /* the reference engine has one thread */
+            int nthr = k == 0 ? b->threads[i] : 1;
             char note[64];
-            snprintf(note, sizeof note, "%s, %d thread%s", eng, k == 0 ? threads[i] : 1, k == 0 && threads[i] > 1 ? "s" : "");
+            snprintf(note, sizeof note, "%s, %d thread%s", k == 0 ? "jit" : "ref", nthr, nthr > 1 ? "s" : "");
             cli_progress_update(&bar, conf, note);
-            bj_status st = k == 0 ? bj_jit_engine_create(&e, &m.graph, &jo, NULL, &err)
-                                  : bj_ref_engine_create_ctx(&e, &m.graph, jo.n_ctx, &err);
-            if (st != BJ_OK) cli_die_error(&err);
-            bj_bench_stat pp, tg;
-            if (bj_bench_engine(e, o.p, o.n, o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
-            if (!have_mem) { bj_bench_mem_read(&mem); have_mem = true; }
-            bj_bench_stat tgd[16];
-            for (int d = 0; d < nd && o.n > 0; d++)
-                if (bj_bench_depth(e, depths[d], o.n, o.reps, &tgd[d], &err) != BJ_OK) cli_die_error(&err);
-            bj_engine_free(e);
-            double bw = 0;
-            if (o.bw_mib > 0 && bj_bench_bandwidth(threads[i], (size_t)o.bw_mib << 20, 5, &bw, &err) != BJ_OK)
-                cli_die_error(&err);
-            int nthr = k == 0 ? threads[i] : 1;
-            cli_progress_clear();
-            for (int t = 0; t < 2; t++) {
-                if ((t == 0 && o.p == 0) || (t == 1 && o.n == 0)) continue;
-                bench_row *r = &rows[nr++];
-                *r = (bench_row){ .engine = eng, .threads = nthr, .tg = t == 1, .tokens = t ? o.n : o.p, .s = t ? tg : pp };
-                if (t == 1 && k == 0 && bw > 0) {
-                    r->gbs = tg.mean * (double)bpt * 1e-9;
-                    r->bw = bw;
-                    r->pct = 100 * r->gbs / bw;
-                }
-                if (o.fmt == FMT_MD) print_row_md(r);
-                else if (o.fmt == FMT_CSV) print_row_csv(r, o.model);
-            }
-            for (int d = 0; d < nd && o.n > 0; d++) { /* decode at depth: the KV of its positions counts */
-                bench_row *r = &rows[nr++];
-                *r = (bench_row){ .engine = eng, .threads = nthr, .tg = true, .tokens = o.n, .depth = depths[d], .s = tgd[d] };
-                if (k == 0 && bw > 0) {
-                    uint64_t b = bj_bench_bytes_per_token(&m.graph, cold.packed_bytes, o.jit.head_q8, depths[d] + o.n / 2);
-                    r->gbs = tgd[d].mean * (double)b * 1e-9;
-                    r->bw = bw;
-                    r->pct = 100 * r->gbs / bw;
-                }
-                if (o.fmt == FMT_MD) print_row_md(r);
-                else if (o.fmt == FMT_CSV) print_row_csv(r, o.model);
-            }
-            fflush(stdout);
+            measure(b, k, b->threads[i]);
             cli_progress_update(&bar, ++conf, note);
         }
     }
     cli_progress_end(&bar);
+}
 
-    /* "Weights + KV cache" at the longest context the runs reached (p + n positions). */
-    uint64_t need = bj_bench_resident_need(&m.graph, want_jit ? cold.packed_bytes : 0, o.jit.head_q8, o.p + o.n);
-    if (o.fmt == FMT_MD && want_jit && have_mem && mem.peak)
-        printf("\nmemory: peak RSS %.1f MB (%s, before the bandwidth test) = %.3fx the "
-               "weights + KV cache the engine keeps (%.1f MB: low-bit weights in kernel layouts, head %s, norms, "
-               "one embedding row, KV of %lld positions)\n",
-               (double)mem.peak * 1e-6,
-               fresh_peak ? "the first measured engine, created after the compile tests" : "the process up to the first engine's runs",
-               need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,
-               o.jit.head_q8 ? "8-bit" : "as stored", (long long)(o.p + o.n));
-    if (o.fmt == FMT_JSON) {
-        FILE *f = stdout;
-        fprintf(f, "{\n  \"model\": ");
-        json_str(f, o.model);
-        fprintf(f, ",\n  \"arch\": ");
-        json_str(f, m.cfg.arch);
-        fprintf(f, ",\n  \"position\": %lld,\n  \"bytes_per_token\": %llu,\n  \"packed_bytes\": %llu", (long long)pos,
-                (unsigned long long)bpt, (unsigned long long)cold.packed_bytes);
-        if (want_jit) {
-            fprintf(f, ",\n  \"jit\": {\"cpu\": ");
-            json_str(f, cold.cpu);
-            fprintf(f, ", \"llvm\": ");
-            json_str(f, cold.llvm);
-            fprintf(f, ", \"variants\": ");
-            json_str(f, cold.variants);
-            fprintf(f, ", \"matmuls\": %lld, \"tuned\": %lld, \"tune_db\": ", (long long)cold.n_matmuls, (long long)cold.n_tuned);
-            json_str(f, cold.tune_db);
-            fprintf(f, ",\n          \"compile\": {\"cold_ms\": %.1f, \"cold_compiled\": %llu, \"warm_ms\": %.1f, "
-                       "\"warm_loaded\": %llu, \"warm_compiled\": %llu}}",
-                    cold.create_ms, (unsigned long long)cold.compiled, warm.create_ms, (unsigned long long)warm.loaded,
-                    (unsigned long long)warm.compiled);
-        }
-        if (want_jit && have_mem && mem.peak)
-            fprintf(f, ",\n  \"memory\": {\"peak_rss\": %llu, \"resident_need\": %llu, \"ratio\": %.4f}",
-                    (unsigned long long)mem.peak, (unsigned long long)need, need ? (double)mem.peak / (double)need : 0);
-        fprintf(f, ",\n  \"layouts\": [");
-        for (int i = 0; i < nl; i++) {
-            char pp[128];
-            layout_pp_str(&lay[i], pp, sizeof pp);
-            fprintf(f, "%s\n    {\"m\": %u, \"k\": %u, \"weights\": \"%s\", \"matmuls\": %d, \"variant\": \"%s\", "
-                       "\"isa\": \"%s\", \"tile_m\": %u, \"tile_t\": %u, \"unroll\": %u, \"tuned\": %s, \"prefill\": \"%s\", "
-                       "\"bytes\": %llu}",
-                    i ? "," : "", lay[i].m, lay[i].k, lay[i].wt == BJ_CG_W_BINARY ? "binary" : "ternary", lay[i].count,
-                    lay[i].known ? bj_cg_variant_name((bj_cg_variant)lay[i].d.variant) : "wcode",
-                    lay[i].known ? bj_cg_isa_name((bj_cg_isa)lay[i].d.isa) : "?", lay[i].d.tile_m, lay[i].d.tile_t,
-                    lay[i].d.unroll, lay[i].tuned ? "true" : "false", pp, (unsigned long long)layout_bytes(&lay[i]));
-        }
-        fprintf(f, "%s],\n  \"results\": [", nl ? "\n  " : "");
-        for (int i = 0; i < nr; i++) {
-            const bench_row *r = &rows[i];
-            char test[48];
-            test_name(r, test, sizeof test);
-            fprintf(f, "%s\n    {\"engine\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"kind\": \"%s\", "
-                       "\"tokens\": %lld, \"depth\": %lld, \"tps\": %.4f, \"tps_sd\": %.4f, \"reps\": %d",
-                    i ? "," : "", r->engine, r->threads, test, r->tg ? "tg" : "pp", (long long)r->tokens,
-                    (long long)r->depth, r->s.mean, r->s.sd, r->s.n);
-            if (r->tg && r->bw > 0)
-                fprintf(f, ", \"tg_gbps\": %.4f, \"bandwidth_gbps\": %.4f, \"roofline_pct\": %.2f, \"roofline_tps\": %.4f",
-                        r->gbs, r->bw, r->pct, r->gbs > 0 ? r->bw / r->gbs * r->s.mean : 0);
-            fprintf(f, "}");
-        }
-        fprintf(f, "%s]\n}\n", nr ? "\n  " : "");
-        fflush(f);
+/* "Weights + KV cache" at the longest context the runs reached (p + n positions). */
+static void print_memory_md(const bench_run *b, uint64_t need) {
+    if (b->o.fmt != FMT_MD || !b->want_jit || !b->have_mem || !b->mem.peak) return;
+    printf("\nmemory: peak RSS %.1f MB (%s, before the bandwidth test) = %.3fx the "
+           "weights + KV cache the engine keeps (%.1f MB: low-bit weights in kernel layouts, head %s, norms, "
+           "one embedding row, KV of %lld positions)\n",
+           (double)b->mem.peak * 1e-6,
+           b->fresh_peak ? "the first measured engine, created after the compile tests" : "the process up to the first engine's runs",
+           need ? (double)b->mem.peak / (double)need : 0, (double)need * 1e-6, b->o.jit.head_q8 ? "8-bit" : "as stored",
+           (long long)(b->o.p + b->o.n));
+}
+
+static void print_json_jit(FILE *f, const bench_run *b, uint64_t need) {
+    const bj_jit_report *c = &b->cold;
+    fprintf(f, ",\n  \"jit\": {\"cpu\": ");
+    json_str(f, c->cpu);
+    fprintf(f, ", \"llvm\": ");
+    json_str(f, c->llvm);
+    fprintf(f, ", \"variants\": ");
+    json_str(f, c->variants);
+    fprintf(f, ", \"matmuls\": %lld, \"tuned\": %lld, \"tune_db\": ", (long long)c->n_matmuls, (long long)c->n_tuned);
+    json_str(f, c->tune_db);
+    fprintf(f, ",\n          \"compile\": {\"cold_ms\": %.1f, \"cold_compiled\": %llu, \"warm_ms\": %.1f, "
+               "\"warm_loaded\": %llu, \"warm_compiled\": %llu}}",
+            c->create_ms, (unsigned long long)c->compiled, b->warm.create_ms, (unsigned long long)b->warm.loaded,
+            (unsigned long long)b->warm.compiled);
+    if (b->have_mem && b->mem.peak)
+        fprintf(f, ",\n  \"memory\": {\"peak_rss\": %llu, \"resident_need\": %llu, \"ratio\": %.4f}",
+                (unsigned long long)b->mem.peak, (unsigned long long)need, need ? (double)b->mem.peak / (double)need : 0);
+}
+
+static void print_json_layouts(FILE *f, const bench_run *b) {
+    fprintf(f, ",\n  \"layouts\": [");
+    for (int i = 0; i < b->nl; i++) {
+        const bench_layout *l = &b->lay[i];
+        char pp[128];
+        layout_pp_str(l, pp, sizeof pp);
+        fprintf(f, "%s\n    {\"m\": %u, \"k\": %u, \"weights\": \"%s\", \"matmuls\": %d, \"variant\": \"%s\", "
+                   "\"isa\": \"%s\", \"tile_m\": %u, \"tile_t\": %u, \"unroll\": %u, \"tuned\": %s, \"prefill\": \"%s\", "
+                   "\"bytes\": %llu}",
+                i ? "," : "", l->m, l->k, l->wt == BJ_CG_W_BINARY ? "binary" : "ternary", l->count,
+                l->known ? bj_cg_variant_name((bj_cg_variant)l->d.variant) : "wcode",
+                l->known ? bj_cg_isa_name((bj_cg_isa)l->d.isa) : "?", l->d.tile_m, l->d.tile_t, l->d.unroll,
+                l->tuned ? "true" : "false", pp, (unsigned long long)layout_bytes(l));
     }
-    if (o.plot) write_plot(o.plot, o.model, want_jit ? cold.cpu : "reference engine", rows, nr, threads, nt, bpt);
-    bj_model_free(&m);
+    fprintf(f, "%s]", b->nl ? "\n  " : "");
+}
+
+static void print_json(const bench_run *b, uint64_t need) {
+    FILE *f = stdout;
+    fprintf(f, "{\n  \"model\": ");
+    json_str(f, b->o.model);
+    fprintf(f, ",\n  \"arch\": ");
+    json_str(f, b->m.cfg.arch);
+    fprintf(f, ",\n  \"position\": %lld,\n  \"bytes_per_token\": %llu,\n  \"packed_bytes\": %llu", (long long)b->pos,
+            (unsigned long long)b->bpt, (unsigned long long)b->cold.packed_bytes);
+    if (b->want_jit) print_json_jit(f, b, need);
+    print_json_layouts(f, b);
+    fprintf(f, ",\n  \"results\": [");
+    for (int i = 0; i < b->nr; i++) {
+        const bench_row *r = &b->rows[i];
+        char test[48];
+        test_name(r, test, sizeof test);
+        fprintf(f, "%s\n    {\"engine\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"kind\": \"%s\", "
+                   "\"tokens\": %lld, \"depth\": %lld, \"tps\": %.4f, \"tps_sd\": %.4f, \"reps\": %d",
+                i ? "," : "", r->engine, r->threads, test, r->tg ? "tg" : "pp", (long long)r->tokens,
+                (long long)r->depth, r->s.mean, r->s.sd, r->s.n);
+        if (r->tg && r->bw > 0)
+            fprintf(f, ", \"tg_gbps\": %.4f, \"bandwidth_gbps\": %.4f, \"roofline_pct\": %.2f, \"roofline_tps\": %.4f",
+                    r->gbs, r->bw, r->pct, r->gbs > 0 ? r->bw / r->gbs * r->s.mean : 0);
+        fprintf(f, "}");
+    }
+    fprintf(f, "%s]\n}\n", b->nr ? "\n  " : "");
+    fflush(f);
+}
+
+int bj_cmd_bench(int argc, char **argv) {
+    static bench_run run; /* large: rows and layouts */
+    bench_run *b = &run;
+    char nthreads[16];
+    snprintf(nthreads, sizeof nthreads, "%d", cli_default_threads());
+    b->o = (bench_opts){ .engines = "jit", .threads = nthreads, .p = 128, .n = 128, .bw_mib = 1024, .reps = 3 };
+    bj_jit_options_default(&b->o.jit);
+    parse_bench(argc, argv, &b->o);
+    b->o.model = cli_model_path(b->o.model);
+    b->nt = parse_list(b->o.threads, b->threads, 64);
+    b->nd = b->o.depths ? parse_depths(b->o.depths, b->depths, 16) : 0;
+    b->want_jit = strstr(b->o.engines, "jit") != NULL;
+    b->want_ref = strstr(b->o.engines, "ref") != NULL;
+    if (!b->want_jit && !b->want_ref) cli_die_usage("unknown engine list '%s' (jit, ref)", b->o.engines);
+
+    bj_aot_lib *lib = cli_load_model(b->o.model, &b->m, &b->o.jit);
+    int max_threads = 1;
+    for (int i = 0; i < b->nt; i++) max_threads = b->threads[i] > max_threads ? b->threads[i] : max_threads;
+    cli_choose_ctx(&b->m.graph, max_threads, 1, false, &b->o.jit.n_ctx);
+    if (b->want_jit) bench_compile(&b->m.graph, &b->o, &b->cold, &b->warm);
+    b->nl = b->want_jit ? bench_layouts(&b->m.graph, &b->o.jit, b->lay, 64) : 0;
+    b->pos = b->o.p + b->o.n / 2;
+    b->bpt = bj_bench_bytes_per_token(&b->m.graph, b->cold.packed_bytes, b->o.jit.head_q8, b->pos);
+    if (b->want_jit && b->cold.tune_warning[0]) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, b->cold.tune_warning);
+    print_header(b);
+    fflush(stdout);
+    measure_all(b);
+    uint64_t need = bj_bench_resident_need(&b->m.graph, b->want_jit ? b->cold.packed_bytes : 0, b->o.jit.head_q8,
+                                           b->o.p + b->o.n);
+    print_memory_md(b, need);
+    if (b->o.fmt == FMT_JSON) print_json(b, need);
+    if (b->o.plot)
+        write_plot(b->o.plot, b->o.model, b->want_jit ? b->cold.cpu : "reference engine", b->rows, b->nr, b->threads, b->nt,
+                   b->bpt);
+    bj_model_free(&b->m);
     bj_aot_close(lib);
     return 0;
 }

@@ -196,6 +196,7 @@ int bj_cmd_serve(int argc, char **argv) {
         else {
             bj_jit_report r;
             o.mo.jit.progress = NULL;
+            o.mo.jit.pipeline = &o.mo.pl; /* --disable-passes etc. */
             st = bj_jit_engine_create(&engines[i], &ses.m.graph, &o.mo.jit, &r, &err);
         }
         if (st != BJ_OK) cli_die_error(&err);

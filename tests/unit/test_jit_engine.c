@@ -357,11 +357,20 @@ Test(jit_engine, profile_counts_every_step, .timeout = 300) {
         ms += rows[i].ms;
     }
     cr_expect_eq(mm_steps, r.n_matmuls * forwards);
-    int64_t values = 0; /* nodes a forward runs: everything but inputs, weights and the output */
-    for (uint32_t i = 0; i < m.graph.n_nodes; i++) {
-        uint8_t op = m.graph.nodes[i].op;
+    /* nodes a forward runs: everything but inputs, weights and the output, of the graph the
+     * pass pipeline hands the engine (the same pipeline, run apart) */
+    bj_graph own;
+    bj_plan plan;
+    o.profile = true;
+    cr_assert_eq(bj_jit_compile(&m.graph, &o, &own, &plan, &err), BJ_OK, "%s", err.msg);
+    int64_t values = 0;
+    for (uint32_t i = 0; i < own.n_nodes; i++) {
+        uint8_t op = own.nodes[i].op;
         values += op != BJ_OP_INPUT && op != BJ_OP_WEIGHT && op != BJ_OP_WEIGHT_QUANT && op != BJ_OP_OUTPUT;
     }
+    cr_expect_lt(own.n_nodes, m.graph.n_nodes, "the pipeline fused nothing");
+    bj_plan_free(&plan);
+    bj_graph_free(&own);
     cr_expect_eq(steps, values * forwards);
     cr_expect_leq(ms, sum.forward_ms);
     cr_expect_neq(bj_jit_profile(plain, rows, 64, &n, &sum, &err), BJ_OK);
@@ -371,5 +380,89 @@ Test(jit_engine, profile_counts_every_step, .timeout = 300) {
     bj_engine_free(e);
     bj_engine_free(plain);
     bj_engine_free(ref);
+    bj_model_free(&m);
+}
+
+/* The engine runs what the pass pipeline made of the graph: disabling a pass changes the printed
+ * IR and which passes ran, not the logits; a kernel variant written into the IR (as bjopt
+ * would) or forced by the options is the kernel the engine calls. */
+static char *jit_printed(bj_engine **e, const bj_graph *g, const char *disable, int variant, bj_jit_report *r) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert(out);
+    bj_pipeline_opts po;
+    bj_pipeline_opts_default(&po);
+    po.print_after_all = true;
+    po.disable = disable;
+    po.out = out;
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.no_tune_db = true;
+    o.variant = variant;
+    o.cache_dir = BJ_TEST_TMP "/jit-pipeline-cache";
+    o.pipeline = &po;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_jit_engine_create(e, g, &o, r, &err), BJ_OK, "%s", err.msg);
+    fclose(out);
+    return text;
+}
+
+Test(jit_engine, runs_what_the_pipeline_made, .timeout = 300) {
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_engine *ref, *fused, *plain, *forced, *ir;
+    cr_assert_eq(bj_ref_engine_create(&ref, &m.graph, &err), BJ_OK, "%s", err.msg);
+    size_t V = (size_t)ref->n_vocab;
+    float *lr = malloc(N_PROMPT * V * sizeof *lr), *lj = malloc(N_PROMPT * V * sizeof *lj);
+    int32_t ir_ids[N_GEN], ij[N_GEN];
+    run(ref, lr, ir_ids);
+    bj_jit_report rf, rp, rk, ri;
+    char *tf = jit_printed(&fused, &m.graph, NULL, 0, &rf);
+    char *tp = jit_printed(&plain, &m.graph, "fuse-norm-quant-bitlinear", 0, &rp);
+    cr_expect(strstr(tf, "= bitlinear ") != NULL, "the default pipeline fuses into bitlinear");
+    cr_expect(strstr(tp, "= bitlinear ") == NULL, "fuse-norm-quant-bitlinear disabled, still fused");
+    cr_expect(strstr(rf.passes, "fuse-norm-quant-bitlinear") != NULL, "%s", rf.passes);
+    cr_expect(strstr(rp.passes, "fuse-norm-quant-bitlinear") == NULL, "%s", rp.passes);
+    bj_engine *js[] = { fused, plain };
+    for (int k = 0; k < 2; k++) {
+        run(js[k], lj, ij);
+        cr_expect_arr_eq(lj, lr, N_PROMPT * V * sizeof *lr, "pipeline %d: logits differ from ref", k);
+        cr_expect_arr_eq(ij, ir_ids, sizeof ij, "pipeline %d: greedy ids differ from ref", k);
+    }
+    /* --kernel: every matmul runs the forced variant */
+    free(jit_printed(&forced, &m.graph, NULL, BJ_CG_V_BITPLANE, &rk));
+    cr_expect(!strncmp(rk.variants, "bitplane/", 9) && !strstr(rk.variants, "dot2"), "%s", rk.variants);
+    /* a variant in the IR (bjopt --passes=select-kernels, then edited) is the one the engine calls */
+    bj_graph g2;
+    cr_assert_eq(bj_graph_clone(&g2, &m.graph, &err), BJ_OK);
+    bj_pipeline_opts po;
+    bj_pipeline_opts_default(&po);
+    po.passes = "select-kernels";
+    cr_assert_eq(bj_pipeline_run(&g2, &po, &err), BJ_OK, "%s", err.msg);
+    int n_tk = 0;
+    for (uint32_t i = 0; i < g2.n_nodes; i++)
+        if (g2.nodes[i].op == BJ_OP_MATMUL_TK) g2.nodes[i].iattr[0] = BJ_CG_V_BITPLANE, n_tk++;
+    cr_assert_gt(n_tk, 0);
+    free(jit_printed(&ir, &g2, NULL, 0, &ri));
+    cr_expect(!strncmp(ri.variants, "bitplane/", 9) && !strstr(ri.variants, "dot2"), "%s", ri.variants);
+    cr_expect(strncmp(rf.variants, "bitplane/", 9) != 0, "the default is not bitplane here: %s", rf.variants);
+    bj_engine *more[] = { forced, ir };
+    for (int k = 0; k < 2; k++) {
+        run(more[k], lj, ij);
+        cr_expect_arr_eq(lj, lr, N_PROMPT * V * sizeof *lr, "forced %d: logits differ from ref", k);
+    }
+    free(tf);
+    free(tp);
+    free(lr);
+    free(lj);
+    bj_engine_free(ref);
+    bj_engine_free(fused);
+    bj_engine_free(plain);
+    bj_engine_free(forced);
+    bj_engine_free(ir);
+    bj_graph_free(&g2);
     bj_model_free(&m);
 }
