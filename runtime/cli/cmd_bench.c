@@ -104,34 +104,32 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
     cli_check_target(o->jit.mcpu, o->jit.mattr);
 }
 
-/* Parses "1,2,4" into counts; exits on anything else. */
-static int parse_list(const char *s, int *out, int cap) {
+/* Parses a list "1,2,4" of counts in [lo, hi] for flag (at most cap); exits on anything else. */
+static int parse_counts(const char *flag, const char *s, int64_t lo, int64_t hi, int *out, int cap) {
     int n = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == cap) cli_die_usage("%s", "too many thread counts");
-        out[n++] = (int)cli_parse_int("-t", tok, 1, 1024);
-        if (out[n - 1] > cli_cpu_count()) /* measured as asked, but said: such threads wait on each other */
-            fprintf(stderr, "%s: warning: -t %d is more than the %d CPU%s this process may run on\n", bj_cli_prog,
-                    out[n - 1], cli_cpu_count(), cli_s(cli_cpu_count()));
+        if (n == cap) cli_die_usage("%s: too many values", flag);
+        out[n++] = (int)cli_parse_int(flag, tok, lo, hi);
     }
-    if (!n) cli_die_usage("%s", "-t needs at least one thread count");
+    if (!n) cli_die_usage("%s needs at least one value", flag);
     return n;
 }
 
-/* --depth D1,D2,...: context sizes in [1, 1 << 20], at most cap of them. */
-static int parse_depths(const char *s, int *out, int cap) {
-    int n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == cap) cli_die_usage("%s", "--depth takes at most 16 values");
-        out[n++] = (int)cli_parse_int("--depth", tok, 1, 1 << 20);
-    }
-    if (!n) cli_die_usage("%s", "--depth needs at least one context size");
+/* -t 1,2,4: thread counts, measured as asked, but a count above the CPUs is said: such threads
+ * wait on each other. */
+static int parse_list(const char *s, int *out, int cap) {
+    int n = parse_counts("-t", s, 1, 1024, out, cap);
+    for (int i = 0; i < n; i++)
+        if (out[i] > cli_cpu_count())
+            fprintf(stderr, "%s: warning: -t %d is more than the %d CPU%s this process may run on\n", bj_cli_prog, out[i],
+                    cli_cpu_count(), cli_s(cli_cpu_count()));
     return n;
 }
+
+/* --depth D1,D2,...: context sizes in [1, 1 << 20]. */
+static int parse_depths(const char *s, int *out, int cap) { return parse_counts("--depth", s, 1, 1 << 20, out, cap); }
 
 /* The tuning database the engines read: --tune-db, else the one next to the kernel cache. */
 static void tune_db_path(const bj_jit_options *jo, char *buf, size_t cap) {

@@ -249,6 +249,23 @@ Test(e2e_families, falcone_chat_template) { check_chat(&k_falcone, BJ_CHAT_LLAMA
 
 /* A copy of a family's directory under BJ_TEST_TMP with the safetensors header edited (renaming or
  * reshaping a tensor keeps the data section whole) and config.json replaced when cfg is given. */
+typedef struct header_change {
+    const char *ren_from, *ren_to, *reshape; /* rename ren_from to ren_to; give reshape the shape [d0, d1] */
+    int64_t d0, d1;
+} header_change;
+
+static void change_header(json_t *h, void *ud) {
+    const header_change *c = ud;
+    if (c->ren_from) {
+        json_t *v = json_incref(json_object_get(h, c->ren_from));
+        cr_assert(v, "no tensor %s", c->ren_from);
+        json_object_del(h, c->ren_from);
+        json_object_set_new(h, c->ren_to, v);
+    }
+    if (c->reshape)
+        json_object_set_new(json_object_get(h, c->reshape), "shape", json_pack("[II]", (json_int_t)c->d0, (json_int_t)c->d1));
+}
+
 static void family_copy(const family *f, const char *name, const char *ren_from, const char *ren_to,
                         const char *reshape, int64_t d0, int64_t d1, const char *cfg, char *dir, size_t cap) {
     static const char *const files[] = { "config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model" };
@@ -265,38 +282,9 @@ static void family_copy(const family *f, const char *name, const char *ren_from,
         bj_test_write_text(dst, cfg);
     }
     snprintf(src, sizeof src, "%s/%s/model.safetensors", BJ_SOURCE_DIR, f->dir);
-    FILE *in = fopen(src, "rb");
-    uint8_t len8[8];
-    cr_assert(in && fread(len8, 1, 8, in) == 8);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
-    char *hdr = malloc(n);
-    cr_assert(fread(hdr, 1, n, in) == n);
-    json_error_t je;
-    json_t *h = json_loadb(hdr, n, 0, &je);
-    cr_assert(h);
-    if (ren_from) {
-        json_t *v = json_incref(json_object_get(h, ren_from));
-        cr_assert(v, "no tensor %s", ren_from);
-        json_object_del(h, ren_from);
-        json_object_set_new(h, ren_to, v);
-    }
-    if (reshape) json_object_set_new(json_object_get(h, reshape), "shape", json_pack("[II]", (json_int_t)d0, (json_int_t)d1));
-    char *out = json_dumps(h, JSON_COMPACT);
-    size_t m = strlen(out), padded = (m + 7) / 8 * 8;
     snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
-    FILE *g = fopen(dst, "wb");
-    for (int i = 0; i < 8; i++) fputc((int)((padded >> (8 * i)) & 0xFF), g);
-    fwrite(out, 1, m, g);
-    for (size_t i = m; i < padded; i++) fputc(' ', g);
-    char buf[65536];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, k, g);
-    fclose(g);
-    fclose(in);
-    free(out);
-    free(hdr);
-    json_decref(h);
+    header_change c = { ren_from, ren_to, reshape, d0, d1 };
+    bj_test_st_copy_edited(src, dst, change_header, &c);
 }
 
 static void expect_load_error(const char *dir, bj_status code, const char *want) {
