@@ -340,30 +340,31 @@ static void prepare_head_f(jit_engine *e, uint32_t id) {
     e->headf[id] = bj_cg_head_fn_of(fn);
 }
 
-/* What decides a matmul's kernels: the first matmul of each such key compiles (or loads) them,
- * the others of the key reuse them. Progress counts keys, where the time goes (a cold start of
- * kjv compiles 8 kernels for 4 keys while preparing its first 7 of 42 matmuls). */
-static uint64_t kernel_key(const bj_graph *g, const bj_node *n) {
-    const bj_node *w = &g->nodes[matmul_weight(n)];
-    uint64_t v = n->op != BJ_OP_MATMUL_T ? (uint64_t)n->iattr[0] & 0xff : 0;
-    return ((uint64_t)w->shape.d[0] << 36) ^ ((uint64_t)w->shape.d[1] << 12) ^ ((uint64_t)w->dtype << 8) ^ v;
+/* A matmul's kernels as the plan chose them: the first matmul of each distinct pick compiles (or
+ * loads) them, the others of the pick reuse them. Progress counts picks, where the time goes (a cold
+ * start of kjv compiles 8 kernels for 4 picks while preparing its first 7 of 42 matmuls).
+ * bj_cg_kdesc is a fixed, padded hash key, so memcmp compares it. */
+static bool same_kernels(const bj_cg_tune_pick *a, const bj_cg_tune_pick *b) {
+    return !memcmp(&a->dec, &b->dec, sizeof a->dec) && a->has_pp == b->has_pp &&
+           (!a->has_pp || !memcmp(&a->pp, &b->pp, sizeof a->pp));
 }
 
-static bool key_seen(const uint64_t *keys, int64_t n, uint64_t k) {
-    for (int64_t i = 0; i < n; i++)
-        if (keys[i] == k) return true;
-    return false;
+static int64_t find_pick(const bj_cg_tune_pick *const *picks, int64_t from, int64_t n, const bj_cg_tune_pick *p) {
+    for (int64_t i = from; i < n; i++)
+        if (same_kernels(picks[i], p)) return i;
+    return -1;
 }
 
 static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *r, bj_error *err) {
     const bj_graph *g = e->g;
-    int64_t total = 0, n_keys = 0, n_done = 0;
+    int64_t total = 0, n_picks = 0, n_done = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) total += is_lowbit_matmul(&g->nodes[i]);
-    uint64_t *keys = calloc((size_t)total + 1, sizeof *keys); /* keys[0..n_done): kernels had */
-    if (!keys) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < g->n_nodes; i++)
-        if (is_lowbit_matmul(&g->nodes[i]) && !key_seen(keys, n_keys, kernel_key(g, &g->nodes[i])))
-            keys[n_keys++] = kernel_key(g, &g->nodes[i]);
+    /* the distinct picks of the plan; picks[0..n_done): kernels had */
+    const bj_cg_tune_pick **picks = calloc((size_t)total + 1, sizeof *picks);
+    if (!picks) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < g->n_nodes && i < e->plan.n_nodes; i++)
+        if (is_lowbit_matmul(&g->nodes[i]) && e->plan.kern[i].set && find_pick(picks, 0, n_picks, &e->plan.kern[i].pick) < 0)
+            picks[n_picks++] = &e->plan.kern[i].pick;
     bj_status s = BJ_OK;
     for (uint32_t i = 0; i < g->n_nodes && s == BJ_OK; i++) {
         const bj_node *n = &g->nodes[i];
@@ -386,16 +387,15 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         r->packed_bytes += bj_cg_packed_size(&e->mm[i]->desc);
         r->n_tuned += e->mm[i]->tuned;
         r->n_tuned_pp += e->mm[i]->fn_pp && e->mm[i]->pp_tuned;
-        uint64_t k = kernel_key(g, n);
-        for (int64_t j = n_done; j < n_keys; j++) /* the first matmul of its key: its kernels are had */
-            if (keys[j] == k) {
-                keys[j] = keys[n_done];
-                keys[n_done++] = k;
-                if (o->progress) o->progress(o->progress_ud, n_done, n_keys);
-                break;
-            }
+        int64_t j = find_pick(picks, n_done, n_picks, &e->plan.kern[i].pick);
+        if (j >= 0) { /* the first matmul of its pick: its kernels are had */
+            const bj_cg_tune_pick *p = picks[j];
+            picks[j] = picks[n_done];
+            picks[n_done++] = p;
+            if (o->progress) o->progress(o->progress_ud, n_done, n_picks);
+        }
     }
-    free(keys);
+    free(picks);
     if (s != BJ_OK) return s;
     r->n_matmuls = total;
     return BJ_OK;
