@@ -105,7 +105,8 @@ char *cli_read_text(const char *opt, const char *path, size_t *len) {
     enum { MAX_TEXT = 256 << 20 };
     size_t cap = 1 << 16, n = 0;
     buf = malloc(cap + 1);
-    for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
+    /* feof first: on a terminal, end of file is one Ctrl-D, and another read would wait for a second */
+    for (size_t r; buf && !feof(f) && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
         n += r;
         if (n == cap && cap < MAX_TEXT) {
             char *nb = realloc(buf, cap * 2 + 1);

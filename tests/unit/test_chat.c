@@ -6,6 +6,7 @@
 
 #include "runtime/chat.h"
 #include "support/shell.h"
+#include "support/tmux.h"
 
 #include <errno.h>
 #include <math.h>
@@ -319,43 +320,14 @@ Test(chat_cli, help_lists_flags) {
     cr_expect_eq(sh(cmd, out, sizeof out), 2);
 }
 
-/* ---- on a terminal: libedit (issue 23), driven through tmux ------------------------------------------ */
-static int count_in(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-    return n;
-}
-
-/* Waits (at most 60 s: a sanitizer build compiles its kernels slowly) until the tmux pane shows
- * needle at least `times` times; the pane's text into out. */
-static bool pane_wait(const char *sock, const char *needle, int times, char *out, size_t cap) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -S -200", sock);
-    for (int i = 0; i < 600; i++) {
-        sh(cmd, out, cap);
-        if (count_in(out, needle) >= times) return true;
-        usleep(100 * 1000);
-    }
-    return false;
-}
-
-static void tmux_keys(const char *sock, const char *keys) {
-    char cmd[1024], out[4096];
-    snprintf(cmd, sizeof cmd, "tmux -L %s send-keys %s", sock, keys);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
-}
-
+/* ---- on a terminal: libedit (issue 23), driven through tmux (tests/support/tmux.h) ------------------ */
 /* The arrow keys edit the line instead of reaching the model as escape bytes, Up recalls earlier
  * lines, commands are answered by chat (an unknown one is an error, chat stays), Ctrl-D leaves. */
 Test(chat_cli, terminal_line_editing_and_history, .timeout = 300) {
     char out[65536], cmd[8192], sock[64];
-    if (sh("command -v tmux", out, sizeof out) != 0) cr_skip_test("tmux is not installed");
     char *r1 = bitjit_continuation(KJV, "In the beginning", 8);
-    snprintf(sock, sizeof sock, "bjchat%d", (int)getpid());
-    snprintf(cmd, sizeof cmd,
-             "env -u TMUX tmux -L %s -f /dev/null new-session -d -x 200 -y 50 \"'%s' chat -m '%s' --temp 0 -n 8 -t 1 -q;"
-             " echo CHAT-EXITED \\$?; sleep 30\"", sock, BJ_BITJIT_EXE, KJV);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s' chat -m '%s' --temp 0 -n 8 -t 1 -q; echo CHAT-EXITED \\$?", BJ_BITJIT_EXE, KJV);
+    tmux_start(sock, sizeof sock, "bjchat", cmd);
     cr_assert(pane_wait(sock, ">", 1, out, sizeof out), "no prompt:\n%s", out);
     /* typed with a missing letter put back after moving left and right */
     tmux_keys(sock, "'In the beginnin' Left Right g Enter");
@@ -372,8 +344,7 @@ Test(chat_cli, terminal_line_editing_and_history, .timeout = 300) {
     tmux_keys(sock, "C-d");
     cr_expect(pane_wait(sock, "CHAT-EXITED 0", 1, out, sizeof out), "%s", out);
     cr_expect_eq(count_in(out, r1), 2, "%s", out);
-    snprintf(cmd, sizeof cmd, "tmux -L %s kill-server", sock);
-    sh(cmd, out, sizeof out);
+    tmux_kill(sock);
     free(r1);
 }
 

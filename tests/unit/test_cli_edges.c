@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "support/shell.h"
+#include "support/tmux.h"
 
 #define MODEL BJ_SOURCE_DIR "/models/kjv-bitnet-11m/packed"
 
@@ -26,12 +27,6 @@ static int bj(const char *args, char *out, size_t cap, bool with_stderr) {
     snprintf(out, cap, "%s", o ? o : "");
     free(o);
     return st;
-}
-
-static int count(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-    return n;
 }
 
 /* Items 2 and 3: a bare feature name is +NAME (LLVM alone read it as -NAME and aborted on the code
@@ -58,12 +53,12 @@ Test(cli_edges, mattr_bare_names_run_and_unknown_names_are_one_error, .timeout =
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         snprintf(args, sizeof args, "%s --mattr +nonsense", cmds[i]);
         cr_expect_eq(bj(args, out, sizeof out, true), 2, "%s: %s", args, out);
-        cr_expect_eq(count(out, "unknown CPU feature '+nonsense'"), 1, "%s: one error naming the feature:\n%s", args, out);
-        cr_expect_eq(count(out, "not a recognized feature"), 0, "%s: LLVM's warnings:\n%s", args, out);
+        cr_expect_eq(count_in(out, "unknown CPU feature '+nonsense'"), 1, "%s: one error naming the feature:\n%s", args, out);
+        cr_expect_eq(count_in(out, "not a recognized feature"), 0, "%s: LLVM's warnings:\n%s", args, out);
     }
     snprintf(cmd, sizeof cmd, "'%s' '%s' -o '%s/edges-x.so' --mattr +nonsense", exe, MODEL, BJ_TEST_TMP);
     cr_expect_eq(sh(cmd, out, sizeof out), 2, "%s", out);
-    cr_expect_eq(count(out, "unknown CPU feature '+nonsense'"), 1, "%s", out);
+    cr_expect_eq(count_in(out, "unknown CPU feature '+nonsense'"), 1, "%s", out);
     cr_expect_eq(bj("run --mcpu nonsense -p Amen", out, sizeof out, true), 2, "%s", out);
 }
 
@@ -106,6 +101,30 @@ Test(cli_edges, prompt_from_stdin, .timeout = 120) {
         cr_expect_eq(sh(cmd, out, sizeof out), 0, "%s: %s", cmd, out);
         cr_expect_str_eq(out, want, "-f %s", forms[i]);
     }
+}
+
+/* Item 8 on a terminal: lines typed into `-f -` and one Ctrl-D at the start of a line end the
+ * prompt (a second Ctrl-D was needed: reading went on after end of file), and the ids are those of
+ * the same text through a pipe (the test above ties that to -p). */
+Test(cli_edges, prompt_from_a_terminal, .timeout = 120) {
+    char want[4096], out[65536], cmd[8192], sock[64], path[4096];
+    snprintf(cmd, sizeof cmd, "printf 'In the beginning\\nGod created\\n' | '%s' run -m '%s' -f - -n 8 --temp 0 --ids -q",
+             BJ_BITJIT_EXE, MODEL);
+    cr_assert_eq(sh(cmd, want, sizeof want), 0, "%s", want);
+    snprintf(path, sizeof path, "%s/edges-tty-%d.out", BJ_TEST_TMP, (int)getpid());
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -f - -n 8 --temp 0 --ids -q >'%s'; echo RUN-EXITED \\$?", BJ_BITJIT_EXE,
+             MODEL, path);
+    tmux_start(sock, sizeof sock, "bjtty", cmd);
+    tmux_keys(sock, "'In the beginning' Enter 'God created' Enter C-d");
+    cr_expect(pane_wait(sock, "RUN-EXITED 0", 1, out, sizeof out), "one Ctrl-D did not end the prompt:\n%s", out);
+    tmux_kill(sock);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "no output file %s", path);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    unlink(path);
+    cr_expect_str_eq(out, want);
 }
 
 /* Item 9: a write error on stdout makes the exit status non-zero, with a message. */
