@@ -66,6 +66,15 @@ typedef struct bj_plan {
 
 void bj_plan_free(bj_plan *p);
 
+/* What a pass's progress callback sees (bj_pipeline_opts.progress): the work that takes the
+ * time, in the unit it takes it in (pack-weights: bytes of packed weights written of those to
+ * write, and matrices). */
+typedef struct bj_pass_progress {
+    const char *pass;                /* "pack-weights" */
+    int64_t done, total;             /* bytes */
+    int64_t items_done, items_total; /* matrices */
+} bj_pass_progress;
+
 typedef struct bj_pipeline_opts {
     const char *passes;        /* "a,b,c": run exactly these (table order); NULL = the default pipeline */
     const char *disable;       /* "a,b": the default pipeline minus these; NULL = none */
@@ -101,6 +110,11 @@ typedef struct bj_pipeline_opts {
     /* For plan-memory: tokens per step to size the arena for (0 = the graph's max_seq). */
     int64_t plan_tokens;
     bj_pipeline_stats *stats;  /* filled when non-NULL */
+    /* Called as a long pass makes headway (pack-weights: once at 0, then after each matrix it
+     * packs; not when every matrix came from the cache), from any of the pass's threads but one
+     * call at a time; may be NULL. */
+    void (*progress)(void *ud, const bj_pass_progress *p);
+    void *progress_ud;
 } bj_pipeline_opts;
 
 void bj_pipeline_opts_default(bj_pipeline_opts *o);

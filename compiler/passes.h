@@ -14,6 +14,8 @@
 #include "codegen/codegen.h"
 #include "compiler/compiler.h"
 
+#include <pthread.h>
+
 /* ---- plan-memory's result ---------------------------------------------------------------- */
 typedef struct bj_mem_slot {
     uint64_t offset, bytes; /* in the activation arena; bytes 0: not a step value */
@@ -75,6 +77,18 @@ uint32_t bj_pass_matmul_weight(const bj_node *n);
 bj_status bj_pass_target(bj_pass_ctx *cx, const bj_cg_target **t, bj_error *err);
 /* One statistics line "pass: text" to cx->out when opts->verbose. */
 void bj_pass_note(bj_pass_ctx *cx, const char *pass, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Progress of one pass's work to opts->progress (compiler/meter.c): begin with the amount and
+ * items to do (reports 0 done), add as each item is done (from any thread). No-ops without a
+ * callback. */
+typedef struct bj_pass_meter {
+    const bj_pipeline_opts *opts;
+    pthread_mutex_t mu;
+    bj_pass_progress p;
+} bj_pass_meter;
+void bj_pass_meter_begin(bj_pass_meter *m, const bj_pass_ctx *cx, const char *pass, int64_t total, int64_t items);
+void bj_pass_meter_add(bj_pass_meter *m, int64_t amount);
+void bj_pass_meter_end(bj_pass_meter *m);
 
 /* Pattern rewrites (style.md C7): a row matches at node i (uses are current) and fills m;
  * rewrite then changes the graph. The driver sweeps nodes in order trying rows by benefit,

@@ -89,6 +89,7 @@ typedef struct bj_pw_ctx {
     atomic_int_fast64_t next; /* the next job to take */
     bj_cg_cache *cache;       /* per thread: a copy of the pass's handle */
     int nth;
+    bj_pass_meter meter;      /* packed bytes of those to pack, to opts->progress */
 } bj_pw_ctx;
 
 /* Unpacked bytes a block of rows aims at (L2 of every x86 core of the last decade holds it). */
@@ -175,8 +176,10 @@ static void *bj_pw_thread_main(void *arg) {
     bj_pw_ctx *c = t->c;
     int8_t *buf = NULL, *pk = NULL; /* unpacked rows; packed bytes on their way to the cache */
     size_t cap = 0, pk_cap = 0;
-    for (int64_t j; (j = atomic_fetch_add(&c->next, 1)) < c->n;)
+    for (int64_t j; (j = atomic_fetch_add(&c->next, 1)) < c->n;) {
         bj_pw_one(c, &c->cache[t->ith], &c->jobs[j], &buf, &cap, &pk, &pk_cap);
+        bj_pass_meter_add(&c->meter, (int64_t)bj_cg_packed_size(&c->jobs[j].k->pick.dec));
+    }
     if (buf) munmap(buf, cap);
     if (pk) munmap(pk, pk_cap);
     return NULL;
@@ -242,7 +245,11 @@ bj_status bj_pass_pack_weights_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err)
     bj_status st = jobs ? bj_pw_lookup(g, p, &cache, &sidx, jobs, &n, err) : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     bj_pw_ctx c = { .g = g, .jobs = jobs, .n = n, .nth = o->n_threads > 1 ? o->n_threads : 1 };
     if (c.nth > n) c.nth = n > 0 ? (int)n : 1;
+    int64_t bytes = 0;
+    for (int64_t j = 0; j < n; j++) bytes += (int64_t)bj_cg_packed_size(&jobs[j].k->pick.dec);
+    if (st == BJ_OK && n) bj_pass_meter_begin(&c.meter, cx, "pack-weights", bytes, n);
     if (st == BJ_OK && n) st = bj_pw_run(&c, &cache, err);
+    bj_pass_meter_end(&c.meter);
     for (int64_t j = 0; st == BJ_OK && j < n; j++) {
         if (jobs[j].st == BJ_OK) { p->released_bytes += bj_pw_src(g, jobs[j].wid)->nbytes; continue; }
         *err = jobs[j].err;

@@ -302,6 +302,18 @@ static void on_progress(void *ud, int64_t done, int64_t total) {
     cli_progress_update(p, done, NULL);
 }
 
+/* Progress of the pipeline's packing of the weights (the first run, or --no-cache), in bytes; the
+ * bar ends when the last matrix is packed, before the kernels' bar begins. */
+static void on_pass_progress(void *ud, const bj_pass_progress *pp) {
+    cli_progress *p = ud;
+    if (!p->active && pp->items_done == 0) cli_progress_begin_unit(p, "packing weights", pp->total, true);
+    char note[64];
+    snprintf(note, sizeof note, "%lld of %lld matri%s", (long long)pp->items_done, (long long)pp->items_total,
+             pp->items_total == 1 ? "x" : "ces");
+    cli_progress_update(p, pp->done, note);
+    if (pp->items_done == pp->items_total) cli_progress_end(p);
+}
+
 /* A model that will not load: say where its path came from when -m did not give it. */
 static _Noreturn void die_model_error(bj_error *err) {
     if (model_from_env) bj_error_prefix(err, "the model path from $BITJIT_MODEL");
@@ -360,17 +372,22 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
             if (g->nodes[i].op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(g->nodes[i].dtype)) *packed_bytes += g->nodes[i].nbytes;
         return e;
     }
-    cli_progress bar = { 0 };
+    cli_progress bar = { 0 }, pack_bar = { 0 };
     o->jit.progress = on_progress;
     o->jit.progress_ud = &bar;
+    o->pl.progress = on_pass_progress;
+    o->pl.progress_ud = &pack_bar;
     bj_jit_report r;
     o->pl.verbose = o->verbose;
     o->pl.out = stderr;
     o->jit.pipeline = &o->pl;
     bj_status st = bj_jit_engine_create(&e, g, &o->jit, &r, &err);
+    cli_progress_end(&pack_bar);
     cli_progress_end(&bar);
     o->jit.progress = NULL;
     o->jit.progress_ud = NULL;
+    o->pl.progress = NULL;
+    o->pl.progress_ud = NULL;
     o->jit.pipeline = NULL;
     if (st != BJ_OK) cli_die_error(&err);
     *packed_bytes = r.packed_bytes;

@@ -26,16 +26,29 @@ static int term_columns(void) {
 #define TTY_INTERVAL_S 0.05
 #define PIPE_INTERVAL_S 2.0
 
+/* "done/total" ("1.5/12.0 MiB" for a bar of bytes); only for total > 0. */
+static void format_amount(const cli_progress *p, char *out, size_t cap) {
+    if (!p->bytes) {
+        snprintf(out, cap, "%lld/%lld", (long long)p->done, (long long)p->total);
+        return;
+    }
+    static const char *const units[] = { "KiB", "MiB", "GiB" };
+    int u = 0;
+    double scale = 1024.0;
+    while (u < 2 && (double)p->total >= scale * 1024.0) { u++; scale *= 1024.0; }
+    snprintf(out, cap, "%.1f/%.1f %s", (double)p->done / scale, (double)p->total / scale, units[u]);
+}
+
 /* The line is fitted to the terminal so that it never wraps (a wrapped line is not redrawn in
  * place by \r): the bar shrinks to MIN_BAR columns, then goes, then the note and the text are cut.
  * One column is kept free (some terminals wrap on writing the last one). */
 void cli_progress_format(const cli_progress *p, double elapsed, int columns, char *out, size_t cap) {
-    char text[256], tail[160];
+    char text[256], tail[160], amount[64];
     int width = columns - 1 < (int)cap - 1 ? columns - 1 : (int)cap - 1;
     if (width < 1) width = 1;
     if (p->total > 0) {
-        snprintf(text, sizeof text, " %lld/%lld %3d%%", (long long)p->done, (long long)p->total,
-                 (int)(100 * p->done / p->total));
+        format_amount(p, amount, sizeof amount);
+        snprintf(text, sizeof text, " %s %3d%%", amount, (int)(100 * p->done / p->total));
     } else {
         snprintf(text, sizeof text, " ...");
     }
@@ -69,19 +82,25 @@ static void draw_tty(cli_progress *p, double now) {
 }
 
 static void line_pipe(cli_progress *p, double now) {
-    if (p->total > 0)
-        fprintf(stderr, "%s: %s: %lld/%lld (%d%%) %.1fs%s%s\n", bj_cli_prog, p->label, (long long)p->done,
-                (long long)p->total, (int)(100 * p->done / p->total), now - p->t_start, p->note[0] ? "  " : "",
-                p->note);
-    else
+    char amount[64];
+    if (p->total > 0) {
+        format_amount(p, amount, sizeof amount);
+        fprintf(stderr, "%s: %s: %s (%d%%) %.1fs%s%s\n", bj_cli_prog, p->label, amount,
+                (int)(100 * p->done / p->total), now - p->t_start, p->note[0] ? "  " : "", p->note);
+    } else
         fprintf(stderr, "%s: %s: %.1fs%s%s\n", bj_cli_prog, p->label, now - p->t_start, p->note[0] ? "  " : "",
                 p->note);
     fflush(stderr);
 }
 
 void cli_progress_begin(cli_progress *p, const char *label, int64_t total) {
+    cli_progress_begin_unit(p, label, total, false);
+}
+
+void cli_progress_begin_unit(cli_progress *p, const char *label, int64_t total, bool bytes) {
     memset(p, 0, sizeof *p);
     if (!cli_progress_enabled) return;
+    p->bytes = bytes;
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total < 0 ? 0 : total;
     p->tty = isatty(2);
@@ -111,8 +130,9 @@ void cli_progress_end(cli_progress *p) {
         cli_progress_clear();
     } else if (p->printed) {
         double now = cli_now_s();
-        fprintf(stderr, "%s: %s: done", bj_cli_prog, p->label);
-        if (p->total > 0) fprintf(stderr, " %lld/%lld", (long long)p->done, (long long)p->total);
+        char amount[64] = "";
+        if (p->total > 0) format_amount(p, amount, sizeof amount);
+        fprintf(stderr, "%s: %s: done%s%s", bj_cli_prog, p->label, amount[0] ? " " : "", amount);
         fprintf(stderr, " in %.1fs\n", now - p->t_start);
         fflush(stderr);
     }

@@ -12,7 +12,8 @@
  *   for (...) cli_progress_update(&p, i + 1, "ppl 50.85");   // note may be NULL
  *   cli_progress_end(&p);
  *
- * total 0: unknown amount (no bar, elapsed time only). */
+ * total 0: unknown amount (no bar, elapsed time only). A bar of bytes (cli_progress_begin_unit)
+ * shows them in KiB, MiB or GiB. */
 #ifndef BJ_CLI_PROGRESS_H
 #define BJ_CLI_PROGRESS_H
 
@@ -28,9 +29,12 @@ typedef struct cli_progress {
     int64_t total, done;
     double t_start, t_last; /* cli_now_s() at begin and at the last draw */
     bool tty, active, printed;
+    bool bytes; /* done and total are bytes: shown in KiB, MiB or GiB */
 } cli_progress;
 
 void cli_progress_begin(cli_progress *p, const char *label, int64_t total);
+/* The same; with bytes, done and total count bytes ("1.5/12.0 MiB"). */
+void cli_progress_begin_unit(cli_progress *p, const char *label, int64_t total, bool bytes);
 void cli_progress_update(cli_progress *p, int64_t done, const char *note);
 void cli_progress_end(cli_progress *p);
 /* The terminal line for p after elapsed seconds, fitted to columns (never longer than

@@ -220,15 +220,20 @@ Test(cli_edges, progress_fits_a_narrow_terminal, .timeout = 300) {
     cr_expect_gt(bars, 0, "no progress line drawn:\n%s", out);
     cr_expect(strstr(out, "perplexity: "), "%s", out);
     free(out);
-    /* The kernel bar counts what takes the time: kjv's 4 matmul shapes (384x384, 128x384,
-     * 1024x384, 384x1024; the first of each compiles its kernels), not its 42 matmuls. */
-    snprintf(cmd, sizeof cmd, "script -qec \"stty cols 60 rows 20; '%s' run -p Amen -n 2 --temp 0 --no-cache\" /dev/null",
+    /* The bars count what takes the time: the packing of kjv's 42 matrices, by their packed
+     * bytes, then its 4 matmul shapes' kernels (384x384, 128x384, 1024x384, 384x1024; the
+     * first of each compiles its kernels), not its 42 matmuls. */
+    snprintf(cmd, sizeof cmd, "script -qec \"stty cols 100 rows 20; '%s' run -p Amen -n 2 --temp 0 --no-cache\" /dev/null",
              BJ_BITJIT_EXE);
     out = sh_stdout(cmd, &st);
     cr_assert(out);
     cr_expect_eq(st, 0, "%s", out);
     cr_expect(strstr(out, "preparing kernels") && strstr(out, " 4/4 "), "%s", out);
     cr_expect(!strstr(out, "/42 "), "the bar counts matmuls:\n%s", out);
+    char *pack = strstr(out, "packing weights"), *kern = strstr(out, "preparing kernels");
+    cr_expect(pack && kern && pack < kern, "no packing bar before the kernels':\n%s", out);
+    cr_expect(strstr(out, " 0.0/") && strstr(out, " MiB   0%") && strstr(out, " MiB 100%"), "%s", out);
+    cr_expect(strstr(out, "42 of 42 matrices"), "%s", out);
     free(out);
 }
 
