@@ -410,132 +410,181 @@ static bool is_stop_id(const bj_server *s, int32_t tok) {
     return false;
 }
 
-static void run_job(srv_slot *sl, srv_job *j) {
+/* One job's generation as it goes: the answer's text, its logprob records, how much of both a
+ * stream has sent, and how it ended. */
+typedef struct srv_gen {
+    bj_sampler smp;
+    textbuf tb;
+    lp_list lps;
+    float *raw;             /* the logits before sampling, for logprobs; NULL without */
+    size_t sent, lp_sent;   /* bytes of tb and records of lps a stream has sent */
+    size_t echo_off;        /* text offsets of logprobs start after the echoed prompt */
+    int64_t n_run, n_gen;   /* prompt tokens run (not from the cache); tokens generated */
+    const char *finish;     /* "length" or "stop" */
+    bool cancelled, failed, cut;
+    size_t n_lp;            /* records that are part of the answer (cut: not past a stop string) */
+} srv_gen;
+
+/* A job that failed before generating: 500 with the message, logged. */
+static void job_fail_early(bj_server *s, srv_job *j, srv_logrec *lr, const char *msg) {
+    job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, msg));
+    lr->status = 500, lr->finish = "failed", lr->duration = srv_now() - j->t_queued;
+    srv_log_request(s, lr);
+}
+
+/* Sends what the stream may send of the answer so far: not the bytes that could begin a stop
+ * string, nor a UTF-8 sequence cut short; with the logprob records of the text sent. */
+static void gen_stream_some(bj_server *s, srv_job *j, srv_gen *g) {
+    textbuf *tb = &g->tb;
+    size_t end = tb->n - stop_holdback(&j->req, tb->p, tb->n);
+    if (end > g->sent) end = g->sent + bj_utf8_complete_prefix(tb->p + g->sent, end - g->sent);
+    if (end <= g->sent) return;
+    size_t to = g->lp_sent;
+    while (to < g->lps.n && g->lps.r[to].start < end) to++;
+    json_t *lj = g->raw ? lp_json(s, &j->req, &g->lps, g->lp_sent, to, g->echo_off) : NULL;
+    job_event(s, j, chunk_json(s, j, tb->p + g->sent, end - g->sent, false, NULL, NULL, lj));
+    g->sent = end, g->lp_sent = to;
+}
+
+/* One sampled token into the answer: its logprobs, its text, a stop string it completes (cut
+ * there, finish "stop"); false when the answer ends with it. */
+static bool gen_take(bj_server *s, srv_job *j, srv_gen *g, int32_t tok, int64_t n_vocab) {
+    const srv_req *r = &j->req;
+    size_t old = g->tb.n, len = 0;
+    if (g->raw && !lp_add(&g->lps, g->raw, n_vocab, tok, r->n_top, old)) {
+        g->failed = true;
+        return false;
+    }
+    const char *piece = bj_tok_is_special(s->tok, tok) ? NULL : bj_tok_piece(s->tok, tok, &len);
+    if (piece && len && !tb_add(&g->tb, piece, len)) { g->failed = true; return false; }
+    if (r->n_stop) {
+        size_t from = old > s->max_stop_len ? old - s->max_stop_len : 0;
+        size_t at = find_stop(r, g->tb.p ? g->tb.p : "", g->tb.n, from);
+        if (at < g->tb.n) { g->tb.n = at; g->finish = "stop"; g->cut = true; return false; }
+    }
+    if (r->stream) gen_stream_some(s, j, g);
+    return true;
+}
+
+/* Samples and runs tokens until max_tokens, a stop token or string, the context's end, a cancel
+ * or a failure (err). Time to the first token and between tokens go to the metrics and lr. */
+static void gen_loop(srv_slot *sl, srv_job *j, srv_gen *g, srv_logrec *lr, bj_error *err) {
     bj_server *s = sl->srv;
     bj_engine *e = sl->e;
+    const srv_req *r = &j->req;
+    double t_last = 0;
+    while (!g->failed && g->n_gen < r->max_tokens) {
+        if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE) || stopping(s)) { g->cancelled = true; break; }
+        if (g->raw) memcpy(g->raw, sl->logits, (size_t)e->n_vocab * sizeof *g->raw);
+        int32_t tok = bj_sampler_sample(&g->smp, sl->logits, e->n_vocab);
+        bj_sampler_accept(&g->smp, tok);
+        double t = srv_now();
+        if (lr->ttft < 0) { lr->ttft = t - j->t_queued; met_observe(s, &s->met.ttft, lr->ttft); }
+        else met_observe(s, &s->met.itl, t - t_last);
+        t_last = t;
+        if (is_stop_id(s, tok)) { g->finish = "stop"; break; }
+        g->n_gen++;
+        if (!gen_take(s, j, g, tok, e->n_vocab)) break;
+        if (g->n_gen >= r->max_tokens || sl->kv.n >= e->max_seq) break;
+        if (bj_kv_seq_push(&sl->kv, tok, sl->logits, err) != BJ_OK) { g->failed = true; break; }
+    }
+}
+
+/* The whole answer of a request that is not streamed: the text (after the prompt with echo). */
+static void gen_answer_whole(bj_server *s, srv_job *j, srv_gen *g, json_t *usage) {
+    const srv_req *r = &j->req;
+    json_t *lj = g->raw ? lp_json(s, r, &g->lps, 0, g->n_lp, g->echo_off) : NULL;
+    if (!r->echo) {
+        job_finish(s, j, 200, final_json(s, j, g->tb.p ? g->tb.p : "", g->tb.n, g->finish, usage, lj));
+        return;
+    }
+    textbuf full = { 0 };
+    if (tb_add(&full, r->prompt, r->n_prompt) && tb_add(&full, g->tb.p ? g->tb.p : "", g->tb.n)) {
+        job_finish(s, j, 200, final_json(s, j, full.p, full.n, g->finish, usage, lj));
+    } else {
+        json_decref(usage);
+        json_decref(lj);
+        job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, "out of memory"));
+    }
+    free(full.p);
+}
+
+/* The reply once generation ended: an error, 503 for a cancel, the stream's last chunks, or the
+ * whole answer. */
+static void gen_answer(bj_server *s, srv_slot *sl, srv_job *j, srv_gen *g, const bj_error *err) {
+    const srv_req *r = &j->req;
+    json_t *usage = usage_json(r->n_ids, g->n_gen);
+    if (g->failed) {
+        bj_kv_seq_clear(&sl->kv);
+        json_decref(usage);
+        job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, err->msg[0] ? err->msg : "out of memory"));
+    } else if (g->cancelled) {
+        json_decref(usage);
+        job_finish(s, j, 503, NULL);
+    } else if (!r->stream) {
+        gen_answer_whole(s, j, g, usage);
+    } else {
+        if (g->tb.n > g->sent || g->n_lp > g->lp_sent)
+            job_event(s, j, chunk_json(s, j, g->tb.p ? g->tb.p + g->sent : "", g->tb.n - g->sent, false, NULL, NULL,
+                                       g->raw ? lp_json(s, r, &g->lps, g->lp_sent, g->n_lp, g->echo_off) : NULL));
+        if (r->include_usage) {
+            job_event(s, j, chunk_json(s, j, NULL, 0, false, g->finish, NULL, NULL));
+            job_finish(s, j, 200, usage_chunk_json(s, j, usage));
+        } else {
+            job_finish(s, j, 200, chunk_json(s, j, NULL, 0, false, g->finish, usage, NULL));
+        }
+    }
+}
+
+/* Token counts and the request's duration into the metrics. */
+static void gen_count(bj_server *s, const srv_req *r, const srv_gen *g, double duration) {
+    pthread_mutex_lock(&s->met.mu);
+    s->met.prompt_tokens += (unsigned long long)r->n_ids;
+    s->met.prompt_tokens_cached += (unsigned long long)(r->n_ids - g->n_run);
+    s->met.gen_tokens += (unsigned long long)g->n_gen;
+    hist_observe_locked(&s->met.duration, duration);
+    pthread_mutex_unlock(&s->met.mu);
+}
+
+static void run_job(srv_slot *sl, srv_job *j) {
+    bj_server *s = sl->srv;
     srv_req *r = &j->req;
     bj_error err = { 0 };
     srv_logrec lr = { .id = j->id, .method = "POST", .endpoint = SRV_ENDPOINTS[r->chat ? EP_CHAT : EP_COMPLETIONS],
                       .prompt_tokens = r->n_ids, .ttft = -1 };
-    bj_sampler smp;
-    if (bj_sampler_init(&smp, &r->sp, e->n_vocab, &err) != BJ_OK) {
-        job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, err.msg));
-        lr.status = 500, lr.finish = "failed", lr.duration = srv_now() - j->t_queued;
-        srv_log_request(s, &lr);
+    srv_gen g = { .echo_off = r->echo ? r->n_prompt : 0, .finish = "length" };
+    if (bj_sampler_init(&g.smp, &r->sp, sl->e->n_vocab, &err) != BJ_OK) {
+        job_fail_early(s, j, &lr, err.msg);
         return;
     }
-    int64_t n_run = 0;
-    if (bj_kv_seq_prompt(&sl->kv, r->ids, r->n_ids, sl->logits, &n_run, &err) != BJ_OK) {
+    if (bj_kv_seq_prompt(&sl->kv, r->ids, r->n_ids, sl->logits, &g.n_run, &err) != BJ_OK) {
         bj_kv_seq_clear(&sl->kv);
-        bj_sampler_free(&smp);
-        job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, err.msg));
-        lr.status = 500, lr.finish = "failed", lr.duration = srv_now() - j->t_queued;
-        srv_log_request(s, &lr);
+        bj_sampler_free(&g.smp);
+        job_fail_early(s, j, &lr, err.msg);
         return;
     }
-    for (int64_t i = 0; i < r->n_ids; i++) bj_sampler_accept(&smp, r->ids[i]);
+    for (int64_t i = 0; i < r->n_ids; i++) bj_sampler_accept(&g.smp, r->ids[i]);
     if (r->stream && r->chat) job_event(s, j, chunk_json(s, j, "", 0, true, NULL, NULL, NULL));
     if (r->stream && r->echo) job_event(s, j, chunk_json(s, j, r->prompt, r->n_prompt, false, NULL, NULL, NULL));
-
-    textbuf tb = { 0 };
-    lp_list lps = { 0 };
-    float *raw = r->logprobs ? malloc((size_t)e->n_vocab * sizeof *raw) : NULL;
-    size_t sent = 0, lp_sent = 0;
-    size_t echo_off = r->echo ? r->n_prompt : 0;
-    int64_t n_gen = 0;
-    const char *finish = "length";
-    bool cancelled = false, failed = r->logprobs && !raw, cut = false;
-    double t_last = 0;
-    while (!failed) {
-        if (n_gen >= r->max_tokens) break;
-        if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE) || stopping(s)) { cancelled = true; break; }
-        if (raw) memcpy(raw, sl->logits, (size_t)e->n_vocab * sizeof *raw);
-        int32_t tok = bj_sampler_sample(&smp, sl->logits, e->n_vocab);
-        bj_sampler_accept(&smp, tok);
-        double t = srv_now();
-        if (lr.ttft < 0) { lr.ttft = t - j->t_queued; met_observe(s, &s->met.ttft, lr.ttft); }
-        else met_observe(s, &s->met.itl, t - t_last);
-        t_last = t;
-        if (is_stop_id(s, tok)) { finish = "stop"; break; }
-        n_gen++;
-        size_t old = tb.n, len = 0;
-        if (raw && !lp_add(&lps, raw, e->n_vocab, tok, r->n_top, old)) { failed = true; break; }
-        const char *piece = bj_tok_is_special(s->tok, tok) ? NULL : bj_tok_piece(s->tok, tok, &len);
-        if (piece && len && !tb_add(&tb, piece, len)) { failed = true; break; }
-        if (r->n_stop) {
-            size_t from = old > s->max_stop_len ? old - s->max_stop_len : 0;
-            size_t at = find_stop(r, tb.p ? tb.p : "", tb.n, from);
-            if (at < tb.n) { tb.n = at; finish = "stop"; cut = true; break; }
-        }
-        if (r->stream) {
-            size_t end = tb.n - stop_holdback(r, tb.p, tb.n);
-            if (end > sent) end = sent + bj_utf8_complete_prefix(tb.p + sent, end - sent);
-            if (end > sent) {
-                size_t to = lp_sent;
-                while (to < lps.n && lps.r[to].start < end) to++;
-                json_t *lj = raw ? lp_json(s, r, &lps, lp_sent, to, echo_off) : NULL;
-                job_event(s, j, chunk_json(s, j, tb.p + sent, end - sent, false, NULL, NULL, lj));
-                sent = end, lp_sent = to;
-            }
-        }
-        if (n_gen >= r->max_tokens || sl->kv.n >= e->max_seq) break;
-        if (bj_kv_seq_push(&sl->kv, tok, sl->logits, &err) != BJ_OK) { failed = true; break; }
-    }
-    bj_sampler_free(&smp);
+    g.raw = r->logprobs ? malloc((size_t)sl->e->n_vocab * sizeof *g.raw) : NULL;
+    g.failed = r->logprobs && !g.raw;
+    gen_loop(sl, j, &g, &lr, &err);
+    bj_sampler_free(&g.smp);
     /* tokens whose text starts past a stop string are not part of the answer */
-    size_t n_lp = lps.n;
-    while (cut && n_lp > lp_sent && lps.r[n_lp - 1].start >= tb.n) n_lp--;
+    g.n_lp = g.lps.n;
+    while (g.cut && g.n_lp > g.lp_sent && g.lps.r[g.n_lp - 1].start >= g.tb.n) g.n_lp--;
     double t1 = srv_now();
-    /* counted before the answer is out, so a scrape right after it sees it */
-    pthread_mutex_lock(&s->met.mu);
-    s->met.prompt_tokens += (unsigned long long)r->n_ids;
-    s->met.prompt_tokens_cached += (unsigned long long)(r->n_ids - n_run);
-    s->met.gen_tokens += (unsigned long long)n_gen;
-    hist_observe_locked(&s->met.duration, t1 - j->t_queued);
-    pthread_mutex_unlock(&s->met.mu);
-    json_t *usage = usage_json(r->n_ids, n_gen);
-    if (failed) {
-        bj_kv_seq_clear(&sl->kv);
-        json_decref(usage);
-        job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, err.msg[0] ? err.msg : "out of memory"));
-    } else if (cancelled) {
-        json_decref(usage);
-        job_finish(s, j, 503, NULL);
-    } else if (r->stream) {
-        if (tb.n > sent || n_lp > lp_sent)
-            job_event(s, j, chunk_json(s, j, tb.p ? tb.p + sent : "", tb.n - sent, false, NULL, NULL,
-                                       raw ? lp_json(s, r, &lps, lp_sent, n_lp, echo_off) : NULL));
-        if (r->include_usage) {
-            job_event(s, j, chunk_json(s, j, NULL, 0, false, finish, NULL, NULL));
-            job_finish(s, j, 200, usage_chunk_json(s, j, usage));
-        } else {
-            job_finish(s, j, 200, chunk_json(s, j, NULL, 0, false, finish, usage, NULL));
-        }
-    } else {
-        json_t *lj = raw ? lp_json(s, r, &lps, 0, n_lp, echo_off) : NULL;
-        if (r->echo) {
-            textbuf full = { 0 };
-            if (tb_add(&full, r->prompt, r->n_prompt) && tb_add(&full, tb.p ? tb.p : "", tb.n))
-                job_finish(s, j, 200, final_json(s, j, full.p, full.n, finish, usage, lj));
-            else {
-                json_decref(usage);
-                json_decref(lj);
-                job_finish(s, j, 500, srv_error_json("server_error", NULL, NULL, "out of memory"));
-            }
-            free(full.p);
-        } else {
-            job_finish(s, j, 200, final_json(s, j, tb.p ? tb.p : "", tb.n, finish, usage, lj));
-        }
-    }
-    lr.status = failed ? 500 : cancelled ? (stopping(s) ? 503 : 499) : 200;
-    lr.finish = failed ? "failed" : cancelled ? "cancelled" : finish;
-    lr.cached_tokens = r->n_ids - n_run;
-    lr.completion_tokens = n_gen;
+    gen_count(s, r, &g, t1 - j->t_queued); /* before the answer is out, so a scrape right after it sees it */
+    gen_answer(s, sl, j, &g, &err);
+    lr.status = g.failed ? 500 : g.cancelled ? (stopping(s) ? 503 : 499) : 200;
+    lr.finish = g.failed ? "failed" : g.cancelled ? "cancelled" : g.finish;
+    lr.cached_tokens = r->n_ids - g.n_run;
+    lr.completion_tokens = g.n_gen;
     lr.duration = t1 - j->t_queued;
     srv_log_request(s, &lr);
-    free(raw);
-    free(lps.r);
-    free(tb.p);
+    free(g.raw);
+    free(g.lps.r);
+    free(g.tb.p);
 }
 
 static void *slot_main(void *arg) {
