@@ -140,7 +140,9 @@ static int parse_stop(srv_req *r, json_t *root, srv_reqerr *e) {
     return 0;
 }
 
-static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
+/* The fields that shape the reply (stream, stream_options) and those refused rather than
+ * ignored (n, best_of, a response_format other than text, tools, suffix, ...). */
+static int parse_shape(srv_req *r, json_t *root, srv_reqerr *e) {
     json_t *v;
     int st;
     if ((v = field(root, "model")) && !json_is_string(v))
@@ -148,8 +150,7 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
     if ((v = field(root, "stream")) && !json_is_boolean(v))
         return fail(e, 400, "stream", "invalid_type", "'stream' must be true or false");
     r->stream = v && json_is_true(v);
-    long long n = 1, x;
-    bool set = false;
+    long long n = 1;
     if ((st = get_int(root, "n", 1, 128, &n, NULL, e))) return st;
     if (n != 1)
         return fail(e, 400, "n", "unsupported_value", "'n' > 1 is not supported: send %lld requests instead", n);
@@ -181,27 +182,50 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
     }
     if ((v = field(root, "suffix")) && !(json_is_string(v) && json_string_length(v) == 0))
         return fail(e, 400, "suffix", "unsupported_value", "'suffix' (insertion) is not supported by this server");
-    /* log-probabilities: chat "logprobs": bool + "top_logprobs": 0..20; completions "logprobs": 0..5 */
+    return 0;
+}
+
+/* Log-probabilities: chat "logprobs": bool + "top_logprobs": 0..20; completions "logprobs":
+ * 0..5 (and "echo", which cannot go with them). */
+static int parse_logprobs(srv_req *r, json_t *root, srv_reqerr *e) {
+    json_t *v;
+    int st;
+    long long x;
+    bool set = false;
     if (r->chat) {
         if ((v = field(root, "logprobs")) && !json_is_boolean(v))
             return fail(e, 400, "logprobs", "invalid_type", "'logprobs' must be true or false");
         r->logprobs = v && json_is_true(v);
-        set = false;
         if ((st = get_int(root, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &x, &set, e))) return st;
         if (set && x > 0 && !r->logprobs)
             return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' needs \"logprobs\": true");
         r->n_top = set ? (int)x : 0;
-    } else {
-        set = false;
-        if ((st = get_int(root, "logprobs", 0, 5, &x, &set, e))) return st;
-        r->logprobs = set, r->n_top = set ? (int)x : 0;
-        if ((v = field(root, "echo")) && !json_is_boolean(v))
-            return fail(e, 400, "echo", "invalid_type", "'echo' must be true or false");
-        r->echo = v && json_is_true(v);
-        if (r->echo && r->logprobs)
-            return fail(e, 400, "echo", "unsupported_value",
-                        "'echo' with 'logprobs' is not supported: the prompt's log-probabilities are not computed");
+        return 0;
     }
+    if ((st = get_int(root, "logprobs", 0, 5, &x, &set, e))) return st;
+    r->logprobs = set, r->n_top = set ? (int)x : 0;
+    if ((v = field(root, "echo")) && !json_is_boolean(v))
+        return fail(e, 400, "echo", "invalid_type", "'echo' must be true or false");
+    r->echo = v && json_is_true(v);
+    if (r->echo && r->logprobs)
+        return fail(e, 400, "echo", "unsupported_value",
+                    "'echo' with 'logprobs' is not supported: the prompt's log-probabilities are not computed");
+    return 0;
+}
+
+/* An integer field into *out when it is there (each its own "set": a field given before must not
+ * make an absent one look given). */
+static int get_int_if(json_t *root, const char *key, long long lo, long long hi, int32_t *out, srv_reqerr *e) {
+    long long x = 0;
+    bool set = false;
+    int st = get_int(root, key, lo, hi, &x, &set, e);
+    if (!st && set) *out = (int32_t)x;
+    return st;
+}
+
+/* Sampling (the server's defaults, then the request's fields), the seed and max_tokens. */
+static int parse_sampling(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
+    int st;
     r->sp = s->o.sampling;
     if ((st = get_number(root, "temperature", 0, 100, &r->sp.temp, e))) return st;
     if ((st = get_number(root, "top_p", 0, 1, &r->sp.top_p, e))) return st;
@@ -216,12 +240,10 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
             return fail(e, 400, penalties[i], "unsupported_value",
                         "'%s' is not supported (only 0); 'repetition_penalty' is", penalties[i]);
     }
-    if ((st = get_int(root, "top_k", 0, INT32_MAX, &x, &set, e))) return st;
-    if (set) r->sp.top_k = (int32_t)x;
-    set = false;
-    if ((st = get_int(root, "repeat_last_n", 0, 1 << 20, &x, &set, e))) return st;
-    if (set) r->sp.repeat_last_n = (int32_t)x;
-    set = false;
+    if ((st = get_int_if(root, "top_k", 0, INT32_MAX, &r->sp.top_k, e))) return st;
+    if ((st = get_int_if(root, "repeat_last_n", 0, 1 << 20, &r->sp.repeat_last_n, e))) return st;
+    long long x;
+    bool set = false;
     if ((st = get_int(root, "seed", INT64_MIN, INT64_MAX, &x, &set, e))) return st;
     if (set) r->sp.seed = (uint64_t)x;
     else r->sp.seed = s->o.sampling.seed + __atomic_add_fetch(&s->seed_ctr, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ull;
@@ -230,6 +252,13 @@ static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
     if ((st = get_int(root, "max_tokens", 0, INT32_MAX, &mt, &set, e))) return st;
     if (!set && (st = get_int(root, "max_completion_tokens", 0, INT32_MAX, &mt, &set, e))) return st;
     r->max_tokens = set ? mt : -1;
+    return 0;
+}
+
+static int parse_fields(bj_server *s, srv_req *r, json_t *root, srv_reqerr *e) {
+    int st;
+    if ((st = parse_shape(r, root, e)) || (st = parse_logprobs(r, root, e)) || (st = parse_sampling(s, r, root, e)))
+        return st;
     return parse_stop(r, root, e);
 }
 

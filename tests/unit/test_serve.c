@@ -956,6 +956,13 @@ Test(serve, openai_fields, .timeout = 240) {
     }
     cr_expect_str_eq(texts[0], texts[1]);
     cr_expect(strcmp(texts[0], texts[2]) || strcmp(texts[0], texts[3]), "seeds make no difference");
+    /* asking for logprobs does not change the sample (their count was read as top_k when top_k
+     * was not given) */
+    b = body_for("prompt", PROMPTS[1], "{\"max_tokens\":16,\"temperature\":1.0,\"seed\":7,\"logprobs\":1}");
+    j = post_ok(s.port, "/v1/completions", b);
+    cr_expect_str_eq(jstr(j, "choices.0.text"), texts[0], "logprobs changed the sample");
+    json_decref(j);
+    free(b);
     for (int i = 0; i < 4; i++) free(texts[i]);
     /* max_completion_tokens */
     b = body_for("messages", PROMPTS[0], "{\"max_completion_tokens\":3,\"temperature\":0}");
