@@ -159,6 +159,75 @@ static char *read_key_file(const char *path) {
     return k;
 }
 
+/* SIGINT/SIGTERM are taken by sigwait: blocked (into *sigs) before any thread starts. A shell
+ * starts background jobs with SIGINT ignored, and an ignored signal never reaches sigwait:
+ * restore the default first. */
+static void block_stop_signals(sigset_t *sigs) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* One engine a slot (each its own KV cache): the session's, then parallel - 1 more. Exits on error. */
+static bj_engine **make_slot_engines(serve_opts *o, cli_session *ses) {
+    bj_error err = { 0 };
+    bj_engine **engines = calloc((size_t)o->parallel, sizeof *engines);
+    if (!engines) { fprintf(stderr, "%s: error: out of memory\n", bj_cli_prog); exit(1); }
+    engines[0] = ses->e;
+    for (int i = 1; i < o->parallel; i++) {
+        bj_status st;
+        if (!strcmp(o->mo.engine, "ref")) st = bj_ref_engine_create_ctx(&engines[i], &ses->m.graph, o->mo.jit.n_ctx, &err);
+        else {
+            bj_jit_report r;
+            o->mo.jit.progress = NULL;
+            o->mo.jit.pipeline = &o->mo.pl; /* --disable-passes etc. */
+            st = bj_jit_engine_create(&engines[i], &ses->m.graph, &o->mo.jit, &r, &err);
+        }
+        if (st != BJ_OK) cli_die_error(&err);
+    }
+    return engines;
+}
+
+/* The chat template: --chat-template's, else the model's (a warning when bitjit does not know it). */
+static void serve_template(const serve_opts *o, const cli_session *ses, bj_chat_template *tmpl) {
+    bj_error err = { 0 };
+    if (bj_chat_template_for_model(tmpl, &ses->m, &err) != BJ_OK) cli_die_error(&err);
+    if (o->tmpl) bj_chat_template_init(tmpl, bj_chat_detect(o->tmpl, NULL), tmpl->bos);
+    else if (tmpl->unknown && !o->mo.quiet)
+        fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: chat requests are "
+                        "rendered as plain text (--chat-template picks one)\n", bj_cli_prog);
+    if (!o->mo.quiet) cli_warn_template_tokens(tmpl, ses->m.tok);
+}
+
+/* After the first stop signal: no new requests; those in progress finish, up to --drain-timeout
+ * seconds or a second signal. */
+static void drain(bj_server *srv, const sigset_t *sigs, int sig, const serve_opts *o) {
+    int active = bj_server_active(srv);
+    if (!o->mo.quiet)
+        fprintf(stderr, "%s serve: %s: draining (%d request%s in progress, up to %d s)\n", bj_cli_prog,
+                sig == SIGINT ? "SIGINT" : "SIGTERM", active, active == 1 ? "" : "s", o->drain_timeout);
+    bj_server_drain(srv);
+    struct timespec t0, now, tick = { 0, 50 * 1000000L };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (bj_server_active(srv) == 0) break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 >= o->drain_timeout) {
+            if (!o->mo.quiet) fprintf(stderr, "%s serve: drain timeout: stopping %d request%s\n", bj_cli_prog,
+                                      bj_server_active(srv), bj_server_active(srv) == 1 ? "" : "s");
+            break;
+        }
+        if (sigtimedwait(sigs, NULL, &tick) > 0) { /* a second signal: stop now */
+            if (!o->mo.quiet) fprintf(stderr, "%s serve: second signal: stopping now\n", bj_cli_prog);
+            break;
+        }
+    }
+}
+
 int bj_cmd_serve(int argc, char **argv) {
     serve_opts o = { .parallel = 1, .drain_timeout = 30 };
     bj_server_opts_default(&o.so);
@@ -169,50 +238,21 @@ int bj_cmd_serve(int argc, char **argv) {
     char *key = o.key_file ? read_key_file(o.key_file) : NULL;
     if (key) o.so.api_key = key;
     if (!o.mo.quiet) o.so.log = log_line, o.so.log_ud = &o.so.log_json;
-
-    /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread starts. A shell
-     * starts background jobs with SIGINT ignored, and an ignored signal never reaches sigwait:
-     * restore the default first. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    block_stop_signals(&sigs);
 
     o.mo.jit.n_threads = o.mo.jit.n_threads / o.parallel > 1 ? o.mo.jit.n_threads / o.parallel : 1;
     o.mo.n_engines = o.parallel; /* each slot's engine has its own KV cache */
-    bj_error err = { 0 };
     cli_session ses;
     cli_open(&o.mo, &ses);
-    bj_engine **engines = calloc((size_t)o.parallel, sizeof *engines);
-    if (!engines) { fprintf(stderr, "%s: error: out of memory\n", bj_cli_prog); return 1; }
-    engines[0] = ses.e;
-    for (int i = 1; i < o.parallel; i++) {
-        bj_status st;
-        if (!strcmp(o.mo.engine, "ref")) st = bj_ref_engine_create_ctx(&engines[i], &ses.m.graph, o.mo.jit.n_ctx, &err);
-        else {
-            bj_jit_report r;
-            o.mo.jit.progress = NULL;
-            o.mo.jit.pipeline = &o.mo.pl; /* --disable-passes etc. */
-            st = bj_jit_engine_create(&engines[i], &ses.m.graph, &o.mo.jit, &r, &err);
-        }
-        if (st != BJ_OK) cli_die_error(&err);
-    }
-
+    bj_engine **engines = make_slot_engines(&o, &ses);
     bj_chat_template tmpl;
-    if (bj_chat_template_for_model(&tmpl, &ses.m, &err) != BJ_OK) cli_die_error(&err);
-    if (o.tmpl) bj_chat_template_init(&tmpl, bj_chat_detect(o.tmpl, NULL), tmpl.bos);
-    else if (tmpl.unknown && !o.mo.quiet)
-        fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: chat requests are "
-                        "rendered as plain text (--chat-template picks one)\n", bj_cli_prog);
-    if (!o.mo.quiet) cli_warn_template_tokens(&tmpl, ses.m.tok);
+    serve_template(&o, &ses, &tmpl);
     char id[256];
     model_id(o.mo.model, id, sizeof id);
     o.so.model_id = o.alias ? o.alias : id;
 
+    bj_error err = { 0 };
     bj_server *srv;
     if (bj_server_start(&srv, &ses.m, &tmpl, engines, o.parallel, &o.so, &err) != BJ_OK) cli_die_error(&err);
     fprintf(stderr, "%s serve: listening on http://%s%s%s:%d (model %s, template %s, %d slot%s, context %lld tokens)\n",
@@ -223,26 +263,7 @@ int bj_cmd_serve(int argc, char **argv) {
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    int active = bj_server_active(srv);
-    if (!o.mo.quiet)
-        fprintf(stderr, "%s serve: %s: draining (%d request%s in progress, up to %d s)\n", bj_cli_prog,
-                sig == SIGINT ? "SIGINT" : "SIGTERM", active, active == 1 ? "" : "s", o.drain_timeout);
-    bj_server_drain(srv);
-    struct timespec t0, now, tick = { 0, 50 * 1000000L };
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        if (bj_server_active(srv) == 0) break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 >= o.drain_timeout) {
-            if (!o.mo.quiet) fprintf(stderr, "%s serve: drain timeout: stopping %d request%s\n", bj_cli_prog,
-                                     bj_server_active(srv), bj_server_active(srv) == 1 ? "" : "s");
-            break;
-        }
-        if (sigtimedwait(&sigs, NULL, &tick) > 0) { /* a second signal: stop now */
-            if (!o.mo.quiet) fprintf(stderr, "%s serve: second signal: stopping now\n", bj_cli_prog);
-            break;
-        }
-    }
+    drain(srv, &sigs, sig, &o);
     if (!o.mo.quiet) fprintf(stderr, "%s serve: shutting down\n", bj_cli_prog);
     bj_server_stop(srv);
     free(key);
