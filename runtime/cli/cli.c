@@ -197,13 +197,31 @@ void cli_check_chat_template(const char *name) {
         cli_die_usage("unknown chat template '%s' (available: bitnet, llama3, chatml, falcon3, plain)", name);
 }
 
-void cli_warn_template_tokens(const bj_chat_template *t, const bj_tokenizer *tok) {
+/* A warning on stderr when the chat template writes markers the vocabulary has no token for
+ * (chatml on a vocabulary without <|im_start|>). */
+static void warn_template_tokens(const bj_chat_template *t, const bj_tokenizer *tok) {
     char missing[128];
     int n = bj_chat_missing_tokens(t, tok, missing, sizeof missing);
     if (n)
         fprintf(stderr, "%s: warning: chat template %s: the model's vocabulary has no token%s %s: %s written as plain "
                         "text the model was not trained on (a template the model knows works better)\n",
                 bj_cli_prog, bj_chat_kind_name(t->kind), cli_s(n), missing, n == 1 ? "it is" : "they are");
+}
+
+void cli_chat_template(const cli_session *s, const char *name, bool quiet, const char *unknown_note,
+                       bj_chat_template *t) {
+    bj_error err = { 0 };
+    if (bj_chat_template_for_model(t, &s->m, &err) != BJ_OK) cli_die_error(&err);
+    if (name) { /* the named one, with the model's BOS and EOS texts */
+        bj_chat_template model = *t;
+        bj_chat_template_init(t, bj_chat_detect(name, NULL), model.bos);
+        snprintf(t->eos, sizeof t->eos, "%s", model.eos);
+    }
+    if (quiet) return;
+    if (t->unknown)
+        fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: %s (--chat-template picks "
+                        "one)\n", bj_cli_prog, unknown_note);
+    warn_template_tokens(t, s->m.tok);
 }
 
 /* ---- model/engine options ---------------------------------------------------------------------- */

@@ -116,10 +116,6 @@ typedef struct cli_model_opts {
 void cli_model_opts_init(cli_model_opts *o);
 /* --chat-template NAME (chat, serve): a template bitjit renders by name, else a usage error. */
 void cli_check_chat_template(const char *name);
-/* A warning on stderr when the chat template writes markers the vocabulary has no token for
- * (chatml on a vocabulary without <|im_start|>). */
-struct bj_chat_template;
-void cli_warn_template_tokens(const struct bj_chat_template *t, const bj_tokenizer *tok);
 /* --head exact|q8|exact-c (the exact head in plain C, for comparisons): sets o->head_q8 /
  * o->head_c; a usage error otherwise. */
 void cli_parse_head(const char *s, bj_jit_options *o);
@@ -182,6 +178,13 @@ typedef struct cli_session {
 bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo);
 /* Loads o->model and makes the engine o->engine; exits with a message on failure. */
 void cli_open(cli_model_opts *o, cli_session *s);
+/* The chat template of chat and serve: --chat-template name's (NULL: none) with the model's BOS
+ * and EOS texts, else the model's. Unless quiet, warnings for a model template bitjit does not
+ * know (unknown_note: what is done instead) and for template markers the vocabulary has no token
+ * for (chatml on a vocabulary without <|im_start|>). Exits on error. */
+struct bj_chat_template;
+void cli_chat_template(const cli_session *s, const char *name, bool quiet, const char *unknown_note,
+                       struct bj_chat_template *t);
 void cli_close(cli_session *s);
 
 /* ---- streaming generated text ----------------------------------------------------------------- */

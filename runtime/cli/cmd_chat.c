@@ -287,17 +287,7 @@ int bj_cmd_chat(int argc, char **argv) {
     cli_session ses;
     cli_open(&o.mo, &ses);
     chat_state c = { .o = &o, .ses = &ses };
-    if (o.tmpl) {
-        bj_chat_template mt;
-        if (bj_chat_template_for_model(&mt, &ses.m, &err) != BJ_OK) cli_die_error(&err);
-        bj_chat_template_init(&c.tmpl, bj_chat_detect(o.tmpl, NULL), mt.bos);
-    } else if (bj_chat_template_for_model(&c.tmpl, &ses.m, &err) != BJ_OK) {
-        cli_die_error(&err);
-    }
-    if (c.tmpl.unknown && !o.mo.quiet)
-        fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: using plain text "
-                        "(--chat-template picks one)\n", bj_cli_prog);
-    if (!o.mo.quiet) cli_warn_template_tokens(&c.tmpl, ses.m.tok);
+    cli_chat_template(&ses, o.tmpl, o.mo.quiet, "using plain text", &c.tmpl);
     c.n_stop = bj_chat_stop_tokens(&c.tmpl, ses.m.tok, c.stop, 4);
     if (bj_kv_seq_init(&c.kv, ses.e, &err) != BJ_OK || bj_sampler_init(&c.s, &o.samp.sp, ses.e->n_vocab, &err) != BJ_OK)
         cli_die_error(&err);

@@ -192,17 +192,6 @@ static bj_engine **make_slot_engines(serve_opts *o, cli_session *ses) {
     return engines;
 }
 
-/* The chat template: --chat-template's, else the model's (a warning when bitjit does not know it). */
-static void serve_template(const serve_opts *o, const cli_session *ses, bj_chat_template *tmpl) {
-    bj_error err = { 0 };
-    if (bj_chat_template_for_model(tmpl, &ses->m, &err) != BJ_OK) cli_die_error(&err);
-    if (o->tmpl) bj_chat_template_init(tmpl, bj_chat_detect(o->tmpl, NULL), tmpl->bos);
-    else if (tmpl->unknown && !o->mo.quiet)
-        fprintf(stderr, "%s: warning: the model's chat template is not one bitjit knows: chat requests are "
-                        "rendered as plain text (--chat-template picks one)\n", bj_cli_prog);
-    if (!o->mo.quiet) cli_warn_template_tokens(tmpl, ses->m.tok);
-}
-
 /* After the first stop signal: no new requests; those in progress finish, up to --drain-timeout
  * seconds or a second signal. */
 static void drain(bj_server *srv, const sigset_t *sigs, int sig, const serve_opts *o) {
@@ -247,7 +236,7 @@ int bj_cmd_serve(int argc, char **argv) {
     cli_open(&o.mo, &ses);
     bj_engine **engines = make_slot_engines(&o, &ses);
     bj_chat_template tmpl;
-    serve_template(&o, &ses, &tmpl);
+    cli_chat_template(&ses, o.tmpl, o.mo.quiet, "chat requests are rendered as plain text", &tmpl);
     char id[256];
     model_id(o.mo.model, id, sizeof id);
     o.so.model_id = o.alias ? o.alias : id;

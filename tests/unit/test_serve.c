@@ -153,6 +153,43 @@ Test(serve, chat_completions_equal_run, .timeout = 180) {
     stop_server(&s, SIGINT);
 }
 
+/* --chat-template NAME keeps the model's BOS and EOS texts (the override started from a template
+ * it had just cleared, so the BOS went missing): a llama3 conversation is the model's BOS, then
+ * the template's text, the same as `bitjit run` on that text (run adds the BOS itself). */
+Test(serve, chat_template_override_keeps_bos, .timeout = 180) {
+    server s;
+    start_server(&s, "--chat-template", "llama3", NULL);
+    const char *a = "In the beginning";
+    char text[1024];
+    snprintf(text, sizeof text, "<|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n", a);
+    char *want = bitjit_continuation(KJV, text, 8);
+    /* the prompt's tokens as run counts them (-v: "N prompt + 0 generated tokens"); the answers
+     * alone cannot tell: kjv continues the same with or without its BOS */
+    char path[4096], cmd[8192], log[16384];
+    snprintf(path, sizeof path, "%s/serve_tmpl_%d.txt", BJ_TEST_TMP, (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -f '%s' -n 0 -q -v", BJ_BITJIT_EXE, KJV, path);
+    cr_assert_eq(sh(cmd, log, sizeof log), 0, "%s", log);
+    unlink(path);
+    const char *np = strstr(log, " prompt + ");
+    cr_assert(np, "%s", log);
+    while (np > log && np[-1] >= '0' && np[-1] <= '9') np--;
+    char *b = body_for("messages", a, "{\"max_tokens\":8,\"temperature\":0}");
+    int st;
+    json_t *j = post_json(s.port, "/v1/chat/completions", b, &st);
+    cr_assert_eq(st, 200, "%s", json_dumps(j, 0));
+    cr_expect_str_eq(jstr(j, "choices.0.message.content"), want);
+    cr_expect_eq(jint(j, "usage.prompt_tokens"), atoll(np), "the BOS is missing");
+    json_decref(j);
+    free(b);
+    free(want);
+    stop_server(&s, SIGINT);
+}
+
 /* Context shifting (issue 23): with -c 64, a conversation longer than the context is answered with its
  * oldest turns dropped (the system message kept), not refused; a message that does not fit alone
  * still is. The answer equals the one to the kept messages sent alone. */
