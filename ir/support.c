@@ -228,6 +228,20 @@ uint64_t bj_fmap_release(const void *p, uint64_t n) {
     return ok ? (uint64_t)(b - a) : 0;
 }
 
+bool bj_text_append(char **buf, size_t *len, size_t *cap, const void *s, size_t n, size_t first_cap) {
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : first_cap;
+        while (c < *len + n + 1) c *= 2;
+        char *p = realloc(*buf, c);
+        if (!p) return false;
+        *buf = p, *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
+    return true;
+}
+
 bj_status bj_read_file(const char *path, char **out, size_t *len, bj_error *err) {
     *out = NULL;
     FILE *f = fopen(path, "rb");

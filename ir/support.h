@@ -104,6 +104,11 @@ int bj_path_is_dir(const char *path);
 /* dir + "/" + name into buf; BJ_E_INVALID if it does not fit. */
 bj_status bj_path_join(char *buf, size_t cap, const char *dir, const char *name, bj_error *err);
 
+/* ---- growing text buffers ----------------------------------------------------------------- */
+/* Appends n bytes to the NUL-terminated text *buf of *len bytes in *cap (grown by doubling, from
+ * first_cap); false when out of memory, the text as it was. */
+bool bj_text_append(char **buf, size_t *len, size_t *cap, const void *s, size_t n, size_t first_cap);
+
 /* ---- checked size arithmetic (never trust a size field before checking it) -------------- */
 static inline int bj_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) {
     return __builtin_mul_overflow(a, b, out);

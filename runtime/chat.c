@@ -107,17 +107,7 @@ bj_status bj_chat_template_for_model(bj_chat_template *t, const bj_model *m, bj_
 typedef struct sbuf { char *p; size_t n, cap; bool oom; } sbuf;
 
 static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) { b->oom = true; return; }
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
+    if (!b->oom && !bj_text_append(&b->p, &b->n, &b->cap, s, n, 256)) b->oom = true;
 }
 static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 

@@ -179,16 +179,7 @@ static void job_release_locked(srv_job *j) {
 static void job_out_locked(srv_job *j, const char *p, size_t n) {
     if (j->oom) return;
     if (j->sent == j->n_out) j->sent = j->n_out = 0;
-    if (j->n_out + n + 1 > j->cap_out) {
-        size_t cap = j->cap_out ? j->cap_out : 1024;
-        while (cap < j->n_out + n + 1) cap *= 2;
-        char *b = realloc(j->out, cap);
-        if (!b) { j->oom = true; return; }
-        j->out = b, j->cap_out = cap;
-    }
-    memcpy(j->out + j->n_out, p, n);
-    j->n_out += n;
-    j->out[j->n_out] = 0;
+    if (!bj_text_append(&j->out, &j->n_out, &j->cap_out, p, n, 1024)) { j->oom = true; return; }
     pthread_cond_broadcast(&j->cv);
 }
 
@@ -368,19 +359,7 @@ static json_t *lp_json(bj_server *s, const srv_req *r, const lp_list *l, size_t 
 
 typedef struct textbuf { char *p; size_t n, cap; } textbuf;
 
-static bool tb_add(textbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return false;
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return true;
-}
+static bool tb_add(textbuf *b, const char *s, size_t n) { return bj_text_append(&b->p, &b->n, &b->cap, s, n, 512); }
 
 /* Where a stop string first occurs in text[from..n), or n. */
 static size_t find_stop(const srv_req *r, const char *text, size_t n, size_t from) {
@@ -1017,17 +996,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             cc->n = cc->cap = 0;
             return MHD_YES;
         }
-        if (cc->n + n + 1 > cc->cap) {
-            size_t cap = cc->cap ? cc->cap : 4096;
-            while (cap < cc->n + n + 1) cap *= 2;
-            char *b = realloc(cc->body, cap);
-            if (!b) return MHD_NO;
-            cc->body = b, cc->cap = cap;
-        }
-        memcpy(cc->body + cc->n, upload, n);
-        cc->n += n;
-        cc->body[cc->n] = 0;
-        return MHD_YES;
+        return bj_text_append(&cc->body, &cc->n, &cc->cap, upload, n, 4096) ? MHD_YES : MHD_NO;
     }
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     static const char *const allow_of[] = { [EP_COMPLETIONS] = "POST, OPTIONS", [EP_CHAT] = "POST, OPTIONS",

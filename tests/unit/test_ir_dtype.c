@@ -1,8 +1,9 @@
 /* tests/unit/test_ir_dtype.c -- the dtype and op tables (built from the .def X-macros),
- * byte sizes with their overflow checks, and the shape helpers. */
+ * byte sizes with their overflow checks, the shape helpers, and the text buffer of ir/support.c. */
 #include "ir/ir.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 Test(ir_dtype, names_round_trip) {
@@ -154,4 +155,26 @@ Test(ir_shape, type_str_and_eq) {
     bj_shape bad = { BJ_MAX_DIMS + 1, { 0 } };
     cr_assert_not(bj_shape_eq(bad, bad));
     cr_assert_eq(bj_shape_cols(a), 8);
+}
+
+/* bj_text_append (ir/support.c): grows past its first capacity, stays NUL-terminated, keeps NUL
+ * bytes inside the text. */
+Test(ir_support, text_append_grows) {
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    cr_assert(bj_text_append(&buf, &len, &cap, "", 0, 4));
+    cr_assert_str_eq(buf, "");
+    char want[1001];
+    for (int i = 0; i < 100; i++) {
+        cr_assert(bj_text_append(&buf, &len, &cap, "0123456789", 10, 4));
+        memcpy(want + 10 * i, "0123456789", 10);
+    }
+    want[1000] = 0;
+    cr_assert_eq(len, 1000u);
+    cr_assert_geq(cap, 1001u);
+    cr_assert_str_eq(buf, want);
+    cr_assert(bj_text_append(&buf, &len, &cap, "a\0b", 3, 4));
+    cr_assert_eq(len, 1003u);
+    cr_assert(!memcmp(buf + 1000, "a\0b", 4));
+    free(buf);
 }
