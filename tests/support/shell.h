@@ -4,6 +4,8 @@
 #ifndef BJ_TEST_SHELL_H
 #define BJ_TEST_SHELL_H
 
+#include "support/files.h"
+
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -57,10 +59,7 @@ static inline char *sh_stdout(const char *cmd, int *status) {
 static inline char *bitjit_continuation(const char *model, const char *prompt, int n) {
     char path[4096], cmd[12288];
     snprintf(path, sizeof path, "%s/continuation_prompt_%d.txt", BJ_TEST_TMP, (int)getpid());
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(prompt, f);
-    fclose(f);
+    write_all(path, prompt, strlen(prompt));
     snprintf(cmd, sizeof cmd, "'%s' run -m '%s' --temp 0 -n %d -t 1 -f '%s'", BJ_BITJIT_EXE, model, n, path);
     int st;
     char *out = sh_stdout(cmd, &st);

@@ -1,29 +1,16 @@
 /* tests/support/tok_helpers.h -- tokenizer test helpers shared by the vocabulary tests:
- * whole-file reads and encode/decode/expect wrappers that fail the test with the library's
+ * whole-file reads (support/files.h) and encode/decode/expect wrappers that fail the test with the library's
  * message. Include after <criterion/criterion.h>. */
 #ifndef BJ_TEST_TOK_HELPERS_H
 #define BJ_TEST_TOK_HELPERS_H
 
 #include "frontends/tokenizer.h"
+#include "support/files.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *read_all(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    cr_assert(fp, "cannot open %s", path);
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    cr_assert(b && fread(b, 1, (size_t)sz, fp) == (size_t)sz);
-    fclose(fp);
-    b[sz] = 0;
-    *n = (size_t)sz;
-    return b;
-}
 
 static void encode(const bj_tokenizer *t, const char *s, size_t n, bool bos, bool special, int32_t **ids,
                    size_t *n_ids) {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/files.h"
 #include "support/shell.h"
 
 #define TINY "-p 4 -n 4 -r 1 --bw-mib 16 -t 1,2 --cache-dir '" BJ_TEST_TMP "/bench-cache' --no-tune-db"
@@ -24,19 +25,6 @@ static void bench(const char *extra, const char *out) {
     char cmd[8192], log[16384], exe[4096];
     snprintf(cmd, sizeof cmd, "{ '%s' bench " TINY " %s > '%s'; }", tool("bitjit", exe, sizeof exe), extra, out);
     cr_assert_eq(sh(cmd, log, sizeof log), 0, "%s: %s", cmd, log);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
-    return b;
 }
 
 Test(bench_cli, json, .timeout = 600) {
@@ -85,7 +73,7 @@ Test(bench_cli, csv, .timeout = 600) {
     char out[4096];
     tmp_path(out, sizeof out, "out.csv");
     bench("--format csv", out);
-    char *text = slurp(out), *save = NULL;
+    char *text = read_all(out, NULL), *save = NULL;
     int lines = 0;
     for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save), lines++) {
         int commas = 0;
@@ -119,14 +107,14 @@ Test(bench_cli, plot_svg_and_markdown, .timeout = 600) {
     char extra[4200];
     snprintf(extra, sizeof extra, "--plot '%s'", svg);
     bench(extra, out);
-    char *md = slurp(out);
+    char *md = read_all(out, NULL);
     cr_expect(strstr(md, "| engine | threads | test | t/s |") != NULL, "%s", md);
     cr_expect(strstr(md, "| matmul shape (M x K) | weights | matmuls | kernel layout | prefill kernel (>= 8 tokens) | bytes each | bytes all |") != NULL,
               "%s", md);
     cr_expect(strstr(md, "| 1024x384 | ternary | 12 | dot2/") != NULL, "%s", md);
     cr_expect(strstr(md, "| jit | 2 | tg4 |") != NULL, "%s", md);
     free(md);
-    char *s = slurp(svg);
+    char *s = read_all(svg, NULL);
     cr_expect(!strncmp(s, "<?xml", 5));
     cr_expect(strstr(s, "<svg xmlns=\"http://www.w3.org/2000/svg\"") != NULL);
     cr_expect(strstr(s, "</svg>\n") != NULL);

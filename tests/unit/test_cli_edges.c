@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/files.h"
 #include "support/shell.h"
 #include "support/tmux.h"
 
@@ -118,13 +119,10 @@ Test(cli_edges, prompt_from_a_terminal, .timeout = 120) {
     tmux_keys(sock, "'In the beginning' Enter 'God created' Enter C-d");
     cr_expect(pane_wait(sock, "RUN-EXITED 0", 1, out, sizeof out), "one Ctrl-D did not end the prompt:\n%s", out);
     tmux_kill(sock);
-    FILE *f = fopen(path, "r");
-    cr_assert(f, "no output file %s", path);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = 0;
-    fclose(f);
+    char *got = read_all(path, NULL);
     unlink(path);
-    cr_expect_str_eq(out, want);
+    cr_expect_str_eq(got, want);
+    free(got);
 }
 
 /* Item 9: a write error on stdout makes the exit status non-zero, with a message. */

@@ -10,6 +10,7 @@
 
 #include <math.h>
 
+#include "support/files.h"
 #include "support/shell.h"
 #include "support/serve_client.h"
 
@@ -168,10 +169,7 @@ Test(serve, chat_template_override_keeps_bos, .timeout = 180) {
      * alone cannot tell: kjv continues the same with or without its BOS */
     char path[4096], cmd[8192], log[16384];
     snprintf(path, sizeof path, "%s/serve_tmpl_%d.txt", BJ_TEST_TMP, (int)getpid());
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
+    write_all(path, text, strlen(text));
     snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -f '%s' -n 0 -q -v", BJ_BITJIT_EXE, KJV, path);
     cr_assert_eq(sh(cmd, log, sizeof log), 0, "%s", log);
     unlink(path);
