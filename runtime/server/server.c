@@ -791,12 +791,18 @@ static enum MHD_Result serve_generate(bj_server *s, srv_conn *cc, bool chat) {
     return queue_response(cc, (unsigned)st, r);
 }
 
-static enum MHD_Result serve_health(bj_server *s, srv_conn *cc) {
+/* Slots generating and requests waiting for one, now. */
+static void slot_counts(bj_server *s, int *busy, int *queued) {
     pthread_mutex_lock(&s->mu);
-    int busy = 0;
-    for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].busy;
-    int queued = s->n_queued;
+    *busy = 0;
+    for (int i = 0; i < s->n_slots; i++) *busy += s->slots[i].busy;
+    *queued = s->n_queued;
     pthread_mutex_unlock(&s->mu);
+}
+
+static enum MHD_Result serve_health(bj_server *s, srv_conn *cc) {
+    int busy, queued;
+    slot_counts(s, &busy, &queued);
     bool dr = draining(s) || stopping(s);
     return send_json(cc, dr ? 503 : 200,
                      json_pack("{s:s,s:i,s:i,s:i}", "status", dr ? "draining" : "ok", "slots_idle", s->n_slots - busy,
@@ -911,11 +917,8 @@ static void hist_text(textbuf *b, const char *name, const char *help, const srv_
 }
 
 static enum MHD_Result serve_metrics(bj_server *s, srv_conn *cc) {
-    pthread_mutex_lock(&s->mu);
-    int busy = 0;
-    for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].busy;
-    int queued = s->n_queued;
-    pthread_mutex_unlock(&s->mu);
+    int busy, queued;
+    slot_counts(s, &busy, &queued);
     textbuf b = { 0 };
     char model[256], tmpl[64];
     label_value(model, sizeof model, s->o.model_id);
