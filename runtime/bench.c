@@ -26,6 +26,15 @@ static void stat_of(const double *x, int n, bj_bench_stat *s) {
     s->n = n;
 }
 
+/* n token ids in [0, n_vocab) from a xorshift64 stream started at seed: the same every run. */
+static void random_tokens(int32_t *tok, int64_t n, uint64_t seed, int64_t n_vocab) {
+    uint64_t x = seed;
+    for (int64_t i = 0; i < n; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        tok[i] = (int32_t)(x % (uint64_t)n_vocab);
+    }
+}
+
 bj_status bj_bench_engine(bj_engine *e, int64_t p, int64_t n, int reps, bj_bench_stat *pp, bj_bench_stat *tg,
                           bj_error *err) {
     memset(pp, 0, sizeof *pp);
@@ -41,8 +50,7 @@ bj_status bj_bench_engine(bj_engine *e, int64_t p, int64_t n, int reps, bj_bench
         free(tok); free(logits); free(tp); free(tt);
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     }
-    uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (int64_t i = 0; i < len; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; tok[i] = (int32_t)(x % (uint64_t)e->n_vocab); }
+    random_tokens(tok, len, 0x9E3779B97F4A7C15ull, e->n_vocab);
     bj_status s = BJ_OK;
     for (int r = 0; r <= reps && s == BJ_OK; r++) { /* r == 0 is the warm-up */
         bj_engine_reset(e);
@@ -73,8 +81,7 @@ bj_status bj_bench_depth(bj_engine *e, int64_t depth, int64_t n, int reps, bj_be
         free(tok); free(logits); free(tt);
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     }
-    uint64_t x = 0xD1B54A32D192ED03ull;
-    for (int i = 0; i < CHUNK; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; tok[i] = (int32_t)(x % (uint64_t)e->n_vocab); }
+    random_tokens(tok, CHUNK, 0xD1B54A32D192ED03ull, e->n_vocab);
     bj_status s = BJ_OK;
     for (int r = 0; r <= reps && s == BJ_OK; r++) { /* r == 0 is the warm-up */
         bj_engine_reset(e);
