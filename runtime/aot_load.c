@@ -75,7 +75,32 @@ bool bj_aot_is_library(const char *path) {
 }
 
 /* ---- the bundle ------------------------------------------------------------------------- */
+/* Every part of the ELF file that dlopen maps lies inside the file: a library cut short (a
+ * copy that failed half-way) would otherwise map pages past its end, and the first read of one
+ * is SIGBUS. Checked on the file as it is now: the ELF header, the program headers, every
+ * PT_LOAD segment's bytes, the section headers. */
+static bj_status bj_aot_check_elf(const char *path, bj_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return BJ_FAIL(err, BJ_E_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    ElfW(Ehdr) eh;
+    bool ok = fstat(fd, &st) == 0 && pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh &&
+              eh.e_phentsize == sizeof(ElfW(Phdr)) && eh.e_phnum > 0 && eh.e_phnum < 4096;
+    uint64_t size = ok ? (uint64_t)st.st_size : 0, end = 0;
+    ok = ok && !bj_add_overflow(eh.e_phoff, (uint64_t)eh.e_phnum * sizeof(ElfW(Phdr)), &end) && end <= size;
+    ok = ok && (eh.e_shoff == 0 || (!bj_add_overflow(eh.e_shoff, (uint64_t)eh.e_shnum * eh.e_shentsize, &end) && end <= size));
+    for (int i = 0; ok && i < eh.e_phnum; i++) {
+        ElfW(Phdr) ph;
+        ok = pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) == (ssize_t)sizeof ph;
+        if (ok && ph.p_type == PT_LOAD) ok = !bj_add_overflow(ph.p_offset, ph.p_filesz, &end) && end <= size;
+    }
+    close(fd);
+    return ok ? BJ_OK : BJ_FAIL(err, BJ_E_FORMAT, "%s: the library is truncated or damaged (its ELF headers name "
+                                "bytes past its %llu bytes): rebuild or copy it again", path, (unsigned long long)size);
+}
+
 static bj_status bj_aot_open_handle(bj_aot_lib *lib, const uint8_t **base, size_t *size, bj_error *err) {
+    BJ_TRY(bj_aot_check_elf(lib->path, err));
     char *real = realpath(lib->path, NULL); /* dlopen needs a '/' to not search the library path */
     if (!real) return BJ_FAIL(err, BJ_E_IO, "%s: %s", lib->path, strerror(errno));
     lib->handle = dlopen(real, RTLD_NOW | RTLD_LOCAL);
