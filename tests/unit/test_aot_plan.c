@@ -90,7 +90,17 @@ Test(aot_plan, gguf_library_reproduces_the_oracle, .timeout = 300) {
     unlink(lib);
 }
 
-/* The library's logits are the JIT engine's over the model it was built from, bit for bit. */
+/* The library's kernel lookup, counting the exact-head kernels it hands out. */
+static bj_status (*real_lookup)(void *, const void *, const char *, void **, bj_error *);
+static int heads_found;
+static bj_status counting_lookup(void *ud, const void *kd, const char *sym, void **fn, bj_error *err) {
+    bj_status s = real_lookup(ud, kd, sym, fn, err);
+    if (s == BJ_OK && ((const bj_cg_kdesc *)kd)->kind == BJ_CG_KIND_HEAD_F) heads_found++;
+    return s;
+}
+
+/* The library's logits are the JIT engine's over the model it was built from, bit for bit, and
+ * its exact head is the generated kernel the library contains (where the CPU has a path for it). */
 Test(aot_plan, library_logits_equal_the_jit_engines, .timeout = 300) {
     char lib[4096];
     build_lib(false, lib, sizeof lib);
@@ -100,7 +110,25 @@ Test(aot_plan, library_logits_equal_the_jit_engines, .timeout = 300) {
     cr_assert_eq(bj_model_load(&src, KJV "/packed", &err), BJ_OK, "%s", err.msg);
     cr_assert_eq(bj_aot_load(&l, &m, lib, &err), BJ_OK, "%s", err.msg);
     bj_engine *a = bj_test_engine("jit", &src.graph, BJ_TEST_TMP "/aot-plan-cache", NULL, NULL);
-    bj_engine *b = lib_engine(&m.graph, l);
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    bj_aot_jit_options(l, &o);
+    real_lookup = o.kernel_lookup;
+    o.kernel_lookup = counting_lookup;
+    bj_engine *b = NULL;
+    cr_assert_eq(bj_jit_engine_create(&b, &m.graph, &o, NULL, &err), BJ_OK, "%s", err.msg);
+    bool head_path = false; /* whether codegen has a head kernel for this model's head on the library's CPU */
+    for (uint32_t i = 0; i < m.graph.n_nodes; i++) {
+        const bj_node *n = &m.graph.nodes[i], *w = &m.graph.nodes[n->in[1]];
+        if (n->op != BJ_OP_MATMUL_F) continue;
+        bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
+        bj_cg_kdesc hd;
+        bj_error ign = { 0 };
+        head_path = bj_cg_head_kdesc_init(&hd, bj_aot_target(l), dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0],
+                                          (uint32_t)w->shape.d[1], &ign) == BJ_OK;
+    }
+    cr_expect_eq(heads_found, head_path ? 1 : 0, "exact-head kernels taken from the library: %d", heads_found);
     const int32_t ids[] = { 1, 400, 35, 1200, 9, 77, 3000, 12, 5, 600, 41 };
     const int64_t T = (int64_t)(sizeof ids / sizeof *ids), V = a->n_vocab;
     float *la = malloc((size_t)(T * V) * sizeof *la), *lb = malloc((size_t)(T * V) * sizeof *lb);
