@@ -90,8 +90,12 @@ static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, cons
     if (!src && bound && (*v == BJ_CG_V_WCODE || (*v == BJ_CG_V_AUTO && bj_cg_wcode_fits(M, K))))
         st = bj_ir_lowbit_values(g, wid, &t8, &scale, err);
     bj_plan_kernel *k = &cx->kplan.kern[i];
-    if (st == BJ_OK && src) st = src->pick(src->ud, g, i, &k->pick, err);
-    else if (st == BJ_OK)
+    if (st == BJ_OK && src) {
+        st = src->pick(src->ud, g, i, &k->pick, err);
+        if (st == BJ_OK && forced && k->pick.dec.variant != *v) /* the library's kernels are fixed */
+            st = BJ_FAIL(err, BJ_E_UNSUPPORTED, "variant %s asked, but the library was built with %s (rebuild it, or run "
+                         "the model itself)", bj_cg_variant_name(*v), bj_cg_variant_name((bj_cg_variant)k->pick.dec.variant));
+    } else if (st == BJ_OK)
         st = bj_cg_tune_pick_descs(cx->have_tdb ? &cx->tdb : NULL, t, *v, forced, wt, M, K, t8, &k->pick, err);
     free(t8);
     if (st != BJ_OK)
