@@ -2,7 +2,8 @@
  * library carries the plan's kernel picks and the packed weights (compiler/aot.h), and the
  * engine over it takes both from it (bj_plan_source). Checked against the HF oracle
  * (models/kjv-bitnet-11m/oracle.json: prompt ids, last-position logits, greedy ids) for a
- * library of the packed model and one of its GGUF export; logits bit-identical to the JIT engine
+ * library of the packed model and one of its GGUF export (and a TQ2_0 export's library gives
+ * `bitjit run`'s greedy ids of the GGUF itself); logits bit-identical to the JIT engine
  * over the original model; the engine's report shows 0 kernels compiled and 0 matrices packed;
  * and a truncated library, a damaged plan or damaged packed bytes give a clear error, never a
  * crash or a silently different model. */
@@ -269,6 +270,28 @@ Test(aot_plan, truncated_library_is_refused, .timeout = 300) {
     }
     free(b.p);
     unlink(bad);
+    unlink(lib);
+}
+
+/* `bitjit run -m lib.so` of a GGUF's library: the greedy ids `bitjit run -m model.gguf` gives. */
+Test(aot_plan, gguf_library_runs_as_the_gguf, .timeout = 300) {
+    char lib[4096], gguf[4096], args[16384], cmd[16384], a[16384], b[16384];
+    tmp_path(gguf, sizeof gguf, "same.gguf");
+    tmp_path(lib, sizeof lib, "same.so");
+    snprintf(args, sizeof args, "convert '%s/packed' -o '%s' --type tq2_0 -q", KJV, gguf);
+    bitjitc(args);
+    snprintf(args, sizeof args, "'%s' -o '%s'", gguf, lib);
+    bitjitc(args);
+    const char *paths[] = { gguf, lib };
+    char *outs[] = { a, b };
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p 'And the LORD said unto Moses,' -n 40 --temp 0 --ids 2>/dev/null",
+                 BJ_BITJIT_EXE, paths[i]);
+        cr_assert_eq(sh(cmd, outs[i], sizeof a), 0, "%s: %s", paths[i], outs[i]);
+    }
+    cr_expect_str_eq(b, a, "the library's greedy ids differ from the GGUF's");
+    cr_expect_gt(strlen(a), 40u, "%s", a);
+    unlink(gguf);
     unlink(lib);
 }
 
