@@ -2,10 +2,11 @@
  *
  * Steps: take the target and every matmul's kernels from the pipeline's plan (select-kernels
  * chose them: the library holds each matmul's untuned kernel, its tuned one and its prefill
- * one, so a JIT engine over the library finds its kernels with or without the tuning database
- * where it runs); collect the distinct descriptors; then either print text (graph IR, LLVM IR
- * or assembly of all kernels) or compile each kernel to an object and link the objects with
- * the bundle (target, graph IR, weights, model files) through the system C compiler driver.
+ * one) and the exact head's kernel; collect the distinct descriptors; then either print text
+ * (graph IR, LLVM IR or assembly of all kernels) or compile each kernel to an object and link
+ * the objects with the bundle (target, graph IR, model description, the plan's picks and packed
+ * weights, weights, tokenizer files or a GGUF's metadata) through the system C compiler driver.
+ * The bundle is streamed to its file item by item (a 2B4T library's is 1.7 GB), never held whole.
  *
  * Text merging: codegen gives one module (or one assembly file) per kernel. LLVM IR modules
  * are merged as text: the header once, each intrinsic declaration once, attribute groups

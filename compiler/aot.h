@@ -2,13 +2,12 @@
  * a named CPU, written as text (graph IR, LLVM IR, assembly), a relocatable object or a
  * shared library that `bitjit run -m model.so` and bitjit.h load (runtime/aot_load.c).
  *
- * The kernels are exactly those the JIT engine would make for the same graph and target:
- * one per distinct descriptor, computed as runtime/engine_jit.c does (the weight's lowbit
- * values, bj_cg_kdesc_init with the cost rule), compiled by the one code generator
- * (bj_cg_compile). So the runtime can build a JIT engine over the library whose kernel
- * lookup is dlsym, and the two agree bit for bit. When the tuning database (codegen/cg_tunedb.h)
- * has entries for this target, their kernels are compiled in as well, beside the cost rule's,
- * so the engine finds a kernel whether or not the database is present where the library runs.
+ * The kernels are the plan's (select-kernels: the cost rule, the tuning database read at build
+ * time, the prefill kernel), one per distinct descriptor, compiled by the one code generator
+ * (bj_cg_compile); the weights go in packed for them (pack-weights). A JIT engine over the library
+ * takes the plan, the packed weights and (by dlsym) the kernels from it, and agrees with the JIT
+ * over the model bit for bit. Where the library runs, no tuning database is read: its kernel
+ * choices are the ones baked in.
  *
  * Library layout (--emit=so, and the same sections in --emit=obj):
  *   - the kernels' code, each a global function named bj_cg_kernel_symbol(descriptor): every
