@@ -6,7 +6,8 @@
  * `bitjit run`'s greedy ids of the GGUF itself); logits bit-identical to the JIT engine
  * over the original model; the engine's report shows 0 kernels compiled and 0 matrices packed;
  * and a truncated library, a damaged plan or damaged packed bytes give a clear error, never a
- * crash or a silently different model. */
+ * crash or a silently different model; the bundle checks (the fuzz entry point) accept a
+ * library's bundle and the committed fuzz seed. */
 #include <criterion/criterion.h>
 
 #include "compiler/aot.h"
@@ -306,4 +307,33 @@ Test(aot_plan, verbose_shows_nothing_compiled_or_packed, .timeout = 300) {
     cr_expect(strstr(out, "packed weights of 42 matrices from the library, 0 packed"), "%s", out);
     cr_expect(strstr(out, "pack-weights: 42 of 42 matrices from the library, 0 packed"), "%s", out);
     unlink(lib);
+}
+
+/* The bundle's checks without dlopen (the fuzz harness's entry point): a library's bundle passes,
+ * and the committed fuzz seed is such a bundle (so fuzzing starts past the header checks). */
+Test(aot_plan, bundle_checks_accept_a_library_and_the_fuzz_seed, .timeout = 300) {
+    char lib[4096];
+    build_lib(false, lib, sizeof lib);
+    lib_bytes b;
+    read_lib(lib, &b);
+    size_t size = (size_t)bj_rd64(b.p + b.bundle + 16);
+    cr_assert_leq(b.bundle + size, b.n);
+    uint8_t *copy = malloc(size);
+    cr_assert(copy);
+    memcpy(copy, b.p + b.bundle, size);
+    bj_error err = { 0 };
+    cr_expect_eq(bj_aot_check_bundle(copy, size, &err), BJ_OK, "%s", err.msg);
+    size_t off, n;
+    cr_assert(entry_of(&(lib_bytes){ .p = copy, .n = size, .bundle = 0 }, BJ_AOT_E_PLAN, 0, &off, &n));
+    copy[off + 1] = 'g';
+    cr_expect_eq(bj_aot_check_bundle(copy, size, &err), BJ_E_FORMAT);
+    cr_expect(strstr(err.msg, "plan is damaged"), "%s", err.msg);
+    free(copy);
+    free(b.p);
+    unlink(lib);
+    char *seed;
+    cr_assert_eq(bj_read_file(BJ_SOURCE_DIR "/tests/fuzz/corpus/aot_bundle/tiny-bundle.bin", &seed, &n, &err), BJ_OK, "%s",
+                 err.msg);
+    cr_expect_eq(bj_aot_check_bundle((const uint8_t *)seed, n, &err), BJ_OK, "the fuzz seed: %s", err.msg);
+    free(seed);
 }
