@@ -2,10 +2,11 @@
  *
  * Steps: take the target and every matmul's kernels from the pipeline's plan (select-kernels
  * chose them: the library holds each matmul's untuned kernel, its tuned one and its prefill
- * one, so a JIT engine over the library finds its kernels with or without the tuning database
- * where it runs); collect the distinct descriptors; then either print text (graph IR, LLVM IR
- * or assembly of all kernels) or compile each kernel to an object and link the objects with
- * the bundle (target, graph IR, weights, model files) through the system C compiler driver.
+ * one) and the exact head's kernel; collect the distinct descriptors; then either print text
+ * (graph IR, LLVM IR or assembly of all kernels) or compile each kernel to an object and link
+ * the objects with the bundle (target, graph IR, model description, the plan's picks and packed
+ * weights, weights, tokenizer files or a GGUF's metadata) through the system C compiler driver.
+ * The bundle is streamed to its file item by item (a 2B4T library's is 1.7 GB), never held whole.
  *
  * Text merging: codegen gives one module (or one assembly file) per kernel. LLVM IR modules
  * are merged as text: the header once, each intrinsic declaration once, attribute groups
@@ -18,6 +19,7 @@
 
 #include "codegen/codegen.h"
 #include "codegen/cg_tunedb.h"
+#include "frontends/gguf.h"
 #include "ir/weights.h"
 
 #include <ctype.h>
@@ -79,7 +81,7 @@ bool bj_aot_emit_from_name(const char *s, bj_aot_emit *out) {
 
 /* ---- kernels: the descriptors the JIT engine would make -------------------------------- */
 typedef struct bj_aot_kernel {
-    bj_cg_kdesc desc;
+    bj_cg_kdesc desc;       /* a lowbit matmul's, or the exact head's (kind BJ_CG_KIND_HEAD_F) */
     int8_t *t8;       /* kept for weights-as-code only (its compile needs the values) */
     int count;        /* matmul nodes using it */
 } bj_aot_kernel;
@@ -89,6 +91,7 @@ typedef struct bj_aot_set {
     bj_aot_kernel *k;
     size_t n;
     int64_t n_matmuls;
+    int64_t n_heads;         /* exact-head kernels */
     int64_t n_tuned;         /* matmuls whose kernel came from the tuning database */
     bool tune_db_found;      /* tune_db existed and was read */
     char tune_db[4096], tune_warning[512];
@@ -142,6 +145,26 @@ static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, const bj_p
     return st;
 }
 
+/* The exact LM head's generated kernel: the descriptor the JIT engine makes for a float matmul
+ * (engine_jit.c prepare_head_f, bj_cg_head_kdesc_init with the widest path), so an engine over
+ * the library finds it by symbol; none where the target has no path (the engine then runs the
+ * plain C head, the same bits). When select-kernels puts the head's descriptor into the plan,
+ * this reads it from there instead. */
+static bj_status bj_aot_head_desc(bj_aot_set *s, const bj_graph *g, uint32_t id, bj_error *err) {
+    const bj_node *w = &g->nodes[g->nodes[id].in[1]];
+    bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
+    bj_cg_kdesc d;
+    bj_error ign = { 0 };
+    if ((w->dtype != BJ_DT_F16 && w->dtype != BJ_DT_BF16 && w->dtype != BJ_DT_F32) || w->shape.ndim != 2 ||
+        w->shape.d[0] > UINT32_MAX || w->shape.d[1] > UINT32_MAX ||
+        bj_cg_head_kdesc_init(&d, &s->tgt, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign))
+        return BJ_OK;
+    size_t before = s->n;
+    BJ_TRY(bj_aot_add_kernel(s, &d, NULL, err));
+    s->n_heads += s->n > before;
+    return BJ_OK;
+}
+
 static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_opts *o, bj_error *err) {
     memset(s, 0, sizeof *s);
     if (!o->plan) return BJ_FAIL(err, BJ_E_INVALID, "no plan: run the pass pipeline with a plan first");
@@ -151,6 +174,7 @@ static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_o
     snprintf(s->tune_warning, sizeof s->tune_warning, "%s", o->plan->tune_warning);
     bj_status st = BJ_OK;
     for (uint32_t i = 0; i < g->n_nodes && st == BJ_OK; i++) {
+        if (g->nodes[i].op == BJ_OP_MATMUL_F) st = bj_aot_head_desc(s, g, i, err);
         if (!bj_aot_is_matmul(&g->nodes[i])) continue;
         s->n_matmuls++;
         st = bj_aot_matmul_desc(s, g, o->plan, i, err);
@@ -160,10 +184,15 @@ static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_o
     return st;
 }
 
+static const char *bj_aot_kind_name(const bj_cg_kdesc *d) {
+    return d->kind == BJ_CG_KIND_HEAD_F ? "head" : bj_cg_variant_name((bj_cg_variant)d->variant);
+}
+
 static void bj_aot_fill_report(const bj_aot_set *s, bj_aot_report *r) {
     snprintf(r->cpu, sizeof r->cpu, "%s", s->tgt.cpu);
     r->n_matmuls = s->n_matmuls;
     r->n_kernels = (int64_t)s->n;
+    r->n_head_kernels = s->n_heads;
     r->n_tuned = s->n_tuned;
     snprintf(r->tune_db, sizeof r->tune_db, "%s", s->tune_db);
     snprintf(r->tune_warning, sizeof r->tune_warning, "%s", s->tune_warning);
@@ -171,7 +200,7 @@ static void bj_aot_fill_report(const bj_aot_set *s, bj_aot_report *r) {
     r->variants[0] = 0;
     for (size_t i = 0; i < s->n && off < sizeof r->variants; i++)
         off += (size_t)snprintf(r->variants + off, sizeof r->variants - off, "%s%ux%u %s/%s", i ? ", " : "",
-                                s->k[i].desc.m, s->k[i].desc.k, bj_cg_variant_name((bj_cg_variant)s->k[i].desc.variant),
+                                s->k[i].desc.m, s->k[i].desc.k, bj_aot_kind_name(&s->k[i].desc),
                                 bj_cg_isa_name((bj_cg_isa)s->k[i].desc.isa));
     if (off >= sizeof r->variants) memcpy(r->variants + sizeof r->variants - 4, "...", 4); /* cut: say so */
 }
@@ -259,7 +288,7 @@ static bj_status bj_aot_kernels_text(const bj_aot_set *s, bj_aot_emit what, bj_a
         if (st != BJ_OK) break;
         bj_cg_kernel_symbol(&s->k[i].desc, sym, sizeof sym);
         bj_aot_printf(b, "\n%s ---- kernel %zu: %s (M=%u K=%u %s/%s, %d matmuls)\n", c, i, sym, s->k[i].desc.m,
-                      s->k[i].desc.k, bj_cg_variant_name((bj_cg_variant)s->k[i].desc.variant),
+                      s->k[i].desc.k, bj_aot_kind_name(&s->k[i].desc),
                       bj_cg_isa_name((bj_cg_isa)s->k[i].desc.isa), s->k[i].count);
         if (what == BJ_AOT_EMIT_LLVM) bj_aot_merge_llvm(b, &seen, text, i);
         else bj_aot_merge_asm(b, text, i);
@@ -294,7 +323,7 @@ bj_status bj_aot_emit_text(const bj_graph *g, const bj_aot_opts *o, bj_aot_emit 
 
 /* ---- the bundle --------------------------------------------------------------------------- */
 typedef struct bj_aot_item { uint32_t kind; const char *name; const void *data; uint64_t size; } bj_aot_item;
-typedef struct bj_aot_items { bj_aot_item *v; size_t n, cap; char *owned[8]; int n_owned; } bj_aot_items;
+typedef struct bj_aot_items { bj_aot_item *v; size_t n, cap; char *owned[16]; int n_owned; } bj_aot_items;
 
 static bj_status bj_aot_item_add(bj_aot_items *it, uint32_t kind, const char *name, const void *data, uint64_t size,
                                  bj_error *err) {
@@ -321,6 +350,12 @@ static bj_status bj_aot_item_text(bj_aot_items *it, uint32_t kind, const char *n
     return bj_aot_item_add(it, kind, name, text, strlen(text), err);
 }
 
+/* A finished buffer's text as an item (NOMEM when it ran out). */
+static bj_status bj_aot_item_buf(bj_aot_items *it, uint32_t kind, const char *name, bj_aot_buf *b, bj_error *err) {
+    if (b->oom || !b->p) { free(b->p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
+    return bj_aot_item_text(it, kind, name, b->p, err);
+}
+
 static bj_status bj_aot_add_target(bj_aot_items *it, const bj_aot_set *s, const bj_aot_opts *o, bj_error *err) {
     const bj_cg_target *t = &s->tgt;
     bj_aot_buf b = { 0 };
@@ -331,16 +366,105 @@ static bj_status bj_aot_add_target(bj_aot_items *it, const bj_aot_set *s, const 
     bj_aot_puts(&b, "features=");
     bj_aot_puts(&b, t->features);
     bj_aot_puts(&b, "\n");
-    if (b.oom) { free(b.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
-    BJ_TRY(bj_aot_item_text(it, BJ_AOT_E_TARGET, "target", b.p, err));
+    BJ_TRY(bj_aot_item_buf(it, BJ_AOT_E_TARGET, "target", &b, err));
     bj_aot_buf m = { 0 };
     bj_aot_printf(&m, "bitjit=%s\nllvm=%s\nabi=%d\n", BJ_VERSION_STRING, llvm, BJ_CG_ABI_VERSION);
     if (o->model_path) bj_aot_printf(&m, "model=%s\n", o->model_path);
     /* the tuning database read at build time ("(off)", "" for none) and what it gave */
-    bj_aot_printf(&m, "tune_db=%s\ntuned=%lld\nmatmuls=%lld\n", s->tune_db_found ? s->tune_db : "", (long long)s->n_tuned,
-                  (long long)s->n_matmuls);
-    if (m.oom) { free(m.p); return BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); }
-    return bj_aot_item_text(it, BJ_AOT_E_META, "meta", m.p, err);
+    bj_aot_printf(&m, "tune_db=%s\ntuned=%lld\nmatmuls=%lld\nhead_kernels=%lld\n", s->tune_db_found ? s->tune_db : "",
+                  (long long)s->n_tuned, (long long)s->n_matmuls, (long long)s->n_heads);
+    return bj_aot_item_buf(it, BJ_AOT_E_META, "meta", &m, err);
+}
+
+/* The model's description as key=value lines (runtime/aot_load.c reads them back). */
+static bj_status bj_aot_add_config(bj_aot_items *it, const bj_model_config *c, bj_error *err) {
+    if (!c) return BJ_FAIL(err, BJ_E_INVALID, "no model config given for the library");
+    bj_aot_buf b = { 0 };
+    bj_aot_printf(&b, "arch=%s\nhidden=%lld\nintermediate=%lld\nn_layer=%lld\nn_head=%lld\nn_kv_head=%lld\n", c->arch,
+                  (long long)c->hidden, (long long)c->intermediate, (long long)c->n_layer, (long long)c->n_head,
+                  (long long)c->n_kv_head);
+    bj_aot_printf(&b, "head_dim=%lld\nvocab=%lld\nmax_seq=%lld\nrms_eps=%.17g\nrope_theta=%.17g\nact=%d\n",
+                  (long long)c->head_dim, (long long)c->vocab, (long long)c->max_seq, c->rms_eps, c->rope_theta, (int)c->act);
+    bj_aot_printf(&b, "tie_embeddings=%d\nbos_id=%lld\neos_id=%lld\nlinear_class=%d\nonline_quant=%d\nweight_quant=%d\n",
+                  c->tie_embeddings, (long long)c->bos_id, (long long)c->eos_id, (int)c->linear_class, c->online_quant,
+                  (int)c->weight_quant);
+    bj_aot_printf(&b, "block=%d\nhf_names=%d\nproj_norm=%d\nproj_norm_eps=%.17g\n", (int)c->block, (int)c->hf_names,
+                  c->proj_norm, c->proj_norm_eps);
+    return bj_aot_item_buf(it, BJ_AOT_E_CONFIG, "model", &b, err);
+}
+
+const char *bj_aot_matmul_key(const bj_graph *g, uint32_t node) {
+    const bj_node *n = &g->nodes[node];
+    const bj_node *w = &g->nodes[n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]];
+    if (w->name && *w->name) return w->name;
+    if (w->op == BJ_OP_WEIGHT_QUANT && g->nodes[w->in[0]].name && *g->nodes[w->in[0]].name) return g->nodes[w->in[0]].name;
+    return NULL;
+}
+
+static void bj_aot_hex(bj_aot_buf *b, const void *p, size_t n) {
+    const uint8_t *u = p;
+    for (size_t i = 0; i < n; i++) bj_aot_printf(b, "%02x", u[i]);
+    bj_aot_puts(b, " ");
+}
+
+/* One matmul's plan line and its packed weights (once per key: a weight two matmuls share). */
+static bj_status bj_aot_add_pick(bj_aot_items *it, bj_aot_buf *b, const bj_graph *g, const bj_plan *p, uint32_t i,
+                                 uint64_t *bytes, bj_error *err) {
+    const char *key = bj_aot_matmul_key(g, i);
+    if (!key || strchr(key, '\n'))
+        return BJ_FAIL(err, BJ_E_INVALID, "matmul %%%u: its weight has no usable name for the library's plan", i);
+    for (size_t j = 0; j < it->n; j++)
+        if (it->v[j].kind == BJ_AOT_E_PACKED && !strcmp(it->v[j].name, key)) return BJ_OK;
+    const bj_plan_kernel *k = &p->kern[i];
+    uint64_t size = bj_cg_packed_size(&k->pick.dec), h[2] = { 0, 0 };
+    if (size && !k->packed)
+        return BJ_FAIL(err, BJ_E_INTERNAL, "matmul %%%u (weight '%s'): the plan has no packed weights", i, key);
+    if (size) bj_cg_wcache_src_hash(k->packed, (size_t)size, BJ_AOT_PACKED_HOW, h);
+    bj_aot_hex(b, &k->pick.def, sizeof k->pick.def);
+    bj_aot_hex(b, &k->pick.dec, sizeof k->pick.dec);
+    bj_aot_hex(b, &k->pick.pp, sizeof k->pick.pp);
+    bj_aot_printf(b, "%d%d%d %llu %016llx%016llx %s\n", k->pick.dec_tuned, k->pick.has_pp, k->pick.pp_default,
+                  (unsigned long long)size, (unsigned long long)h[0], (unsigned long long)h[1], key);
+    *bytes += size;
+    return bj_aot_item_add(it, BJ_AOT_E_PACKED, key, size ? (const void *)k->packed : (const void *)"", size, err);
+}
+
+/* The plan's picks and packed weights (bitjitc packs them: bj_pipeline_opts.pack). */
+static bj_status bj_aot_add_plan(bj_aot_items *it, const bj_graph *g, const bj_plan *p, uint64_t *bytes, bj_error *err) {
+    if (!p->packed) return BJ_FAIL(err, BJ_E_INTERNAL, "the plan's weights are not packed (run pack-weights with pack)");
+    bj_aot_buf b = { 0 };
+    bj_status st = BJ_OK;
+    for (uint32_t i = 0; i < g->n_nodes && i < p->n_nodes && st == BJ_OK; i++)
+        if (bj_aot_is_matmul(&g->nodes[i]) && p->kern[i].set) st = bj_aot_add_pick(it, &b, g, p, i, bytes, err);
+    if (st != BJ_OK) { free(b.p); return st; }
+    if (!b.p) bj_aot_puts(&b, ""); /* no matmuls: an empty plan */
+    return bj_aot_item_buf(it, BJ_AOT_E_PLAN, "plan", &b, err);
+}
+
+/* Where a GGUF's metadata ends: after its last key's value (the tensor infos follow). */
+static uint64_t bj_aot_gguf_meta_end(const bj_gguf *f) {
+    static const uint8_t sizes[BJ_GGUF_VTYPE_COUNT] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
+    if (!f->n_kv) return 24;
+    const bj_gguf_kv *kv = &f->kv[f->n_kv - 1];
+    const uint8_t *end = kv->data;
+    if (kv->type == BJ_GGUF_STRING) end += kv->len;
+    else if (kv->type != BJ_GGUF_ARRAY) end += sizes[kv->type];
+    else if (kv->arr_type != BJ_GGUF_STRING) end += kv->n * sizes[kv->arr_type];
+    else if (kv->n) end = (const uint8_t *)kv->strs[kv->n - 1].s + kv->strs[kv->n - 1].len;
+    return (uint64_t)(end - f->base);
+}
+
+/* A GGUF model's header and metadata with no tensors (a vocab-only GGUF): its tokenizer. */
+static bj_status bj_aot_add_gguf(bj_aot_items *it, const bj_gguf *f, bj_error *err) {
+    if (!f) return BJ_OK;
+    uint64_t n = bj_aot_gguf_meta_end(f);
+    char *img = malloc((size_t)n + 1);
+    if (!img) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the GGUF metadata (%llu bytes)", (unsigned long long)n);
+    memcpy(img, f->base, (size_t)n);
+    memset(img + 8, 0, 8); /* tensor count 0 */
+    if (it->n_owned == (int)BJ_COUNTOF(it->owned)) { free(img); return BJ_FAIL(err, BJ_E_INTERNAL, "too many texts"); }
+    it->owned[it->n_owned++] = img;
+    return bj_aot_item_add(it, BJ_AOT_E_GGUF, "metadata.gguf", img, n, err);
 }
 
 static bool bj_aot_has_weight(const bj_aot_items *it, const char *name) {
@@ -389,51 +513,48 @@ static void bj_aot_le(bj_aot_buf *b, uint64_t v, int bytes) {
     bj_aot_put(b, tmp, (size_t)bytes);
 }
 
-static void bj_aot_pad(bj_aot_buf *b, size_t align) {
-    static const char zeros[64] = { 0 };
-    if (b->n % align) bj_aot_put(b, zeros, align - b->n % align);
-}
+static uint64_t bj_aot_align_of(const bj_aot_item *e) { return e->kind == BJ_AOT_E_PACKED ? BJ_AOT_PAGE : 64; }
 
-/* Serialises items: header, entry table, names, then 64-byte aligned data. */
-static bj_status bj_aot_serialize(const bj_aot_items *it, bj_aot_buf *b, bj_error *err) {
-    uint64_t off = BJ_AOT_HEADER_SIZE + (uint64_t)it->n * BJ_AOT_ENTRY_SIZE, name_off = off;
-    for (size_t i = 0; i < it->n; i++) off += strlen(it->v[i].name);
+/* The bundle's head (header, entry table, names) into b; each item's data offset into off[];
+ * the bundle's total size into *total. The data follow, each at its offset (bj_aot_write_bundle). */
+static bj_status bj_aot_serialize(const bj_aot_items *it, bj_aot_buf *b, uint64_t *off, uint64_t *total, bj_error *err) {
+    uint64_t pos = BJ_AOT_HEADER_SIZE + (uint64_t)it->n * BJ_AOT_ENTRY_SIZE, name_off = pos;
+    for (size_t i = 0; i < it->n; i++) pos += strlen(it->v[i].name);
+    for (size_t i = 0; i < it->n; i++) {
+        uint64_t a = bj_aot_align_of(&it->v[i]);
+        off[i] = (pos + a - 1) / a * a;
+        pos = off[i] + it->v[i].size;
+    }
+    *total = pos;
     bj_aot_put(b, BJ_AOT_MAGIC, 8);
     bj_aot_le(b, BJ_AOT_VERSION, 4);
     bj_aot_le(b, it->n, 4);
-    bj_aot_le(b, 0, 8); /* total size, patched below */
+    bj_aot_le(b, pos, 8);
     for (size_t i = 0; i < it->n; i++) {
-        off = (off + 63) & ~(uint64_t)63;
         size_t nl = strlen(it->v[i].name);
         bj_aot_le(b, it->v[i].kind, 4);
         bj_aot_le(b, nl, 4);
         bj_aot_le(b, name_off, 8);
-        bj_aot_le(b, off, 8);
+        bj_aot_le(b, off[i], 8);
         bj_aot_le(b, it->v[i].size, 8);
         name_off += nl;
-        off += it->v[i].size;
     }
     for (size_t i = 0; i < it->n; i++) bj_aot_puts(b, it->v[i].name);
-    for (size_t i = 0; i < it->n; i++) {
-        bj_aot_pad(b, 64);
-        bj_aot_put(b, it->v[i].data, it->v[i].size);
-    }
-    if (b->oom) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the library's data (%zu bytes)", b->n);
-    for (int i = 0; i < 8; i++) b->p[16 + i] = (char)((uint64_t)b->n >> (8 * i));
+    if (b->oom) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the library's entry table");
     return BJ_OK;
 }
 
-static bj_status bj_aot_bundle(const bj_graph *g, const bj_aot_set *s, const bj_aot_opts *o, bj_aot_buf *b,
-                               uint64_t *wbytes, bj_error *err) {
-    bj_aot_items it = { 0 };
+static bj_status bj_aot_items_of(const bj_graph *g, const bj_aot_set *s, const bj_aot_opts *o, bj_aot_items *it,
+                                 bj_aot_report *r, bj_error *err) {
     char *ir = NULL;
-    bj_status st = bj_aot_add_target(&it, s, o, err);
+    bj_status st = bj_aot_add_target(it, s, o, err);
     if (st == BJ_OK) st = bj_ir_print_str(g, &ir, err);
-    if (st == BJ_OK) st = bj_aot_item_text(&it, BJ_AOT_E_IR, "graph", ir, err);
-    if (st == BJ_OK) st = bj_aot_add_weights(&it, g, wbytes, err);
-    if (st == BJ_OK) st = bj_aot_add_files(&it, o->model_dir, err);
-    if (st == BJ_OK) st = bj_aot_serialize(&it, b, err);
-    bj_aot_items_free(&it);
+    if (st == BJ_OK) st = bj_aot_item_text(it, BJ_AOT_E_IR, "graph", ir, err);
+    if (st == BJ_OK) st = bj_aot_add_config(it, o->cfg, err);
+    if (st == BJ_OK) st = bj_aot_add_plan(it, g, o->plan, &r->packed_bytes, err);
+    if (st == BJ_OK) st = bj_aot_add_weights(it, g, &r->weight_bytes, err);
+    if (st == BJ_OK) st = bj_aot_add_files(it, o->model_dir, err);
+    if (st == BJ_OK) st = bj_aot_add_gguf(it, o->gguf, err);
     return st;
 }
 
@@ -484,7 +605,7 @@ static bj_status bj_aot_commit(const char *tmp, const char *path, bj_error *err)
 
 bj_status bj_aot_write_file(const char *path, const void *data, size_t size, bj_error *err) {
     char tmp[4200];
-    int fd;
+    int fd = -1;
     bj_aot_active = 1;
     bj_status st = bj_aot_check_stop(err);
     if (st == BJ_OK) st = bj_aot_temp_next_to(path, tmp, sizeof tmp, &fd, err);
@@ -593,7 +714,7 @@ static char *bj_aot_stub_text(const char *bundle_path) {
     bj_aot_printf(&b,
                   "# bitjit AOT data: the bundle of compiler/aot.h, included as raw bytes.\n"
                   "\t.section .rodata.bitjit,\"a\",@progbits\n"
-                  "\t.p2align 6\n"
+                  "\t.p2align 12\n" /* BJ_AOT_PAGE: packed weights on pages of their own */
                   "\t.globl %s\n"
                   "\t.type %s,@object\n"
                   "%s:\n"
@@ -606,14 +727,38 @@ static char *bj_aot_stub_text(const char *bundle_path) {
     return b.p;
 }
 
+/* Streams the bundle to fd: its head, then every item's data at its offset (zeros between). */
+static bj_status bj_aot_write_bundle(int fd, const char *path, const bj_aot_items *it, bj_error *err) {
+    static const char zeros[BJ_AOT_PAGE] = { 0 };
+    bj_aot_buf head = { 0 };
+    uint64_t *off = calloc(it->n + 1, sizeof *off), total = 0, pos;
+    bj_status st = off ? bj_aot_serialize(it, &head, off, &total, err) : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (st == BJ_OK) st = bj_aot_write_fd(fd, path, head.p, head.n, err);
+    pos = head.n;
+    for (size_t i = 0; i < it->n && st == BJ_OK; i++) {
+        if (off[i] > pos) st = bj_aot_write_fd(fd, path, zeros, (size_t)(off[i] - pos), err);
+        if (st == BJ_OK) st = bj_aot_write_fd(fd, path, it->v[i].data, (size_t)it->v[i].size, err);
+        if (st == BJ_OK) st = bj_aot_check_stop(err);
+        pos = off[i] + it->v[i].size;
+    }
+    free(head.p);
+    free(off);
+    return st;
+}
+
 /* Writes the bundle and its stub, assembles the stub; the object's path into obj. */
-static bj_status bj_aot_data_object(bj_aot_work *w, const bj_aot_buf *bundle, char *obj, size_t cap, bj_error *err) {
+static bj_status bj_aot_data_object(bj_aot_work *w, const bj_aot_items *it, char *obj, size_t cap, bj_error *err) {
     char bin[4200], src[4200], log[4200];
-    BJ_TRY(bj_aot_work_file(w, "bundle.bin", bundle->p, bundle->n, bin, sizeof bin, err));
+    BJ_TRY(bj_aot_work_file(w, "bundle.bin", NULL, 0, bin, sizeof bin, err));
+    int fd = open(bin, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return BJ_FAIL(err, BJ_E_IO, "%s: cannot create: %s", bin, strerror(errno));
+    bj_status st = bj_aot_write_bundle(fd, bin, it, err);
+    if (close(fd) != 0 && st == BJ_OK) st = BJ_FAIL(err, BJ_E_IO, "%s: close failed: %s", bin, strerror(errno));
+    BJ_TRY(st);
     if (strchr(bin, '"') || strchr(bin, '\\')) return BJ_FAIL(err, BJ_E_INVALID, "%s: unusable temporary path", bin);
     char *stub = bj_aot_stub_text(bin);
     if (!stub) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    bj_status st = bj_aot_work_file(w, "bundle.s", stub, strlen(stub), src, sizeof src, err);
+    st = bj_aot_work_file(w, "bundle.s", stub, strlen(stub), src, sizeof src, err);
     free(stub);
     BJ_TRY(st);
     BJ_TRY(bj_aot_work_file(w, "bundle.o", NULL, 0, obj, cap, err));
@@ -644,7 +789,7 @@ static bj_status bj_aot_kernel_objects(bj_aot_work *w, const bj_aot_set *s, char
 static bj_status bj_aot_link(bj_aot_work *w, bj_aot_emit what, char **objs, size_t n_objs, const char *out,
                              bj_error *err) {
     char tmp[4200], log[4200];
-    int fd;
+    int fd = -1;
     BJ_TRY(bj_aot_temp_next_to(out, tmp, sizeof tmp, &fd, err));
     close(fd);
     bj_status st = bj_aot_work_file(w, "link.log", NULL, 0, log, sizeof log, err);
@@ -674,13 +819,13 @@ static bj_status bj_aot_build(const bj_graph *g, const bj_aot_set *s, const bj_a
     bj_status st0 = bj_aot_check_stop(err);
     if (st0 == BJ_OK) st0 = bj_aot_work_open(&w, err);
     if (st0 != BJ_OK) { bj_aot_active = 0; return st0; }
-    bj_aot_buf bundle = { 0 };
+    bj_aot_items it = { 0 };
     char **objs = calloc(s->n + 1, sizeof *objs), data_obj[4200];
     bj_status st = objs ? BJ_OK : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    if (st == BJ_OK) st = bj_aot_bundle(g, s, o, &bundle, &r->weight_bytes, err);
+    if (st == BJ_OK) st = bj_aot_items_of(g, s, o, &it, r, err);
     if (st == BJ_OK) st = bj_aot_check_stop(err);
-    if (st == BJ_OK) st = bj_aot_data_object(&w, &bundle, data_obj, sizeof data_obj, err);
-    free(bundle.p);
+    if (st == BJ_OK) st = bj_aot_data_object(&w, &it, data_obj, sizeof data_obj, err);
+    bj_aot_items_free(&it);
     if (st == BJ_OK) st = bj_aot_kernel_objects(&w, s, objs, &r->code_bytes, err);
     if (st == BJ_OK) {
         objs[0] = data_obj;

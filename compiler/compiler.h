@@ -62,6 +62,10 @@ typedef struct bj_plan {
     uint64_t src_hashed, src_indexed; /* source tensors hashed / known unchanged from the source index */
     uint64_t released_bytes;  /* source pages given back once packed */
     char cache_warning[512];  /* the packed-weight cache is off or had to rebuild entries */
+    /* from a plan source (an AOT library, bj_plan_source) */
+    bool from_source;         /* the kernels and packed weights are the source's: nothing chosen or packed */
+    uint64_t packed_source;   /* matrices whose packed weights are the source's bytes */
+    uint64_t packed_now;      /* matrices packed by this run (neither cache nor source had them) */
 } bj_plan;
 
 void bj_plan_free(bj_plan *p);
@@ -74,6 +78,20 @@ typedef struct bj_pass_progress {
     int64_t done, total;             /* bytes */
     int64_t items_done, items_total; /* matrices */
 } bj_pass_progress;
+
+/* Where a plan's decisions come from instead of the passes choosing and packing them: an
+ * ahead-of-time library (runtime/aot_load.c) holds the plan it was built with and the packed
+ * weights in its kernels' layouts. With one set, select-kernels takes every lowbit matmul's
+ * pick from `pick` (no tuning database, no cost rule) and pack-weights takes the weights from
+ * `packed` (no cache, no hashing, nothing packed); both identify a matmul by node id in the
+ * graph being compiled. Both may be called from several threads at once. */
+typedef struct bj_plan_source {
+    bj_status (*pick)(void *ud, const bj_graph *g, uint32_t node, bj_cg_tune_pick *out, bj_error *err);
+    /* the packed bytes of node's weights for descriptor d (bj_cg_packed_size(d) of them) */
+    bj_status (*packed)(void *ud, const bj_graph *g, uint32_t node, const bj_cg_kdesc *d, const uint8_t **data,
+                        bj_error *err);
+    void *ud;
+} bj_plan_source;
 
 typedef struct bj_pipeline_opts {
     const char *passes;        /* "a,b,c": run exactly these (table order); NULL = the default pipeline */
@@ -115,6 +133,9 @@ typedef struct bj_pipeline_opts {
      * call at a time; may be NULL. */
     void (*progress)(void *ud, const bj_pass_progress *p);
     void *progress_ud;
+    /* For select-kernels / pack-weights: the plan's kernels and packed weights from here (an AOT
+     * library) instead of choosing and packing them; NULL: choose and pack. */
+    const bj_plan_source *source;
 } bj_pipeline_opts;
 
 void bj_pipeline_opts_default(bj_pipeline_opts *o);

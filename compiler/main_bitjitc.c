@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *prog = "bitjitc";
 
@@ -31,8 +32,10 @@ static int usage(FILE *f) {
             "       bitjitc synth [options]     write a random model of a published shape (bitjitc synth --help)\n"
             "\n"
             "Compiles a BitNet model ahead of time for a named CPU: its ternary matmul kernels are\n"
-            "generated and compiled by LLVM, and with the graph, the weights and the tokenizer go\n"
-            "into one shared library that `bitjit run -m OUT` and the bitjit.h API load.\n"
+            "generated and compiled by LLVM, and with the graph, the weights (also packed in the\n"
+            "kernels' layouts), the kernel choices and the tokenizer go into one shared library that\n"
+            "`bitjit run -m OUT` and the bitjit.h API load without compiling or packing anything.\n"
+            "MODEL is any model `bitjit run` takes: an HF directory, a .safetensors or a .gguf file.\n"
             "\n"
             "output:\n"
             "  -o, --output OUT        output file; '-' writes text forms to stdout\n"
@@ -141,14 +144,20 @@ static void parse_args(int argc, char **argv, cc_opts *o) {
 }
 
 /* The pass pipeline (compiler.h) with the driver's flags; -v adds its statistics. Its plan
- * (every matmul's kernels, from select-kernels with the default tuning database) is what the
- * library is built from. */
+ * (every matmul's kernels, from select-kernels with the default tuning database, and for a
+ * library their weights packed in those kernels' layouts, which it carries so that loading it
+ * packs nothing) is what the output is built from. Packing bypasses the packed-weight cache:
+ * the library is where these bytes are kept. */
 static void run_pipeline(bj_graph *g, cc_opts *o) {
     bj_error err = { 0 };
     o->pl.verbose = o->verbose;
     o->pl.out = stderr;
     o->pl.default_tune_db = true;
     o->pl.plan = &o->plan;
+    o->pl.pack = o->emit == BJ_AOT_EMIT_SO || o->emit == BJ_AOT_EMIT_OBJ;
+    o->pl.no_cache = true;
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    o->pl.n_threads = nproc > 1 ? (int)(nproc < 64 ? nproc : 64) : 1;
     if (bj_pipeline_run(g, &o->pl, &err) != BJ_OK) die_error(&err);
     o->aot.plan = &o->plan;
 }
@@ -218,8 +227,9 @@ static void report(const cc_opts *o, const bj_aot_report *r) {
             r->n_tuned == 1 ? "" : "s", r->n_tuned == 1 ? "its" : "their",
             r->tune_db[0] ? r->tune_db : "none");
     if (o->emit == BJ_AOT_EMIT_SO || o->emit == BJ_AOT_EMIT_OBJ)
-        fprintf(stderr, "%s: code %.1f KB, embedded weights %.2f MB\n", prog, (double)r->code_bytes / 1e3,
-                (double)r->weight_bytes / 1e6);
+        fprintf(stderr, "%s: code %.1f KB (%lld exact-head kernel%s), embedded weights %.2f MB, packed weights %.2f MB\n",
+                prog, (double)r->code_bytes / 1e3, (long long)r->n_head_kernels, r->n_head_kernels == 1 ? "" : "s",
+                (double)r->weight_bytes / 1e6, (double)r->packed_bytes / 1e6);
 }
 
 int main(int argc, char **argv) {
@@ -237,7 +247,9 @@ int main(int argc, char **argv) {
     run_pipeline(&m.graph, &o);
     char dir[4096];
     model_dir(o.model, dir, sizeof dir);
-    o.aot.model_dir = dir;
+    o.aot.model_dir = m.gguf ? NULL : dir; /* a GGUF's config and tokenizer are its metadata */
+    o.aot.gguf = m.gguf;
+    o.aot.cfg = &m.cfg;
     o.aot.model_path = o.model;
     bj_aot_report r = { 0 };
     install_signal_handlers();

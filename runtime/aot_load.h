@@ -16,16 +16,21 @@ typedef struct bj_aot_lib bj_aot_lib;
 
 /* True when path is a regular file that starts like an ELF object (what bitjitc writes). */
 bool bj_aot_is_library(const char *path);
-/* Opens the library: checks its target against the host, parses its graph, binds the weights
- * by name to the library's mapped data, loads its config and tokenizer. m is filled as
+/* Opens the library: checks that the file is whole, its target against the host, parses its
+ * graph, binds the weights by name to the library's mapped data, parses its plan, loads its
+ * model description and tokenizer (from tokenizer files, or a GGUF model's metadata). m is filled as
  * bj_model_load fills it (m->st stays empty) and must be freed with bj_model_free before
  * bj_aot_close. */
 bj_status bj_aot_load(bj_aot_lib **out, bj_model *m, const char *path, bj_error *err);
 /* The checks bj_aot_load makes on the bundle's bytes, without dlopen and without the host
- * check: header, entry bounds, the target entry, config.json, the graph IR parsed, its
- * weights bound by name and verified. For the fuzz harness (tests/fuzz/fuzz_aot_bundle.c). */
+ * check: header, entry bounds, the target entry, the model description, the graph IR parsed,
+ * its weights bound by name and verified, the plan parsed and checked against the target and
+ * the packed entries. For the fuzz harness (tests/fuzz/fuzz_aot_bundle.c). */
 bj_status bj_aot_check_bundle(const uint8_t *data, size_t size, bj_error *err);
-/* Points o at the library: kernel_lookup = dlsym, the library's exact target, no cache. */
+/* Points o at the library: kernel_lookup = dlsym, the library's exact target, no cache, no
+ * tuning database, and the library as the plan source (its kernel picks and packed weights:
+ * the engine compiles and packs nothing). The packed bytes' hashes are checked as the engine
+ * takes them (once per library). */
 void bj_aot_jit_options(const bj_aot_lib *lib, bj_jit_options *o);
 /* The CPU name the library was built for. */
 const char *bj_aot_cpu(const bj_aot_lib *lib);

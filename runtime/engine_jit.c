@@ -326,18 +326,18 @@ static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, b
 
 /* The exact head's generated kernel where the target has a path for it (codegen decides, in
  * bj_cg_head_kdesc_init); anything missing leaves the plain C head, which gives the same bits. */
-static void prepare_head_f(jit_engine *e, uint32_t id) {
+static void prepare_head_f(jit_engine *e, uint32_t id, const bj_jit_options *o) {
     const bj_node *n = &e->g->nodes[id], *w = &e->g->nodes[n->in[1]];
     bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
-    bj_cg_kdesc d;
-    bj_cg_matmul_fn fn = NULL;
+    jit_mm h = { 0 };
+    bj_cg_kdesc *d = &h.desc;
     bj_error ign = { 0 };
     if ((w->dtype != BJ_DT_F16 && w->dtype != BJ_DT_BF16 && w->dtype != BJ_DT_F32) || w->shape.ndim != 2 ||
         w->shape.d[0] > UINT32_MAX || w->shape.d[1] > UINT32_MAX ||
-        bj_cg_head_kdesc_init(&d, &e->tgt, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign) ||
-        bj_cg_kernel_get(&e->cache, e->jit, &e->tgt, &d, NULL, &fn, &ign))
+        bj_cg_head_kdesc_init(d, &e->tgt, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign) ||
+        get_kernel(e, &h, NULL, o, &ign)) /* JIT / kernel cache, or an AOT library's (bitjitc compiles it in) */
         return;
-    e->headf[id] = bj_cg_head_fn_of(fn);
+    e->headf[id] = bj_cg_head_fn_of(h.fn);
 }
 
 /* A matmul's kernels as the plan chose them: the first matmul of each distinct pick compiles (or
@@ -379,8 +379,8 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
             if ((s = prepare_head_q8(e, i, r, err)) != BJ_OK) break;
             r->head_q8 = true;
-        } else if (n->op == BJ_OP_MATMUL_F && !o->head_c && !o->kernel_lookup) {
-            prepare_head_f(e, i);
+        } else if (n->op == BJ_OP_MATMUL_F && !o->head_c) {
+            prepare_head_f(e, i, o);
         }
         if (!is_lowbit_matmul(n)) continue;
         if ((s = prepare_matmul(e, i, o, err)) != BJ_OK) break;
@@ -897,6 +897,7 @@ bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *o
     po.default_tune_db = true;
     po.kernel_lookup = o->kernel_lookup;
     po.kernel_ud = o->kernel_ud;
+    po.source = o->plan_source;
     po.plan = plan;
     po.pack = true;
     po.no_cache = o->no_cache;
@@ -938,6 +939,8 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     r->loaded = e->cache.n_loaded;
     r->corrupt = e->cache.n_corrupt + e->plan.cache_corrupt;
     r->packed_loaded = e->plan.packed_loaded;
+    r->packed_now = e->plan.packed_now;
+    r->packed_source = e->plan.packed_source;
     r->compile_ms = e->cache.compile_ms;
     snprintf(r->cache_dir, sizeof r->cache_dir, "%s", e->cache.enabled ? e->cache.dir : "(off)");
     if (e->cache.warn) snprintf(r->cache_warning, sizeof r->cache_warning, "%s", e->cache.warn_msg);

@@ -74,6 +74,9 @@ typedef struct bj_jit_options {
      * NULL: the default pipeline, silent. Its target, kernel and database fields are ignored:
      * the ones above are used. */
     const bj_pipeline_opts *pipeline;
+    /* Ahead-of-time libraries: the plan's kernel picks and packed weights come from here
+     * (select-kernels and pack-weights take them instead of choosing and packing); NULL otherwise. */
+    const bj_plan_source *plan_source;
     /* Positions the KV cache holds: 0 = the graph's max_seq (the model's context); at most that. */
     int64_t n_ctx;
 } bj_jit_options;
@@ -85,6 +88,8 @@ typedef struct bj_jit_report {
     uint64_t compiled, loaded; /* distinct kernels compiled now vs read from the cache */
     uint64_t corrupt;          /* cache entries found bad and rebuilt */
     uint64_t packed_loaded;    /* matmuls whose packed weights were mapped from the cache */
+    uint64_t packed_now;       /* ... packed at this creation */
+    uint64_t packed_source;    /* ... read in place from an AOT library */
     double compile_ms;         /* time spent compiling */
     double create_ms;          /* whole engine creation (packing, kernels, buffers) */
     uint64_t packed_bytes;     /* weight bytes in kernel layouts */

@@ -24,6 +24,9 @@
  * weight whose rows cannot be read on their own (a float master's weight_quant) is unpacked
  * whole. Source pages are given back once packed (bj_fmap_release: only a mapped model
  * file's, whose bytes stay as they are), so RSS holds one copy of the weights.
+ * With opts->source (an AOT library), the bytes are the library's, in the layout of the plan it
+ * was built with, read in place from its mapping (it checks them as it hands them out): nothing
+ * is packed, hashed or cached, which is what makes loading a library cheap.
  * Matmuls without a kernel choice (variant 0) are left alone: run select-kernels first.
  * Needs: select-kernels. Invalidates: nothing (attributes only). */
 #include "compiler/passes.h"
@@ -84,6 +87,7 @@ typedef struct bj_pw_job {  /* one matrix to pack */
 
 typedef struct bj_pw_ctx {
     const bj_graph *g;
+    const bj_plan_source *src; /* an AOT library: its packed bytes, checked by it, nothing packed */
     bj_pw_job *jobs;
     int64_t n;
     atomic_int_fast64_t next; /* the next job to take */
@@ -146,6 +150,10 @@ static uint8_t *bj_pw_map(bj_plan_kernel *k, size_t size) {
 static void bj_pw_one(bj_pw_ctx *c, bj_cg_cache *cache, bj_pw_job *j, int8_t **buf, size_t *cap, int8_t **pk,
                       size_t *pk_cap) {
     bj_plan_kernel *k = j->k;
+    if (c->src) { /* read in place from the library's mapping (which checks the bytes), never copied */
+        j->st = c->src->packed(c->src->ud, c->g, j->id, &k->pick.dec, &k->packed, &j->err);
+        return;
+    }
     size_t size = (size_t)bj_cg_packed_size(&k->pick.dec);
     uint8_t *out = cache->enabled && bj_pw_buf(pk, pk_cap, size) ? (uint8_t *)*pk : bj_pw_map(k, size);
     if (!out) {
@@ -215,6 +223,7 @@ static bj_status bj_pw_lookup(const bj_graph *g, bj_plan *p, bj_cg_cache *cache,
         if (!k->set || k->packed || !bj_cg_packed_size(&k->pick.dec)) continue;
         bj_pw_job *j = &jobs[*n_jobs];
         *j = (bj_pw_job){ .id = i, .wid = bj_pass_matmul_weight(&g->nodes[i]), .k = k };
+        if (!cache) { (*n_jobs)++; continue; } /* a plan source has them all */
         const bj_node *sn = bj_pw_src(g, j->wid);
         if (cache->enabled) { /* else nothing is looked up: no need to read the source twice */
             bj_pw_src_hash(cache, sidx, g, j->wid, j->src);
@@ -232,10 +241,32 @@ static bj_status bj_pw_lookup(const bj_graph *g, bj_plan *p, bj_cg_cache *cache,
     return BJ_OK;
 }
 
+/* The matrices an AOT library holds (opts->source), taken on n_threads threads: the library
+ * checks each one's bytes as it hands them out. Nothing is packed, hashed or cached. */
+static bj_status bj_pw_from_source(bj_graph *g, bj_plan *p, const bj_pipeline_opts *o, bj_error *err) {
+    bj_pw_job *jobs = calloc(g->n_nodes + 1, sizeof *jobs);
+    int64_t n = 0;
+    bj_status st = jobs ? bj_pw_lookup(g, p, NULL, NULL, jobs, &n, err) : BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    bj_pw_ctx c = { .g = g, .src = o->source, .jobs = jobs, .n = n, .nth = o->n_threads > 1 ? o->n_threads : 1 };
+    if (c.nth > n) c.nth = n > 0 ? (int)n : 1;
+    bj_cg_cache none = { 0 };
+    if (st == BJ_OK && n) st = bj_pw_run(&c, &none, err);
+    for (int64_t j = 0; st == BJ_OK && j < n; j++) {
+        if (jobs[j].st == BJ_OK) continue;
+        *err = jobs[j].err;
+        st = bj_error_prefix(err, "matmul %%%u", jobs[j].id);
+    }
+    p->packed_source = st == BJ_OK ? (uint64_t)n : 0;
+    p->packed = p->from_source = st == BJ_OK;
+    free(jobs);
+    return st;
+}
+
 bj_status bj_pass_pack_weights_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
     const bj_pipeline_opts *o = cx->opts;
     bj_plan *p = &cx->kplan;
     if (!o->pack || !p->have_kernels || p->n_nodes != g->n_nodes || p->packed) return BJ_OK;
+    if (o->source) return bj_pw_from_source(g, p, o, err);
     bj_cg_cache cache;
     BJ_TRY(bj_cg_cache_open(&cache, o->cache_dir, &p->tgt, o->no_cache, err));
     bj_cg_srcidx sidx;
@@ -261,6 +292,7 @@ bj_status bj_pass_pack_weights_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err)
     p->src_hashed += sidx.n_hashed;
     p->src_indexed += sidx.n_hits;
     p->packed_loaded += cache.n_wloaded;
+    p->packed_now += st == BJ_OK ? (uint64_t)n : 0;
     p->cache_corrupt += cache.n_corrupt;
     if (cache.warn) snprintf(p->cache_warning, sizeof p->cache_warning, "%s", cache.warn_msg);
     p->packed = st == BJ_OK;
@@ -287,9 +319,13 @@ bj_status bj_pass_pack_weights(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
     BJ_TRY(bj_pass_pack_weights_plan(g, cx, err));
     bj_pass_note(cx, "pack-weights", "%u layouts recorded (%llu packed bytes), %u matmuls without a kernel choice%s",
                  done, (unsigned long long)total, skipped, p->packed ? "; packed" : "");
-    if (p->packed)
-        bj_pass_note(cx, "pack-weights", "%llu of %lld matrices from the packed-weight cache; %llu source tensors hashed, %llu from the source index",
-                     (unsigned long long)p->packed_loaded, (long long)p->n_matmuls, (unsigned long long)p->src_hashed,
+    if (p->from_source)
+        bj_pass_note(cx, "pack-weights", "%llu of %lld matrices from the library, 0 packed", (unsigned long long)p->packed_source,
+                     (long long)p->n_matmuls);
+    else if (p->packed)
+        bj_pass_note(cx, "pack-weights", "%llu of %lld matrices from the packed-weight cache, %llu packed; %llu source tensors hashed, %llu from the source index",
+                     (unsigned long long)p->packed_loaded, (long long)p->n_matmuls, (unsigned long long)p->packed_now,
+                     (unsigned long long)p->src_hashed,
                      (unsigned long long)p->src_indexed);
     return BJ_OK;
 }

@@ -12,6 +12,7 @@
  * (opts->tune_db / default_tune_db) for the decode kernel and the prefill kernel, or the path's
  * prefill default (bj_cg_kdesc_prefill_default). Where only a library's kernels can be had
  * (opts->kernel_lookup), a tuned or prefill kernel it lacks is not chosen: the untuned one is.
+ * With opts->source (an AOT library's plan), every pick is the one the library was built with.
  * The weights' values are read only where
  * weights-as-code may be chosen (its descriptor hashes them): small bound matrices, or forced.
  *
@@ -85,10 +86,16 @@ static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, cons
     int8_t *t8 = NULL;
     double scale;
     bj_status st = BJ_OK;
-    if (bound && (*v == BJ_CG_V_WCODE || (*v == BJ_CG_V_AUTO && bj_cg_wcode_fits(M, K))))
+    const bj_plan_source *src = cx->opts->source; /* an AOT library: its plan, as it was built */
+    if (!src && bound && (*v == BJ_CG_V_WCODE || (*v == BJ_CG_V_AUTO && bj_cg_wcode_fits(M, K))))
         st = bj_ir_lowbit_values(g, wid, &t8, &scale, err);
     bj_plan_kernel *k = &cx->kplan.kern[i];
-    if (st == BJ_OK)
+    if (st == BJ_OK && src) {
+        st = src->pick(src->ud, g, i, &k->pick, err);
+        if (st == BJ_OK && forced && k->pick.dec.variant != *v) /* the library's kernels are fixed */
+            st = BJ_FAIL(err, BJ_E_UNSUPPORTED, "variant %s asked, but the library was built with %s (rebuild it, or run "
+                         "the model itself)", bj_cg_variant_name(*v), bj_cg_variant_name((bj_cg_variant)k->pick.dec.variant));
+    } else if (st == BJ_OK)
         st = bj_cg_tune_pick_descs(cx->have_tdb ? &cx->tdb : NULL, t, *v, forced, wt, M, K, t8, &k->pick, err);
     free(t8);
     if (st != BJ_OK)

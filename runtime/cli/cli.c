@@ -365,9 +365,11 @@ static void describe_library(const cli_model_opts *o, const bj_aot_lib *lib, con
     if (!bj_aot_meta(lib, "bitjit", built, sizeof built)) snprintf(built, sizeof built, "?");
     if (!bj_aot_meta(lib, "llvm", llvm, sizeof llvm)) snprintf(llvm, sizeof llvm, "?");
     fprintf(stderr, "%s: ahead-of-time library %s, built by bitjitc %s (LLVM %s) for %s (%s); %lld matmuls, kernels "
-                    "from the library (nothing compiled, no kernel cache); %d thread%s\n",
-            bj_cli_prog, o->model, built, llvm, feats, nl ? nl + 1 : "", (long long)r->n_matmuls, o->jit.n_threads,
-            o->jit.n_threads == 1 ? "" : "s");
+                    "from the library (%llu compiled, no kernel cache); packed weights of %llu matrices from the library, "
+                    "%llu packed; %d thread%s\n",
+            bj_cli_prog, o->model, built, llvm, feats, nl ? nl + 1 : "", (long long)r->n_matmuls,
+            (unsigned long long)r->compiled, (unsigned long long)r->packed_source, (unsigned long long)r->packed_now,
+            o->jit.n_threads, o->jit.n_threads == 1 ? "" : "s");
     if (!bj_aot_meta(lib, "tune_db", db, sizeof db))
         fprintf(stderr, "%s: tuning database baked in: not recorded (a library from an older bitjitc)\n", bj_cli_prog);
     else if (!db[0])

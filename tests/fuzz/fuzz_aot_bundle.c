@@ -1,8 +1,9 @@
 /* tests/fuzz/fuzz_aot_bundle.c -- libFuzzer harness for the checks an ahead-of-time library's
  * bundle goes through before bitjit trusts it (runtime/aot_load.c, bj_aot_check_bundle): the
- * header, every entry's name and data range inside the bundle, the target entry's key=value
- * lines, the embedded config.json, the embedded graph IR parsed, its weights bound by name and
- * the graph verified. The bytes are the bundle itself: no library is dlopened. Any crash,
+ * header, every entry's name and data range inside the bundle (packed weights page-aligned), the
+ * target entry's key=value lines, the model description's, the embedded graph IR parsed, its
+ * weights bound by name and the graph verified, the plan's lines (descriptors checked against the
+ * target, each matmul's packed entry present with its layout's size). The bytes are the bundle itself: no library is dlopened. Any crash,
  * sanitizer report or leak is a bug. Seeds: tests/fuzz/corpus/aot (the bundle of a bitjitc
  * library of tests/fuzz/tiny-model, cut out by tests/fuzz/make_seeds.py --aot). */
 #include "runtime/aot_load.h"
@@ -13,7 +14,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* A real bundle is 64-byte aligned in .rodata; the parser reads unaligned anyway. */
+    /* A real bundle is page-aligned in .rodata; the parser reads unaligned anyway. */
     uint8_t *copy = malloc(size ? size : 1);
     if (!copy) return 0;
     memcpy(copy, data, size);
