@@ -48,6 +48,11 @@ typedef struct bj_plan_kernel {
      * bytes (ir/weights.h bj_ir_q8_row), then N f32 scales, mapped the same ways. */
     const uint8_t *packed;
     bj_cg_wmap map;
+    /* pack-weights, for a float master's weight_quant that quantize-weights left unfolded: its
+     * scale (as bj_ir_lowbit_scale gives it), from packing it or from the packed-weight cache, so
+     * an executor need not read the whole master again for it. */
+    bool has_scale;
+    double scale;
     uint8_t head;         /* matmul_f only: bj_plan_head */
     bj_cg_kdesc head_desc; /* BJ_PLAN_HEAD_KERNEL: the generated head's descriptor */
     int64_t head_stride;  /* BJ_PLAN_HEAD_Q8: bytes per int8 row (bj_ir_q8_stride) */

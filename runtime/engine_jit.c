@@ -172,7 +172,9 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     /* The values are needed up front only to compile weights-as-code; otherwise only to pack,
      * which the packed-weight cache may spare. */
     int8_t *t8 = NULL;
+    const bj_plan_kernel *pkk = &e->plan.kern[id];
     bj_status s = pick_has_wcode(pk) ? bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err)
+                  : pkk->has_scale   ? (m->scale = pkk->scale, BJ_OK) /* a master's, from pack-weights */
                                      : bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
     if (s == BJ_OK) tune_resolve(e, m, pk, t8, o);
     m->packed = e->plan.kern[id].packed;

@@ -140,7 +140,6 @@ static bj_status bj_qh_make(bj_cg_cache *c, const bj_qh_head *h, const uint64_t 
         if (st == BJ_OK) st = bj_cg_wcache_load_raw(c, BJ_QH_KIND, (uint32_t)h->N, (uint32_t)h->K, h->size, src, &k->map, err);
         if (st != BJ_OK) { munmap(m, h->size); return st; }
         if (k->map.data) {
-            c->n_wloaded--; /* counted as converted now, not as found in the cache */
             munmap(m, h->size);
             k->packed = k->map.data;
             return BJ_OK;
