@@ -137,13 +137,18 @@ static bj_status bj_qh_make(bj_cg_cache *c, const bj_qh_head *h, const uint64_t 
     if (cacheable) {
         bj_cg_part part = { m, (size_t)h->size };
         bj_status st = bj_cg_wcache_store_raw(c, BJ_QH_KIND, (uint32_t)h->N, (uint32_t)h->K, src, &part, 1, err);
+        munmap(m, h->size); /* before mapping the entry back: the two are never resident together */
         if (st == BJ_OK) st = bj_cg_wcache_load_raw(c, BJ_QH_KIND, (uint32_t)h->N, (uint32_t)h->K, h->size, src, &k->map, err);
-        if (st != BJ_OK) { munmap(m, h->size); return st; }
+        if (st != BJ_OK) return st;
         if (k->map.data) {
-            munmap(m, h->size);
             k->packed = k->map.data;
             return BJ_OK;
         }
+        /* not stored after all (disk trouble): converted once more, kept in a map of its own */
+        if ((m = mmap(NULL, h->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+            return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the 8-bit copy of '%s' (%llu bytes)",
+                           h->w->name ? h->w->name : "?", (unsigned long long)h->size);
+        bj_qh_convert(h, m, nth);
     }
     k->map = (bj_cg_wmap){ .data = m, .base = m, .len = h->size };
     k->packed = m;

@@ -87,6 +87,30 @@ static void check_shape(int64_t N, int64_t K, int64_t T, uint64_t seed) {
     free(y);
 }
 
+/* The rule (ir/weights.h bj_ir_q8_row, whichever SIMD path the CPU takes) against its statement
+ * computed here in scalar C: absmax, lrintf(x * (127 / amax)) as int8, zero padding, scale amax/127;
+ * rows of every length mod 8, ties at .5 (rounding to even), an all-zero row. */
+Test(head_q8, row_rule_matches_its_statement) {
+    uint64_t s = 42;
+    float x[300];
+    int8_t q[320];
+    for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
+        for (int k = 0; k < n; k++) x[k] = k % 11 == 3 ? (float)(k % 5) - 2.5f : frand(&s) * (k % 3 ? 1.0f : 9.0f);
+        if (n == 17) memset(x, 0, sizeof x);
+        if (n == 9) x[4] = 127.0f, x[5] = -0.5f, x[6] = 1.5f, x[7] = 2.5f;
+        int64_t S = bj_ir_q8_stride(n);
+        memset(q, 0x55, sizeof q);
+        float d = bj_ir_q8_row(x, n, S, q), amax = 0;
+        for (int k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+        float inv = amax > 0 ? 127.0f / amax : 0, want_d = amax / 127.0f;
+        cr_expect_eq(memcmp(&d, &want_d, sizeof d), 0, "n=%d: scale %.9g, want %.9g", n, d, want_d);
+        for (int64_t k = 0; k < S; k++) {
+            int want = k < n ? (int8_t)lrintf(x[k] * inv) : 0;
+            cr_expect_eq(q[k], want, "n=%d k=%lld: %d, want %d", n, (long long)k, q[k], want);
+        }
+    }
+}
+
 Test(head_q8, within_the_rounding_bound_over_shapes) {
     static const int64_t shapes[][3] = { { 1, 1, 1 },    { 3, 31, 1 },   { 17, 32, 2 },   { 64, 33, 1 },
                                          { 5, 100, 7 },  { 129, 257, 1 }, { 33, 2560, 3 }, { 1000, 384, 1 },
