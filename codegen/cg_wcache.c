@@ -43,8 +43,26 @@ typedef struct bj_cg_wcache_hdr {
 } bj_cg_wcache_hdr;
 _Static_assert(sizeof(bj_cg_wcache_hdr) == 72, "packed-weight header layout is the file format");
 
+/* Streamed in pieces (the same XXH3-128 as one call over the bytes), each piece of a mapped
+ * model file given back once read (bj_fmap_release): the float head of 2B4T is 656 MB, which
+ * a single pass would leave resident beside everything else until the caller released it. */
+#define BJ_CG_HASH_PIECE ((size_t)16 << 20)
+
 void bj_cg_wcache_src_hash(const void *data, size_t n, const char *how, uint64_t out[2]) {
-    XXH128_hash_t h = XXH3_128bits_withSeed(data, n, XXH3_64bits(how, strlen(how)));
+    XXH64_hash_t seed = XXH3_64bits(how, strlen(how));
+    XXH128_hash_t h;
+    XXH3_state_t *st = n > BJ_CG_HASH_PIECE ? XXH3_createState() : NULL;
+    if (!st || XXH3_128bits_reset_withSeed(st, seed) != XXH_OK) {
+        h = XXH3_128bits_withSeed(data, n, seed);
+    } else {
+        for (size_t off = 0; off < n; off += BJ_CG_HASH_PIECE) {
+            size_t len = n - off < BJ_CG_HASH_PIECE ? n - off : BJ_CG_HASH_PIECE;
+            XXH3_128bits_update(st, (const uint8_t *)data + off, len);
+            bj_fmap_release((const uint8_t *)data + off, len);
+        }
+        h = XXH3_128bits_digest(st);
+    }
+    XXH3_freeState(st);
     out[0] = h.low64;
     out[1] = h.high64;
 }

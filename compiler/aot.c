@@ -150,17 +150,12 @@ static bj_status bj_aot_matmul_desc(bj_aot_set *s, const bj_graph *g, const bj_p
  * the library finds it by symbol; none where the target has no path (the engine then runs the
  * plain C head, the same bits). When select-kernels puts the head's descriptor into the plan,
  * this reads it from there instead. */
-static bj_status bj_aot_head_desc(bj_aot_set *s, const bj_graph *g, uint32_t id, bj_error *err) {
-    const bj_node *w = &g->nodes[g->nodes[id].in[1]];
-    bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
-    bj_cg_kdesc d;
-    bj_error ign = { 0 };
-    if ((w->dtype != BJ_DT_F16 && w->dtype != BJ_DT_BF16 && w->dtype != BJ_DT_F32) || w->shape.ndim != 2 ||
-        w->shape.d[0] > UINT32_MAX || w->shape.d[1] > UINT32_MAX ||
-        bj_cg_head_kdesc_init(&d, &s->tgt, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign))
-        return BJ_OK;
+/* The exact LM head's generated kernel, as select-kernels chose it into the plan (kern[id].head);
+ * a head left to the plain C code (`--head exact-c`, a CPU without a path) adds nothing. */
+static bj_status bj_aot_head_desc(bj_aot_set *s, const bj_plan *p, uint32_t id, bj_error *err) {
+    if (id >= p->n_nodes || p->kern[id].head != BJ_PLAN_HEAD_KERNEL) return BJ_OK;
     size_t before = s->n;
-    BJ_TRY(bj_aot_add_kernel(s, &d, NULL, err));
+    BJ_TRY(bj_aot_add_kernel(s, &p->kern[id].head_desc, NULL, err));
     s->n_heads += s->n > before;
     return BJ_OK;
 }
@@ -174,7 +169,7 @@ static bj_status bj_aot_collect(bj_aot_set *s, const bj_graph *g, const bj_aot_o
     snprintf(s->tune_warning, sizeof s->tune_warning, "%s", o->plan->tune_warning);
     bj_status st = BJ_OK;
     for (uint32_t i = 0; i < g->n_nodes && st == BJ_OK; i++) {
-        if (g->nodes[i].op == BJ_OP_MATMUL_F) st = bj_aot_head_desc(s, g, i, err);
+        if (g->nodes[i].op == BJ_OP_MATMUL_F) st = bj_aot_head_desc(s, o->plan, i, err);
         if (!bj_aot_is_matmul(&g->nodes[i])) continue;
         s->n_matmuls++;
         st = bj_aot_matmul_desc(s, g, o->plan, i, err);

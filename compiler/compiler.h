@@ -34,13 +34,28 @@ typedef struct bj_pipeline_stats {
  * descriptor, dec the decode kernel (the database's where it applies, else def), pp the kernel
  * for steps of >= BJ_CG_TUNE_PREFILL_MIN_T tokens when has_pp. An executor uses dec and pp and
  * falls back to def only when it cannot obtain them (a library built without them). */
+/* How a matmul_f (the LM head) runs: plain C (runtime/ops.c bj_rt_matmul_f), select-kernels'
+ * generated exact kernel (head_desc: bj_cg_head_kdesc_init, the same bits as the C head), or
+ * quantize-head's int8 copy (--head q8: bj_plan_kernel.packed holds the rows). */
+typedef enum bj_plan_head { BJ_PLAN_HEAD_C = 0, BJ_PLAN_HEAD_KERNEL, BJ_PLAN_HEAD_Q8 } bj_plan_head;
+
 typedef struct bj_plan_kernel {
     bool set;             /* node is a lowbit matmul that select-kernels saw */
     bj_cg_tune_pick pick;
     /* pack-weights with opts.pack: the weights in pick.dec's layout (pick.pp shares it), NULL for
-     * weights as code; mapped from the packed-weight cache or an anonymous map (freed with the plan). */
+     * weights as code; mapped from the packed-weight cache or an anonymous map (freed with the plan).
+     * For a BJ_PLAN_HEAD_Q8 head (quantize-head with opts.pack): N int8 rows of head_stride
+     * bytes (ir/weights.h bj_ir_q8_row), then N f32 scales, mapped the same ways. */
     const uint8_t *packed;
     bj_cg_wmap map;
+    /* pack-weights, for a float master's weight_quant that quantize-weights left unfolded: its
+     * scale (as bj_ir_lowbit_scale gives it), from packing it or from the packed-weight cache, so
+     * an executor need not read the whole master again for it. */
+    bool has_scale;
+    double scale;
+    uint8_t head;         /* matmul_f only: bj_plan_head */
+    bj_cg_kdesc head_desc; /* BJ_PLAN_HEAD_KERNEL: the generated head's descriptor */
+    int64_t head_stride;  /* BJ_PLAN_HEAD_Q8: bytes per int8 row (bj_ir_q8_stride) */
 } bj_plan_kernel;
 
 typedef struct bj_plan {
@@ -66,6 +81,9 @@ typedef struct bj_plan {
     bool from_source;         /* the kernels and packed weights are the source's: nothing chosen or packed */
     uint64_t packed_source;   /* matrices whose packed weights are the source's bytes */
     uint64_t packed_now;      /* matrices packed by this run (neither cache nor source had them) */
+    /* quantize-head (opts.head_q8) */
+    int64_t n_head_q8;        /* matmul_f heads given an int8 copy */
+    int64_t head_q8_loaded;   /* ... mapped from the packed-weight cache, not converted now */
 } bj_plan;
 
 void bj_plan_free(bj_plan *p);
@@ -118,6 +136,10 @@ typedef struct bj_pipeline_opts {
     void *kernel_ud;
     const char *tune_db, *cache_dir;
     bool default_tune_db, no_tune_db;
+    /* The LM head: head_c keeps it in plain C (select-kernels chooses no generated head kernel);
+     * head_q8 (--head q8) has quantize-head make its int8 copy. An executor's plan asked for with
+     * head_q8 while quantize-head is not selected is an error (BJ_E_INVALID naming the pass). */
+    bool head_q8, head_c;
     /* Filled with the pipeline's decisions when non-NULL (zeroed first; bj_plan_free). */
     bj_plan *plan;
     /* For pack-weights: pack the weights into the plan (else only record layouts on the IR),

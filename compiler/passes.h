@@ -43,6 +43,7 @@ typedef struct bj_pass_ctx {
     bj_plan kplan;        /* what goes to opts->plan: select-kernels' choices, ... */
     bj_cg_tunedb tdb;     /* select-kernels: the tuning database, loaded on first use */
     bool tdb_tried, have_tdb;
+    bool head_quantized;  /* quantize-head ran */
 } bj_pass_ctx;
 
 /* ---- the passes (compiler/passes/<name>.c) ------------------------------------------------ */
@@ -52,6 +53,7 @@ bj_status bj_pass_share_activation_quant(bj_graph *g, bj_pass_ctx *cx, bj_error 
 bj_status bj_pass_fuse_norm_quant_bitlinear(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_select_kernels(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_pack_weights(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
+bj_status bj_pass_quantize_head(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_plan_memory(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 /* select-kernels' choices into cx->kplan without rewriting g: for a plan the pipeline must hand
  * out when the pass itself was not selected. */
@@ -106,6 +108,8 @@ bj_status bj_pass_rewrite_fixpoint(bj_graph *g, const bj_pattern *pats, size_t n
 
 /* The pass manager prints a plan (as '#' comment lines, which the parser skips) after the IR. */
 void bj_pass_print_plan(const bj_graph *g, const bj_mem_plan *p, FILE *out);
+/* ... and quantize-head's decisions, one '#' line per 8-bit head (compiler/passes/quantize_head.c). */
+void bj_pass_print_heads(const bj_graph *g, const bj_plan *p, FILE *out);
 void bj_mem_plan_free(bj_mem_plan *p);
 
 #endif

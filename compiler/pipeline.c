@@ -33,6 +33,7 @@ typedef struct bj_pass_info {
     X("fuse-norm-quant-bitlinear", bj_pass_fuse_norm_quant_bitlinear, "rmsnorm+act_quant(+matmul_t) -> rmsnorm_quant / bitlinear") \
     X("select-kernels",            bj_pass_select_kernels,            "kernels per ternary matmul: forced, IR, cost rule, tuning database, prefill default") \
     X("pack-weights",              bj_pass_pack_weights,              "record each kernel's weight layout and packed bytes") \
+    X("quantize-head",             bj_pass_quantize_head,             "--head q8: the float LM head's int8 copy (through the packed-weight cache)") \
     X("plan-memory",               bj_pass_plan_memory,               "liveness offsets in one activation arena; KV layout; peak bytes")
 
 #define BJ_PASS_ROW(name, fn, desc) { name, fn, desc },
@@ -93,6 +94,7 @@ static void bj_dump(const bj_graph *g, const bj_pass_ctx *cx, const char *when, 
     fprintf(cx->out, "# *** IR Dump %s %s ***\n", when, pass);
     bj_ir_print(g, cx->out);
     bj_pass_print_plan(g, &cx->plan, cx->out);
+    bj_pass_print_heads(g, &cx->kplan, cx->out);
 }
 
 static bool bj_verify_on(const bj_pipeline_opts *o) {
@@ -157,6 +159,9 @@ static void bj_note_run(bj_pass_ctx *cx, const char *name) {
  * (its IR rewrite then does not happen), then handed to the caller. */
 static bj_status bj_finish_plan(bj_graph *g, bj_pass_ctx *cx, const bj_pipeline_opts *o, bj_error *err) {
     if (!o->plan) return BJ_OK;
+    if (o->head_q8 && !cx->head_quantized)
+        return BJ_FAIL(err, BJ_E_INVALID, "--head q8: the quantize-head pass, which makes the 8-bit head, was not run "
+                       "(left out by --passes or --disable-passes)");
     if (!cx->kplan.have_kernels || cx->kplan.n_nodes != g->n_nodes)
         BJ_TRY(bj_pass_select_kernels_plan(g, cx, err));
     BJ_TRY(bj_pass_pack_weights_plan(g, cx, err)); /* when asked for and not done yet */

@@ -1,6 +1,9 @@
 /* ir/weights.c -- the values of weight tensors, for every weight dtype (see weights.h). */
 #include "ir/weights.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,4 +222,105 @@ void bj_ir_pack_b1(const int8_t *v, int64_t N, int64_t K, uint8_t *out) {
     memset(out, 0, (size_t)(N * rb));
     for (int64_t r = 0; r < N; r++)
         for (int64_t k = 0; k < K; k++) out[r * rb + k / 8] |= (uint8_t)((v[r * K + k] > 0) << (k % 8));
+}
+
+/* ---- float rows and the 8-bit head --------------------------------------------------------- */
+/* IEEE half to float, exact either way: F16C's vcvtph2ps where the CPU has it (the tied
+ * head of a GGUF model is F16: 328 M conversions a token for 2B4T), else the scalar rule. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx,f16c"))) static void f16_row_f16c(const uint8_t *p, int64_t n, float *out) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(out + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * k))));
+    for (; k < n; k++) out[k] = bj_f16_to_f32(bj_rd16(p + 2 * k));
+}
+#endif
+
+static void f16_row(const uint8_t *p, int64_t n, float *out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("f16c")) { f16_row_f16c(p, n, out); return; }
+#endif
+    for (int64_t k = 0; k < n; k++) out[k] = bj_f16_to_f32(bj_rd16(p + 2 * k));
+}
+
+BJ_HOT static void bf16_row(const uint8_t *p, int64_t n, float *out) {
+    for (int64_t k = 0; k < n; k++) out[k] = bj_bf16_to_f32(bj_rd16(p + 2 * k));
+}
+
+void bj_ir_float_row(bj_dtype dt, const void *data, uint64_t i0, int64_t n, float *out) {
+    const uint8_t *p = data;
+    switch (dt) {
+    case BJ_DT_F32: memcpy(out, p + 4 * i0, (size_t)n * sizeof *out); break;
+    case BJ_DT_BF16: bf16_row(p + 2 * i0, n, out); break;
+    case BJ_DT_F16: f16_row(p + 2 * i0, n, out); break;
+    default: for (int64_t k = 0; k < n; k++) out[k] = bj_ir_weight_float(dt, data, i0 + (uint64_t)k); break;
+    }
+}
+
+int64_t bj_ir_q8_stride(int64_t K) { return (K + 31) & ~(int64_t)31; }
+
+/* The rule's two loops, 8 lanes at a time where the CPU has AVX2, with the same results: the
+ * maximum of |x| over the same values (vmaxps(a, amax) keeps amax for a NaN, as the comparison
+ * does), and vcvtps2dq rounding as lrintf does (the current mode, nearest-even), truncated to the
+ * low byte as the int8_t cast of lrintf's result is. 2B4T's head is 328 M values to convert. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static float q8_amax_avx2(const float *x, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)), m);
+    float lanes[8], amax = 0;
+    _mm256_storeu_ps(lanes, m);
+    for (int i = 0; i < 8; i++) amax = lanes[i] > amax ? lanes[i] : amax;
+    for (; k < n; k++) {
+        float a = fabsf(x[k]);
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+}
+
+__attribute__((target("avx2"))) static void q8_round_avx2(const float *x, int64_t n, float inv, int8_t *q) {
+    const __m256 vi = _mm256_set1_ps(inv);
+    const __m256i low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i gather = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vi));
+        __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, low), gather);
+        _mm_storel_epi64((__m128i *)(void *)(q + k), _mm256_castsi256_si128(b));
+    }
+    for (; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
+}
+#endif
+
+float bj_ir_q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
+    float amax = 0, inv;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2")) {
+        amax = q8_amax_avx2(x, n);
+        inv = amax > 0 ? 127.0f / amax : 0;
+        q8_round_avx2(x, n, inv, q);
+        memset(q + n, 0, (size_t)(stride - n));
+        return amax / 127.0f;
+    }
+#endif
+    for (int64_t k = 0; k < n; k++) {
+        float a = fabsf(x[k]); /* fmaxf's result without its call: a NaN leaves amax */
+        amax = a > amax ? a : amax;
+    }
+    inv = amax > 0 ? 127.0f / amax : 0;
+    for (int64_t k = 0; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
+    memset(q + n, 0, (size_t)(stride - n));
+    return amax / 127.0f;
+}
+
+void bj_ir_q8_rows(const bj_node *w, int64_t n0, int64_t n1, int64_t stride, int8_t *q, float *d) {
+    int64_t K = w->shape.d[1];
+    float *row = malloc((size_t)(K > 0 ? K : 1) * sizeof *row);
+    BJ_ASSERT(row);
+    for (int64_t n = n0; n < n1; n++) {
+        bj_ir_float_row((bj_dtype)w->dtype, w->data, (uint64_t)(n * K), K, row);
+        d[n] = bj_ir_q8_row(row, K, stride, q + n * stride);
+    }
+    free(row);
 }

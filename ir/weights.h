@@ -47,4 +47,17 @@ void bj_ir_quantize_master(const bj_node *m, int64_t mode, int8_t *v, double *sc
 bool bj_ir_values_valid(const int8_t *v, int64_t n, bool binary);
 void bj_ir_pack_b1(const int8_t *v, int64_t N, int64_t K, uint8_t *out);
 
+/* n elements from index i0 of a float weight (f32, f16, bf16; other float dtypes element by
+ * element) into out as f32, exactly; the dtype switch is outside the loop so it vectorizes. */
+void bj_ir_float_row(bj_dtype dt, const void *data, uint64_t i0, int64_t n, float *out);
+
+/* The 8-bit LM head's rule (`--head q8`; runtime/ops.h bj_rt_matmul_q8 runs it), one place for
+ * the quantize-head pass, the engines and the activations quantized against it: a row of n
+ * floats becomes int8 in [-127, 127] by symmetric absmax (q = lrintf(x * 127/amax)), zero padded
+ * to stride = bj_ir_q8_stride(n) (n rounded up to 32) bytes; the returned scale is amax / 127. */
+int64_t bj_ir_q8_stride(int64_t K);
+float bj_ir_q8_row(const float *x, int64_t n, int64_t stride, int8_t *q);
+/* Rows [n0, n1) of a bound float weight w [N, K]: row r into q + r * stride, its scale into d[r]. */
+void bj_ir_q8_rows(const bj_node *w, int64_t n0, int64_t n1, int64_t stride, int8_t *q, float *d);
+
 #endif

@@ -8,8 +8,9 @@
  * packs nothing. It gets each kernel from the JIT, the disk cache or a fresh compile
  * (bj_cg_kernel_get), or from an AOT library (kernel_lookup); identical shapes share one
  * kernel. Each matmul step keeps a libffi call interface prepared once, so kernels keep their
- * natural typed C signature. Still the engine's own (docs/architecture.md): the --head q8
- * conversion, the folding of elementwise ops into matmul steps and the activation arena.
+ * natural typed C signature. The LM head runs as the plan says: select-kernels' generated exact
+ * kernel, quantize-head's int8 copy (--head q8), or the C head. Still the engine's own
+ * (docs/architecture.md): the folding of elementwise ops into matmul steps and the activation arena.
  *
  * A step runs on the thread pool: every op is split by rows (tokens, output rows or heads)
  * and runs the same runtime/ops.c code as the reference engine; only the integer matmul is
@@ -68,11 +69,8 @@ typedef struct jit_engine {
     bj_cg_jit *jit;
     ffi_type *argt[6];
     jit_mm **mm;          /* per node: matmul_t steps */
-    bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
+    bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8: the plan's, quantize-head), q NULL otherwise */
     bj_cg_head_fn *headf; /* per node: matmul_f's generated exact kernel (cg_kernel_head.c), or NULL: plain C */
-    bj_cg_wmap *head8map; /* per node: where head8 is mapped from the packed-weight cache (else malloc'd) */
-    bj_cg_srcidx sidx;    /* while preparing: source hashes by file identity */
-    uint64_t released;    /* while preparing: bytes of source pages given back */
     uint32_t head;        /* the matmul_f the output reads (bj_engine_check_head) */
     uint32_t *done;       /* per node: the step that computes it (itself, or the matmul it is folded into) */
     uint32_t *tail;       /* per matmul: the first elementwise node folded into its chunks, BJ_NONE if none */
@@ -174,7 +172,9 @@ static bj_status prepare_matmul(jit_engine *e, uint32_t id, const bj_jit_options
     /* The values are needed up front only to compile weights-as-code; otherwise only to pack,
      * which the packed-weight cache may spare. */
     int8_t *t8 = NULL;
+    const bj_plan_kernel *pkk = &e->plan.kern[id];
     bj_status s = pick_has_wcode(pk) ? bj_ir_lowbit_values(e->g, wid, &t8, &m->scale, err)
+                  : pkk->has_scale   ? (m->scale = pkk->scale, BJ_OK) /* a master's, from pack-weights */
                                      : bj_ir_lowbit_scale(e->g, wid, &m->scale, err);
     if (s == BJ_OK) tune_resolve(e, m, pk, t8, o);
     m->packed = e->plan.kern[id].packed;
@@ -211,133 +211,36 @@ static void describe_variants(jit_engine *e, bj_jit_report *r) {
     }
 }
 
-/* --head q8: the int8 copy of a float weight, rows split over the pool. */
-typedef struct q8_ctx {
-    bj_rt_q8w *w;
-    const bj_node *weight;
-    int64_t r0, r1; /* this round's rows */
-} q8_ctx;
-
-static void q8_rows(void *ctx, int ith, int nth) {
-    q8_ctx *c = ctx;
-    int64_t n0, n1;
-    bj_pool_split(c->r1 - c->r0, 64, ith, nth, &n0, &n1);
-    if (n0 < n1) bj_rt_q8w_rows(c->w, c->weight, c->r0 + n0, c->r0 + n1);
-}
-
-/* The packed-weight cache's kind for an int8 head (bj_cg_wcache_load_raw): int8 rows of
- * bj_rt_q8w's stride, then one float scale per row. */
-#define HEAD_Q8_KIND 1
-#define HEAD_Q8_CHECK_ROWS 33
-
-/* A cached int8 head is keyed by the float head's bytes, but the conversion rule lives in
- * runtime/ops.c: rows spread over the matrix are converted again and must match bit for bit,
- * so a changed rule (or a wrong entry) is a miss, never a silently different head. */
-static bool head_q8_matches(const bj_rt_q8w *w, const bj_node *weight) {
-    uint64_t row_bytes = weight->nbytes / (uint64_t)w->N;
-    int8_t *q = malloc((size_t)w->stride);
-    bool ok = q != NULL;
-    for (int i = 0; ok && i < HEAD_Q8_CHECK_ROWS; i++) {
-        int64_t n = i == HEAD_Q8_CHECK_ROWS - 1 ? w->N - 1 : (int64_t)((uint64_t)i * (uint64_t)w->N / HEAD_Q8_CHECK_ROWS);
-        bj_node row = *weight;
-        row.data = (const uint8_t *)weight->data + (uint64_t)n * row_bytes;
-        row.nbytes = row_bytes;
-        row.shape.d[0] = 1;
-        float d;
-        bj_rt_q8w one = { .q = q, .d = &d, .N = 1, .K = w->K, .stride = w->stride };
-        bj_rt_q8w_rows(&one, &row, 0, 1);
-        ok = !memcmp(q, w->q + n * w->stride, (size_t)w->stride) && !memcmp(&d, &w->d[n], sizeof d);
-    }
-    free(q);
-    return ok;
-}
-
-/* w = weight at 8 bits, converted on the pool in rounds of rows; with by_rows (rows are equal
- * slices of the bytes) each round's float rows are given back after it, so the float head and
- * its int8 copy are never resident whole at once (2B4T: 656 + 328 MB). */
-static bj_status head_q8_convert(jit_engine *e, bj_rt_q8w *w, const bj_node *weight, bool by_rows, bj_error *err) {
-    BJ_TRY(bj_rt_q8w_alloc(w, weight, err));
-    int64_t N = w->N;
-    uint64_t row_bytes = N > 0 ? weight->nbytes / (uint64_t)N : 0;
-    for (int64_t r0 = 0; r0 < N; r0 += 4096) {
-        q8_ctx c = { w, weight, r0, r0 + 4096 < N ? r0 + 4096 : N };
-        bj_pool_run(e->pool, q8_rows, &c);
-        if (by_rows) bj_fmap_release((const uint8_t *)weight->data + (uint64_t)r0 * row_bytes,
-                                     (uint64_t)(c.r1 - r0) * row_bytes);
-    }
+/* --head q8: node id's int8 copy as the quantize-head pass made it (the plan's, mapped from the
+ * packed-weight cache or converted there). */
+static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_error *err) {
+    const bj_plan_kernel *k = &e->plan.kern[id];
+    const bj_node *w = &e->g->nodes[e->g->nodes[id].in[1]];
+    int64_t N = w->shape.d[0], K = w->shape.d[1];
+    if (!k->packed)
+        return BJ_FAIL(err, BJ_E_INTERNAL, "head %%%u: no 8-bit copy in the plan (quantize-head did not make it)", id);
+    e->head8[id] = (bj_rt_q8w){ .q = (int8_t *)k->packed, .d = (float *)(k->packed + (uint64_t)N * (uint64_t)k->head_stride),
+                                .N = N, .K = K, .stride = k->head_stride };
     return BJ_OK;
 }
 
-/* --head q8: node id's float weight as int8 rows, mapped from the packed-weight cache (keyed
- * by the weight's bytes) or converted on the pool and stored there. Then the float head's
- * pages are given back: only rows an embedding looks up are read again. */
-static bj_status prepare_head_q8(jit_engine *e, uint32_t id, bj_jit_report *r, bj_error *err) {
-    const bj_node *weight = &e->g->nodes[e->g->nodes[id].in[1]];
-    bj_rt_q8w *w = &e->head8[id];
-    int64_t N = weight->shape.d[0], K = weight->shape.d[1];
-    uint64_t S = (bj_rt_q8w_bytes(N, K) - (uint64_t)N * 4) / (uint64_t)N, size = bj_rt_q8w_bytes(N, K), src[2];
-    /* Rows of the float weight must be equal slices of its bytes for the check above (and to
-     * give rows back as they are converted). */
-    bool sliced = N > 0 && weight->nbytes % (uint64_t)N == 0;
-    bool cacheable = e->cache.enabled && sliced && N <= UINT32_MAX && K <= UINT32_MAX;
-    if (cacheable) {
-        char how[160];
-        snprintf(how, sizeof how, "head q8|%s|%lldx%lld|stride %llu", bj_dtype_name((bj_dtype)weight->dtype),
-                 (long long)N, (long long)K, (unsigned long long)S);
-        bj_cg_srcidx_hash(&e->cache, &e->sidx, weight->data, (size_t)weight->nbytes, how, src);
-        /* If that read the float head (not in the index), it need not stay: a cache hit reads
-         * 33 rows of it, a conversion faults it in again one round of rows at a time. */
-        bj_fmap_release(weight->data, weight->nbytes);
-        bj_cg_wmap *mp = &e->head8map[id];
-        BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
-        if (mp->data) {
-            *w = (bj_rt_q8w){ .q = (int8_t *)mp->data, .d = (float *)(mp->data + (uint64_t)N * S), .N = N, .K = K,
-                              .stride = (int64_t)S };
-            if (head_q8_matches(w, weight)) {
-                r->head_q8_loaded++;
-                e->released += bj_fmap_release(weight->data, weight->nbytes);
-                return BJ_OK;
-            }
-            memset(w, 0, sizeof *w);
-            bj_cg_wmap_free(mp);
-        }
-    }
-    BJ_TRY(head_q8_convert(e, w, weight, sliced, err));
-    if (cacheable && (uint64_t)w->stride == S) {
-        bj_cg_part parts[2] = { { w->q, (size_t)N * S }, { w->d, (size_t)N * sizeof(float) } };
-        BJ_TRY(bj_cg_wcache_store_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, src, parts, 2, err));
-        /* As for packed weights, run from the entry just written, and free the heap copy
-         * first so that the two are not resident together (328 MB each for 2B4T). Should the
-         * entry not map back (disk trouble), the head is converted once more. */
-        bj_cg_wmap *mp = &e->head8map[id];
-        if (e->cache.enabled) {
-            bj_rt_q8w_free(w);
-            BJ_TRY(bj_cg_wcache_load_raw(&e->cache, HEAD_Q8_KIND, (uint32_t)N, (uint32_t)K, size, src, mp, err));
-            if (mp->data)
-                *w = (bj_rt_q8w){ .q = (int8_t *)mp->data, .d = (float *)(mp->data + (uint64_t)N * S), .N = N,
-                                  .K = K, .stride = (int64_t)S };
-            else
-                BJ_TRY(head_q8_convert(e, w, weight, false, err));
-        }
-    }
-    e->released += bj_fmap_release(weight->data, weight->nbytes);
-    return BJ_OK;
-}
-
-/* The exact head's generated kernel where the target has a path for it (codegen decides, in
- * bj_cg_head_kdesc_init); anything missing leaves the plain C head, which gives the same bits. */
+/* The exact head's generated kernel as select-kernels chose it (the plan's head_desc), from the
+ * JIT, the kernel cache or a library; anything missing leaves the plain C head, the same bits. */
 static void prepare_head_f(jit_engine *e, uint32_t id, const bj_jit_options *o) {
-    const bj_node *n = &e->g->nodes[id], *w = &e->g->nodes[n->in[1]];
-    bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
-    jit_mm h = { 0 };
-    bj_cg_kdesc *d = &h.desc;
+    const bj_plan_kernel *k = &e->plan.kern[id];
+    bj_cg_matmul_fn fn = NULL;
+    void *sym_fn = NULL;
     bj_error ign = { 0 };
-    if ((w->dtype != BJ_DT_F16 && w->dtype != BJ_DT_BF16 && w->dtype != BJ_DT_F32) || w->shape.ndim != 2 ||
-        w->shape.d[0] > UINT32_MAX || w->shape.d[1] > UINT32_MAX ||
-        bj_cg_head_kdesc_init(d, &e->tgt, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign) ||
-        get_kernel(e, &h, NULL, o, &ign)) /* JIT / kernel cache, or an AOT library's (bitjitc compiles it in) */
+    if (k->head != BJ_PLAN_HEAD_KERNEL) return;
+    if (o->kernel_lookup) {
+        char sym[32];
+        bj_cg_kernel_symbol(&k->head_desc, sym, sizeof sym);
+        if (o->kernel_lookup(o->kernel_ud, &k->head_desc, sym, &sym_fn, &ign) != BJ_OK || !sym_fn) return;
+        fn = (bj_cg_matmul_fn)sym_fn;
+    } else if (bj_cg_kernel_get(&e->cache, e->jit, &e->tgt, &k->head_desc, NULL, &fn, &ign) != BJ_OK) {
         return;
-    e->headf[id] = bj_cg_head_fn_of(h.fn);
+    }
+    e->headf[id] = bj_cg_head_fn_of(fn);
 }
 
 /* A matmul's kernels as the plan chose them: the first matmul of each distinct pick compiles (or
@@ -376,10 +279,10 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
                 break;
             }
         }
-        if (n->op == BJ_OP_MATMUL_F && o->head_q8) {
-            if ((s = prepare_head_q8(e, i, r, err)) != BJ_OK) break;
+        if (n->op == BJ_OP_MATMUL_F && i < e->plan.n_nodes && e->plan.kern[i].head == BJ_PLAN_HEAD_Q8) {
+            if ((s = prepare_head_q8(e, i, err)) != BJ_OK) break;
             r->head_q8 = true;
-        } else if (n->op == BJ_OP_MATMUL_F && !o->head_c) {
+        } else if (n->op == BJ_OP_MATMUL_F && i < e->plan.n_nodes) {
             prepare_head_f(e, i, o);
         }
         if (!is_lowbit_matmul(n)) continue;
@@ -824,8 +727,6 @@ static void jit_free(bj_engine *base) {
     if (e->buf) free_buffers(e);
     for (uint32_t i = 0; e->g && i < e->g->n_nodes; i++) {
         if (e->mm && e->mm[i]) free(e->mm[i]); /* packed weights: the plan's */
-        if (e->head8map && e->head8map[i].base) bj_cg_wmap_free(&e->head8map[i]);
-        else if (e->head8) bj_rt_q8w_free(&e->head8[i]);
         if (e->kc) free(e->kc[i]);
         if (e->vc) free(e->vc[i]);
     }
@@ -836,7 +737,7 @@ static void jit_free(bj_engine *base) {
     free(e->prof_steps);
     bj_pool_free(e->pool);
     bj_cg_jit_free(e->jit); /* after the pool: no kernel runs any more */
-    free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->headf); free(e->head8map); free(e->kc); free(e->vc); free(e->buf);
+    free(e->mm); free(e->done); free(e->tail); free(e->tail_next); free(e->head8); free(e->headf); free(e->kc); free(e->vc); free(e->buf);
     bj_plan_free(&e->plan);
     bj_graph_free(&e->own);
     free(e);
@@ -852,7 +753,6 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     e->mm = calloc(n, sizeof *e->mm);
     e->head8 = calloc(n, sizeof *e->head8);
     e->headf = calloc(n, sizeof *e->headf);
-    e->head8map = calloc(n, sizeof *e->head8map);
     e->kc = calloc(n, sizeof *e->kc);
     e->vc = calloc(n, sizeof *e->vc);
     e->buf = calloc(n, sizeof *e->buf);
@@ -860,7 +760,7 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     if (o->profile && (!(e->prof_ns = calloc(n, sizeof *e->prof_ns)) || !(e->prof_steps = calloc(n, sizeof *e->prof_steps))))
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     e->ctr = aligned_alloc(64, (size_t)o->n_threads * sizeof *e->ctr);
-    if (!e->mm || !e->head8 || !e->headf || !e->head8map || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
+    if (!e->mm || !e->head8 || !e->headf || !e->kc || !e->vc || !e->buf || !e->scratch || !e->ctr)
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     if (!plan_folds(e) || !plan_buffers(e)) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
     for (int i = 0; i < o->n_threads; i++)
@@ -871,15 +771,13 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     memcpy(e->argt, argt, sizeof argt);
     snprintf(r->tune_db, sizeof r->tune_db, "%s", e->plan.tune_db);
     snprintf(r->tune_warning, sizeof r->tune_warning, "%s", e->plan.tune_warning);
-    bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
-    if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
-    r->src_hashed = e->plan.src_hashed + e->sidx.n_hashed;
-    r->src_indexed = e->plan.src_indexed + e->sidx.n_hits;
-    r->released_bytes = e->plan.released_bytes + e->released;
+    r->src_hashed = e->plan.src_hashed;
+    r->src_indexed = e->plan.src_indexed;
+    r->released_bytes = e->plan.released_bytes;
+    r->head_q8_loaded = (uint64_t)e->plan.head_q8_loaded;
     r->act_row_bytes = e->plan_row;
     r->act_row_naive = e->plan_naive;
-    bj_cg_srcidx_free(&e->sidx);
     return s;
 }
 
@@ -902,6 +800,8 @@ bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *o
     po.pack = true;
     po.no_cache = o->no_cache;
     po.n_threads = o->n_threads;
+    po.head_q8 = o->head_q8;
+    po.head_c = o->head_c;
     memset(plan, 0, sizeof *plan);
     BJ_TRY(bj_graph_clone(own, g, err));
     bj_status s = bj_pipeline_run(own, &po, err);

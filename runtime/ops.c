@@ -16,27 +16,6 @@
 
 /* BJ_HOT (ir/support.h): the hot loops below get an AVX2 clone. */
 
-/* IEEE half to float, exact either way: F16C's vcvtph2ps where the CPU has it (the tied
- * head of a GGUF model is F16: 328 M conversions a token for 2B4T), else the scalar rule. */
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx,f16c"))) static void f16_row_f16c(const uint8_t *p, int64_t n, float *out) {
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(out + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * k))));
-    for (; k < n; k++) out[k] = bj_f16_to_f32(bj_rd16(p + 2 * k));
-}
-#endif
-
-static void f16_row(const uint8_t *p, int64_t n, float *out) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("f16c")) { f16_row_f16c(p, n, out); return; }
-#endif
-    for (int64_t k = 0; k < n; k++) out[k] = bj_f16_to_f32(bj_rd16(p + 2 * k));
-}
-
-BJ_HOT static void bf16_row(const uint8_t *p, int64_t n, float *out) {
-    for (int64_t k = 0; k < n; k++) out[k] = bj_bf16_to_f32(bj_rd16(p + 2 * k));
-}
-
 #define BJ_STACK_ROW 8192 /* rows of up to this many floats are converted on the stack */
 
 /* A row buffer of n floats: stack (BJ_STACK_ROW of them) when it fits, else the heap; release
@@ -51,17 +30,8 @@ static void row_free(float *b, const float *stack) {
     if (b != stack) free(b);
 }
 
-/* n elements from index i0 of a float weight into out, with the dtype switch outside the
- * loop so the conversion vectorizes. */
-static void load_row(bj_dtype dt, const void *data, uint64_t i0, int64_t n, float *out) {
-    const uint8_t *p = data;
-    switch (dt) {
-    case BJ_DT_F32: memcpy(out, p + 4 * i0, (size_t)n * sizeof *out); break;
-    case BJ_DT_BF16: bf16_row(p + 2 * i0, n, out); break;
-    case BJ_DT_F16: f16_row(p + 2 * i0, n, out); break;
-    default: for (int64_t k = 0; k < n; k++) out[k] = bj_ir_weight_float(dt, data, i0 + (uint64_t)k); break;
-    }
-}
+/* Float weights' rows convert with ir/weights.c's bj_ir_float_row (F16C where the CPU has it),
+ * the rule the quantize-head pass converts the 8-bit head with too. */
 
 /* sum_k a[k] * b[k] in f32 for the LM head's dots (K = 2560 for 2B4T, 128256 of them per
  * token), where double was 10x slower. Lane j sums the products with k = j (mod 32) in order,
@@ -127,12 +97,7 @@ static double dot_f64(const double *a, const bj_kv *b, int64_t n, int64_t bstrid
 }
 
 /* fmax(amax, fabs(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
- * v leaves amax as fmaxf does, since the comparison is false). */
-static inline float absmax_stepf(float amax, float v) {
-    float a = fabsf(v);
-    return a > amax ? a : amax;
-}
-
+ * v leaves amax as fmaxf does, since the comparison is false). The f32 twin is ir/weights.c's. */
 static inline double absmax_step(double amax, double v) {
     double a = fabs(v);
     return a > amax ? a : amax;
@@ -153,7 +118,7 @@ void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_
     int64_t D = table->shape.d[1];
     float stack_row[BJ_STACK_ROW], *row = row_buf(stack_row, D);
     for (int64_t t = t0; t < t1; t++) {
-        load_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, row);
+        bj_ir_float_row(table->dtype, table->data, (uint64_t)(tokens[t] * D), D, row);
         widen(row, D, y + t * D);
     }
     row_free(row, stack_row);
@@ -178,7 +143,7 @@ BJ_HOT static void rmsnorm_rows(const double *x, const float *wr, double eps, in
 
 void bj_rt_rmsnorm(const double *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, double *y) {
     float stack_w[BJ_STACK_ROW], *wr = row_buf(stack_w, D);
-    load_row(w->dtype, w->data, 0, D, wr);
+    bj_ir_float_row(w->dtype, w->data, 0, D, wr);
     rmsnorm_rows(x, wr, eps, D, t0, t1, y);
     row_free(wr, stack_w);
 }
@@ -296,7 +261,7 @@ void bj_rt_matmul_f(const double *x, const bj_node *w, int64_t K, int64_t N, int
 #endif
     float stack_row[BJ_STACK_ROW], *row = row_buf(stack_row, K);
     for (int64_t n = n0; n < n1; n++) {
-        load_row(w->dtype, w->data, (uint64_t)(n * K), K, row);
+        bj_ir_float_row(w->dtype, w->data, (uint64_t)(n * K), K, row);
         for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(xf + t * K, row, K);
     }
     row_free(row, stack_row);
@@ -310,26 +275,14 @@ void bj_rt_matmul_f_fn(bj_rt_head_fn fn, const double *x, const bj_node *w, int6
     row_free(xf, stack_x);
 }
 
-/* ---- the 8-bit head ---------------------------------------------------------------------- */
-static int64_t q8_stride(int64_t K) { return (K + 31) & ~(int64_t)31; }
-
-uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K) { return (uint64_t)N * (uint64_t)q8_stride(K) + (uint64_t)N * 4; }
-
-/* Symmetric absmax quantization of n floats to int8 in [-127, 127]; returns the scale. */
-static float q8_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
-    float amax = 0;
-    for (int64_t k = 0; k < n; k++) amax = absmax_stepf(amax, x[k]);
-    float inv = amax > 0 ? 127.0f / amax : 0;
-    for (int64_t k = 0; k < n; k++) q[k] = (int8_t)lrintf(x[k] * inv);
-    memset(q + n, 0, (size_t)(stride - n));
-    return amax / 127.0f;
-}
+/* ---- the 8-bit head (its rule: ir/weights.c bj_ir_q8_row, shared with the quantize-head pass) ---- */
+uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K) { return (uint64_t)N * (uint64_t)bj_ir_q8_stride(K) + (uint64_t)N * 4; }
 
 bj_status bj_rt_q8w_alloc(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
     memset(w, 0, sizeof *w);
     w->N = weight->shape.d[0];
     w->K = weight->shape.d[1];
-    w->stride = q8_stride(w->K);
+    w->stride = bj_ir_q8_stride(w->K);
     w->q = malloc((size_t)(w->N * w->stride));
     w->d = malloc((size_t)w->N * sizeof *w->d);
     if (!w->q || !w->d) {
@@ -341,13 +294,7 @@ bj_status bj_rt_q8w_alloc(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
 }
 
 void bj_rt_q8w_rows(bj_rt_q8w *w, const bj_node *weight, int64_t n0, int64_t n1) {
-    float *row = malloc((size_t)w->K * sizeof *row);
-    BJ_ASSERT(row);
-    for (int64_t n = n0; n < n1; n++) {
-        load_row(weight->dtype, weight->data, (uint64_t)(n * w->K), w->K, row);
-        w->d[n] = q8_row(row, w->K, w->stride, w->q + n * w->stride);
-    }
-    free(row);
+    bj_ir_q8_rows(weight, n0, n1, w->stride, w->q, w->d);
 }
 
 bj_status bj_rt_q8w_make(bj_rt_q8w *w, const bj_node *weight, bj_error *err) {
@@ -407,7 +354,7 @@ void bj_rt_matmul_q8(const double *x64, const bj_rt_q8w *w, int64_t T, int64_t n
     int8_t *xq = small ? stack_q : malloc((size_t)(T * S));
     float *xd = small ? stack_d : malloc((size_t)T * sizeof *xd);
     BJ_ASSERT(xq && xd);
-    for (int64_t t = 0; t < T; t++) xd[t] = q8_row(x + t * K, K, S, xq + t * S);
+    for (int64_t t = 0; t < T; t++) xd[t] = bj_ir_q8_row(x + t * K, K, S, xq + t * S);
     int32_t (*dot)(const int8_t *, const int8_t *, int64_t) = dot_i8;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (__builtin_cpu_supports("avx2")) dot = dot_i8_avx2;

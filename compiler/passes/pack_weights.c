@@ -22,7 +22,8 @@
  * and renamed, so stores run in parallel; the copies' warnings and counters are folded back
  * after) and runs from the entry just written (page cache, shared between processes). A
  * weight whose rows cannot be read on their own (a float master's weight_quant) is unpacked
- * whole. Source pages are given back once packed (bj_fmap_release: only a mapped model
+ * whole, and its scale kept beside the packed entry (a warm start reads nothing of the master;
+ * quantize-weights leaves such weights unfolded for executors). Source pages are given back once packed (bj_fmap_release: only a mapped model
  * file's, whose bytes stay as they are), so RSS holds one copy of the weights.
  * With opts->source (an AOT library), the bytes are the library's, in the layout of the plan it
  * was built with, read in place from its mapping (it checks them as it hands them out): nothing
@@ -77,6 +78,31 @@ static void bj_pw_src_hash(bj_cg_cache *c, bj_cg_srcidx *x, const bj_graph *g, u
     bj_cg_srcidx_hash(c, x, src->data, (size_t)src->nbytes, how, out);
 }
 
+/* A float master's scale beside its packed entry (raw kind 2: one double), keyed by the same
+ * source hash: a warm start then reads nothing of the master (its scale is a mean over it). */
+#define BJ_PW_SCALE_KIND 2
+
+static void bj_pw_scale_load(bj_cg_cache *c, const bj_graph *g, uint32_t wid, const uint64_t src[2], bj_plan_kernel *k) {
+    bj_cg_wmap m = { 0 };
+    bj_error ign = { 0 };
+    const bj_node *w = &g->nodes[wid];
+    if (w->op != BJ_OP_WEIGHT_QUANT || !c->enabled) return;
+    if (bj_cg_wcache_load_raw(c, BJ_PW_SCALE_KIND, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], sizeof(double), src,
+                              &m, &ign) != BJ_OK || !m.data)
+        return;
+    memcpy(&k->scale, m.data, sizeof k->scale);
+    k->has_scale = true;
+    bj_cg_wmap_free(&m);
+}
+
+static void bj_pw_scale_store(bj_cg_cache *c, const bj_graph *g, uint32_t wid, const uint64_t src[2], bj_plan_kernel *k) {
+    bj_error ign = { 0 };
+    const bj_node *w = &g->nodes[wid];
+    if (w->op != BJ_OP_WEIGHT_QUANT || !k->has_scale || !c->enabled) return;
+    bj_cg_part part = { &k->scale, sizeof k->scale };
+    bj_cg_wcache_store_raw(c, BJ_PW_SCALE_KIND, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], src, &part, 1, &ign);
+}
+
 typedef struct bj_pw_job {  /* one matrix to pack */
     uint32_t id, wid;
     bj_plan_kernel *k;
@@ -118,11 +144,11 @@ static bj_status bj_pw_pack(const bj_graph *g, const bj_pw_job *j, uint8_t *out,
                             bj_error *err) {
     const bj_cg_kdesc *d = &j->k->pick.dec;
     uint64_t M = d->m, K = d->k;
-    if (!bj_ir_lowbit_by_rows(g, j->wid)) {
-        double scale;
+    if (!bj_ir_lowbit_by_rows(g, j->wid)) { /* a master's weight_quant: its scale comes with the values */
         if (!bj_pw_buf(buf, cap, M * K))
             return BJ_FAIL(err, BJ_E_NOMEM, "out of memory (%llu bytes of unpacked weights)", (unsigned long long)(M * K));
-        BJ_TRY(bj_ir_lowbit_values_into(g, j->wid, *buf, &scale, err));
+        BJ_TRY(bj_ir_lowbit_values_into(g, j->wid, *buf, &j->k->scale, err));
+        j->k->has_scale = true;
         return bj_cg_pack(d, *buf, out, err);
     }
     uint64_t rb = (uint64_t)bj_cg_row_block(d), rows = BJ_PACK_BLOCK_BYTES / K / rb * rb;
@@ -165,6 +191,7 @@ static void bj_pw_one(bj_pw_ctx *c, bj_cg_cache *cache, bj_pw_job *j, int8_t **b
     bj_fmap_release(sn->data, sn->nbytes); /* read once more only by a later hash of a changed file */
     if (j->st != BJ_OK || out != (uint8_t *)*pk) return;
     j->st = bj_cg_wcache_store(cache, &k->pick.dec, j->src, out, &j->err);
+    if (j->st == BJ_OK) bj_pw_scale_store(cache, c->g, j->wid, j->src, k);
     bj_cg_wmap back = { 0 };
     if (j->st == BJ_OK) j->st = bj_cg_wcache_load(cache, &k->pick.dec, j->src, &back, &j->err);
     if (back.data) {
@@ -230,6 +257,7 @@ static bj_status bj_pw_lookup(const bj_graph *g, bj_plan *p, bj_cg_cache *cache,
             BJ_TRY(bj_cg_wcache_load(cache, &k->pick.dec, j->src, &k->map, err));
         }
         if (k->map.data) {
+            bj_pw_scale_load(cache, g, j->wid, j->src, k);
             k->packed = k->map.data;
             p->released_bytes += bj_fmap_release(sn->data, sn->nbytes);
             continue;

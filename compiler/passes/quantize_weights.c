@@ -11,7 +11,9 @@
  * for an unfolded weight_quant, so a folded graph gives them the same values and scale bit
  * for bit.
  *
- * The new bytes live in the graph's arena, so they live exactly as long as the graph.
+ * The new bytes live in the graph's arena, so they live exactly as long as the graph. In an
+ * executor's pipeline (opts->pack) a weight_quant that only lowbit matmuls read is left as it
+ * is: pack-weights packs it straight from the master, so no byte-a-weight copy stays resident.
  * Unbound masters (a parsed text graph), and masters in other float encodings, are left as
  * they are.
  * Needs: nothing. Invalidates: node indices (dead masters are removed), a memory plan. */
@@ -42,6 +44,21 @@ static const char *bj_qw_name(bj_graph *g, const char *master, const char *suffi
  * the engines, whose loaders know them; this copy of the rule reads exactly these three. */
 static bool bj_qw_foldable(const bj_node *m) {
     return m->data && (m->dtype == BJ_DT_F32 || m->dtype == BJ_DT_F16 || m->dtype == BJ_DT_BF16);
+}
+
+/* Whether node i, a weight_quant of a bound master, is left for pack-weights (an executor's
+ * pipeline: opts->pack): every use is a lowbit matmul's weight operand, whose bytes pack-weights
+ * packs straight from the master. Folding it here would keep a byte a weight in the graph's
+ * arena for the engine's lifetime (3.3 GB for a 3B model), never read again once packed, and
+ * its bytes, in no file, would be hashed on every start; the master, a mapped file, is found
+ * in the source index instead, and its scale kept in the packed-weight cache. */
+static bool bj_qw_packed_from_master(const bj_graph *g, uint32_t i) {
+    for (uint32_t j = i + 1; j < g->n_nodes; j++) {
+        const bj_node *u = &g->nodes[j];
+        for (uint32_t k = 0; k < u->nin; k++)
+            if (u->in[k] == i && (!bj_pass_is_lowbit_matmul(u) || bj_pass_matmul_weight(u) != i)) return false;
+    }
+    return true;
 }
 
 /* Turns node i (a weight_quant of a bound master) into the bound lowbit weight. */
@@ -77,16 +94,17 @@ static bj_status bj_qw_fold(bj_graph *g, uint32_t i, bj_error *err) {
 }
 
 bj_status bj_pass_quantize_weights(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
-    uint32_t folded = 0, unbound = 0, removed;
+    uint32_t folded = 0, unbound = 0, left = 0, removed;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
         if (n->op != BJ_OP_WEIGHT_QUANT) continue;
         if (!bj_qw_foldable(&g->nodes[n->in[0]])) { unbound++; continue; }
+        if (cx->opts->pack && bj_qw_packed_from_master(g, i)) { left++; continue; }
         BJ_TRY(bj_qw_fold(g, i, err));
         folded++;
     }
     BJ_TRY(bj_pass_dce(g, &removed, err));
-    bj_pass_note(cx, "quantize-weights", "%u masters folded, %u unbound or non-f32/f16/bf16 left as weight_quant, %u dead nodes removed",
-                 folded, unbound, removed);
+    bj_pass_note(cx, "quantize-weights", "%u masters folded, %u unbound or non-f32/f16/bf16 left as weight_quant, %u left for pack-weights to pack from the master, %u dead nodes removed",
+                 folded, unbound, left, removed);
     return BJ_OK;
 }

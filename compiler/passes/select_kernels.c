@@ -22,7 +22,8 @@
  * The whole choice, descriptors with tiles, goes to the plan (bj_plan.kern, compiler.h), which
  * every executor reads: the JIT engine, bitjitc's library, bench, tune. Nothing else chooses.
  * A ternary variant forced on binary weights is recorded in the plan only (the IR keeps binary
- * weights on bin1). When the pipeline must hand out a plan but this pass was not selected (--passes=,
+ * weights on bin1). The LM head (matmul_f) gets its exact generated kernel's descriptor in the
+ * plan too (bj_plan_kernel.head / head_desc), unless opts->head_c keeps the C head. When the pipeline must hand out a plan but this pass was not selected (--passes=,
  * --disable-passes=select-kernels), bj_pass_select_kernels_plan records the same choices
  * without rewriting the IR.
  * Needs: nothing. Invalidates: nothing (attributes only; the result is unchanged). */
@@ -109,6 +110,28 @@ static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, cons
     return BJ_OK;
 }
 
+/* ---- the LM head ---------------------------------------------------------------------------- */
+/* A matmul_f's exact generated kernel (codegen/cg_kernel_head.c) where the target has a path
+ * for its weights' float type, into the plan (BJ_PLAN_HEAD_KERNEL); else, or with opts->head_c,
+ * or where a library lacks it, the plain C head (the same bits). quantize-head may then replace
+ * either by the 8-bit copy (--head q8). Nothing on the IR: the head's result does not change. */
+static void bj_sk_head(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, const bj_cg_target *t) {
+    const bj_node *w = &g->nodes[g->nodes[i].in[1]];
+    bj_plan_kernel *k = &cx->kplan.kern[i];
+    bj_error ign = { 0 };
+    bj_cg_kdesc d;
+    k->head = BJ_PLAN_HEAD_C;
+    if (cx->opts->head_c || (w->dtype != BJ_DT_F16 && w->dtype != BJ_DT_BF16 && w->dtype != BJ_DT_F32) ||
+        w->shape.ndim != 2 || w->shape.d[0] > UINT32_MAX || w->shape.d[1] > UINT32_MAX)
+        return;
+    bj_cg_head_dtype dt = w->dtype == BJ_DT_F16 ? BJ_CG_HEAD_F16 : w->dtype == BJ_DT_BF16 ? BJ_CG_HEAD_BF16 : BJ_CG_HEAD_F32;
+    if (bj_cg_head_kdesc_init(&d, t, dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1], &ign) != BJ_OK ||
+        !bj_sk_have(cx, &d))
+        return;
+    k->head = BJ_PLAN_HEAD_KERNEL;
+    k->head_desc = d;
+}
+
 /* The plan's kernel table for g, every lowbit matmul chosen; with rewrite, the IR too. */
 static bj_status bj_sk_run(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32_t *counts, const bj_cg_target **tp,
                            bj_error *err) {
@@ -124,6 +147,7 @@ static bj_status bj_sk_run(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32_t 
     if (!(p->kern = calloc(g->n_nodes + 1, sizeof *p->kern))) return BJ_FAIL(err, BJ_E_NOMEM, "select-kernels: out of memory");
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         bj_node *n = &g->nodes[i];
+        if (n->op == BJ_OP_MATMUL_F) bj_sk_head(cx, g, i, t);
         if (!bj_pass_is_lowbit_matmul(n)) continue;
         bj_cg_variant v;
         BJ_TRY(bj_sk_pick(cx, g, i, t, &v, err));

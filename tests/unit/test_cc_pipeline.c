@@ -30,10 +30,10 @@ static size_t count(const char *hay, const char *needle) {
 
 Test(cc_pipeline, table_order) {
     const char *want[] = { "canonicalize", "quantize-weights", "share-activation-quant", "fuse-norm-quant-bitlinear",
-                           "select-kernels", "pack-weights", "plan-memory", NULL };
+                           "select-kernels", "pack-weights", "quantize-head", "plan-memory", NULL };
     const char *const *got = bj_pipeline_pass_names();
     for (int i = 0; want[i]; i++) cr_assert_str_eq(got[i], want[i]);
-    cr_assert_null(got[7]);
+    cr_assert_null(got[8]);
 }
 
 static void expect_unknown(bj_pipeline_opts *o, const char *needle) {
@@ -76,7 +76,7 @@ Test(cc_pipeline, print_after_all_dumps_parse) {
     o.out = f;
     cr_assert_eq(bj_pipeline_run(&m.graph, &o, &err), BJ_OK, "%s", err.msg);
     fclose(f);
-    cr_assert_eq(count(buf, "# *** IR Dump After "), 7);
+    cr_assert_eq(count(buf, "# *** IR Dump After "), 8);
     for (char *p = strstr(buf, "# *** IR Dump"); p;) {
         char *next = strstr(p + 1, "# *** IR Dump");
         bj_graph g;

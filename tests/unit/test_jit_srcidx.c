@@ -2,7 +2,9 @@
  * source weights: the source-hash index (codegen.h, bj_cg_srcidx) spares hashing an unchanged
  * model file and notices a file edited in place (same size, mtime set back); a file written
  * "just now" is not indexed; pages given back (bj_fmap_release) read back the same bytes and
- * leave the outputs bit-identical; the --head q8 int8 copy comes from the packed-weight cache. */
+ * leave the outputs bit-identical; the --head q8 int8 copy comes from the packed-weight cache;
+ * a float master (kjv bf16) is packed straight from the master file: no folded byte-a-weight copy
+ * in the engine's graph, and a warm start hashes nothing and reads its scales from the cache. */
 #include "codegen/codegen.h"
 #include "frontends/gguf.h"
 #include "runtime/runtime.h"
@@ -280,4 +282,47 @@ Test(jit_srcidx, invalid_code_found_when_packing_on_the_pool, .timeout = 600) {
     cr_expect(strstr(err.msg, "matmul %") && strstr(err.msg, "invalid"), "%s", err.msg);
     bj_model_free(&m);
     unlink(path);
+}
+
+/* quantize-weights leaves an executor's masters unfolded (weight_quant of the mapped bf16 tensor),
+ * pack-weights packs them from the master and keeps their scales in the cache: the second engine
+ * hashes no source tensor (the master file is in the source index), maps every matrix, and both
+ * give the reference engine's logits bit for bit. */
+Test(jit_srcidx, master_packed_from_the_master_file, .timeout = 600) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/srcidx-master-%d", BJ_TEST_TMP, (int)getpid());
+    bj_cg_srcidx_racy_ns = 0; /* the bundled files are old anyway */
+    float *l0 = malloc(N_PROMPT * V * sizeof *l0), *l1 = malloc(N_PROMPT * V * sizeof *l1);
+    bj_model m;
+    load(&m, BJ_SOURCE_DIR "/models/kjv-bitnet-11m/master");
+    ref(&m.graph, l0);
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.no_cache = true; /* the cold engine below finds nothing */
+    bj_graph own;
+    bj_plan plan;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_jit_compile(&m.graph, &o, &own, &plan, &err), BJ_OK, "%s", err.msg);
+    int quant = 0, t8 = 0, scaled = 0;
+    for (uint32_t i = 0; i < own.n_nodes; i++) {
+        quant += own.nodes[i].op == BJ_OP_WEIGHT_QUANT;
+        t8 += own.nodes[i].op == BJ_OP_WEIGHT && own.nodes[i].dtype == BJ_DT_T8;
+        scaled += plan.kern[i].set && plan.kern[i].has_scale;
+    }
+    cr_expect_eq(quant, 42, "every master stays a weight_quant in the engine's graph");
+    cr_expect_eq(t8, 0, "no folded t8 copy");
+    cr_expect_eq(scaled, 42, "pack-weights hands over every master's scale");
+    bj_plan_free(&plan);
+    bj_graph_free(&own);
+    bj_jit_report r;
+    jit(&m.graph, dir, false, l1, &r);
+    cr_expect_arr_eq(l0, l1, N_PROMPT * V * sizeof *l0, "cold: the JIT's logits are the reference engine's");
+    cr_expect_eq(r.packed_loaded, 0u);
+    jit(&m.graph, dir, false, l1, &r);
+    cr_expect_eq(r.src_hashed, 0u, "a warm start hashes no source tensor");
+    cr_expect_eq(r.packed_loaded, (uint64_t)r.n_matmuls);
+    cr_expect_arr_eq(l0, l1, N_PROMPT * V * sizeof *l0, "warm: scales from the cache give the same logits");
+    bj_model_free(&m);
+    free(l0);
+    free(l1);
 }
