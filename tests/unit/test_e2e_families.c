@@ -123,6 +123,8 @@ ENGINE_TESTS(bitnet158, k_bitnet158)
 Test(e2e_families, falcon3_gguf_tq2_0, .timeout = 600) { check_gguf(&k_falcon3, "tq2_0", "llama"); }
 Test(e2e_families, falcon3_gguf_tq1_0, .timeout = 600) { check_gguf(&k_falcon3, "tq1_0", "llama"); }
 Test(e2e_families, falcon3_gguf_i2_s, .timeout = 600) { check_gguf(&k_falcon3, "i2_s", "llama"); }
+/* dense llama projections hold ternary * scale (no .scale tensor), which is what llama.cpp multiplies by */
+Test(e2e_families, falcon3_gguf_f16, .timeout = 600) { check_gguf(&k_falcon3, "f16", "llama"); }
 Test(e2e_families, bitnet158_gguf_tq2_0, .timeout = 600) { check_gguf(&k_bitnet158, "tq2_0", "bitnet"); }
 Test(e2e_families, bitnet158_gguf_i2_s, .timeout = 600) { check_gguf(&k_bitnet158, "i2_s", "bitnet"); }
 
