@@ -179,6 +179,9 @@ static void check_synth_shape(const char *shape, bj_gguf_outtype t, const char *
     cr_assert_eq(bj_model_load(&m, out, &err), BJ_OK, "%s", err.msg);
     cr_expect_str_eq(m.gguf->arch, sh->llama ? "llama" : t == BJ_GGUF_OUT_I2_S ? "bitnet-b1.58" : "bitnet");
     cr_expect_eq(m.cfg.block, sh->llama ? BJ_BLOCK_LLAMA : BJ_BLOCK_BITNET);
+    /* llama.cpp refuses a llama file with tensors its llama arch does not create (`.scale`) */
+    for (uint64_t i = 0; sh->llama && i < m.gguf->n_tensors; i++)
+        cr_expect(!strstr(m.gguf->tensors[i].name, ".scale"), "llama synth has '%s'", m.gguf->tensors[i].name);
     uint64_t zeros = 0, total = 0;
     /* arch llama has no `.scale` tensors in llama.cpp: TQ blocks carry the scale as their f16 d */
     double want_scale = 0.7978845608f * 0.02f;
