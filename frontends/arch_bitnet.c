@@ -92,12 +92,45 @@ static bool packed_scale(bj_builder *b, const char *wname, bool is_b1, double *a
     return true;
 }
 
+/* What transformers' bitnet integration (integrations/bitnet.py) builds from quantization_config:
+ * linear_class "bitlinear" is its BitLinear, whose weight is packed U8 whatever quantization_mode
+ * says; "autobitlinear" with quantization_mode "online" is a float master quantized in every
+ * forward pass, with "offline" a packed U8 weight (unpacked at load) times weight_scale. A weight
+ * of the other kind does not load there, or (a float weight under autobitlinear offline) runs
+ * unquantized, so it is refused here naming the key and value. Without a quantization_config
+ * (1bitLLM) the weights are masters. */
+static bool weight_kind_ok(bj_builder *b, const bj_st_tensor *t, const char *name) {
+    const bj_model_config *c = b->c;
+    bool packed = t->dtype == BJ_ST_U8;
+    if (!c->qconfig) return true;
+    if (c->linear_class == BJ_LC_BITLINEAR && !packed) {
+        BJ_FAIL(b->err, BJ_E_UNSUPPORTED, "tensor '%s' (%s): is a %s master, but quantization_config.linear_class "
+                "'bitlinear' stores packed U8 weights; a float master needs linear_class 'autobitlinear' with "
+                "quantization_mode 'online'", name, t->path, bj_st_dtype_name(t->dtype));
+        return false;
+    }
+    if (c->linear_class == BJ_LC_AUTOBITLINEAR && c->online_quant && packed) {
+        BJ_FAIL(b->err, BJ_E_UNSUPPORTED, "tensor '%s' (%s): is packed U8, but quantization_config.quantization_mode "
+                "'online' (linear_class 'autobitlinear') quantizes float masters at load; packed weights need "
+                "quantization_mode 'offline'", name, t->path);
+        return false;
+    }
+    if (c->linear_class == BJ_LC_AUTOBITLINEAR && !c->online_quant && !packed) {
+        BJ_FAIL(b->err, BJ_E_UNSUPPORTED, "tensor '%s' (%s): is %s, but quantization_config.quantization_mode "
+                "'offline' (linear_class 'autobitlinear') expects packed U8 weights with a weight_scale (transformers "
+                "would run this one unquantized); a float master needs quantization_mode 'online'", name, t->path,
+                bj_st_dtype_name(t->dtype));
+        return false;
+    }
+    return true;
+}
+
 /* The weight operand of a BitLinear with out x in = [n_out, n_in]. */
 static uint32_t bitlinear_weight(bj_builder *b, const char *prefix, int64_t n_out, int64_t n_in) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
     const bj_st_tensor *t = find_tensor(b, name);
-    if (!t) return BJ_NONE;
+    if (!t || !weight_kind_ok(b, t, name)) return BJ_NONE;
     bool binary = b->c->weight_quant == BJ_WQ_BINARY;
     int64_t b1_cols = (n_in + 7) / 8;
     bool ternary_shape = n_out % 4 == 0 && shape_is(t, n_out / 4, n_in), b1_shape = shape_is(t, n_out, b1_cols);
@@ -118,7 +151,7 @@ static uint32_t bitlinear_weight(bj_builder *b, const char *prefix, int64_t n_ou
         return bj_ir_weight(b->g, name, BJ_DT_B1, bj_shape2(n_out, n_in), alpha, t->data, t->nbytes, b->err);
     }
     if (t->dtype == BJ_ST_U8) { /* packed: 4 output rows per byte */
-        char want[96];
+        char want[160];
         if (b1_shape && !ternary_shape) {
             BJ_FAIL(b->err, BJ_E_FORMAT, "tensor '%s' (%s): has bitjit's 1-bit packing U8 [%lld,%lld], but config.json "
                     "does not set quantization_config.weight_quant \"binary\" (packed ternary is U8 [%lld,%lld])",

@@ -100,6 +100,33 @@ static bj_status cfg_vocab(bj_gguf *g, bj_model_config *c, bj_error *err) {
     return BJ_OK;
 }
 
+/* Scaled RoPE, which bitjit does not implement, refused naming the key or tensor that asks for it.
+ * llama.cpp (src/llama-model.cpp) reads `<arch>.rope.scaling.type` (default "linear"; "none" is
+ * unscaled) with the factor `<arch>.rope.scaling.factor`, else `<arch>.rope.scale_linear` (0 or
+ * absent: no scaling); its converter writes Llama-3.1's rope_scaling type "llama3" as the tensor
+ * `rope_freqs.weight` (per-frequency divisors), with no key. */
+static bj_status cfg_rope_scaling(bj_gguf *g, bj_error *err) {
+    char key[160];
+    bj_gguf_str ty = { 0 };
+    if (bj_gguf_find_tensor(g, "rope_freqs.weight"))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: tensor 'rope_freqs.weight' (per-frequency RoPE factors, as llama.cpp "
+                       "writes rope_scaling type llama3) is not supported: bitjit implements unscaled RoPE only", g->path);
+    snprintf(key, sizeof key, "%s.rope.scaling.type", g->arch);
+    BJ_TRY(bj_gguf_get_str(g, key, false, &ty, err));
+    if (ty.s && ty.len == 4 && !memcmp(ty.s, "none", 4)) return BJ_OK;
+    if (ty.s && !(ty.len == 6 && !memcmp(ty.s, "linear", 6)))
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: key '%s' is \"%.*s\": scaled RoPE is not supported (bitjit "
+                       "implements unscaled RoPE only)", g->path, key, (int)(ty.len > 32 ? 32 : ty.len), ty.s);
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", g->arch);
+    if (!bj_gguf_find_kv(g, key)) snprintf(key, sizeof key, "%s.rope.scale_linear", g->arch);
+    double f = 0;
+    BJ_TRY(bj_gguf_get_float(g, key, false, &f, err));
+    if (f != 0 && f != 1)
+        return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: key '%s' is %g: linear RoPE scaling is not supported (bitjit "
+                       "implements unscaled RoPE only)", g->path, key, f);
+    return BJ_OK;
+}
+
 bj_status bj_gguf_config(bj_gguf *g, bj_model_config *c, bj_error *err) {
     memset(c, 0, sizeof *c);
     if (!g->arch) return BJ_FAIL(err, BJ_E_FORMAT, "%s: missing required key 'general.architecture'", g->path);
@@ -122,15 +149,11 @@ bj_status bj_gguf_config(bj_gguf *g, bj_model_config *c, bj_error *err) {
     if (llama) {
         c->block = BJ_BLOCK_LLAMA; /* Falcon3 / Llama3-8B-1.58 / Falcon-E as llama.cpp and bitnet.cpp write them */
         c->act = BJ_ACT_SILU;
-        bj_gguf_str rs = { 0 };
-        BJ_TRY(bj_gguf_get_str(g, "llama.rope.scaling.type", false, &rs, err));
-        if (bj_gguf_find_tensor(g, "rope_freqs.weight") || (rs.s && !(rs.len == 4 && !memcmp(rs.s, "none", 4))))
-            return BJ_FAIL(err, BJ_E_UNSUPPORTED, "%s: scaled RoPE ('rope_freqs.weight' or key 'llama.rope.scaling.type', "
-                           "as Llama-3.1 files have) is not supported", g->path);
     } else {
         c->block = BJ_BLOCK_BITNET;
         BJ_TRY(cfg_act(g, c, err));
     }
+    BJ_TRY(cfg_rope_scaling(g, err));
     c->tie_embeddings = bj_gguf_find_tensor(g, "output.weight") == NULL;
     c->linear_class = BJ_LC_AUTOBITLINEAR; /* GGUF scales are multipliers */
     return BJ_OK;

@@ -331,24 +331,32 @@ static uint32_t proj_type(bj_gguf_outtype t, int64_t K) {
     return (ty == BJ_GGML_TQ1_0 || ty == BJ_GGML_TQ2_0) && K % 256 ? BJ_GGML_F16 : ty;
 }
 
-/* Encodes rows [rows x K] of ternary values for a projection of type ty (unit magnitude except
- * I2_S, whose scale goes in the tail separately). out has the rows' bytes. */
-static void encode_rows(uint32_t ty, const int8_t *v, int64_t rows, int64_t K, uint8_t *out) {
+/* Encodes rows [rows x K] of ternary values for a projection of type ty, each value of magnitude
+ * d: the TQ blocks' d, or the F16/BF16 values. I2_S stores unit codes (its scale goes in the tail
+ * separately). d is 1 where the scale is written as a separate `.scale` tensor (arch bitnet) and
+ * the scale itself for arch llama, which has no such tensor in llama.cpp (gw_fold). */
+static void encode_rows(uint32_t ty, const int8_t *v, int64_t rows, int64_t K, float d, uint8_t *out) {
     if (ty == BJ_GGML_I2_S) { bj_gguf_pack_i2s(v, rows * K, out); return; }
     uint64_t rb = 0;
     bj_gguf_tensor_nbytes(ty, 1, &K, &rb);
+    uint16_t mag = ty == BJ_GGML_F16 ? bj_f32_to_f16(d) : bj_f32_to_bf16(d);
     for (int64_t r = 0; r < rows; r++, v += K, out += rb) {
-        if (ty == BJ_GGML_TQ2_0) bj_gguf_pack_tq2_row(v, K, 1.0f, out);
-        else if (ty == BJ_GGML_TQ1_0) bj_gguf_pack_tq1_row(v, K, 1.0f, out);
+        if (ty == BJ_GGML_TQ2_0) bj_gguf_pack_tq2_row(v, K, d, out);
+        else if (ty == BJ_GGML_TQ1_0) bj_gguf_pack_tq1_row(v, K, d, out);
         else {
-            uint16_t one = ty == BJ_GGML_F16 ? 0x3C00 : 0x3F80;
             for (int64_t k = 0; k < K; k++) {
-                uint16_t h = v[k] ? (uint16_t)(one | (v[k] < 0 ? 0x8000 : 0)) : 0;
+                uint16_t h = v[k] ? (uint16_t)(mag | (v[k] < 0 ? 0x8000 : 0)) : 0;
                 out[2 * k] = (uint8_t)h, out[2 * k + 1] = (uint8_t)(h >> 8);
             }
         }
     }
 }
+
+/* Whether a projection of type ty carries its scale in its own values (TQ block d, dense
+ * ternary*scale) instead of a `.scale` tensor: arch llama, whose tensor list in llama.cpp has no
+ * `.scale` (its loader refuses a file with tensors it does not create: "wrong number of
+ * tensors"). I2_S keeps its scale in its tail either way. */
+static bool gw_fold(bool llama, uint32_t ty) { return llama && ty != BJ_GGML_I2_S; }
 
 /* ---- metadata shared by convert and synth ---------------------------------------------------- */
 
@@ -419,21 +427,23 @@ static bj_status gw_tok_write(bj_gguf_writer *w, const bj_tok_gguf_arrays *a, bj
     return bj_gguf_kv_bool(w, "tokenizer.ggml.add_eos_token", false, err);
 }
 
-/* Declares a projection (and its .scale unless I2_S). */
+/* Declares a projection (and its .scale unless I2_S or folded, gw_fold). */
 static bj_status gw_add_proj(bj_gguf_writer *w, const char *name, bj_gguf_outtype t, int64_t N, int64_t K,
-                             bj_error *err) {
+                             bool llama, bj_error *err) {
     int64_t ne[2] = { K, N }, one = 1;
     uint32_t ty = proj_type(t, K);
     BJ_TRY(bj_gguf_add_tensor(w, name, ty, 2, ne, err));
-    if (ty == BJ_GGML_I2_S) return BJ_OK;
+    if (ty == BJ_GGML_I2_S || gw_fold(llama, ty)) return BJ_OK;
     char sn[BJ_GGUF_MAX_NAME + 8];
     snprintf(sn, sizeof sn, "%.*s.scale", (int)(strlen(name) - 7), name); /* "x.weight" -> "x.scale" */
     return bj_gguf_add_tensor(w, sn, BJ_GGML_F32, 1, &one, err);
 }
 
-/* Writes the scale of a projection: I2_S's 32-byte tail, or the separate .scale tensor. */
-static bj_status gw_write_scale(bj_gguf_writer *w, uint32_t ty, float scale, bj_error *err) {
+/* Writes the scale of a projection: I2_S's 32-byte tail, or the separate .scale tensor (nothing
+ * when it is folded into the values, gw_fold). */
+static bj_status gw_write_scale(bj_gguf_writer *w, uint32_t ty, bool llama, float scale, bj_error *err) {
     uint8_t tail[32] = { 0 };
+    if (gw_fold(llama, ty)) return BJ_OK;
     memcpy(tail, &scale, 4);
     return bj_gguf_writer_write(w, tail, ty == BJ_GGML_I2_S ? 32 : 4, err);
 }
@@ -509,7 +519,7 @@ static bj_status gw_declare(gw_conv *c, bj_gguf_writer *w, bj_error *err) {
                            strstr(n->name, ".rms_norm.") ? " (quantization_config.use_rms_norm models have no GGUF "
                                                            "architecture)" : "");
         int64_t ne[2] = { bj_shape_cols(n->shape), n->shape.ndim == 2 ? n->shape.d[0] : 1 };
-        if (c->role[i] == 2) BJ_TRY(gw_add_proj(w, name, c->type, ne[1], ne[0], err));
+        if (c->role[i] == 2) BJ_TRY(gw_add_proj(w, name, c->type, ne[1], ne[0], c->llama, err));
         else BJ_TRY(bj_gguf_add_tensor(w, name, float_type(c->type, n), n->shape.ndim, ne, err));
     }
     return BJ_OK;
@@ -577,9 +587,9 @@ static bj_status gw_write_proj(gw_conv *c, bj_gguf_writer *w, const bj_node *n, 
         size_t ln = strlen(n->name);
         bool qk = ln > 14 && (!strcmp(n->name + ln - 14, ".q_proj.weight") || !strcmp(n->name + ln - 14, ".k_proj.weight"));
         if (c->llama && qk) s = gw_permute_rows(v, N, K, c->head_dim, err);
-        if (s == BJ_OK) encode_rows(ty, v, N, K, out);
-        s = bj_gguf_writer_write(w, out, (size_t)(ty == BJ_GGML_I2_S ? nb - 32 : nb), err);
-        if (s == BJ_OK) s = gw_write_scale(w, ty, (float)scale, err);
+        if (s == BJ_OK) encode_rows(ty, v, N, K, gw_fold(c->llama, ty) ? (float)scale : 1.0f, out);
+        if (s == BJ_OK) s = bj_gguf_writer_write(w, out, (size_t)(ty == BJ_GGML_I2_S ? nb - 32 : nb), err);
+        if (s == BJ_OK) s = gw_write_scale(w, ty, c->llama, (float)scale, err);
     }
     free(v);
     free(out);
@@ -710,6 +720,9 @@ typedef struct gw_synth {
     void *ud;
 } gw_synth;
 
+/* Every synthesized projection's scale: E|w| of the N(0, 0.02^2) master the ternary rows stand for. */
+static const float k_synth_scale = 0.7978845608f * 0.02f;
+
 static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
 
 static bj_status synth_proj(gw_synth *y, const char *name, int64_t N, int64_t K, bj_error *err) {
@@ -724,12 +737,12 @@ static bj_status synth_proj(gw_synth *y, const char *name, int64_t N, int64_t K,
     bj_status s = v && out ? BJ_OK : BJ_FAIL(err, BJ_E_NOMEM, "out of memory synthesizing '%s'", name);
     for (int64_t row = 0; row < N && s == BJ_OK; row += chunk) {
         synth_ternary(&r, v, chunk * K);
-        encode_rows(ty, v, chunk, K, out);
+        encode_rows(ty, v, chunk, K, gw_fold(y->s->llama, ty) ? k_synth_scale : 1.0f, out);
         s = bj_gguf_writer_write(y->w, out, (size_t)cb, err);
     }
     free(v);
     free(out);
-    return s == BJ_OK ? gw_write_scale(y->w, ty, 0.7978845608f * 0.02f, err) : s;
+    return s == BJ_OK ? gw_write_scale(y->w, ty, y->s->llama, k_synth_scale, err) : s;
 }
 
 static bj_status synth_float(gw_synth *y, const char *name, int64_t N, int64_t K, bool gauss, bj_error *err) {
@@ -791,7 +804,7 @@ static bj_status synth_declare(gw_synth *y, bj_error *err) {
     uint32_t emb = y->type == BJ_GGUF_OUT_BF16 ? BJ_GGML_BF16 : BJ_GGML_F16;
     for (uint64_t i = 0; synth_tensor(y->s, i, &t); i++, y->total++) {
         int64_t ne[2] = { t.K, t.N };
-        if (t.kind == SY_PROJ) BJ_TRY(gw_add_proj(y->w, t.name, y->type, t.N, t.K, err));
+        if (t.kind == SY_PROJ) BJ_TRY(gw_add_proj(y->w, t.name, y->type, t.N, t.K, y->s->llama, err));
         else BJ_TRY(bj_gguf_add_tensor(y->w, t.name, t.kind == SY_NORM ? BJ_GGML_F32 : emb, t.kind == SY_NORM ? 1 : 2,
                                        ne, err));
     }

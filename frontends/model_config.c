@@ -241,6 +241,7 @@ static bj_status hf_quant(bj_model_config *c, const char *path, const json_t *q,
         }
         if (!json_is_array(skip)) return hf_type_error(&o, "modules_to_not_convert", "an array of strings", skip, err);
     }
+    c->qconfig = true;
     c->linear_class = (bj_linear_class)lc;
     c->online_quant = mode == 1;
     c->weight_quant = (bj_wquant)wq;

@@ -34,6 +34,8 @@ typedef struct bj_model_config {
     bool tie_embeddings;
     int64_t bos_id, eos_id; /* -1 when absent */
     bj_linear_class linear_class;
+    bool qconfig;           /* config.json has a quantization_config: transformers' bitnet integration
+                               decides from linear_class / quantization_mode what a weight must be */
     bool online_quant;      /* quantization_mode "online": weights are masters */
     bj_wquant weight_quant; /* "weight_quant": "binary" selects the 1-bit BitNet rule */
     bj_block block;         /* which decoder block */

@@ -62,15 +62,15 @@ static bj_status tg_pretok(tg_load *L) {
     bj_gguf_str pre = { "default", 7 };
     bj_tokenizer *t = L->t;
     BJ_TRY(bj_gguf_get_str(L->g, "tokenizer.ggml.pre", false, &pre, L->err));
-    /* "falcon3" (Falcon3's vocabulary): llama.cpp splits it with the LLaMA-3 regex, BOS added,
-     * but without ignore_merges */
+    /* "falcon3" (Falcon3's vocabulary): llama.cpp c392e5094 (src/llama-vocab.cpp) gives it
+     * LLaMA-3's pre-tokenizer type: the LLaMA-3 split regex, BOS added, ignore_merges on */
     bool falcon3 = str_is(pre, "falcon3");
     bool llama3 = str_is(pre, "llama-bpe") || str_is(pre, "llama3") || str_is(pre, "llama-v3") || falcon3;
     if (!llama3 && !str_is(pre, "gpt-2") && !str_is(pre, "default"))
         return BJ_FAIL(L->err, BJ_E_UNSUPPORTED, "%s: key 'tokenizer.ggml.pre': pre-tokenizer \"%.*s\" is not "
                        "supported (llama-bpe, llama3, llama-v3, falcon3, gpt-2, default)", L->g->path,
                        (int)(pre.len > 64 ? 64 : pre.len), pre.s);
-    t->ignore_merges = llama3 && !falcon3;
+    t->ignore_merges = llama3;
     t->add_bos = llama3;
     tok_step *st = &t->steps[t->n_steps++];
     if (llama3) {

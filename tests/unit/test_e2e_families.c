@@ -98,6 +98,10 @@ static void check_gguf(const family *f, const char *type, const char *want_arch)
     cr_expect_str_eq(g.arch, want_arch);
     cr_expect_null(bj_gguf_find_tensor(&g, "blk.0.attn_sub_norm.weight") && !strcmp(want_arch, "llama") ? "x" : NULL,
                    "a llama GGUF has no sub-norms");
+    /* llama.cpp's `llama` tensor list has no `<proj>.scale`, and its loader refuses a file with a
+     * tensor it does not create ("wrong number of tensors"): the scale lives in the values */
+    for (uint64_t i = 0; !strcmp(want_arch, "llama") && i < g.n_tensors; i++)
+        cr_expect(!strstr(g.tensors[i].name, ".scale"), "llama GGUF has tensor '%s'", g.tensors[i].name);
     bj_gguf_close(&g);
     check_engine(f, gguf, "jit");
 }
@@ -119,6 +123,8 @@ ENGINE_TESTS(bitnet158, k_bitnet158)
 Test(e2e_families, falcon3_gguf_tq2_0, .timeout = 600) { check_gguf(&k_falcon3, "tq2_0", "llama"); }
 Test(e2e_families, falcon3_gguf_tq1_0, .timeout = 600) { check_gguf(&k_falcon3, "tq1_0", "llama"); }
 Test(e2e_families, falcon3_gguf_i2_s, .timeout = 600) { check_gguf(&k_falcon3, "i2_s", "llama"); }
+/* dense llama projections hold ternary * scale (no .scale tensor), which is what llama.cpp multiplies by */
+Test(e2e_families, falcon3_gguf_f16, .timeout = 600) { check_gguf(&k_falcon3, "f16", "llama"); }
 Test(e2e_families, bitnet158_gguf_tq2_0, .timeout = 600) { check_gguf(&k_bitnet158, "tq2_0", "bitnet"); }
 Test(e2e_families, bitnet158_gguf_i2_s, .timeout = 600) { check_gguf(&k_bitnet158, "i2_s", "bitnet"); }
 
@@ -325,6 +331,56 @@ Test(e2e_families, bad_linear_class) {
     family_copy(&k_falcon3, "fam-bad-class", NULL, NULL, NULL, 0, 0, cfg, dir, sizeof dir);
     expect_load_error(dir, BJ_E_UNSUPPORTED, "quantization_config.linear_class 'bitlinear_v2' (bitjit supports "
                                              "bitlinear, autobitlinear)");
+}
+
+/* The family's config.json with quantization_config.<k1> = v1 (and <k2> = v2 when k2 is given),
+ * as text for family_copy (malloc'd). */
+static char *cfg_quant(const family *f, const char *k1, const char *v1, const char *k2, const char *v2) {
+    char path[4096];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/%s/config.json", BJ_SOURCE_DIR, f->dir);
+    json_t *root = json_load_file(path, 0, &je);
+    cr_assert(root, "%s: %s", path, je.text);
+    json_t *q = json_object_get(root, "quantization_config");
+    json_object_set_new(q, k1, json_string(v1));
+    if (k2) json_object_set_new(q, k2, json_string(v2));
+    char *text = json_dumps(root, 0);
+    json_decref(root);
+    return text;
+}
+
+/* transformers' integration: linear_class bitlinear is BitLinear (packed U8) whatever
+ * quantization_mode says, autobitlinear online a float master, autobitlinear offline packed U8 times
+ * weight_scale. Weights of the other kind are refused naming the key and value. */
+Test(e2e_families, bad_bitlinear_with_float_masters) {
+    char dir[4096], *cfg = cfg_quant(&k_falcone, "linear_class", "bitlinear", NULL, NULL);
+    family_copy(&k_falcone, "fam-bitlinear-masters", NULL, NULL, NULL, 0, 0, cfg, dir, sizeof dir);
+    expect_load_error(dir, BJ_E_UNSUPPORTED, "quantization_config.linear_class 'bitlinear' stores packed U8 weights");
+    expect_load_error(dir, BJ_E_UNSUPPORTED, "is a BF16 master");
+    free(cfg);
+}
+
+Test(e2e_families, bad_online_with_packed_weights) {
+    char dir[4096], *cfg = cfg_quant(&k_falcon3, "linear_class", "autobitlinear", "quantization_mode", "online");
+    family_copy(&k_falcon3, "fam-online-packed", NULL, NULL, NULL, 0, 0, cfg, dir, sizeof dir);
+    expect_load_error(dir, BJ_E_UNSUPPORTED, "is packed U8, but quantization_config.quantization_mode 'online'");
+    free(cfg);
+}
+
+Test(e2e_families, bad_offline_with_float_weights) {
+    char dir[4096], *cfg = cfg_quant(&k_falcone, "quantization_mode", "offline", NULL, NULL);
+    family_copy(&k_falcone, "fam-offline-float", NULL, NULL, NULL, 0, 0, cfg, dir, sizeof dir);
+    expect_load_error(dir, BJ_E_UNSUPPORTED, "is BF16, but quantization_config.quantization_mode 'offline'");
+    free(cfg);
+}
+
+/* quantization_mode "online" with linear_class bitlinear: transformers builds BitLinear and never
+ * reads the mode, so the packed model runs as it is, matching its oracle. */
+Test(e2e_families, bitlinear_ignores_quantization_mode, .timeout = 300) {
+    char dir[4096], *cfg = cfg_quant(&k_falcon3, "quantization_mode", "online", NULL, NULL);
+    family_copy(&k_falcon3, "fam-bitlinear-online", NULL, NULL, NULL, 0, 0, cfg, dir, sizeof dir);
+    check_engine(&k_falcon3, dir, "ref");
+    free(cfg);
 }
 
 /* A handmade ModelProto: one piece "<unk>" (type 2) and trainer_spec.model_type = mt. */

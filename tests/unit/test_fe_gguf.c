@@ -550,3 +550,69 @@ Test(gguf_writer, micro_model_truncated_is_an_error) {
     cr_assert_eq(bj_gguf_open(&g, path, &err), BJ_E_FORMAT);
     cr_assert(strstr(err.msg, "file is truncated"), "%s", err.msg);
 }
+
+/* ---- scaled RoPE is refused, naming the key or tensor ----------------------------------------- */
+
+/* The metadata of a 1-layer llama (hidden 128, 2 heads) plus a token_embd of 8 rows, then the
+ * given string key, float key and (freqs) a rope_freqs.weight F32 [32] tensor; bj_gguf_config's
+ * verdict. */
+static bj_status llama_rope_config(const char *name, const char *skey, const char *sval, const char *fkey, float fval,
+                                   bool freqs, bj_error *err) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/rope-%s.gguf", BJ_TEST_TMP, name);
+    bj_gguf_writer *w;
+    cr_assert_eq(bj_gguf_writer_new(&w, 32, err), BJ_OK);
+    bj_gguf_kv_str(w, "general.architecture", "llama", err);
+    const struct { const char *k; uint32_t v; } u[] = {
+        { "llama.context_length", 64 }, { "llama.embedding_length", 128 }, { "llama.block_count", 1 },
+        { "llama.feed_forward_length", 256 }, { "llama.attention.head_count", 2 },
+    };
+    for (size_t i = 0; i < BJ_COUNTOF(u); i++) cr_assert_eq(bj_gguf_kv_u32(w, u[i].k, u[i].v, err), BJ_OK);
+    bj_gguf_kv_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err);
+    if (skey) cr_assert_eq(bj_gguf_kv_str(w, skey, sval, err), BJ_OK);
+    if (fkey) cr_assert_eq(bj_gguf_kv_f32(w, fkey, fval, err), BJ_OK);
+    cr_assert_eq(bj_gguf_add_tensor(w, "token_embd.weight", BJ_GGML_F32, 2, (int64_t[]){ 128, 8 }, err), BJ_OK);
+    if (freqs) cr_assert_eq(bj_gguf_add_tensor(w, "rope_freqs.weight", BJ_GGML_F32, 1, (int64_t[]){ 32 }, err), BJ_OK);
+    cr_assert_eq(bj_gguf_writer_begin(w, path, err), BJ_OK, "%s", err->msg);
+    static float zero[128 * 8];
+    cr_assert_eq(bj_gguf_writer_write(w, zero, sizeof zero, err), BJ_OK);
+    if (freqs) cr_assert_eq(bj_gguf_writer_write(w, zero, 32 * 4, err), BJ_OK);
+    cr_assert_eq(bj_gguf_writer_finish(w, err), BJ_OK, "%s", err->msg);
+    bj_gguf_writer_free(w);
+    bj_gguf g;
+    bj_model_config c;
+    cr_assert_eq(bj_gguf_open(&g, path, err), BJ_OK, "%s", err->msg);
+    bj_status s = bj_gguf_config(&g, &c, err);
+    bj_gguf_close(&g);
+    return s;
+}
+
+Test(gguf_rope, scaled_rope_refused_naming_the_key) {
+    static const struct {
+        const char *name, *skey, *sval, *fkey;
+        float fval;
+        bool freqs;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        { "plain", NULL, NULL, NULL, 0, false, NULL },
+        { "none", "llama.rope.scaling.type", "none", "llama.rope.scaling.factor", 8, false, NULL },
+        { "linear1", "llama.rope.scaling.type", "linear", "llama.rope.scaling.factor", 1, false, NULL },
+        { "yarn", "llama.rope.scaling.type", "yarn", NULL, 0, false, "key 'llama.rope.scaling.type' is \"yarn\"" },
+        /* no type key: llama.cpp's default type is linear, so a factor scales */
+        { "factor", NULL, NULL, "llama.rope.scaling.factor", 8, false, "key 'llama.rope.scaling.factor' is 8" },
+        { "scale_linear", NULL, NULL, "llama.rope.scale_linear", 4, false, "key 'llama.rope.scale_linear' is 4" },
+        { "freqs", NULL, NULL, NULL, 0, true, "tensor 'rope_freqs.weight'" },
+    };
+    for (size_t i = 0; i < BJ_COUNTOF(cases); i++) {
+        bj_error err = { 0 };
+        bj_status s = llama_rope_config(cases[i].name, cases[i].skey, cases[i].sval, cases[i].fkey, cases[i].fval,
+                                        cases[i].freqs, &err);
+        if (!cases[i].want) {
+            cr_expect_eq(s, BJ_OK, "%s: %s", cases[i].name, err.msg);
+            continue;
+        }
+        cr_expect_eq(s, BJ_E_UNSUPPORTED, "%s: %s", cases[i].name, err.msg);
+        cr_expect(strstr(err.msg, cases[i].want) && strstr(err.msg, "rope-"), "%s: '%s' lacks '%s'", cases[i].name,
+                  err.msg, cases[i].want);
+    }
+}

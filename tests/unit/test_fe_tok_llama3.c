@@ -12,6 +12,7 @@
  * Plus: decoding and round trips (invalid UTF-8 included), and every malformed-file error, which
  * must name the line. */
 #include "frontends/tokenizer.h"
+#include "frontends/gguf.h"
 
 #include <criterion/criterion.h>
 #include "support/tok_helpers.h"
@@ -251,4 +252,91 @@ Test(tok_llama3, malformed_files) {
     bj_error err = { 0 };
     cr_expect_eq(bj_tok_load_tiktoken(&t, BJ_TEST_TMP "/no-such-file", &err), BJ_E_IO);
     cr_expect(strstr(err.msg, "no-such-file"), "%s", err.msg);
+}
+
+/* ---- a GGUF vocabulary with tokenizer.ggml.pre "falcon3" --------------------------------------- */
+
+/* src's vocabulary and merges (bj_tok_gguf_export) written as a GGUF with tokenizer.ggml.pre
+ * `pre`, and read back by the GGUF tokenizer loader. */
+static bj_tokenizer *via_gguf(const bj_tokenizer *src, const char *pre, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tok-pre-%s.gguf", BJ_TEST_TMP, name);
+    bj_error err = { 0 };
+    bj_tok_gguf_arrays a;
+    bj_gguf_writer *w;
+    cr_assert_eq(bj_tok_gguf_export(src, &a, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_gguf_writer_new(&w, 32, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_str(w, "general.architecture", "llama", &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_str(w, "tokenizer.ggml.model", "gpt2", &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_str(w, "tokenizer.ggml.pre", pre, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_arr_str(w, "tokenizer.ggml.tokens", a.tokens, (uint64_t)a.n_tokens, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_arr_i32(w, "tokenizer.ggml.token_type", a.types, (uint64_t)a.n_tokens, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_arr_str(w, "tokenizer.ggml.merges", a.merges, a.n_merges, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)a.bos, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)a.eos, &err), BJ_OK);
+    cr_assert_eq(bj_gguf_writer_begin(w, path, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_gguf_writer_finish(w, &err), BJ_OK, "%s", err.msg);
+    bj_gguf_writer_free(w);
+    bj_tok_gguf_arrays_free(&a);
+    bj_gguf g;
+    bj_tokenizer *t;
+    cr_assert_eq(bj_gguf_open(&g, path, &err), BJ_OK, "%s", err.msg);
+    cr_assert_eq(bj_tok_load_gguf(&t, &g, &err), BJ_OK, "%s", err.msg);
+    bj_gguf_close(&g);
+    return t;
+}
+
+/* llama.cpp (c392e5094 and later, src/llama-vocab.cpp) gives tokenizer.ggml.pre "falcon3" the
+ * LLaMA-3 pre-tokenizer type: the LLaMA-3 split regex, BOS added, ignore_merges on. So Falcon3's
+ * GGUFs tokenize by the same rules as llama-bpe, and llama.cpp's llama-bpe vectors are what a
+ * "falcon3" GGUF of LLaMA-3's vocabulary must reproduce (numbers split in threes, contractions,
+ * whitespace runs: the regex's cases). */
+Test(tok_llama3, gguf_pre_falcon3_llama_cpp_vectors, .timeout = 300) {
+    bj_tokenizer *src = load(RANKS), *t = via_gguf(src, "falcon3", "falcon3");
+    bj_tok_free(src);
+    cr_expect(bj_tok_add_bos(t), "falcon3 adds BOS");
+    size_t ni, no, total = 0, ok = 0;
+    char *inp = read_all(VECTORS ".inp", &ni), *out = read_all(VECTORS ".out", &no);
+    const char *pi = inp, *po = out, *s;
+    size_t n;
+    while (next_input(&pi, inp + ni, &s, &n)) {
+        int32_t want[512], *ids;
+        size_t nw = next_ids(&po, out + no, want, 512), k;
+        encode(t, s, n, false, false, &ids, &k);
+        bool same = k == nw && (k == 0 || !memcmp(ids, want, k * sizeof *ids));
+        cr_expect(same, "vector %zu (\"%.*s\"): %zu ids, want %zu", total, (int)n, s, k, nw);
+        ok += same, total++;
+        free(ids);
+    }
+    cr_expect_eq(total, 46);
+    cr_expect_eq(ok, total);
+    free(inp);
+    free(out);
+    bj_tok_free(t);
+}
+
+/* ignore_merges is what tells "falcon3" from "gpt-2" / "default" on a vocabulary whose token
+ * "xyz" no merge reaches: as a whole word it is one token only with ignore_merges. The regex too:
+ * "12345" is "123" + "45" under LLaMA-3's \p{N}{1,3}, one word under GPT-2's; with merges for
+ * "12"/"123" and "45" the ids tell them apart. */
+Test(tok_llama3, gguf_pre_falcon3_ignore_merges_and_regex) {
+    static const char *extra[] = { "xyz", "12", "123", "45", "1234", "12345" };
+    char text[8192], enc[16];
+    size_t k = 0;
+    for (int i = 0; i < 256 + 6; i++) {
+        char c = (char)i;
+        if (i < 256) b64(&c, 1, enc);
+        else b64(extra[i - 256], strlen(extra[i - 256]), enc);
+        k += (size_t)snprintf(text + k, sizeof text - k, "%s %d\n", enc, i);
+    }
+    bj_tokenizer *src = load(write_file("pre-mini", text, k));
+    bj_tokenizer *f3 = via_gguf(src, "falcon3", "mini-falcon3"), *g2 = via_gguf(src, "gpt-2", "mini-gpt2");
+    expect_ids(f3, "xyz", false, false, 1, (int32_t[]){ 256 });
+    expect_ids(g2, "xyz", false, false, 3, (int32_t[]){ 'x', 'y', 'z' });
+    expect_ids(f3, "12345", false, false, 2, (int32_t[]){ 258, 259 });
+    expect_ids(g2, "12345", false, false, 1, (int32_t[]){ 261 });
+    expect_ids(f3, "xyz", true, false, 2, (int32_t[]){ bj_tok_bos(f3), 256 });
+    bj_tok_free(src);
+    bj_tok_free(f3);
+    bj_tok_free(g2);
 }
