@@ -16,17 +16,19 @@
 
 /* What the pipeline reports back (optional; see bj_pipeline_opts.stats). */
 typedef struct bj_pipeline_stats {
-    bool planned;              /* plan-memory ran */
-    int64_t plan_tokens;       /* tokens per step the plan is sized for */
-    uint64_t peak_bytes;       /* activation arena from plan-memory */
-    uint64_t naive_bytes;      /* one buffer per step value */
+    bool planned;              /* plan-memory ran (the rest is 0 otherwise) */
+    int64_t plan_tokens;       /* tokens per step the plan is sized for (bj_plan.step_tokens) */
+    uint64_t peak_bytes;       /* the activation arena: bj_plan.arena_row * plan_tokens */
+    uint64_t naive_bytes;      /* ... were every piece its own buffer */
     uint64_t kv_bytes;         /* KV cache, all layers */
     int n_passes_run;
 } bj_pipeline_stats;
 
 /* What the pipeline hands an executor (the JIT engine, bitjitc's AOT output, bench, tune): the
  * decisions its passes made that the graph's attributes cannot hold. Filled when
- * bj_pipeline_opts.plan is non-NULL; free with bj_plan_free.
+ * bj_pipeline_opts.plan is non-NULL; free with bj_plan_free. It is ordered steps (fold-epilogues),
+ * each with its node's kernels and packed weights (kern[node]), its epilogues and split axis, and
+ * every value's arena offsets and KV layout (plan-memory: val[node]); docs/architecture.md.
  *
  * Kernels (select-kernels, the one place kernel choice happens): for every ternary/binary matmul
  * node, bj_cg_tune_pick_descs over the tuning database, the cost rule, the path's prefill
