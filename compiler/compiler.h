@@ -16,17 +16,19 @@
 
 /* What the pipeline reports back (optional; see bj_pipeline_opts.stats). */
 typedef struct bj_pipeline_stats {
-    bool planned;              /* plan-memory ran */
-    int64_t plan_tokens;       /* tokens per step the plan is sized for */
-    uint64_t peak_bytes;       /* activation arena from plan-memory */
-    uint64_t naive_bytes;      /* one buffer per step value */
+    bool planned;              /* plan-memory ran (the rest is 0 otherwise) */
+    int64_t plan_tokens;       /* tokens per step the plan is sized for (bj_plan.step_tokens) */
+    uint64_t peak_bytes;       /* the activation arena: bj_plan.arena_row * plan_tokens */
+    uint64_t naive_bytes;      /* ... were every piece its own buffer */
     uint64_t kv_bytes;         /* KV cache, all layers */
     int n_passes_run;
 } bj_pipeline_stats;
 
 /* What the pipeline hands an executor (the JIT engine, bitjitc's AOT output, bench, tune): the
  * decisions its passes made that the graph's attributes cannot hold. Filled when
- * bj_pipeline_opts.plan is non-NULL; free with bj_plan_free.
+ * bj_pipeline_opts.plan is non-NULL; free with bj_plan_free. It is ordered steps (fold-epilogues),
+ * each with its node's kernels and packed weights (kern[node]), its epilogues and split axis, and
+ * every value's arena offsets and KV layout (plan-memory: val[node]); docs/architecture.md.
  *
  * Kernels (select-kernels, the one place kernel choice happens): for every ternary/binary matmul
  * node, bj_cg_tune_pick_descs over the tuning database, the cost rule, the path's prefill
@@ -58,6 +60,40 @@ typedef struct bj_plan_kernel {
     int64_t head_stride;  /* BJ_PLAN_HEAD_Q8: bytes per int8 row (bj_ir_q8_stride) */
 } bj_plan_kernel;
 
+/* The pieces of a step value in the activation arena (plan-memory): its result in f64
+ * activations (F), or as a q8row (Q rows of bj_cg_x_stride(K) bytes, QS one f64 scale a row); a
+ * ternary matmul's i32 sums before the rescale (ACC); rmsnorm_quant's / bitlinear's f64 normed
+ * rows before quantization (TMP). A bitlinear has Q/QS for its quantized input besides F. */
+enum { BJ_PIECE_F, BJ_PIECE_Q, BJ_PIECE_QS, BJ_PIECE_ACC, BJ_PIECE_TMP, BJ_PIECES };
+
+/* What the thread pool divides in a step (fold-epilogues, from the op). */
+typedef enum bj_split {
+    BJ_SPLIT_TOKENS = 1, /* token rows: embed, rmsnorm, act_quant, rmsnorm_quant, rope (bitlinear's phase 0) */
+    BJ_SPLIT_ROWS,       /* output rows of a matmul, in chunks (matmul_t/tk, bitlinear's phase 1, the head) */
+    BJ_SPLIT_HEADS,      /* attention heads, in chunks (phase 0 stores k/v by token rows) */
+    BJ_SPLIT_ELEMS,      /* the elements of an elementwise op */
+} bj_split;
+
+/* Per node of the graph: which step computes it and where its pieces live. */
+typedef struct bj_plan_value {
+    uint32_t step;          /* node whose step computes it: itself, or the ternary matmul it is folded into
+                               as an epilogue (fold-epilogues); BJ_NONE: no step (input, weights) */
+    uint32_t next_fold;     /* an epilogue's next one of the same matmul, in node order; BJ_NONE */
+    int64_t row[BJ_PIECES]; /* plan-memory: bytes a token of each piece, 64-aligned; 0: no such piece */
+    int64_t off[BJ_PIECES]; /* ... its offset a token: in a step of T tokens, at arena + off * T */
+    uint32_t live_from, live_to; /* ... steps (node ids) during which its result is live */
+    uint64_t kv_off;        /* attention: its K cache in the KV arena; V at kv_off + kv_half */
+    uint64_t kv_half;       /* attention: bytes of its K (= of its V) cache */
+} bj_plan_value;
+
+/* One step of the executor, in order: an op on the pool, then its epilogues on each chunk. */
+typedef struct bj_plan_step {
+    uint32_t node;          /* the op; its kernels (kern[node]) and pieces (val[node]) */
+    uint32_t epilogue;      /* first elementwise node folded into it (then val[].next_fold), BJ_NONE */
+    uint8_t split;          /* bj_split */
+    uint8_t phases;         /* 2: bitlinear (quantize rows, then the kernel), attention (store k/v, attend) */
+} bj_plan_step;
+
 typedef struct bj_plan {
     bj_cg_target tgt;     /* the target the kernels were chosen for */
     bool have_kernels;    /* select-kernels ran (after every pass that renumbers nodes) */
@@ -84,6 +120,20 @@ typedef struct bj_plan {
     /* quantize-head (opts.head_q8) */
     int64_t n_head_q8;        /* matmul_f heads given an int8 copy */
     int64_t head_q8_loaded;   /* ... mapped from the packed-weight cache, not converted now */
+    /* fold-epilogues (or, where it did not run, one step a node): the steps in order */
+    uint32_t n_steps;
+    bj_plan_step *steps;      /* malloc'd */
+    bj_plan_value *val;       /* malloc'd, per node */
+    int n_epilogues;          /* nodes folded into a matmul's step */
+    /* plan-memory: the activation arena and the KV cache, as the executor lays them out */
+    bool have_memory;
+    int64_t step_tokens;      /* the most tokens one step takes (a longer prompt runs in steps) */
+    uint32_t act_elem_bytes;  /* bytes of one activation (8: the engines compute in f64) */
+    uint32_t kv_elem_bytes;   /* bytes of one cached key or value element */
+    int64_t arena_row;        /* arena bytes a token: the arena is arena_row * step_tokens bytes */
+    int64_t arena_row_naive;  /* ... were every piece its own buffer */
+    int64_t kv_seq;           /* positions the KV cache holds */
+    uint64_t kv_bytes;        /* the KV arena: every attention layer's K then V */
 } bj_plan;
 
 void bj_plan_free(bj_plan *p);
@@ -110,6 +160,11 @@ typedef struct bj_plan_source {
                         bj_error *err);
     void *ud;
 } bj_plan_source;
+/* A prompt runs in steps of at most this many tokens, each attending to the KV cache the earlier
+ * ones filled: the same arithmetic row by row, so the same bits, with an arena for that many
+ * rows however long the prompt (~14 MB for 2B4T). The prefill kernels reuse each weight across a
+ * step's rows; 64 keeps the extra weight traffic of a long prompt small. */
+#define BJ_PLAN_STEP_TOKENS 64
 
 typedef struct bj_pipeline_opts {
     const char *passes;        /* "a,b,c": run exactly these (table order); NULL = the default pipeline */
@@ -147,8 +202,11 @@ typedef struct bj_pipeline_opts {
      * n_threads threads. */
     bool pack, no_cache;
     int n_threads;
-    /* For plan-memory: tokens per step to size the arena for (0 = the graph's max_seq). */
-    int64_t plan_tokens;
+    /* For plan-memory: tokens per step to size the arena for (0 = BJ_PLAN_STEP_TOKENS, at most
+     * the graph's max_seq); positions of the KV cache (0 = the graph's max_seq) and the bytes of
+     * one cached element (0 = 4: f32). */
+    int64_t plan_tokens, kv_seq;
+    uint32_t kv_elem_bytes;
     bj_pipeline_stats *stats;  /* filled when non-NULL */
     /* Called as a long pass makes headway (pack-weights: once at 0, then after each matrix it
      * packs; not when every matrix came from the cache), from any of the pass's threads but one

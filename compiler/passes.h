@@ -16,31 +16,14 @@
 
 #include <pthread.h>
 
-/* ---- plan-memory's result ---------------------------------------------------------------- */
-typedef struct bj_mem_slot {
-    uint64_t offset, bytes; /* in the activation arena; bytes 0: not a step value */
-    uint32_t def, last;     /* live from node def to node last (inclusive) */
-} bj_mem_slot;
-
-typedef struct bj_mem_plan {
-    bool valid;           /* set by plan-memory, cleared by any later pass that changes g */
-    int64_t tokens;       /* tokens per step the plan is sized for */
-    uint32_t n_nodes;
-    bj_mem_slot *slot;    /* malloc'd, per node */
-    uint64_t *kv_offset;  /* malloc'd, per node: ATTENTION's K cache offset in the KV arena */
-    uint64_t kv_layer_bytes_max;
-    uint64_t peak_bytes;  /* activation arena size */
-    uint64_t naive_bytes; /* one buffer per step value */
-    uint64_t kv_bytes;    /* KV arena: every layer's K then V, [max_seq, n_kv*head_dim] f32 each */
-} bj_mem_plan;
-
 typedef struct bj_pass_ctx {
     const bj_pipeline_opts *opts;
     FILE *out;            /* opts->out or stderr */
     bj_cg_target tgt;     /* for select-kernels / pack-weights; detected on first use */
     bool have_tgt;
-    bj_mem_plan plan;
-    bj_plan kplan;        /* what goes to opts->plan: select-kernels' choices, ... */
+    bj_plan kplan;        /* what goes to opts->plan: select-kernels' choices, the steps, the memory */
+    bool steps_valid;     /* kplan's steps are for g as it is (fold-epilogues; cleared by any other pass) */
+    bool mem_valid;       /* kplan's memory likewise (plan-memory) */
     bj_cg_tunedb tdb;     /* select-kernels: the tuning database, loaded on first use */
     bool tdb_tried, have_tdb;
     bool head_quantized;  /* quantize-head ran */
@@ -54,7 +37,12 @@ bj_status bj_pass_fuse_norm_quant_bitlinear(bj_graph *g, bj_pass_ctx *cx, bj_err
 bj_status bj_pass_select_kernels(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_pack_weights(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_quantize_head(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
+bj_status bj_pass_fold_epilogues(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 bj_status bj_pass_plan_memory(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
+/* The plan's steps into cx->kplan (steps, val[].step/next_fold), folding epilogues or not. */
+bj_status bj_pass_plan_steps(const bj_graph *g, bj_pass_ctx *cx, bool fold, bj_error *err);
+/* plan-memory's planning into cx->kplan (after the steps; makes unfolded ones if none are current). */
+bj_status bj_pass_plan_arena(const bj_graph *g, bj_pass_ctx *cx, bj_error *err);
 /* select-kernels' choices into cx->kplan without rewriting g: for a plan the pipeline must hand
  * out when the pass itself was not selected. */
 bj_status bj_pass_select_kernels_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err);
@@ -106,10 +94,10 @@ typedef struct bj_pattern {
 bj_status bj_pass_rewrite_fixpoint(bj_graph *g, const bj_pattern *pats, size_t n_pats, int max_iter,
                                    uint32_t *hits, bj_error *err);
 
-/* The pass manager prints a plan (as '#' comment lines, which the parser skips) after the IR. */
-void bj_pass_print_plan(const bj_graph *g, const bj_mem_plan *p, FILE *out);
+/* The pass manager prints the plan's steps with their epilogues and its memory, where current,
+ * after the IR (as '#' comment lines, which the parser skips). */
+void bj_pass_print_plan(const bj_graph *g, const bj_pass_ctx *cx, FILE *out);
 /* ... and quantize-head's decisions, one '#' line per 8-bit head (compiler/passes/quantize_head.c). */
 void bj_pass_print_heads(const bj_graph *g, const bj_plan *p, FILE *out);
-void bj_mem_plan_free(bj_mem_plan *p);
 
 #endif

@@ -7,7 +7,8 @@
  * before/after a named pass or after all, verify after each pass (always in debug builds)
  * and time the passes. Printing goes only to opts->out (stderr by default); dumps are headed
  * "# *** IR Dump After NAME ***", a comment line, so every dump is parsable text IR. A
- * memory plan, once made, prints after the IR as '#' lines (see passes/plan_memory.c).
+ * plan's steps (fold-epilogues) and memory (plan-memory), once made, print after the IR as '#'
+ * lines (bj_pass_print_plan).
  *
  * Invariants: passes run strictly in table order, each at most once; the graph verifies
  * after every pass when checking is on, and an error names the pass that broke it.
@@ -34,7 +35,8 @@ typedef struct bj_pass_info {
     X("select-kernels",            bj_pass_select_kernels,            "kernels per ternary matmul: forced, IR, cost rule, tuning database, prefill default") \
     X("pack-weights",              bj_pass_pack_weights,              "record each kernel's weight layout and packed bytes") \
     X("quantize-head",             bj_pass_quantize_head,             "--head q8: the float LM head's int8 copy (through the packed-weight cache)") \
-    X("plan-memory",               bj_pass_plan_memory,               "liveness offsets in one activation arena; KV layout; peak bytes")
+    X("fold-epilogues",            bj_pass_fold_epilogues,            "the executor's steps; elementwise ops folded into matmul steps as epilogues") \
+    X("plan-memory",               bj_pass_plan_memory,               "the executor's activation arena (offsets a token, liveness over the steps) and KV cache")
 
 #define BJ_PASS_ROW(name, fn, desc) { name, fn, desc },
 #define BJ_PASS_NAME(name, fn, desc) name,
@@ -93,7 +95,7 @@ static double bj_now_ms(void) {
 static void bj_dump(const bj_graph *g, const bj_pass_ctx *cx, const char *when, const char *pass) {
     fprintf(cx->out, "# *** IR Dump %s %s ***\n", when, pass);
     bj_ir_print(g, cx->out);
-    bj_pass_print_plan(g, &cx->plan, cx->out);
+    bj_pass_print_plan(g, cx, cx->out);
     bj_pass_print_heads(g, &cx->kplan, cx->out);
 }
 
@@ -112,7 +114,9 @@ static bj_status bj_run_one(bj_graph *g, bj_pass_ctx *cx, size_t i, double *ms, 
     const char *name = bj_pipeline[i].name;
     if (o->print_before && !strcmp(o->print_before, name)) bj_dump(g, cx, "Before", name);
     double t0 = bj_now_ms();
-    if (strcmp(name, "plan-memory") != 0) cx->plan.valid = false; /* g may change: the plan goes stale */
+    /* g may change: the steps and the memory plan go stale */
+    if (strcmp(name, "plan-memory") != 0) cx->mem_valid = false;
+    if (strcmp(name, "plan-memory") != 0 && strcmp(name, "fold-epilogues") != 0) cx->steps_valid = false;
     bj_status st = bj_pipeline[i].entry(g, cx, err);
     *ms = bj_now_ms() - t0;
     if (st != BJ_OK) return bj_error_prefix(err, "pass %s", name);
@@ -134,11 +138,13 @@ static void bj_print_times(const bj_pass_ctx *cx, const bool *run, const double 
 static void bj_fill_stats(const bj_pass_ctx *cx, bj_pipeline_stats *s, int n_run) {
     memset(s, 0, sizeof *s);
     s->n_passes_run = n_run;
-    s->planned = cx->plan.valid;
-    s->plan_tokens = cx->plan.tokens;
-    s->peak_bytes = cx->plan.peak_bytes;
-    s->naive_bytes = cx->plan.naive_bytes;
-    s->kv_bytes = cx->plan.kv_bytes;
+    s->planned = cx->mem_valid;
+    if (!cx->mem_valid) return;
+    const bj_plan *p = &cx->kplan;
+    s->plan_tokens = p->step_tokens;
+    s->peak_bytes = (uint64_t)(p->arena_row * p->step_tokens);
+    s->naive_bytes = (uint64_t)(p->arena_row_naive * p->step_tokens);
+    s->kv_bytes = p->kv_bytes;
 }
 
 void bj_plan_free(bj_plan *p) {
@@ -146,6 +152,8 @@ void bj_plan_free(bj_plan *p) {
     for (uint32_t i = 0; p->kern && i < p->n_nodes; i++)
         if (p->kern[i].map.base) bj_cg_wmap_free(&p->kern[i].map);
     free(p->kern);
+    free(p->steps);
+    free(p->val);
     memset(p, 0, sizeof *p);
 }
 
@@ -156,7 +164,8 @@ static void bj_note_run(bj_pass_ctx *cx, const char *name) {
 }
 
 /* The plan an executor needs: select-kernels' choices even where that pass was not selected
- * (its IR rewrite then does not happen), then handed to the caller. */
+ * (its IR rewrite then does not happen), steps (unfolded where fold-epilogues did not run) and
+ * memory likewise, then handed to the caller. */
 static bj_status bj_finish_plan(bj_graph *g, bj_pass_ctx *cx, const bj_pipeline_opts *o, bj_error *err) {
     if (!o->plan) return BJ_OK;
     if (o->head_q8 && !cx->head_quantized)
@@ -165,6 +174,8 @@ static bj_status bj_finish_plan(bj_graph *g, bj_pass_ctx *cx, const bj_pipeline_
     if (!cx->kplan.have_kernels || cx->kplan.n_nodes != g->n_nodes)
         BJ_TRY(bj_pass_select_kernels_plan(g, cx, err));
     BJ_TRY(bj_pass_pack_weights_plan(g, cx, err)); /* when asked for and not done yet */
+    if (!cx->steps_valid) BJ_TRY(bj_pass_plan_steps(g, cx, false, err));
+    if (!cx->mem_valid) BJ_TRY(bj_pass_plan_arena(g, cx, err));
     *o->plan = cx->kplan;
     memset(&cx->kplan, 0, sizeof cx->kplan);
     return BJ_OK;
@@ -183,10 +194,9 @@ bj_status bj_pipeline_run(bj_graph *g, const bj_pipeline_opts *o, bj_error *err)
     if (o->plan) memset(o->plan, 0, sizeof *o->plan);
     for (size_t i = 0; i < BJ_N_PASSES && st == BJ_OK; i++)
         if (run[i]) st = bj_run_one(g, &cx, i, &ms[i], err), n_run++, bj_note_run(&cx, bj_pipeline[i].name);
+    if (o->stats) bj_fill_stats(&cx, o->stats, n_run);
     if (st == BJ_OK) st = bj_finish_plan(g, &cx, o, err);
     if (st == BJ_OK && o->time_passes) bj_print_times(&cx, run, ms);
-    if (o->stats) bj_fill_stats(&cx, o->stats, n_run);
-    bj_mem_plan_free(&cx.plan);
     bj_plan_free(&cx.kplan);
     if (cx.have_tdb) bj_cg_tunedb_free(&cx.tdb);
     return st;

@@ -158,22 +158,47 @@ bj_status bj_pass_rewrite_fixpoint(bj_graph *g, const bj_pattern *pats, size_t n
     return st;
 }
 
-void bj_mem_plan_free(bj_mem_plan *p) {
-    free(p->slot);
-    free(p->kv_offset);
-    memset(p, 0, sizeof *p);
+static const char *bj_split_name(int s) {
+    static const char *const names[] = { "?", "tokens", "rows", "heads", "elems" };
+    return s >= 0 && s < (int)BJ_COUNTOF(names) ? names[s] : "?";
 }
 
-void bj_pass_print_plan(const bj_graph *g, const bj_mem_plan *p, FILE *out) {
-    if (!p->valid || p->n_nodes != g->n_nodes) return;
-    fprintf(out, "# plan-memory: tokens=%lld peak=%llu naive=%llu kv=%llu\n", (long long)p->tokens,
-            (unsigned long long)p->peak_bytes, (unsigned long long)p->naive_bytes, (unsigned long long)p->kv_bytes);
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const bj_mem_slot *s = &p->slot[i];
-        if (!s->bytes) continue;
-        fprintf(out, "#   %%%u offset=%llu bytes=%llu live=%u..%u", i, (unsigned long long)s->offset,
-                (unsigned long long)s->bytes, s->def, s->last);
-        if (g->nodes[i].op == BJ_OP_ATTENTION) fprintf(out, " kv_offset=%llu", (unsigned long long)p->kv_offset[i]);
+/* "# steps: N (E epilogues)", then each step that has epilogues: "#   step %12 bitlinear split=rows
+ * phases=2: epilogue %13 add, %14 relu_sqr". */
+static void bj_print_steps(const bj_graph *g, const bj_plan *p, FILE *out) {
+    fprintf(out, "# steps: %u, %d epilogues folded into them\n", p->n_steps, p->n_epilogues);
+    for (uint32_t k = 0; k < p->n_steps; k++) {
+        const bj_plan_step *st = &p->steps[k];
+        if (st->epilogue == BJ_NONE) continue;
+        fprintf(out, "#   step %%%u %s split=%s phases=%d: epilogue", st->node, bj_op_name((bj_op)g->nodes[st->node].op),
+                bj_split_name(st->split), st->phases);
+        for (uint32_t f = st->epilogue; f != BJ_NONE; f = p->val[f].next_fold)
+            fprintf(out, "%s %%%u %s", f == st->epilogue ? "" : ",", f, bj_op_name((bj_op)g->nodes[f].op));
         fputc('\n', out);
     }
+}
+
+/* "# plan-memory: ...", then each node's pieces "f@offset+bytes" (a token) and live steps. */
+static void bj_print_memory(const bj_graph *g, const bj_plan *p, FILE *out) {
+    static const char *const piece[BJ_PIECES] = { "f", "q", "qs", "acc", "tmp" };
+    fprintf(out, "# plan-memory: tokens=%lld arena=%lld (%lld a token) naive=%lld a token kv=%llu (%u-byte elements, %lld positions)\n",
+            (long long)p->step_tokens, (long long)(p->arena_row * p->step_tokens), (long long)p->arena_row,
+            (long long)p->arena_row_naive, (unsigned long long)p->kv_bytes, p->kv_elem_bytes, (long long)p->kv_seq);
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_plan_value *v = &p->val[i];
+        bool att = g->nodes[i].op == BJ_OP_ATTENTION, any = false;
+        for (int k = 0; k < BJ_PIECES; k++) any |= v->row[k] != 0;
+        if (!any && !att) continue;
+        fprintf(out, "#   %%%u", i);
+        for (int k = 0; k < BJ_PIECES; k++)
+            if (v->row[k]) fprintf(out, " %s@%lld+%lld", piece[k], (long long)v->off[k], (long long)v->row[k]);
+        if (any) fprintf(out, " live=%u..%u", v->live_from, v->live_to);
+        if (att) fprintf(out, " kv=%llu+2x%llu", (unsigned long long)v->kv_off, (unsigned long long)v->kv_half);
+        fputc('\n', out);
+    }
+}
+
+void bj_pass_print_plan(const bj_graph *g, const bj_pass_ctx *cx, FILE *out) {
+    if (cx->steps_valid) bj_print_steps(g, &cx->kplan, out);
+    if (cx->mem_valid) bj_print_memory(g, &cx->kplan, out);
 }

@@ -100,6 +100,7 @@ typedef struct bj_jit_report {
     uint64_t released_bytes;   /* pages of mapped source tensors given back once packed (RSS not kept) */
     int64_t act_row_bytes;     /* activation arena per token of a step (pieces sharing bytes) */
     int64_t act_row_naive;     /* ... were every piece its own buffer */
+    int n_epilogues;           /* elementwise ops the plan runs inside a matmul's step (fold-epilogues) */
     char cache_dir[4096];
     char cache_warning[512];   /* non-empty: the cache is off or had to rebuild entries */
     char variants[128];        /* e.g. "dot2/avx512vnni x42; prefill dot2/amx x42" */
@@ -118,6 +119,12 @@ void bj_jit_options_default(bj_jit_options *o);
 bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *own, bj_plan *plan, bj_error *err);
 bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_options *o,
                                bj_jit_report *report, bj_error *err);
+/* The engine as an executor of a plan made by bj_jit_compile with the same options (and possibly
+ * edited since): it takes *own and *plan (zeroed here; freed with the engine, or on failure),
+ * checks that the plan is for *own and that its arena offsets stay inside the arena, and runs
+ * exactly what the plan says. bj_jit_engine_create is bj_jit_compile, then this. */
+bj_status bj_jit_engine_from_plan(bj_engine **out, bj_graph *own, bj_plan *plan, const bj_jit_options *o,
+                                  bj_jit_report *report, bj_error *err);
 
 /* Where a JIT engine created with `profile` spent its forward time since creation: one row per
  * op kind, the ternary matmuls one row per shape and the float (head) matmuls apart, by time. */

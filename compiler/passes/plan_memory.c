@@ -1,140 +1,170 @@
-/* compiler/passes/plan_memory.c -- plan-memory: one activation arena for a step, with a byte
- * offset for every step value from liveness, and the KV-cache layout.
+/* compiler/passes/plan_memory.c -- plan-memory: the activation arena and the KV cache exactly as
+ * the JIT engine lays them out (bj_plan: val[].row/off/kv_off, arena_row, kv_bytes).
  *
- * For a step of P tokens (opts->plan_tokens, else the graph's max_seq: the largest prompt a
- * step can take) every step value v (not input/weight/weight_quant) gets a slot of
- *   bytes(v) = its result, nbytes(dtype, P, cols), plus the op's own scratch (rmsnorm_quant:
- *              the f32 normed rows; matmul_t/tk: the i32 sums; bitlinear: f32 normed rows,
- *              the q8row activation and the i32 sums), each rounded up to 64 bytes,
- * live from its node to its last reader (the output to the end). Two values whose live
- * ranges overlap (inclusive: an op's inputs and result coexist) never share bytes.
- * Placement is greedy by size, largest first, each at the lowest offset that fits among
- * the already placed values it overlaps (the usual offline best-effort for interval
- * packing; optimal is NP-hard, this is within a few % on transformer graphs).
- * peak = the arena size; naive = one buffer per value.
- * Not yet the arena the JIT engine uses: the engine plans its own (runtime/engine_jit.c,
- * plan_buffers: f64 activations, bytes a token, steps of 64 tokens, folded elementwise ops live
- * in their matmul's step), and this plan is freed at the end of the pipeline
- * (docs/architecture.md, "not yet in its pass").
+ * Every piece of a step (bj_plan_value, BJ_PIECE_*: a node's result, its integer sums, its normed
+ * rows, a bitlinear's quantized input) is T rows of a fixed number of bytes, in the engines' f64
+ * activations (act_elem_bytes 8; a q8row is bj_cg_x_stride(K) int8 and an f64 scale a row), each
+ * rounded up to 64 bytes: so one plan in bytes a token serves a step of any T. In a step of T
+ * tokens a piece is at arena + off * T; the arena holds step_tokens (opts->plan_tokens, else
+ * BJ_PLAN_STEP_TOKENS, at most max_seq) tokens: arena_row * step_tokens bytes, allocated once.
  *
- * KV cache: one arena, each attention layer's K then V, [max_seq, n_kv * head_dim] f32
- * each, in node order; kv_offset is printed per attention node.
+ * Liveness is over the plan's steps (fold-epilogues: an epilogue's pieces are live from its
+ * matmul's step): a node's result from its step to the last step that reads it, its scratch
+ * (ACC, TMP, a bitlinear's Q/QS) during its own step only. Two pieces whose live ranges overlap
+ * (inclusive: a step's inputs and results coexist) never share bytes. Placement is greedy,
+ * largest piece first, each at the lowest offset that clears the placed pieces it overlaps (the
+ * usual offline heuristic for interval packing). The matmul_f head writes the caller's logits
+ * and the output is no value: neither has pieces. arena_row_naive = every piece its own buffer.
  *
- * The plan is kept in the pass context (bj_pass_ctx.plan) and printed after the IR as '#'
- * comment lines (which the parser skips): the IR node has no free attribute slot for an
- * offset on every op, and a side table in bj_graph would change ir/, which this pass does
- * not own. Needs: nothing. Invalidates: nothing; any later change to g invalidates the plan. */
+ * KV cache: one arena, each attention layer's K then V, [kv_seq, n_kv * head_dim] elements of
+ * kv_elem_bytes each (opts: the engine's context and element type; default max_seq and f32),
+ * in node order, each rounded up to 64 bytes.
+ *
+ * Printed after the IR as '#' lines (bj_pass_print_plan). Where the pass is not run, the plan an
+ * executor gets is made all the same (pipeline.c): it cannot run without one.
+ * Needs: the plan's steps (made here, unfolded, when fold-epilogues did not run).
+ * Invalidates: nothing; any later change to g invalidates the plan. */
 #include "compiler/passes.h"
 
 #include <stdlib.h>
 
-static uint64_t bj_pm_round(uint64_t b) { return (b + 63) & ~(uint64_t)63; }
+#define BJ_PM_ALIGN 64
 
-static uint64_t bj_pm_bytes(bj_dtype dt, int64_t rows, int64_t cols) {
-    uint64_t b = 0;
-    if (!bj_dtype_nbytes(dt, (uint64_t)rows, (uint64_t)cols, &b)) return UINT64_MAX / 4;
-    return bj_pm_round(b);
-}
+typedef struct bj_pm_piece {
+    uint32_t node, from, to; /* live during steps (node ids) [from, to] */
+    int kind;                /* BJ_PIECE_* */
+    int64_t row, off;        /* bytes a token; offset a token */
+} bj_pm_piece;
 
-/* Result plus the op's own scratch, for P tokens. */
-static uint64_t bj_pm_value_bytes(const bj_graph *g, const bj_node *n, int64_t P) {
-    int64_t cols = bj_shape_cols(n->shape), k = n->nin ? bj_shape_cols(g->nodes[n->in[0]].shape) : 0;
-    uint64_t b = bj_pm_bytes((bj_dtype)n->dtype, P, cols);
-    switch (n->op) {
-    case BJ_OP_RMSNORM_QUANT: return b + bj_pm_bytes(BJ_DT_F32, P, cols);
-    case BJ_OP_MATMUL_T: case BJ_OP_MATMUL_TK: return b + bj_pm_bytes(BJ_DT_I32, P, cols);
-    case BJ_OP_BITLINEAR:
-        return b + bj_pm_bytes(BJ_DT_F32, P, k) + bj_pm_bytes(BJ_DT_Q8ROW, P, k) + bj_pm_bytes(BJ_DT_I32, P, cols);
-    default: return b;
+static int64_t bj_pm_round(int64_t b) { return (b + BJ_PM_ALIGN - 1) / BJ_PM_ALIGN * BJ_PM_ALIGN; }
+
+/* Node nd's pieces in bytes a token (row[k] = 0: none). */
+static void bj_pm_rows(const bj_graph *g, const bj_node *nd, int64_t act, int64_t *row) {
+    for (int k = 0; k < BJ_PIECES; k++) row[k] = 0;
+    if (!bj_pass_is_step_value(nd) || nd->op == BJ_OP_OUTPUT || nd->op == BJ_OP_MATMUL_F) return;
+    int64_t cols = bj_shape_cols(nd->shape);
+    /* rmsnorm_quant: q8row of its own columns; bitlinear: its result plus its quantized input (K columns) */
+    int64_t qcols = nd->op == BJ_OP_BITLINEAR ? g->nodes[nd->in[2]].shape.d[1] : cols;
+    bool q8 = nd->dtype == BJ_DT_Q8ROW;
+    if (q8 || nd->op == BJ_OP_BITLINEAR) {
+        row[BJ_PIECE_Q] = bj_cg_x_stride(qcols);
+        row[BJ_PIECE_QS] = act;
     }
+    if (nd->op == BJ_OP_RMSNORM_QUANT || nd->op == BJ_OP_BITLINEAR) row[BJ_PIECE_TMP] = qcols * act;
+    if (!q8) row[BJ_PIECE_F] = cols * act;
+    if (bj_pass_is_lowbit_matmul(nd)) row[BJ_PIECE_ACC] = cols * (int64_t)sizeof(int32_t);
 }
 
-static void bj_pm_liveness(const bj_graph *g, bj_mem_plan *p) {
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const bj_node *n = &g->nodes[i];
-        if (!bj_pass_is_step_value(n)) continue;
-        p->slot[i].bytes = bj_pm_value_bytes(g, n, p->tokens);
-        p->slot[i].def = p->slot[i].last = i;
-        if (n->op == BJ_OP_OUTPUT) p->slot[i].last = g->n_nodes - 1;
-        for (int k = 0; k < n->nin; k++)
-            if (p->slot[n->in[k]].bytes) p->slot[n->in[k]].last = i;
-        p->naive_bytes += p->slot[i].bytes;
-    }
-}
-
-
-static int bj_pm_cmp_size(const void *a, const void *b, void *ud) {
-    const bj_mem_plan *p = ud;
-    const bj_mem_slot *x = &p->slot[*(const uint32_t *)a], *y = &p->slot[*(const uint32_t *)b];
-    if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1;
-    return (x->def > y->def) - (x->def < y->def);
-}
-
-static bool bj_pm_overlap(const bj_mem_slot *a, const bj_mem_slot *b) {
-    return a->def <= b->last && b->def <= a->last;
-}
-
-/* Lowest offset for slot s that clears every placed, live-overlapping slot: try 0 and the end
- * of each conflicting slot, keep the smallest candidate that collides with none. */
-static uint64_t bj_pm_fit(const bj_mem_plan *p, const uint32_t *placed, uint32_t n_placed, const bj_mem_slot *s) {
-    uint64_t best = UINT64_MAX;
-    for (uint32_t c = 0; c <= n_placed; c++) {
-        uint64_t off = c == n_placed ? 0 : p->slot[placed[c]].offset + p->slot[placed[c]].bytes;
-        if (off >= best) continue;
-        bool ok = true;
-        for (uint32_t j = 0; j < n_placed && ok; j++) {
-            const bj_mem_slot *o = &p->slot[placed[j]];
-            ok = !bj_pm_overlap(s, o) || off + s->bytes <= o->offset || o->offset + o->bytes <= off;
-        }
-        if (ok) best = off;
-    }
-    return best;
-}
-
-static bj_status bj_pm_place(const bj_graph *g, bj_mem_plan *p, bj_error *err) {
-    uint32_t *order = malloc((g->n_nodes + 1) * sizeof *order), n = 0, *placed;
-    placed = malloc((g->n_nodes + 1) * sizeof *placed);
-    if (!order || !placed) { free(order); free(placed); return BJ_FAIL(err, BJ_E_NOMEM, "plan-memory: out of memory"); }
+/* The pieces of every node with their live ranges; *n of them. */
+static bj_status bj_pm_pieces(const bj_graph *g, const bj_plan *p, bj_pm_piece *pc, size_t *n, bj_error *err) {
+    uint32_t *last = malloc((g->n_nodes + 1) * sizeof *last);
+    if (!last) return BJ_FAIL(err, BJ_E_NOMEM, "plan-memory: out of memory");
+    for (uint32_t i = 0; i < g->n_nodes; i++) last[i] = p->val[i].step;
     for (uint32_t i = 0; i < g->n_nodes; i++)
-        if (p->slot[i].bytes) order[n++] = i;
-    qsort_r(order, n, sizeof *order, bj_pm_cmp_size, p);
-    for (uint32_t k = 0; k < n; k++) {
-        bj_mem_slot *s = &p->slot[order[k]];
-        s->offset = bj_pm_fit(p, placed, k, s);
-        placed[k] = order[k];
-        if (s->offset + s->bytes > p->peak_bytes) p->peak_bytes = s->offset + s->bytes;
+        for (uint32_t k = 0; k < g->nodes[i].nin; k++) {
+            uint32_t in = g->nodes[i].in[k], s = p->val[i].step;
+            if (s != BJ_NONE && last[in] != BJ_NONE && last[in] < s) last[in] = s;
+        }
+    *n = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_node *nd = &g->nodes[i];
+        bj_plan_value *v = &p->val[i];
+        bj_pm_rows(g, nd, p->act_elem_bytes, v->row);
+        bool q8 = nd->dtype == BJ_DT_Q8ROW;
+        for (int k = 0; k < BJ_PIECES; k++) {
+            v->row[k] = bj_pm_round(v->row[k]);
+            if (!v->row[k]) continue;
+            bool result = k == BJ_PIECE_F || (q8 && (k == BJ_PIECE_Q || k == BJ_PIECE_QS));
+            pc[(*n)++] = (bj_pm_piece){ .node = i, .from = v->step, .to = result ? last[i] : v->step, .kind = k,
+                                        .row = v->row[k] };
+        }
     }
-    free(order);
-    free(placed);
+    free(last);
     return BJ_OK;
 }
 
-static void bj_pm_kv(const bj_graph *g, bj_mem_plan *p) {
+static int bj_pm_by_size(const void *a, const void *b) {
+    const bj_pm_piece *x = a, *y = b;
+    if (x->row != y->row) return x->row > y->row ? -1 : 1;
+    if (x->from != y->from) return x->from < y->from ? -1 : 1;
+    return x->kind - y->kind;
+}
+
+static int bj_pm_by_off(const void *a, const void *b) {
+    int64_t x = (*(const bj_pm_piece *const *)a)->off, y = (*(const bj_pm_piece *const *)b)->off;
+    return (x > y) - (x < y);
+}
+
+/* pc[0..n) placed in order, each at the lowest offset clearing the earlier ones it overlaps.
+ * Returns the arena's bytes a token. */
+static int64_t bj_pm_place(bj_pm_piece *pc, size_t n, bj_pm_piece **live) {
+    int64_t top = 0;
+    for (size_t a = 0; a < n; a++) {
+        size_t nl = 0;
+        for (size_t c = 0; c < a; c++)
+            if (pc[c].to >= pc[a].from && pc[a].to >= pc[c].from) live[nl++] = &pc[c];
+        qsort(live, nl, sizeof *live, bj_pm_by_off);
+        int64_t off = 0;
+        for (size_t c = 0; c < nl && live[c]->off < off + pc[a].row; c++)
+            if (live[c]->off + live[c]->row > off) off = live[c]->off + live[c]->row;
+        pc[a].off = off;
+        if (off + pc[a].row > top) top = off + pc[a].row;
+    }
+    return top;
+}
+
+static void bj_pm_kv(const bj_graph *g, bj_plan *p) {
+    p->kv_bytes = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
         if (n->op != BJ_OP_ATTENTION) continue;
-        uint64_t layer = 2 * bj_pm_round((uint64_t)g->max_seq * (uint64_t)(n->iattr[2] * n->iattr[3]) * 4);
-        p->kv_offset[i] = p->kv_bytes;
-        p->kv_bytes += layer;
-        if (layer > p->kv_layer_bytes_max) p->kv_layer_bytes_max = layer;
+        int64_t half = bj_pm_round(p->kv_seq * n->iattr[2] * n->iattr[3] * (int64_t)p->kv_elem_bytes);
+        p->val[i].kv_off = p->kv_bytes;
+        p->val[i].kv_half = (uint64_t)half;
+        p->kv_bytes += 2 * (uint64_t)half;
     }
 }
 
+/* The plan's memory for g (its steps must be current). */
+bj_status bj_pass_plan_arena(const bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
+    bj_plan *p = &cx->kplan;
+    const bj_pipeline_opts *o = cx->opts;
+    int64_t max_seq = g->max_seq > 0 ? g->max_seq : 1;
+    if (!cx->steps_valid) BJ_TRY(bj_pass_plan_steps(g, cx, false, err));
+    p->act_elem_bytes = 8;
+    p->kv_elem_bytes = o->kv_elem_bytes ? o->kv_elem_bytes : 4;
+    p->kv_seq = o->kv_seq > 0 && o->kv_seq < max_seq ? o->kv_seq : max_seq;
+    p->step_tokens = o->plan_tokens > 0 ? o->plan_tokens : BJ_PLAN_STEP_TOKENS < max_seq ? BJ_PLAN_STEP_TOKENS : max_seq;
+    size_t cap = (size_t)g->n_nodes * BJ_PIECES + 1, n = 0;
+    bj_pm_piece *pc = malloc(cap * sizeof *pc);
+    bj_pm_piece **live = malloc(cap * sizeof *live);
+    bj_status s = pc && live ? bj_pm_pieces(g, p, pc, &n, err) : BJ_FAIL(err, BJ_E_NOMEM, "plan-memory: out of memory");
+    if (s == BJ_OK) {
+        qsort(pc, n, sizeof *pc, bj_pm_by_size);
+        p->arena_row = bj_pm_place(pc, n, live);
+        p->arena_row_naive = 0;
+        for (size_t a = 0; a < n; a++) {
+            p->val[pc[a].node].off[pc[a].kind] = pc[a].off;
+            p->arena_row_naive += pc[a].row;
+            if (pc[a].kind == BJ_PIECE_F || pc[a].kind == BJ_PIECE_Q) {
+                p->val[pc[a].node].live_from = pc[a].from;
+                p->val[pc[a].node].live_to = pc[a].to;
+            }
+        }
+        bj_pm_kv(g, p);
+        p->have_memory = cx->mem_valid = true;
+    }
+    free(pc);
+    free(live);
+    return s;
+}
+
 bj_status bj_pass_plan_memory(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
-    bj_mem_plan *p = &cx->plan;
-    bj_mem_plan_free(p);
-    p->tokens = cx->opts->plan_tokens > 0 ? cx->opts->plan_tokens : (g->max_seq > 0 ? g->max_seq : 1);
-    p->n_nodes = g->n_nodes;
-    p->slot = calloc(g->n_nodes + 1, sizeof *p->slot);
-    p->kv_offset = calloc(g->n_nodes + 1, sizeof *p->kv_offset);
-    if (!p->slot || !p->kv_offset) { bj_mem_plan_free(p); return BJ_FAIL(err, BJ_E_NOMEM, "plan-memory: out of memory"); }
-    bj_pm_liveness(g, p);
-    BJ_TRY(bj_pm_place(g, p, err));
-    bj_pm_kv(g, p);
-    p->valid = true;
-    bj_pass_note(cx, "plan-memory", "peak activation bytes %llu vs naive %llu (%.1f%%) for %lld tokens; KV cache %llu bytes",
-                 (unsigned long long)p->peak_bytes, (unsigned long long)p->naive_bytes,
-                 p->naive_bytes ? 100.0 * (double)p->peak_bytes / (double)p->naive_bytes : 0.0, (long long)p->tokens,
-                 (unsigned long long)p->kv_bytes);
+    BJ_TRY(bj_pass_plan_arena(g, cx, err));
+    const bj_plan *p = &cx->kplan;
+    bj_pass_note(cx, "plan-memory", "arena %lld bytes a token, %lld were every piece its own (%.1f%%), for steps of %lld tokens; KV cache %llu bytes",
+                 (long long)p->arena_row, (long long)p->arena_row_naive,
+                 p->arena_row_naive ? 100.0 * (double)p->arena_row / (double)p->arena_row_naive : 0.0,
+                 (long long)p->step_tokens, (unsigned long long)p->kv_bytes);
     return BJ_OK;
 }

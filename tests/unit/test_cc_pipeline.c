@@ -1,6 +1,7 @@
 /* tests/unit/test_cc_pipeline.c -- the pass manager and the passes' graph-level contracts:
  * the table, option errors, --print-after-all dumps that each parse and verify, a memory
- * plan below the naive sum, the pipeline is idempotent, and the fused ops' shape rules. */
+ * plan below the naive sum and a valid layout, the pipeline is idempotent, and the fused ops'
+ * shape rules. */
 #include "compiler/compiler.h"
 #include "frontends/model.h"
 
@@ -30,10 +31,10 @@ static size_t count(const char *hay, const char *needle) {
 
 Test(cc_pipeline, table_order) {
     const char *want[] = { "canonicalize", "quantize-weights", "share-activation-quant", "fuse-norm-quant-bitlinear",
-                           "select-kernels", "pack-weights", "quantize-head", "plan-memory", NULL };
+                           "select-kernels", "pack-weights", "quantize-head", "fold-epilogues", "plan-memory", NULL };
     const char *const *got = bj_pipeline_pass_names();
     for (int i = 0; want[i]; i++) cr_assert_str_eq(got[i], want[i]);
-    cr_assert_null(got[8]);
+    cr_assert_null(got[9]);
 }
 
 static void expect_unknown(bj_pipeline_opts *o, const char *needle) {
@@ -109,6 +110,74 @@ Test(cc_pipeline, plan_peak_below_naive) {
         cr_assert_eq(st.kv_bytes, 6ull * 2 * 512 * 128 * 4); /* 6 layers, K+V, max_seq x n_kv*head_dim f32 */
         printf("plan-memory %lld tokens: peak %llu, naive %llu\n", (long long)tokens[k],
                (unsigned long long)st.peak_bytes, (unsigned long long)st.naive_bytes);
+        bj_model_free(&m);
+    }
+}
+
+/* The plan an executor gets is a valid layout, checked here from the graph alone: liveness
+ * recomputed over the plan's steps (a result from its step to its last reader's step, scratch in
+ * its own step only); no two pieces live at once share a byte; all fit the arena; the epilogues
+ * are ternary matmuls' elementwise readers; the KV caches are disjoint. With fold-epilogues off
+ * there are no epilogues and the layout is still valid. */
+typedef struct piece { int64_t off, row; uint32_t from, to; } piece;
+
+static void check_plan_layout(const bj_graph *g, const bj_plan *p) {
+    piece *pc = malloc((size_t)g->n_nodes * BJ_PIECES * sizeof *pc);
+    size_t n = 0;
+    cr_assert(p->have_memory && p->n_steps > 0 && p->arena_row > 0);
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const bj_plan_value *v = &p->val[i];
+        uint32_t last = v->step;
+        for (uint32_t j = i + 1; j < g->n_nodes; j++)
+            for (int k = 0; k < g->nodes[j].nin; k++)
+                if (g->nodes[j].in[k] == i && p->val[j].step != BJ_NONE && p->val[j].step > last) last = p->val[j].step;
+        if (v->step != i && v->step != BJ_NONE) { /* an epilogue */
+            const bj_node *m = &g->nodes[v->step];
+            cr_assert(m->op == BJ_OP_MATMUL_TK || m->op == BJ_OP_BITLINEAR || m->op == BJ_OP_MATMUL_T);
+            cr_assert(g->nodes[i].op == BJ_OP_ADD || g->nodes[i].op == BJ_OP_MUL || g->nodes[i].op == BJ_OP_RELU_SQR ||
+                      g->nodes[i].op == BJ_OP_SILU);
+        }
+        bool q8 = g->nodes[i].dtype == BJ_DT_Q8ROW;
+        for (int k = 0; k < BJ_PIECES; k++) {
+            if (!v->row[k]) continue;
+            bool result = k == BJ_PIECE_F || (q8 && (k == BJ_PIECE_Q || k == BJ_PIECE_QS));
+            cr_assert_leq(v->off[k] + v->row[k], p->arena_row, "%%%u piece %d outside the arena", i, k);
+            pc[n++] = (piece){ v->off[k], v->row[k], v->step, result ? last : v->step };
+        }
+    }
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = a + 1; b < n; b++) {
+            bool live = pc[a].from <= pc[b].to && pc[b].from <= pc[a].to;
+            bool share = pc[a].off < pc[b].off + pc[b].row && pc[b].off < pc[a].off + pc[a].row;
+            cr_assert(!(live && share), "two live pieces share bytes at %lld and %lld", (long long)pc[a].off,
+                      (long long)pc[b].off);
+        }
+    uint64_t kv = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == BJ_OP_ATTENTION) { /* laid out in node order, back to back */
+            cr_assert_eq(p->val[i].kv_off, kv);
+            kv += 2 * p->val[i].kv_half;
+        }
+    cr_assert_eq(kv, p->kv_bytes);
+    free(pc);
+}
+
+Test(cc_pipeline, plan_layout_valid) {
+    const char *disable[] = { NULL, "fold-epilogues", "plan-memory", "fuse-norm-quant-bitlinear" };
+    for (size_t k = 0; k < 4; k++) {
+        bj_model m;
+        bj_error err = { 0 };
+        bj_plan plan;
+        load_kjv(&m, "packed");
+        bj_pipeline_opts o;
+        bj_pipeline_opts_default(&o);
+        o.disable = disable[k];
+        o.plan = &plan;
+        cr_assert_eq(bj_pipeline_run(&m.graph, &o, &err), BJ_OK, "%s", err.msg);
+        check_plan_layout(&m.graph, &plan);
+        cr_expect_eq(plan.n_epilogues, k == 1 ? 0 : 24, "--disable=%s: %d epilogues", disable[k] ? disable[k] : "", plan.n_epilogues);
+        cr_expect_eq(plan.step_tokens, 64);
+        bj_plan_free(&plan);
         bj_model_free(&m);
     }
 }

@@ -419,15 +419,29 @@ Test(jit_engine, runs_what_the_pipeline_made, .timeout = 300) {
     float *lr = malloc(N_PROMPT * V * sizeof *lr), *lj = malloc(N_PROMPT * V * sizeof *lj);
     int32_t ir_ids[N_GEN], ij[N_GEN];
     run(ref, lr, ir_ids);
-    bj_jit_report rf, rp, rk, ri;
+    bj_jit_report rf, rp, rk, ri, ru, rn;
+    bj_engine *unfolded, *neither;
     char *tf = jit_printed(&fused, &m.graph, NULL, 0, &rf);
     char *tp = jit_printed(&plain, &m.graph, "fuse-norm-quant-bitlinear", 0, &rp);
+    char *tu = jit_printed(&unfolded, &m.graph, "fold-epilogues", 0, &ru);
+    char *tn = jit_printed(&neither, &m.graph, "fuse-norm-quant-bitlinear,fold-epilogues", 0, &rn);
     cr_expect(strstr(tf, "= bitlinear ") != NULL, "the default pipeline fuses into bitlinear");
     cr_expect(strstr(tp, "= bitlinear ") == NULL, "fuse-norm-quant-bitlinear disabled, still fused");
     cr_expect(strstr(rf.passes, "fuse-norm-quant-bitlinear") != NULL, "%s", rf.passes);
     cr_expect(strstr(rp.passes, "fuse-norm-quant-bitlinear") == NULL, "%s", rp.passes);
-    bj_engine *js[] = { fused, plain };
-    for (int k = 0; k < 2; k++) {
+    /* fold-epilogues: the plan prints the elementwise ops run inside matmul steps, and the engine
+     * runs that many; disabled, the plan has none and neither has the engine */
+    cr_expect(strstr(tf, "bitlinear split=rows phases=2: epilogue %") != NULL, "no folded epilogue printed");
+    cr_expect(strstr(tp, "matmul_tk split=rows phases=1: epilogue %") != NULL, "no folded epilogue printed (unfused)");
+    cr_expect(strstr(tu, ": epilogue %") == NULL && strstr(tn, ": epilogue %") == NULL, "fold-epilogues disabled, still folded");
+    cr_expect(strstr(tu, "# steps: ") != NULL && strstr(tu, ", 0 epilogues folded") != NULL, "the unfolded plan is printed");
+    cr_expect_eq(rf.n_epilogues, 24);
+    cr_expect_eq(rp.n_epilogues, 24);
+    cr_expect_eq(ru.n_epilogues, 0);
+    cr_expect_eq(rn.n_epilogues, 0);
+    cr_expect(strstr(ru.passes, "fold-epilogues") == NULL && strstr(rf.passes, "fold-epilogues") != NULL, "%s", ru.passes);
+    bj_engine *js[] = { fused, plain, unfolded, neither };
+    for (int k = 0; k < 4; k++) {
         run(js[k], lj, ij);
         cr_expect_arr_eq(lj, lr, N_PROMPT * V * sizeof *lr, "pipeline %d: logits differ from ref", k);
         cr_expect_arr_eq(ij, ir_ids, sizeof ij, "pipeline %d: greedy ids differ from ref", k);
@@ -456,6 +470,10 @@ Test(jit_engine, runs_what_the_pipeline_made, .timeout = 300) {
     }
     free(tf);
     free(tp);
+    free(tu);
+    free(tn);
+    bj_engine_free(unfolded);
+    bj_engine_free(neither);
     free(lr);
     free(lj);
     bj_engine_free(ref);
@@ -464,5 +482,55 @@ Test(jit_engine, runs_what_the_pipeline_made, .timeout = 300) {
     bj_engine_free(forced);
     bj_engine_free(ir);
     bj_graph_free(&g2);
+    bj_model_free(&m);
+}
+
+/* The engine lays activations out where the plan says: the unedited plan given back through
+ * bj_jit_engine_from_plan runs bit-identical to ref, and the same plan with one wrong arena offset
+ * (an attention's keys written over its queries, both live until the attention step) does not.
+ * An offset outside the arena is refused with an error, not run. */
+static bj_status from_plan(bj_engine **e, const bj_graph *g, int edit, bj_error *err) {
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.no_tune_db = true;
+    o.cache_dir = BJ_TEST_TMP "/jit-pipeline-cache";
+    bj_graph own;
+    bj_plan plan;
+    cr_assert_eq(bj_jit_compile(g, &o, &own, &plan, err), BJ_OK, "%s", err->msg);
+    uint32_t att = BJ_NONE;
+    for (uint32_t i = 0; i < own.n_nodes && att == BJ_NONE; i++)
+        if (own.nodes[i].op == BJ_OP_ATTENTION) att = i;
+    cr_assert_neq(att, BJ_NONE);
+    bj_plan_value *q = &plan.val[own.nodes[att].in[0]], *k = &plan.val[own.nodes[att].in[1]];
+    cr_assert(q->row[BJ_PIECE_F] >= k->row[BJ_PIECE_F] && q->off[BJ_PIECE_F] != k->off[BJ_PIECE_F]);
+    if (edit == 1) k->off[BJ_PIECE_F] = q->off[BJ_PIECE_F];
+    if (edit == 2) k->off[BJ_PIECE_F] = plan.arena_row;
+    return bj_jit_engine_from_plan(e, &own, &plan, &o, NULL, err);
+}
+
+Test(jit_engine, runs_the_plans_offsets, .timeout = 300) {
+    bj_model m;
+    load(&m, "models/kjv-bitnet-11m/packed");
+    bj_error err = { 0 };
+    bj_engine *ref, *good, *bad, *out;
+    cr_assert_eq(bj_ref_engine_create(&ref, &m.graph, &err), BJ_OK, "%s", err.msg);
+    size_t V = (size_t)ref->n_vocab;
+    float *lr = malloc(N_PROMPT * V * sizeof *lr), *lj = malloc(N_PROMPT * V * sizeof *lj);
+    int32_t ir_ids[N_GEN], ij[N_GEN];
+    run(ref, lr, ir_ids);
+    cr_assert_eq(from_plan(&good, &m.graph, 0, &err), BJ_OK, "%s", err.msg);
+    run(good, lj, ij);
+    cr_expect_arr_eq(lj, lr, N_PROMPT * V * sizeof *lr, "the plan as made: logits differ from ref");
+    cr_assert_eq(from_plan(&bad, &m.graph, 1, &err), BJ_OK, "%s", err.msg);
+    run(bad, lj, ij);
+    cr_expect(memcmp(lj, lr, N_PROMPT * V * sizeof *lr) != 0, "keys aliased onto queries, yet the logits equal ref's");
+    cr_expect_eq(from_plan(&out, &m.graph, 2, &err), BJ_E_INVALID);
+    cr_expect(strstr(err.msg, "outside the arena") != NULL, "%s", err.msg);
+    free(lr);
+    free(lj);
+    bj_engine_free(ref);
+    bj_engine_free(good);
+    bj_engine_free(bad);
     bj_model_free(&m);
 }
