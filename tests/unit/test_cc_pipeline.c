@@ -77,7 +77,7 @@ Test(cc_pipeline, print_after_all_dumps_parse) {
     o.out = f;
     cr_assert_eq(bj_pipeline_run(&m.graph, &o, &err), BJ_OK, "%s", err.msg);
     fclose(f);
-    cr_assert_eq(count(buf, "# *** IR Dump After "), 8);
+    cr_assert_eq(count(buf, "# *** IR Dump After "), 9);
     for (char *p = strstr(buf, "# *** IR Dump"); p;) {
         char *next = strstr(p + 1, "# *** IR Dump");
         bj_graph g;
