@@ -41,6 +41,7 @@ typedef struct bj_pass_ctx {
     bj_plan kplan;        /* what goes to opts->plan: select-kernels' choices, ... */
     bj_cg_tunedb tdb;     /* select-kernels: the tuning database, loaded on first use */
     bool tdb_tried, have_tdb;
+    bool autotune_tried;  /* select-kernels: the quick tune ran (once a pipeline run) */
 } bj_pass_ctx;
 
 /* ---- the passes (compiler/passes/<name>.c) ------------------------------------------------ */

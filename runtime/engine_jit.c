@@ -22,6 +22,7 @@
 #include "runtime/ops.h"
 #include "runtime/runtime.h"
 #include "runtime/threads.h"
+#include "runtime/tune.h"
 
 #include <ffi.h>
 #include <stdatomic.h>
@@ -77,7 +78,8 @@ typedef struct jit_engine {
     uint32_t *done;       /* per node: the step that computes it (itself, or the matmul it is folded into) */
     uint32_t *tail;       /* per matmul: the first elementwise node folded into its chunks, BJ_NONE if none */
     uint32_t *tail_next;  /* per folded node: the next one of the same matmul */
-    bj_kv **kc, **vc;     /* per node: attention KV caches */
+    void **kc, **vc;      /* per node: attention KV caches, of kv elements */
+    int kv;               /* the caches' element type (bj_jit_options.kv) */
     jit_buf *buf;         /* per node */
     int64_t plan_row;     /* the arena's bytes per token of capacity (plan_buffers) */
     int64_t plan_naive;   /* ... were every piece its own buffer */
@@ -370,7 +372,7 @@ static bj_status prepare(jit_engine *e, const bj_jit_options *o, bj_jit_report *
         const bj_node *n = &g->nodes[i];
         if (n->op == BJ_OP_WEIGHT && (s = bj_ir_weight_check(n, err)) != BJ_OK) break;
         if (n->op == BJ_OP_ATTENTION) {
-            size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
+            size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * bj_rt_kv_elem_bytes(e->kv);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz))) {
                 s = BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
                 break;
@@ -629,11 +631,11 @@ static void run_attention(step_ctx *c, int ith, int nth) {
     int64_t H = n->iattr[1], Hkv = n->iattr[2], d = n->iattr[3], pos0 = e->base.n_past, a, b;
     if (c->phase == 0) {
         bj_pool_split(c->T, 1, ith, nth, &a, &b);
-        if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kc[id], e->vc[id]);
+        if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kv, e->kc[id], e->vc[id]);
         return;
     }
     while (next_chunk(c, ith, nth, H, 1, 1, &a, &b))
-        bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
+        bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], e->kv, H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
                         e->buf[id].f);
 }
 
@@ -871,6 +873,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     memcpy(e->argt, argt, sizeof argt);
     snprintf(r->tune_db, sizeof r->tune_db, "%s", e->plan.tune_db);
     snprintf(r->tune_warning, sizeof r->tune_warning, "%s", e->plan.tune_warning);
+    r->n_autotuned = e->plan.n_autotuned;
+    r->autotune_s = e->plan.autotune_s;
     bj_cg_srcidx_init(&e->sidx);
     bj_status s = prepare(e, o, r, err);
     if (s == BJ_OK) bj_cg_srcidx_save(&e->cache, &e->sidx);
@@ -897,6 +901,8 @@ bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *o
     po.default_tune_db = true;
     po.kernel_lookup = o->kernel_lookup;
     po.kernel_ud = o->kernel_ud;
+    po.autotune = o->no_autotune ? NULL : bj_tune_autotune;
+    po.autotune_ud = (void *)o;
     po.plan = plan;
     po.pack = true;
     po.no_cache = o->no_cache;
@@ -915,6 +921,7 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     bj_jit_report dummy, *r = report ? report : &dummy;
     memset(r, 0, sizeof *r);
     if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
+    if (o->kv != BJ_KV_F32 && o->kv != BJ_KV_F16) return BJ_FAIL(err, BJ_E_INVALID, "unknown KV cache type %d", (int)o->kv);
     if (o->n_ctx < 0 || o->n_ctx > g->max_seq)
         return BJ_FAIL(err, BJ_E_INVALID, "context of %lld tokens asked: the model's is %lld (at least 1)",
                        (long long)o->n_ctx, (long long)g->max_seq);
@@ -927,6 +934,7 @@ bj_status bj_jit_engine_create(bj_engine **out, const bj_graph *g, const bj_jit_
     if (s == BJ_OK) s = bj_engine_check_head(e->g, &head, err);
     if (s != BJ_OK) { jit_free(&e->base); return s; }
     e->head = head;
+    e->kv = o->kv;
     snprintf(r->passes, sizeof r->passes, "%s", e->plan.passes_run);
     e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(e->g->nodes[bj_ir_find_output(e->g)].shape),
                            .max_seq = o->n_ctx ? o->n_ctx : e->g->max_seq, .forward = jit_forward, .reset = jit_reset,

@@ -177,6 +177,12 @@ void cli_parse_head(const char *s, bj_jit_options *o) {
         cli_die_usage("--head expects 'exact', 'q8' or 'exact-c', got '%s'", s);
 }
 
+bj_kv_type cli_parse_kv(const char *s) {
+    if (!strcmp(s, "f32")) return BJ_KV_F32;
+    if (!strcmp(s, "f16")) return BJ_KV_F16;
+    cli_die_usage("--kv expects 'f32' or 'f16', got '%s'", s);
+}
+
 int cli_parse_kernel(const char *s) {
     if (!strcmp(s, "auto")) return 0;
     char names[128] = "auto";
@@ -233,6 +239,8 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case CLI_O_PA: o->pl.print_after = arg; return true;
     case CLI_O_DISABLE: o->pl.disable = arg; return true;
     case CLI_O_TIME_PASSES: o->pl.time_passes = true; return true;
+    case CLI_O_NO_AUTOTUNE: o->jit.no_autotune = true; return true;
+    case CLI_O_KV: o->jit.kv = cli_parse_kv(arg); return true;
     case 'c': o->jit.n_ctx = cli_parse_ctx(arg); return true;
     default: return false;
     }
@@ -295,10 +303,21 @@ void cli_sampling_finish(cli_sampling *s) {
 
 /* ---- opening a model ------------------------------------------------------------------------------ */
 /* Progress of kernel preparation (progress.h: a bar on a terminal, occasional lines on a pipe). */
+static const char tune_label[] = "tuning kernels for this CPU (once; --no-autotune skips)";
+
 static void on_progress(void *ud, int64_t done, int64_t total) {
     cli_progress *p = ud;
+    if (p->active && !strncmp(p->label, tune_label, 14)) cli_progress_end(p); /* the quick tune is over */
     if (!p->active && done <= 1) cli_progress_begin(p, "preparing kernels", total);
     cli_progress_update(p, done, NULL);
+}
+
+/* Progress of the quick tune of a first start (select-kernels: the database lacks the model's
+ * shapes); the kernel bar (on_progress, the same cli_progress) takes over after it. */
+static void on_tune_progress(void *ud, int64_t done, int64_t total, const char *note) {
+    cli_progress *p = ud;
+    if (!p->active) cli_progress_begin(p, tune_label, total);
+    cli_progress_update(p, done < total ? done : total, note);
 }
 
 /* A model that will not load: say where its path came from when -m did not give it. */
@@ -354,7 +373,7 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     bj_engine *e;
     *packed_bytes = 0;
     if (!strcmp(o->engine, "ref")) {
-        if (bj_ref_engine_create_ctx(&e, g, o->jit.n_ctx, &err) != BJ_OK) cli_die_error(&err);
+        if (bj_ref_engine_create_kv(&e, g, o->jit.n_ctx, o->jit.kv, &err) != BJ_OK) cli_die_error(&err);
         for (uint32_t i = 0; i < g->n_nodes; i++)
             if (g->nodes[i].op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(g->nodes[i].dtype)) *packed_bytes += g->nodes[i].nbytes;
         return e;
@@ -362,6 +381,8 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     cli_progress bar = { 0 };
     o->jit.progress = on_progress;
     o->jit.progress_ud = &bar;
+    o->jit.tune_progress = on_tune_progress;
+    o->jit.tune_progress_ud = &bar;
     bj_jit_report r;
     o->pl.verbose = o->verbose;
     o->pl.out = stderr;
@@ -370,6 +391,8 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     cli_progress_end(&bar);
     o->jit.progress = NULL;
     o->jit.progress_ud = NULL;
+    o->jit.tune_progress = NULL;
+    o->jit.tune_progress_ud = NULL;
     o->jit.pipeline = NULL;
     if (st != BJ_OK) cli_die_error(&err);
     *packed_bytes = r.packed_bytes;
@@ -405,6 +428,9 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
         fprintf(stderr, "%s: tuning database: %lld of %lld matmuls took their kernel from it (%lld with a prefill kernel); %s\n",
                 bj_cli_prog, (long long)r.n_tuned, (long long)r.n_matmuls, (long long)r.n_tuned_pp,
                 r.tune_db[0] ? r.tune_db : "(none)");
+    if (o->verbose && r.n_autotuned)
+        fprintf(stderr, "%s: quick tune: %lld shape%s this model's database lacked measured in %.1f s (kept for later starts)\n",
+                bj_cli_prog, (long long)r.n_autotuned, cli_s(r.n_autotuned), r.autotune_s);
     return e;
 }
 
