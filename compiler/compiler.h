@@ -54,7 +54,7 @@ typedef struct bj_plan {
     char tune_db[4096];   /* the database looked for ("(off)": none wanted; "": no path) */
     bool tune_db_found;   /* ... existed and was read */
     char tune_warning[512]; /* non-empty: it exists but could not be used (or the quick tune failed) */
-    int64_t n_autotuned;  /* shapes the quick tune of this run measured (select-kernels) */
+    int64_t n_autotuned;  /* shapes the quick tune of this run gave entries (select-kernels) */
     double autotune_s;    /* ... and the seconds it took */
     char passes_run[512]; /* "canonicalize,quantize-weights,...": the passes that ran, in order */
     /* pack-weights (opts.pack) */

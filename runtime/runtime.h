@@ -116,7 +116,7 @@ typedef struct bj_jit_report {
     int64_t n_tuned_pp;        /* ... that also have a tuned prefill kernel */
     char tune_db[4096];        /* the database looked for ("(off)": ignored; "": no path) */
     char tune_warning[512];    /* non-empty: the database exists but could not be used */
-    int64_t n_autotuned;       /* shapes the quick tune measured during this creation */
+    int64_t n_autotuned;       /* shapes the quick tune gave entries during this creation */
     double autotune_s;         /* ... and its seconds */
     char passes[512];          /* the passes the pipeline ran, in order, comma-separated */
 } bj_jit_report;

@@ -476,6 +476,14 @@ static bj_status tune_one_shape(tune_ws *ws, const bj_cg_tune_shape *sh, const b
             st = bj_cg_kdesc_init(&r->def, tgt, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, (bj_cg_wtype)sh->wtype, sh->m, sh->k,
                                   ws->t8, err);
         int layout = tc == BJ_CG_TC_DECODE ? -1 : rep->r[rep->n - 1].best.variant;
+        if (layout >= 0 && r->def.variant != layout) {
+            /* The decode winner packs differently from the default: prefill's baseline is the
+             * winner with its path's prefill tiles (what engines run without a prefill entry), so
+             * the entry written packs as the decode one and applies (bj_cg_tune_pick_descs). */
+            bj_cg_kdesc d = rep->r[rep->n - 1].best;
+            if (!bj_cg_kdesc_prefill_default(&d, tgt) || d.variant != layout) d = rep->r[rep->n - 1].best;
+            r->def = d;
+        }
         if (st == BJ_OK) st = tune_class(ws, sh, r, layout, err);
         rep->n++;
     }

@@ -175,7 +175,7 @@ static bj_status bj_sk_autotune(bj_pass_ctx *cx, const bj_cg_target *t, bool *ra
                  "the quick tune failed: %.400s (kernels by the cost rule)", e2.msg);
         return BJ_OK;
     }
-    cx->kplan.n_autotuned = (int64_t)n;
+    cx->kplan.n_autotuned = (int64_t)n; /* less those still missing: bj_sk_choose */
     if (cx->have_tdb) bj_cg_tunedb_free(&cx->tdb);
     cx->have_tdb = cx->tdb_tried = false;
     *ran = true;
@@ -227,6 +227,11 @@ static bj_status bj_sk_choose(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32
     snprintf(warn, sizeof warn, "%s", cx->kplan.tune_warning);
     BJ_TRY(bj_sk_run(g, cx, rewrite, counts, tp, err));
     if (!cx->kplan.tune_warning[0]) snprintf(cx->kplan.tune_warning, sizeof cx->kplan.tune_warning, "%s", warn);
+    bj_cg_tune_shape *left;
+    size_t n_left;
+    BJ_TRY(bj_sk_missing(cx, &left, &n_left, err)); /* the budget may have ended before some */
+    free(left);
+    cx->kplan.n_autotuned -= (int64_t)n_left;
     return BJ_OK;
 }
 

@@ -429,7 +429,8 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
                 bj_cli_prog, (long long)r.n_tuned, (long long)r.n_matmuls, (long long)r.n_tuned_pp,
                 r.tune_db[0] ? r.tune_db : "(none)");
     if (o->verbose && r.n_autotuned)
-        fprintf(stderr, "%s: quick tune: %lld shape%s this model's database lacked measured in %.1f s (kept for later starts)\n",
+        fprintf(stderr, "%s: quick tune: %lld shape%s measured in %.1f s and kept in the tuning database (shapes the "
+                        "budget did not reach are measured at the next start)\n",
                 bj_cli_prog, (long long)r.n_autotuned, cli_s(r.n_autotuned), r.autotune_s);
     return e;
 }
