@@ -481,7 +481,9 @@ static bj_status tune_one_shape(tune_ws *ws, const bj_cg_tune_shape *sh, const b
              * winner with its path's prefill tiles (what engines run without a prefill entry), so
              * the entry written packs as the decode one and applies (bj_cg_tune_pick_descs). */
             bj_cg_kdesc d = rep->r[rep->n - 1].best;
-            if (!bj_cg_kdesc_prefill_default(&d, tgt) || d.variant != layout) d = rep->r[rep->n - 1].best;
+            bj_error ign = { 0 };
+            if (!bj_cg_kdesc_prefill_default(&d, tgt) || d.variant != layout || bj_cg_kdesc_check(&d, tgt, &ign) != BJ_OK)
+                d = rep->r[rep->n - 1].best;
             r->def = d;
         }
         if (st == BJ_OK) st = tune_class(ws, sh, r, layout, err);

@@ -109,7 +109,7 @@ static bj_status bj_sk_pick(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, cons
  * (on an Ice Lake server the 1.6-bit trit5/avx2 kernel ran a 2560x2560 decode step 1.9x faster
  * than the rule's dot2/avx512vnni; on a Zen 5 the 256-bit avxvnni kernels won three shapes of
  * four). So the choice is measured, not modelled: where the default tuning database (the one
- * next to the kernel cache) has no decode entry for a shape of this model and the caller gave
+ * next to the kernel cache) has no decode or prefill entry for a shape of this model and the caller gave
  * a tuner (opts->autotune: the JIT engine's bj_tune_autotune unless --no-autotune), those
  * shapes go to the tuner, which times them (bounded: runtime/tune.h's quick mode) and writes
  * their entries; the database is read again and the kernels chosen from it. Once written, an
@@ -123,8 +123,8 @@ static bool bj_sk_autotune_wanted(const bj_pass_ctx *cx) {
            o->default_tune_db && !o->kernel_lookup && !o->no_cache && db[0] && strcmp(db, "(off)") != 0;
 }
 
-/* The distinct shapes of the plan whose decode entry the database lacks, with the kernels
- * chosen for them (the cost rule's: no entry applied). */
+/* The distinct shapes of the plan whose decode or prefill entry the database lacks (a budget
+ * may end between the two), with the kernels chosen for them (the tuner's baselines). */
 static bj_status bj_sk_missing(const bj_pass_ctx *cx, bj_cg_tune_shape **out, size_t *n_out, bj_error *err) {
     const bj_plan *p = &cx->kplan;
     bj_cg_tune_shape *s = NULL;
@@ -133,7 +133,9 @@ static bj_status bj_sk_missing(const bj_pass_ctx *cx, bj_cg_tune_shape **out, si
         if (!p->kern[i].set) continue;
         const bj_cg_tune_pick *pk = &p->kern[i].pick;
         bj_cg_wtype wt = (bj_cg_wtype)pk->def.wtype;
-        if (cx->have_tdb && bj_cg_tunedb_find(&cx->tdb, wt, pk->def.m, pk->def.k, BJ_CG_TC_DECODE)) continue;
+        if (cx->have_tdb && bj_cg_tunedb_find(&cx->tdb, wt, pk->def.m, pk->def.k, BJ_CG_TC_DECODE) &&
+            bj_cg_tunedb_find(&cx->tdb, wt, pk->def.m, pk->def.k, BJ_CG_TC_PREFILL))
+            continue;
         size_t j = 0;
         while (j < n && !(s[j].m == pk->def.m && s[j].k == pk->def.k && s[j].wtype == wt)) j++;
         if (j < n) { s[j].count++; continue; }

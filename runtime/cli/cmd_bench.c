@@ -454,8 +454,8 @@ static void print_header(const bench_run *b) {
                b->cold.tune_db[0] ? b->cold.tune_db : "none");
     }
     printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts; "
-           "head %s)\n", (long long)b->pos, (double)b->bpt * 1e-6, (double)b->cold.packed_bytes * 1e-6,
-           o->jit.head_q8 ? "8-bit (--head q8)" : "exact");
+           "head %s; KV cache %s)\n", (long long)b->pos, (double)b->bpt * 1e-6, (double)b->cold.packed_bytes * 1e-6,
+           o->jit.head_q8 ? "8-bit (--head q8)" : "exact", o->jit.kv == BJ_KV_F16 ? "f16 (--kv f16)" : "f32");
     if (b->nl) print_layouts_md(b);
     printf("\n| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
     printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
