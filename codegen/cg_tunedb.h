@@ -102,4 +102,14 @@ bj_status bj_cg_tune_pick_descs(const bj_cg_tunedb *db, const bj_cg_target *t, b
 
 const char *bj_cg_tclass_name(bj_cg_tclass tc);
 
+/* One distinct matmul shape of a model and, per T-class, the kernel engines use for it without a
+ * database entry: what select-kernels hands the autotuner (bj_pipeline_opts.autotune) for the
+ * shapes the database lacks, and what `bitjit tune` measures. */
+typedef struct bj_cg_tune_shape {
+    uint32_t m, k;
+    uint8_t wtype;                   /* bj_cg_wtype */
+    int count;                       /* matmuls of the model with this shape */
+    bj_cg_kdesc def[BJ_CG_TC_COUNT];
+} bj_cg_tune_shape;
+
 #endif

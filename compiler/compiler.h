@@ -104,7 +104,9 @@ typedef struct bj_plan {
     int64_t n_tuned_pp;   /* ... that also have a tuned (not the path default) prefill kernel */
     char tune_db[4096];   /* the database looked for ("(off)": none wanted; "": no path) */
     bool tune_db_found;   /* ... existed and was read */
-    char tune_warning[512]; /* non-empty: it exists but could not be used */
+    char tune_warning[512]; /* non-empty: it exists but could not be used (or the quick tune failed) */
+    int64_t n_autotuned;  /* shapes the quick tune of this run gave entries (select-kernels) */
+    double autotune_s;    /* ... and the seconds it took */
     char passes_run[512]; /* "canonicalize,quantize-weights,...": the passes that ran, in order */
     /* pack-weights (opts.pack) */
     bool packed;              /* every matmul's weights are in kern[].packed */
@@ -195,6 +197,12 @@ typedef struct bj_pipeline_opts {
      * head_q8 (--head q8) has quantize-head make its int8 copy. An executor's plan asked for with
      * head_q8 while quantize-head is not selected is an error (BJ_E_INVALID naming the pass). */
     bool head_q8, head_c;
+    /* For select-kernels: the quick tune of a first start (select_kernels.c says when it runs).
+     * Called with the distinct shapes the default database has no entry for; measures them on
+     * this CPU and writes their entries to db_path (the runtime's bj_tune_autotune). NULL: never. */
+    bj_status (*autotune)(void *ud, const bj_cg_target *t, const bj_cg_tune_shape *shapes, size_t n,
+                          const char *db_path, bj_error *err);
+    void *autotune_ud;
     /* Filled with the pipeline's decisions when non-NULL (zeroed first; bj_plan_free). */
     bj_plan *plan;
     /* For pack-weights: pack the weights into the plan (else only record layouts on the IR),

@@ -27,6 +27,7 @@ typedef struct bj_pass_ctx {
     bj_cg_tunedb tdb;     /* select-kernels: the tuning database, loaded on first use */
     bool tdb_tried, have_tdb;
     bool head_quantized;  /* quantize-head ran */
+    bool autotune_tried;  /* select-kernels: the quick tune ran (once a pipeline run) */
 } bj_pass_ctx;
 
 /* ---- the passes (compiler/passes/<name>.c) ------------------------------------------------ */

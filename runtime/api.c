@@ -24,7 +24,8 @@ _Static_assert(BITJIT_OK == (int)BJ_OK && BITJIT_E_IO == (int)BJ_E_IO && BITJIT_
  * offsets (x86-64 SysV, the only ABI bitjit targets). */
 _Static_assert(offsetof(bitjit_load_options, n_threads) == 0 && offsetof(bitjit_load_options, cache_dir) == 8 &&
                offsetof(bitjit_load_options, no_cache) == 16 && offsetof(bitjit_load_options, reference) == 17 &&
-               offsetof(bitjit_load_options, n_ctx) == 24, "bitjit_load_options: earlier fields moved");
+               offsetof(bitjit_load_options, n_ctx) == 24 && offsetof(bitjit_load_options, kv_f16) == 32 &&
+               offsetof(bitjit_load_options, no_autotune) == 33, "bitjit_load_options: earlier fields moved");
 
 struct bitjit_model {
     bj_model m;
@@ -67,13 +68,16 @@ static bj_status bj_api_engine(bitjit_model *b, const bitjit_load_options *o, bj
     int threads = o->reference ? 1 : bj_api_threads(o->n_threads);
     if (bj_engine_ctx_choose(&b->m.graph, o->n_ctx, threads, 1, &n_ctx, NULL, 0, err) != BJ_OK)
         return bj_error_prefix(err, "bitjit_load: n_ctx");
-    if (o->reference) return bj_ref_engine_create_ctx(&b->e, &b->m.graph, n_ctx, err);
+    int kv = o->kv_f16 ? BJ_KV_F16 : BJ_KV_F32;
+    if (o->reference) return bj_ref_engine_create_kv(&b->e, &b->m.graph, n_ctx, kv, err);
     bj_jit_options jo;
     bj_jit_options_default(&jo);
     jo.n_threads = threads;
     jo.n_ctx = n_ctx;
     jo.cache_dir = o->cache_dir;
     jo.no_cache = o->no_cache;
+    jo.kv = (bj_kv_type)kv;
+    jo.no_autotune = o->no_autotune;
     if (b->lib) bj_aot_jit_options(b->lib, &jo);
     return bj_jit_engine_create(&b->e, &b->m.graph, &jo, NULL, err);
 }

@@ -149,11 +149,11 @@ bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps
     return BJ_OK;
 }
 
-uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos) {
+uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos, int kv) {
     uint64_t bytes = packed_lowbit_bytes;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const bj_node *n = &g->nodes[i];
-        if (n->op == BJ_OP_ATTENTION) bytes += 2 * (uint64_t)pos * (uint64_t)(n->iattr[2] * n->iattr[3]) * sizeof(float);
+        if (n->op == BJ_OP_ATTENTION) bytes += 2 * (uint64_t)pos * (uint64_t)(n->iattr[2] * n->iattr[3]) * bj_rt_kv_elem_bytes(kv);
         if (n->op != BJ_OP_WEIGHT || bj_dtype_is_lowbit(n->dtype)) continue;
         /* A float weight is read whole by a head or a norm, one row per token by an embedding,
          * and not at all per token when it is a master that weight_quant folds once. */
@@ -172,8 +172,8 @@ uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_byte
     return bytes;
 }
 
-uint64_t bj_bench_resident_need(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t ctx) {
-    return bj_bench_bytes_per_token(g, packed_lowbit_bytes, head_q8, ctx);
+uint64_t bj_bench_resident_need(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t ctx, int kv) {
+    return bj_bench_bytes_per_token(g, packed_lowbit_bytes, head_q8, ctx, kv);
 }
 
 void bj_bench_mem_read(bj_bench_mem *m) {

@@ -24,8 +24,9 @@ bj_status bj_bench_bandwidth(int n_threads, size_t bytes, int reps, double *gbps
 
 /* Bytes a decode step reads from memory: every weight tensor the graph reads once per
  * token (ternary weights at their packed size as given, float weights at theirs), plus the
- * KV cache at position pos. head_q8: the head is read as int8 rows (bj_jit_options.head_q8). */
-uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos);
+ * KV cache at position pos, of kv elements (bj_kv_type: f32 or f16, bj_jit_options.kv). head_q8:
+ * the head is read as int8 rows (bj_jit_options.head_q8). */
+uint64_t bj_bench_bytes_per_token(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t pos, int kv);
 
 /* This process's memory, from /proc/self/status (zeros where it cannot be read): peak RSS
  * (VmHWM) and RSS now, split into anonymous and file-backed pages. Bytes. */
@@ -40,6 +41,6 @@ bool bj_bench_mem_reset_peak(void);
  * low-bit weights, the head (int8 with head_q8, else as stored), norms, one embedding row,
  * and the KV cache of ctx positions). The denominator of the peak-RSS ratio `bitjit bench`
  * and `bitjit run -v` print. */
-uint64_t bj_bench_resident_need(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t ctx);
+uint64_t bj_bench_resident_need(const bj_graph *g, uint64_t packed_lowbit_bytes, bool head_q8, int64_t ctx, int kv);
 
 #endif

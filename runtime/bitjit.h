@@ -60,6 +60,13 @@ typedef struct bitjit_load_options {
      * most the model's; 0 = the model's, capped to what fits in half of the memory available
      * (bitjit_context_length tells which). More than the model's is BITJIT_E_INVALID. */
     int64_t n_ctx;
+    /* Appended in 0.x: the KV cache in f16 instead of f32 (half its bytes; logits within the
+     * bound docs/perf.md states; the reference executor then stores f16 too). */
+    bool kv_f16;
+    /* Appended in 0.x: no quick kernel tune when this CPU's tuning database lacks the model's
+     * shapes (by default the first load measures them, up to 8 s, and keeps the result in the
+     * kernel cache directory). */
+    bool no_autotune;
 } bitjit_load_options;
 
 typedef struct bitjit_sampling {

@@ -13,6 +13,7 @@
  * (--head q8), or the C head. */
 #include "runtime/jit_engine.h"
 #include "codegen/cg_tunedb.h"
+#include "runtime/tune.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +274,8 @@ static bj_status setup(jit_engine *e, const bj_jit_options *o, bj_jit_report *r,
     memcpy(e->argt, argt, sizeof argt);
     snprintf(r->tune_db, sizeof r->tune_db, "%s", e->plan.tune_db);
     snprintf(r->tune_warning, sizeof r->tune_warning, "%s", e->plan.tune_warning);
+    r->n_autotuned = e->plan.n_autotuned;
+    r->autotune_s = e->plan.autotune_s;
     bj_status s = prepare(e, o, r, err);
     r->src_hashed = e->plan.src_hashed;
     r->src_indexed = e->plan.src_indexed;
@@ -299,6 +302,8 @@ bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *o
     po.kernel_lookup = o->kernel_lookup;
     po.kernel_ud = o->kernel_ud;
     po.source = o->plan_source;
+    po.autotune = o->no_autotune ? NULL : bj_tune_autotune;
+    po.autotune_ud = (void *)o;
     po.plan = plan;
     po.pack = true;
     po.no_cache = o->no_cache;
@@ -308,7 +313,7 @@ bj_status bj_jit_compile(const bj_graph *g, const bj_jit_options *o, bj_graph *o
     /* plan-memory: the engine's steps, context and KV element */
     po.plan_tokens = BJ_PLAN_STEP_TOKENS;
     po.kv_seq = o->n_ctx;
-    po.kv_elem_bytes = sizeof(bj_kv);
+    po.kv_elem_bytes = (uint32_t)bj_rt_kv_elem_bytes(o->kv);
     memset(plan, 0, sizeof *plan);
     BJ_TRY(bj_graph_clone(own, g, err));
     bj_status s = bj_pipeline_run(own, &po, err);
@@ -327,6 +332,7 @@ static bj_status engine_from(bj_engine **out, jit_engine *e, const bj_jit_option
         s = BJ_FAIL(err, BJ_E_INVALID, "plan: not made for this graph (no kernels or steps)");
     if (s != BJ_OK) { jit_free(&e->base); return s; }
     e->head = head;
+    e->kv = o->kv;
     snprintf(r->passes, sizeof r->passes, "%s", e->plan.passes_run);
     e->base = (bj_engine){ .name = "jit", .n_vocab = bj_shape_cols(e->g->nodes[bj_ir_find_output(e->g)].shape),
                            .max_seq = o->n_ctx ? o->n_ctx : e->g->max_seq, .forward = bj_jit_exec_forward,
@@ -353,6 +359,7 @@ static bj_status engine_from(bj_engine **out, jit_engine *e, const bj_jit_option
 
 static bj_status check_options(const bj_graph *g, const bj_jit_options *o, bj_error *err) {
     if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
+    if (o->kv != BJ_KV_F32 && o->kv != BJ_KV_F16) return BJ_FAIL(err, BJ_E_INVALID, "unknown KV cache type %d", (int)o->kv);
     if (o->n_ctx < 0 || o->n_ctx > g->max_seq)
         return BJ_FAIL(err, BJ_E_INVALID, "context of %lld tokens asked: the model's is %lld (at least 1)",
                        (long long)o->n_ctx, (long long)g->max_seq);

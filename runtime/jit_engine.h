@@ -61,7 +61,8 @@ typedef struct jit_engine {
     bj_rt_q8w *head8;     /* per node: matmul_f weights at 8 bits (--head q8), q NULL otherwise */
     bj_cg_head_fn *headf; /* per node: matmul_f's generated exact kernel (cg_kernel_head.c), or NULL: plain C */
     uint32_t head;        /* the matmul_f the output reads (bj_engine_check_head) */
-    bj_kv **kc, **vc;     /* per node: attention KV caches, in kv_arena at the plan's offsets */
+    void **kc, **vc;      /* per node: attention KV caches (of kv elements), in kv_arena at the plan's offsets */
+    int kv;               /* the caches' element type (bj_jit_options.kv: BJ_KV_F32 / BJ_KV_F16) */
     uint8_t *kv_arena;    /* plan.kv_bytes */
     jit_buf *buf;         /* per node, bound for buf_T tokens */
     uint8_t *arena;       /* plan.arena_row * plan.step_tokens bytes */

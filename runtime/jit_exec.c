@@ -36,9 +36,9 @@ static bj_status check_memory(const jit_engine *e, bj_error *err) {
     const bj_plan *p = &e->plan;
     if (!p->have_memory || !p->val || p->n_nodes != e->g->n_nodes || p->step_tokens < 1)
         return BJ_FAIL(err, BJ_E_INVALID, "plan: no memory plan for this graph (plan-memory)");
-    if (p->act_elem_bytes != sizeof(double) || p->kv_elem_bytes != sizeof(bj_kv))
+    if (p->act_elem_bytes != sizeof(double) || p->kv_elem_bytes != bj_rt_kv_elem_bytes(e->kv))
         return BJ_FAIL(err, BJ_E_INVALID, "plan: %u-byte activations and %u-byte KV elements; this engine has %zu and %zu",
-                       p->act_elem_bytes, p->kv_elem_bytes, sizeof(double), sizeof(bj_kv));
+                       p->act_elem_bytes, p->kv_elem_bytes, sizeof(double), bj_rt_kv_elem_bytes(e->kv));
     if (p->kv_seq < e->base.max_seq)
         return BJ_FAIL(err, BJ_E_INVALID, "plan: KV cache of %lld positions, the engine's context is %lld",
                        (long long)p->kv_seq, (long long)e->base.max_seq);
@@ -63,8 +63,8 @@ bj_status bj_jit_exec_memory(jit_engine *e, bj_error *err) {
         return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%llu bytes)", (unsigned long long)p->kv_bytes);
     for (uint32_t i = 0; i < e->g->n_nodes; i++)
         if (e->g->nodes[i].op == BJ_OP_ATTENTION) {
-            e->kc[i] = (bj_kv *)(e->kv_arena + p->val[i].kv_off);
-            e->vc[i] = (bj_kv *)(e->kv_arena + p->val[i].kv_off + p->val[i].kv_half);
+            e->kc[i] = e->kv_arena + p->val[i].kv_off;
+            e->vc[i] = e->kv_arena + p->val[i].kv_off + p->val[i].kv_half;
         }
     return BJ_OK;
 }
@@ -154,11 +154,11 @@ static void run_attention(step_ctx *c, int ith, int nth) {
     int64_t H = n->iattr[1], Hkv = n->iattr[2], d = n->iattr[3], pos0 = e->base.n_past, a, b;
     if (c->phase == 0) {
         bj_pool_split(c->T, 1, ith, nth, &a, &b);
-        if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kc[id], e->vc[id]);
+        if (a < b) bj_rt_kv_store(e->buf[n->in[1]].f, e->buf[n->in[2]].f, Hkv * d, pos0, a, b, e->kv, e->kc[id], e->vc[id]);
         return;
     }
     while (next_chunk(c, ith, nth, H, 1, 1, &a, &b))
-        bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
+        bj_rt_attention(e->buf[n->in[0]].f, e->kc[id], e->vc[id], e->kv, H, Hkv, d, pos0, c->T, a, b, e->scratch[ith],
                         e->buf[id].f);
 }
 

@@ -86,16 +86,6 @@ static inline double lanes8(const double s[8], double tail) {
     return (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) + tail;
 }
 
-/* sum_k a[k] * b[k * bstride] in that order. */
-static double dot_f64(const double *a, const bj_kv *b, int64_t n, int64_t bstride) {
-    double s[8] = { 0 }, tail = 0;
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[(k + j) * bstride];
-    for (; k < n; k++) tail += a[k] * b[k * bstride];
-    return lanes8(s, tail);
-}
-
 /* fmax(amax, fabs(v)) for amax >= 0, inline (GCC calls libm's fmaxf to honour NaNs; a NaN
  * v leaves amax as fmaxf does, since the comparison is false). The f32 twin is ir/weights.c's. */
 static inline double absmax_step(double amax, double v) {
@@ -427,20 +417,54 @@ void bj_rt_rope(const double *x, int64_t n_head, int64_t head_dim, double theta,
     }
 }
 
-void bj_rt_kv_store(const double *k, const double *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1,
-                    bj_kv *kc, bj_kv *vc) {
+/* ---- the KV cache and attention ---------------------------------------------------------------
+ * The cache holds f32 or f16 values (bj_kv_type, runtime.h): each stored value is rounded to
+ * f32, then for f16 to f16 (both to nearest even), and read back as f64 exactly either way
+ * (kv_at, cvt4). So the arithmetic below is one piece of code for both types: each body is
+ * always_inline with the type as a constant flag h, and instantiated once per type. */
+#define BJ_KV_INLINE static inline __attribute__((always_inline))
+
+size_t bj_rt_kv_elem_bytes(int kv) { return kv == 1 ? 2 : 4; }
+
+void bj_rt_kv_store(const double *k, const double *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1, int kv,
+                    void *kc, void *vc) {
+    if (kv == 1) {
+        uint16_t *kh = kc, *vh = vc;
+        for (int64_t i = t0 * width; i < t1 * width; i++) {
+            kh[pos0 * width + i] = bj_f32_to_f16((float)k[i]);
+            vh[pos0 * width + i] = bj_f32_to_f16((float)v[i]);
+        }
+        return;
+    }
+    float *kf = kc, *vf = vc;
     for (int64_t i = t0 * width; i < t1 * width; i++) {
-        kc[pos0 * width + i] = (bj_kv)k[i];
-        vc[pos0 * width + i] = (bj_kv)v[i];
+        kf[pos0 * width + i] = (float)k[i];
+        vf[pos0 * width + i] = (float)v[i];
     }
 }
 
-/* o[i] = sum_j p[j] * v[j * Wkv + i] for i < d, in dot_f64's order (lane j mod 8 in position
+/* Element i of a cache row block, exactly. */
+BJ_KV_INLINE double kv_at(const void *b, int64_t i, bool h) {
+    return h ? (double)bj_f16_to_f32(((const uint16_t *)b)[i]) : (double)((const float *)b)[i];
+}
+
+/* sum_k a[k] * b[o + k * bstride] in that order. */
+BJ_KV_INLINE double dot_kv(const double *a, const void *b, int64_t o, int64_t n, int64_t bstride, bool h) {
+    double s[8] = { 0 }, tail = 0;
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * kv_at(b, o + (k + j) * bstride, h);
+    for (; k < n; k++) tail += a[k] * kv_at(b, o + k * bstride, h);
+    return lanes8(s, tail);
+}
+
+/* o[i] = sum_j p[j] * v[j * Wkv + i] for i < d, in dot_kv's order (lane j mod 8 in position
  * order, lanes combined pairwise, the tail of L mod 8 positions last), but walking each cached
- * v row contiguously: the same bits as d strided dot_f64 calls, without their cache misses. */
+ * v row contiguously: the same bits as d strided dot_kv calls, without their cache misses.
+ * v's rows start at element vo. */
 #define BJ_ATT_MAXD 256
 
-BJ_HOT static void pv_f64(const double *p, const bj_kv *v, int64_t L, int64_t Wkv, int64_t d, double *o) {
+BJ_KV_INLINE void pv_kv(const double *p, const void *v, int64_t vo, int64_t L, int64_t Wkv, int64_t d, double *o, bool h) {
     double s[8][BJ_ATT_MAXD], tail[BJ_ATT_MAXD];
     for (int j = 0; j < 8; j++)
         for (int64_t i = 0; i < d; i++) s[j][i] = 0;
@@ -449,54 +473,76 @@ BJ_HOT static void pv_f64(const double *p, const bj_kv *v, int64_t L, int64_t Wk
     for (; k + 8 <= L; k += 8)
         for (int j = 0; j < 8; j++) {
             double pk = p[k + j];
-            const bj_kv *vr = v + (k + j) * Wkv;
-            for (int64_t i = 0; i < d; i++) s[j][i] += pk * vr[i];
+            int64_t r = vo + (k + j) * Wkv;
+            for (int64_t i = 0; i < d; i++) s[j][i] += pk * kv_at(v, r + i, h);
         }
     for (; k < L; k++) {
         double pk = p[k];
-        const bj_kv *vr = v + k * Wkv;
-        for (int64_t i = 0; i < d; i++) tail[i] += pk * vr[i];
+        int64_t r = vo + k * Wkv;
+        for (int64_t i = 0; i < d; i++) tail[i] += pk * kv_at(v, r + i, h);
     }
     for (int64_t i = 0; i < d; i++)
         o[i] = (((s[0][i] + s[1][i]) + (s[2][i] + s[3][i])) + ((s[4][i] + s[5][i]) + (s[6][i] + s[7][i]))) + tail[i];
 }
 
-/* p[j] = (q . k_j) / sqrt_d for the keys j < L (row stride Wkv), each dot in dot_f64's order. */
-static void att_scores(const double *qr, const bj_kv *kh, int64_t L, int64_t Wkv, int64_t d, double sqrt_d, double *p) {
-    for (int64_t j = 0; j < L; j++) p[j] = dot_f64(qr, kh + j * Wkv, d, 1) / sqrt_d;
+/* p[j] = (q . k_j) / sqrt_d for the keys j < L (row j at element ko + j * Wkv), each dot in
+ * dot_kv's order. */
+BJ_KV_INLINE void scores_kv(const double *qr, const void *kh, int64_t ko, int64_t L, int64_t Wkv, int64_t d,
+                            double sqrt_d, double *p, bool h) {
+    for (int64_t j = 0; j < L; j++) p[j] = dot_kv(qr, kh, ko + j * Wkv, d, 1, h) / sqrt_d;
+}
+
+typedef void (*bj_att_scores_fn)(const double *, const void *, int64_t, int64_t, int64_t, int64_t, double, double *);
+typedef void (*bj_att_pv_fn)(const double *, const void *, int64_t, int64_t, int64_t, int64_t, double *);
+
+static void scores_f32(const double *qr, const void *kh, int64_t ko, int64_t L, int64_t Wkv, int64_t d, double sqrt_d,
+                       double *p) {
+    scores_kv(qr, kh, ko, L, Wkv, d, sqrt_d, p, false);
+}
+static void scores_f16(const double *qr, const void *kh, int64_t ko, int64_t L, int64_t Wkv, int64_t d, double sqrt_d,
+                       double *p) {
+    scores_kv(qr, kh, ko, L, Wkv, d, sqrt_d, p, true);
+}
+BJ_HOT static void pv_f32(const double *p, const void *v, int64_t vo, int64_t L, int64_t Wkv, int64_t d, double *o) {
+    pv_kv(p, v, vo, L, Wkv, d, o, false);
+}
+BJ_HOT static void pv_f16(const double *p, const void *v, int64_t vo, int64_t L, int64_t Wkv, int64_t d, double *o) {
+    pv_kv(p, v, vo, L, Wkv, d, o, true);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* The two functions above with AVX2 intrinsics, same bits: a __m256d holds lanes 0-3 or 4-7
- * of dot_f64's eight (vmulpd then vaddpd, never an FMA; vcvtps2pd widens f32 exactly), and
- * fold8 combines them in lanes8's order. GCC left the scores scalar and kept pv_f64's
- * accumulators in memory (21 ms a layer for a 128-token 2B4T prompt, 18% of its prefill). */
-__attribute__((target("avx2"))) static inline __m256d cvt4(const bj_kv *b) {
-    return _mm256_cvtps_pd(_mm_loadu_ps(b));
+/* The functions above with AVX2 intrinsics, same bits: a __m256d holds lanes 0-3 or 4-7
+ * of dot_kv's eight (vmulpd then vaddpd, never an FMA; vcvtps2pd widens f32 exactly, and
+ * vcvtph2ps f16), and fold8 combines them in lanes8's order. GCC left the scores scalar and kept
+ * pv_kv's accumulators in memory (21 ms a layer for a 128-token 2B4T prompt, 18% of its prefill). */
+#define BJ_KV_AVX2 __attribute__((target("avx2,f16c")))
+BJ_KV_AVX2 BJ_KV_INLINE __m256d cvt4(const void *b, int64_t i, bool h) {
+    if (h) return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)((const uint16_t *)b + i))));
+    return _mm256_cvtps_pd(_mm_loadu_ps((const float *)b + i));
 }
 
-__attribute__((target("avx2"))) static inline double fold8(__m256d lo, __m256d hi, double tail) {
-    __m256d h = _mm256_hadd_pd(lo, hi); /* s0+s1, s4+s5, s2+s3, s6+s7 */
-    __m128d x = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
-    return (_mm_cvtsd_f64(x) + _mm_cvtsd_f64(_mm_unpackhi_pd(x, x))) + tail;
+BJ_KV_AVX2 BJ_KV_INLINE double fold8(__m256d lo, __m256d hi, double tail) {
+    __m256d x = _mm256_hadd_pd(lo, hi); /* s0+s1, s4+s5, s2+s3, s6+s7 */
+    __m128d y = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
+    return (_mm_cvtsd_f64(y) + _mm_cvtsd_f64(_mm_unpackhi_pd(y, y))) + tail;
 }
 
-/* One step of a dot's lanes: lo/hi += q * k for 8 values (lanes 0-3, 4-7). */
+/* One step of a dot's lanes: lo/hi += q * k for 8 values (lanes 0-3, 4-7) of the key at kr. */
 #define BJ_ATT_STEP(lo, hi, q0, q1, kr)                                            \
     do {                                                                           \
-        (lo) = _mm256_add_pd((lo), _mm256_mul_pd((q0), cvt4((kr) + k)));           \
-        (hi) = _mm256_add_pd((hi), _mm256_mul_pd((q1), cvt4((kr) + k + 4)));       \
+        (lo) = _mm256_add_pd((lo), _mm256_mul_pd((q0), cvt4(kh, (kr) + k, h)));     \
+        (hi) = _mm256_add_pd((hi), _mm256_mul_pd((q1), cvt4(kh, (kr) + k + 4, h))); \
     } while (0)
 
 /* Four keys at a time (independent add chains; each q load serves four), spelled out so that
  * GCC keeps the eight accumulators in registers. */
-__attribute__((target("avx2"))) static void att_scores_avx2(const double *qr, const bj_kv *kh, int64_t L, int64_t Wkv,
-                                                            int64_t d, double sqrt_d, double *p) {
+BJ_KV_AVX2 BJ_KV_INLINE void scores_avx2(const double *qr, const void *kh, int64_t ko, int64_t L, int64_t Wkv,
+                                         int64_t d, double sqrt_d, double *p, bool h) {
     int64_t d8 = d & ~(int64_t)7;
     for (int64_t j = 0; j < L; j += 4) {
         int nk = L - j < 4 ? (int)(L - j) : 4;
-        const bj_kv *k0 = kh + j * Wkv, *k1 = nk > 1 ? k0 + Wkv : k0, *k2 = nk > 2 ? k0 + 2 * Wkv : k0,
-                    *k3 = nk > 3 ? k0 + 3 * Wkv : k0; /* a short block repeats its first key */
+        int64_t k0 = ko + j * Wkv, k1 = nk > 1 ? k0 + Wkv : k0, k2 = nk > 2 ? k0 + 2 * Wkv : k0,
+                k3 = nk > 3 ? k0 + 3 * Wkv : k0; /* a short block repeats its first key */
         __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, e0 = a0, e1 = a0;
         for (int64_t k = 0; k < d8; k += 8) {
             __m256d q0 = _mm256_loadu_pd(qr + k), q1 = _mm256_loadu_pd(qr + k + 4);
@@ -506,20 +552,20 @@ __attribute__((target("avx2"))) static void att_scores_avx2(const double *qr, co
             BJ_ATT_STEP(e0, e1, q0, q1, k3);
         }
         __m256d lo[4] = { a0, b0, c0, e0 }, hi[4] = { a1, b1, c1, e1 };
-        const bj_kv *kr[4] = { k0, k1, k2, k3 };
+        const int64_t kr[4] = { k0, k1, k2, k3 };
         for (int r = 0; r < nk; r++) {
             double tail = 0;
-            for (int64_t k = d8; k < d; k++) tail += qr[k] * kr[r][k];
+            for (int64_t k = d8; k < d; k++) tail += qr[k] * kv_at(kh, kr[r] + k, h);
             p[j + r] = fold8(lo[r], hi[r], tail) / sqrt_d;
         }
     }
 }
 
-/* pv_f64 for d a multiple of 16: 16 outputs at a time, two lanes' accumulators in registers
- * (lane l sums positions l, l + 8, ... as pv_f64's s[l] does), then the pairwise combination
+/* pv_kv for d a multiple of 16: 16 outputs at a time, two lanes' accumulators in registers
+ * (lane l sums positions l, l + 8, ... as pv_kv's s[l] does), then the pairwise combination
  * and the tail, elementwise. */
-__attribute__((target("avx2"))) static void pv_avx2(const double *p, const bj_kv *v, int64_t L, int64_t Wkv, int64_t d,
-                                                    double *o) {
+BJ_KV_AVX2 BJ_KV_INLINE void pv_avx2(const double *p, const void *v, int64_t vo, int64_t L, int64_t Wkv, int64_t d,
+                                     double *o, bool h) {
     int64_t L8 = L & ~(int64_t)7;
     for (int64_t i0 = 0; i0 < d; i0 += 16) {
         double s[8][16];
@@ -527,15 +573,15 @@ __attribute__((target("avx2"))) static void pv_avx2(const double *p, const bj_kv
             __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             for (int64_t k = 0; k < L8; k += 8) {
                 __m256d pa = _mm256_set1_pd(p[k + l]), pb = _mm256_set1_pd(p[k + l + 1]);
-                const bj_kv *va = v + (k + l) * Wkv + i0, *vb = va + Wkv;
-                a0 = _mm256_add_pd(a0, _mm256_mul_pd(pa, cvt4(va)));
-                b0 = _mm256_add_pd(b0, _mm256_mul_pd(pb, cvt4(vb)));
-                a1 = _mm256_add_pd(a1, _mm256_mul_pd(pa, cvt4(va + 4)));
-                b1 = _mm256_add_pd(b1, _mm256_mul_pd(pb, cvt4(vb + 4)));
-                a2 = _mm256_add_pd(a2, _mm256_mul_pd(pa, cvt4(va + 8)));
-                b2 = _mm256_add_pd(b2, _mm256_mul_pd(pb, cvt4(vb + 8)));
-                a3 = _mm256_add_pd(a3, _mm256_mul_pd(pa, cvt4(va + 12)));
-                b3 = _mm256_add_pd(b3, _mm256_mul_pd(pb, cvt4(vb + 12)));
+                int64_t va = vo + (k + l) * Wkv + i0, vb = va + Wkv;
+                a0 = _mm256_add_pd(a0, _mm256_mul_pd(pa, cvt4(v, va, h)));
+                b0 = _mm256_add_pd(b0, _mm256_mul_pd(pb, cvt4(v, vb, h)));
+                a1 = _mm256_add_pd(a1, _mm256_mul_pd(pa, cvt4(v, va + 4, h)));
+                b1 = _mm256_add_pd(b1, _mm256_mul_pd(pb, cvt4(v, vb + 4, h)));
+                a2 = _mm256_add_pd(a2, _mm256_mul_pd(pa, cvt4(v, va + 8, h)));
+                b2 = _mm256_add_pd(b2, _mm256_mul_pd(pb, cvt4(v, vb + 8, h)));
+                a3 = _mm256_add_pd(a3, _mm256_mul_pd(pa, cvt4(v, va + 12, h)));
+                b3 = _mm256_add_pd(b3, _mm256_mul_pd(pb, cvt4(v, vb + 12, h)));
             }
             _mm256_storeu_pd(s[l], a0), _mm256_storeu_pd(s[l] + 4, a1);
             _mm256_storeu_pd(s[l] + 8, a2), _mm256_storeu_pd(s[l] + 12, a3);
@@ -545,7 +591,7 @@ __attribute__((target("avx2"))) static void pv_avx2(const double *p, const bj_kv
         for (int q = 0; q < 16; q += 4) {
             __m256d t = _mm256_setzero_pd();
             for (int64_t k = L8; k < L; k++)
-                t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(p[k]), cvt4(v + k * Wkv + i0 + q)));
+                t = _mm256_add_pd(t, _mm256_mul_pd(_mm256_set1_pd(p[k]), cvt4(v, vo + k * Wkv + i0 + q, h)));
 #define BJ_S(l) _mm256_loadu_pd(s[l] + q)
             __m256d x = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(BJ_S(0), BJ_S(1)), _mm256_add_pd(BJ_S(2), BJ_S(3))),
                                       _mm256_add_pd(_mm256_add_pd(BJ_S(4), BJ_S(5)), _mm256_add_pd(BJ_S(6), BJ_S(7))));
@@ -554,30 +600,48 @@ __attribute__((target("avx2"))) static void pv_avx2(const double *p, const bj_kv
         }
     }
 }
+
+BJ_KV_AVX2 static void scores_avx2_f32(const double *qr, const void *kh, int64_t ko, int64_t L, int64_t Wkv, int64_t d,
+                                       double sqrt_d, double *p) {
+    scores_avx2(qr, kh, ko, L, Wkv, d, sqrt_d, p, false);
+}
+BJ_KV_AVX2 static void scores_avx2_f16(const double *qr, const void *kh, int64_t ko, int64_t L, int64_t Wkv, int64_t d,
+                                       double sqrt_d, double *p) {
+    scores_avx2(qr, kh, ko, L, Wkv, d, sqrt_d, p, true);
+}
+BJ_KV_AVX2 static void pv_avx2_f32(const double *p, const void *v, int64_t vo, int64_t L, int64_t Wkv, int64_t d,
+                                   double *o) {
+    pv_avx2(p, v, vo, L, Wkv, d, o, false);
+}
+BJ_KV_AVX2 static void pv_avx2_f16(const double *p, const void *v, int64_t vo, int64_t L, int64_t Wkv, int64_t d,
+                                   double *o) {
+    pv_avx2(p, v, vo, L, Wkv, d, o, true);
+}
 #endif
 
-/* Softmax attention in f64 over the f32 cache: scores q.k / sqrt(d), numerators
+/* Softmax attention in f64 over the cache: scores q.k / sqrt(d), numerators
  * exp(score - max), then (sum_j p_j v_j) / sum_j p_j. (With the scores rounded to f32 and
  * expf, the binary model's second oracle prompt flipped an int8 code downstream and its
  * greedy continuation left the oracle's at token 14.) */
-void bj_rt_attention(const double *q, const bj_kv *kc, const bj_kv *vc, int64_t n_head, int64_t n_kv,
+void bj_rt_attention(const double *q, const void *kc, const void *vc, int kv, int64_t n_head, int64_t n_kv,
                      int64_t head_dim, int64_t pos0, int64_t T, int64_t h0, int64_t h1, double *p, double *y) {
     int64_t d = head_dim, Wq = n_head * d, Wkv = n_kv * d, group = n_head / n_kv;
     double sqrt_d = sqrt((double)d);
-    void (*scores)(const double *, const bj_kv *, int64_t, int64_t, int64_t, double, double *) = att_scores;
-    void (*pv)(const double *, const bj_kv *, int64_t, int64_t, int64_t, double *) = d <= BJ_ATT_MAXD ? pv_f64 : NULL;
+    bool h16 = kv == 1;
+    bj_att_scores_fn scores = h16 ? scores_f16 : scores_f32;
+    bj_att_pv_fn pv = d > BJ_ATT_MAXD ? NULL : h16 ? pv_f16 : pv_f32;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2")) {
-        scores = att_scores_avx2;
-        if (pv && d % 16 == 0) pv = pv_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        scores = h16 ? scores_avx2_f16 : scores_avx2_f32;
+        if (pv && d % 16 == 0) pv = h16 ? pv_avx2_f16 : pv_avx2_f32;
     }
 #endif
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = h0; h < h1; h++) {
             const double *qr = q + t * Wq + h * d;
-            const bj_kv *kh = kc + (h / group) * d, *vh = vc + (h / group) * d;
-            int64_t L = pos0 + t + 1; /* causal: positions 0 .. pos0+t */
-            scores(qr, kh, L, Wkv, d, sqrt_d, p);
+            int64_t ho = (h / group) * d;    /* this head's columns in a cache row */
+            int64_t L = pos0 + t + 1;         /* causal: positions 0 .. pos0+t */
+            scores(qr, kc, ho, L, Wkv, d, sqrt_d, p);
             double mx = -DBL_MAX;
             for (int64_t j = 0; j < L; j++) mx = p[j] > mx ? p[j] : mx; /* fmax inline: a NaN p[j] keeps mx as fmax does */
             double sum = 0;
@@ -585,10 +649,10 @@ void bj_rt_attention(const double *q, const bj_kv *kc, const bj_kv *vc, int64_t 
             double *o = y + t * Wq + h * d;
             if (pv) {
                 double od[BJ_ATT_MAXD];
-                pv(p, vh, L, Wkv, d, od);
+                pv(p, vc, ho, L, Wkv, d, od);
                 for (int64_t i = 0; i < d; i++) o[i] = od[i] / sum;
             } else {
-                for (int64_t i = 0; i < d; i++) o[i] = dot_f64(p, vh + i, L, Wkv) / sum;
+                for (int64_t i = 0; i < d; i++) o[i] = dot_kv(p, vc, ho + i, L, Wkv, h16) / sum;
             }
         }
 }

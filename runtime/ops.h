@@ -5,7 +5,7 @@
  * matmul with generated kernels. So the two engines agree bit for bit wherever they share
  * code, and a JIT kernel is checked against exactly the arithmetic it replaces.
  * Activations are f64 (docs/numerics.md says why): the residual stream, the RMSNorm outputs,
- * the BitLinear rescale, RoPE, attention and the FFN products; only the KV cache (f32,
+ * the BitLinear rescale, RoPE, attention and the FFN products; only the KV cache (f32 or f16,
  * rounded where stored) and the LM head's operand (rounded to f32 for its f32 dots) are
  * narrower. The head writes f32 logits.
  *
@@ -17,9 +17,6 @@
 
 #include "ir/ir.h"
 #include "ir/weights.h"
-
-/* The KV cache's element type. */
-typedef float bj_kv;
 
 void bj_rt_embed(const bj_node *table, const int32_t *tokens, int64_t t0, int64_t t1, double *y);
 void bj_rt_rmsnorm(const double *x, const bj_node *w, double eps, int64_t D, int64_t t0, int64_t t1, double *y);
@@ -61,12 +58,17 @@ uint64_t bj_rt_q8w_bytes(int64_t N, int64_t K); /* what one pass over the rows r
 void bj_rt_matmul_q8(const double *x, const bj_rt_q8w *w, int64_t T, int64_t n0, int64_t n1, float *y);
 void bj_rt_rope(const double *x, int64_t n_head, int64_t head_dim, double theta, int64_t pos0, int64_t t0,
                 int64_t t1, double *y);
-/* Appends k, v rows [t0, t1) of this step (positions pos0 + t) to the caches, rounded to f32. */
-void bj_rt_kv_store(const double *k, const double *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1,
-                    bj_kv *kc, bj_kv *vc);
-/* Causal attention of T query rows at positions pos0.. over the cache, heads [h0, h1).
- * scratch holds pos0 + T doubles. */
-void bj_rt_attention(const double *q, const bj_kv *kc, const bj_kv *vc, int64_t n_head, int64_t n_kv,
+/* The KV cache holds kv-typed values (bj_kv_type, runtime.h: 0 f32, 1 f16), row-major
+ * [position][n_kv * head_dim]; bytes an element: */
+size_t bj_rt_kv_elem_bytes(int kv);
+/* Appends k, v rows [t0, t1) of this step (positions pos0 + t) to the caches, rounded to f32
+ * and, for f16, then to f16 (nearest even both times). */
+void bj_rt_kv_store(const double *k, const double *v, int64_t width, int64_t pos0, int64_t t0, int64_t t1, int kv,
+                    void *kc, void *vc);
+/* Causal attention of T query rows at positions pos0.. over the cache of type kv, heads
+ * [h0, h1). scratch holds pos0 + T doubles. The cached values are read back exactly, so an f16
+ * cache gives the bits an f32 cache holding the same (f16-rounded) values gives. */
+void bj_rt_attention(const double *q, const void *kc, const void *vc, int kv, int64_t n_head, int64_t n_kv,
                      int64_t head_dim, int64_t pos0, int64_t T, int64_t h0, int64_t h1, double *scratch,
                      double *y);
 /* ADD, MUL, RELU_SQR, SILU over elements [i0, i1). */

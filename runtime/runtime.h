@@ -30,6 +30,8 @@ struct bj_engine {
 bj_status bj_ref_engine_create(bj_engine **out, const bj_graph *g, bj_error *err);
 /* The same with a KV cache of n_ctx positions (0: the graph's max_seq; at most max_seq). */
 bj_status bj_ref_engine_create_ctx(bj_engine **out, const bj_graph *g, int64_t n_ctx, bj_error *err);
+/* The same with the KV cache's element type (the JIT engine's bj_jit_options.kv: the same bits). */
+bj_status bj_ref_engine_create_kv(bj_engine **out, const bj_graph *g, int64_t n_ctx, int kv, bj_error *err);
 
 /* The JIT engine: the pass pipeline (compiler.h) runs over the engine's own copy of the graph
  * and chooses every kernel (select-kernels); the ternary matmuls then run as kernels generated
@@ -38,6 +40,10 @@ bj_status bj_ref_engine_create_ctx(bj_engine **out, const bj_graph *g, int64_t n
  * thread pool. Results equal the reference engine's bit for bit.
  * mcpu/mattr/target, variant and the tuning-database fields are select-kernels' inputs: the
  * engine hands them to the pipeline and never chooses a kernel itself. */
+/* The KV cache's element type (bj_jit_options.kv, bj_ref_engine_create_kv): f32, or f16 with
+ * half the bytes (each stored value rounded to f16; attention reads it back exactly). */
+typedef enum bj_kv_type { BJ_KV_F32 = 0, BJ_KV_F16 = 1 } bj_kv_type;
+
 typedef struct bj_jit_options {
     const char *mcpu, *mattr;  /* NULL: the host CPU and its features */
     const char *cache_dir;     /* NULL: $XDG_CACHE_HOME/bitjit or ~/.cache/bitjit */
@@ -63,6 +69,13 @@ typedef struct bj_jit_options {
      * file next to the kernel cache (cache_dir or its default); no_tune_db ignores it. */
     const char *tune_db;
     bool no_tune_db;
+    /* The quick tune of a first start (select-kernels, runtime/tune.h bj_tune_autotune): where the
+     * default database has no entry for a shape of the model, up to BJ_TUNE_QUICK_BUDGET_S of
+     * measuring writes one, once per CPU and model shape. no_autotune: the cost rule instead.
+     * tune_progress (may be NULL) is called as candidates are measured. */
+    bool no_autotune;
+    void (*tune_progress)(void *ud, int64_t done, int64_t total, const char *note);
+    void *tune_progress_ud;
     /* Called as kernels are prepared: done of total kernel keys (weight shape, dtype and variant:
      * the first matmul of each compiles or loads its kernels, where the time goes; the rest reuse
      * them); may be NULL. */
@@ -79,6 +92,7 @@ typedef struct bj_jit_options {
     const bj_plan_source *plan_source;
     /* Positions the KV cache holds: 0 = the graph's max_seq (the model's context); at most that. */
     int64_t n_ctx;
+    bj_kv_type kv;             /* the KV cache's element type (default f32) */
 } bj_jit_options;
 
 typedef struct bj_jit_report {
@@ -108,6 +122,8 @@ typedef struct bj_jit_report {
     int64_t n_tuned_pp;        /* ... that also have a tuned prefill kernel */
     char tune_db[4096];        /* the database looked for ("(off)": ignored; "": no path) */
     char tune_warning[512];    /* non-empty: the database exists but could not be used */
+    int64_t n_autotuned;       /* shapes the quick tune gave entries during this creation */
+    double autotune_s;         /* ... and its seconds */
     char passes[512];          /* the passes the pipeline ran, in order, comma-separated */
 } bj_jit_report;
 

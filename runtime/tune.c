@@ -51,14 +51,7 @@ void bj_tune_report_free(bj_tune_report *rep) {
 /* ---- the graph's shapes ---------------------------------------------------------------------
  * Read from the plan of the pipeline run as the JIT engine runs it without a database
  * (bj_jit_compile): each distinct shape with the kernels engines use when it has no entry. */
-typedef struct tune_shape {
-    uint32_t m, k;
-    bj_cg_wtype wt;
-    bj_cg_kdesc def[BJ_CG_TC_COUNT]; /* per T-class: select-kernels' kernel without a database */
-    int count;
-} tune_shape;
-
-static bj_status tune_shapes(const bj_graph *g, const bj_tune_opts *o, bj_cg_target *tgt, tune_shape **out,
+static bj_status tune_graph_shapes(const bj_graph *g, const bj_tune_opts *o, bj_cg_target *tgt, bj_cg_tune_shape **out,
                              size_t *n_out, uint64_t *bytes2, bj_error *err) {
     bj_jit_options jo;
     bj_jit_options_default(&jo);
@@ -70,7 +63,7 @@ static bj_status tune_shapes(const bj_graph *g, const bj_tune_opts *o, bj_cg_tar
     bj_plan plan;
     BJ_TRY(bj_jit_compile(g, &jo, &own, &plan, err));
     *tgt = plan.tgt;
-    tune_shape *s = NULL;
+    bj_cg_tune_shape *s = NULL;
     size_t n = 0;
     bj_status st = BJ_OK;
     *bytes2 = 0;
@@ -81,12 +74,13 @@ static bj_status tune_shapes(const bj_graph *g, const bj_tune_opts *o, bj_cg_tar
         bj_cg_wtype wt = (bj_cg_wtype)pk->def.wtype;
         *bytes2 += (uint64_t)m * k / 4;
         size_t j = 0;
-        while (j < n && !(s[j].m == m && s[j].k == k && s[j].wt == wt)) j++;
+        while (j < n && !(s[j].m == m && s[j].k == k && s[j].wtype == wt)) j++;
         if (j < n) { s[j].count++; continue; }
-        tune_shape *p = realloc(s, (n + 1) * sizeof *p);
+        bj_cg_tune_shape *p = realloc(s, (n + 1) * sizeof *p);
         if (!p) { st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory"); break; }
         s = p;
-        s[n++] = (tune_shape){ .m = m, .k = k, .wt = wt, .def = { pk->dec, pk->has_pp ? pk->pp : pk->dec }, .count = 1 };
+        s[n++] = (bj_cg_tune_shape){ .m = m, .k = k, .wtype = (uint8_t)wt, .def = { pk->dec, pk->has_pp ? pk->pp : pk->dec },
+                                     .count = 1 };
     }
     bj_plan_free(&plan);
     bj_graph_free(&own);
@@ -111,6 +105,7 @@ typedef struct tune_ws {
     uint8_t *packed[BJ_CG_V_COUNT]; /* per variant: `copies` packed copies, one after another */
     size_t psize[BJ_CG_V_COUNT], copies[BJ_CG_V_COUNT];
     uint64_t model_bytes2;
+    const bj_cg_kdesc *only[BJ_CG_TC_COUNT]; /* quick mode after the first shape: its winners */
     double t_start;
     int64_t done, total;
     bool over;                      /* the budget is spent */
@@ -139,11 +134,11 @@ static void tune_ws_free(tune_ws *w) {
     for (int v = 0; v < BJ_CG_V_COUNT; v++) free(w->packed[v]);
 }
 
-static bj_status tune_ws_init(tune_ws *w, const tune_shape *s, bj_error *err) {
+static bj_status tune_ws_init(tune_ws *w, const bj_cg_tune_shape *s, bj_error *err) {
     size_t mk = (size_t)s->m * s->k;
     w->M = s->m;
     w->K = s->k;
-    w->wt = s->wt;
+    w->wt = (bj_cg_wtype)s->wtype;
     w->XS = bj_cg_x_stride(s->k);
     w->Tp = w->o->t_prefill;
     w->t8 = malloc(mk);
@@ -154,7 +149,7 @@ static bj_status tune_ws_init(tune_ws *w, const tune_shape *s, bj_error *err) {
     uint64_t r = 0x5eedull ^ ((uint64_t)s->m << 32) ^ s->k;
     for (size_t i = 0; i < mk; i++) {
         uint64_t z = tune_rng(&r) % 3;
-        w->t8[i] = s->wt == BJ_CG_W_BINARY ? (z & 1 ? 1 : -1) : (int8_t)((int)z - 1);
+        w->t8[i] = w->wt == BJ_CG_W_BINARY ? (z & 1 ? 1 : -1) : (int8_t)((int)z - 1);
     }
     for (int64_t t = 0; t < w->Tp; t++)
         for (int64_t k = 0; k < s->k; k++) w->x[t * w->XS + k] = (int8_t)(tune_rng(&r) & 0xff); /* -128 included */
@@ -252,7 +247,7 @@ static tune_outcome tune_measure(tune_ws *w, const bj_cg_kdesc *d, int64_t T, do
         t1 = tune_now_s();
         dt[n % MAX_SAMPLES] = t1 - t0;
         n++;
-    } while (t1 - start < 0.06 || (T == 1 && n < copies) || n < 5); /* decode: one pass over the copies */
+    } while (t1 - start < (w->o->quick ? 0.01 : 0.06) || (T == 1 && n < copies) || n < 5); /* decode: one pass over the copies */
     size_t k = n < MAX_SAMPLES ? n : MAX_SAMPLES;
     qsort(dt, k, sizeof *dt, tune_cmp_double);
     *ns = dt[k / 4] * 1e9;
@@ -349,16 +344,37 @@ static bool tune_descend(tune_search *s, bj_cg_kdesc from, double from_ns, int l
     return true;
 }
 
+/* Whether the quick mode tries variant v on path a: the target's widest path, the 256-bit ones
+ * (avxvnni, avx2: they won on Zen 5 and Ice Lake), AMX for prefill; not the SSE2 baseline or
+ * AVX-512 without VNNI on a CPU that has wider paths, nor bit planes (the same bytes as dot2 with
+ * 3-8x its instructions: codegen's cost rule). */
+static bool tune_quick_base(const tune_ws *w, int v, int a) {
+    if (v == BJ_CG_V_BITPLANE) return false;
+    return a == (int)bj_cg_best_isa(w->t) || a == BJ_CG_ISA_AVXVNNI || a == BJ_CG_ISA_AVX2 || a == BJ_CG_ISA_AMX;
+}
+
 /* All (variant, path) pairs the target and weight type allow, at default tiles; the AMX path
- * only for prefill (a decode step's one token would go to its edge kernel). */
-static size_t tune_bases(tune_ws *w, bool prefill, bj_cg_kdesc *out, size_t cap) {
+ * only for prefill (a decode step's one token would go to its edge kernel). Quick mode: the
+ * bases of tune_quick_base; for prefill only the decode winner's variant (layout); after the
+ * first shape only w->only, the first shape's winner of the class (prefill: if it packs as
+ * layout). */
+static size_t tune_bases(tune_ws *w, bool prefill, int layout, bj_cg_kdesc *out, size_t cap) {
     size_t n = 0;
+    bool quick = w->o->quick;
+    const bj_cg_kdesc *only = quick ? w->only[prefill ? BJ_CG_TC_PREFILL : BJ_CG_TC_DECODE] : NULL;
+    if (only && (!prefill || layout < 0 || only->variant == layout)) {
+        bj_error ign = { 0 };
+        return cap && bj_cg_kdesc_init(&out[0], w->t, (bj_cg_variant)only->variant, (bj_cg_isa)only->isa, w->wt, w->M,
+                                       w->K, w->t8, &ign) == BJ_OK;
+    }
     for (int v = BJ_CG_V_AUTO + 1; v < BJ_CG_V_COUNT; v++) {
         if (w->wt == BJ_CG_W_BINARY && v != BJ_CG_V_BIN1) continue; /* the IR keeps binary weights on bin1 */
         if (v == BJ_CG_V_WCODE && (uint64_t)w->M * w->K > TUNE_WCODE_MAX_MK) continue;
+        if (quick && prefill && layout >= 0 && v != layout) continue;
         for (int a = BJ_CG_ISA_AUTO + 1; a < BJ_CG_ISA_COUNT && n < cap; a++) {
             bj_error ign = { 0 };
             if (!bj_cg_isa_supported(w->t, (bj_cg_isa)a) || (a == BJ_CG_ISA_AMX && !prefill)) continue;
+            if (quick && !tune_quick_base(w, v, a)) continue;
             if (bj_cg_kdesc_init(&out[n], w->t, (bj_cg_variant)v, (bj_cg_isa)a, w->wt, w->M, w->K, w->t8, &ign) == BJ_OK) n++;
         }
     }
@@ -367,11 +383,11 @@ static size_t tune_bases(tune_ws *w, bool prefill, bj_cg_kdesc *out, size_t cap)
 
 /* One (shape, T-class): default, bases, descent from the best base (and from the default's).
  * layout: the variant the winner must have (prefill), or -1. */
-static bj_status tune_class(tune_ws *w, const tune_shape *sh, bj_tune_result *r, int layout, bj_error *err) {
+static bj_status tune_class(tune_ws *w, const bj_cg_tune_shape *sh, bj_tune_result *r, int layout, bj_error *err) {
     tune_search s = { .w = w, .r = r };
     bj_status st = BJ_OK;
     bj_cg_kdesc bases[BJ_CG_V_COUNT * BJ_CG_ISA_COUNT];
-    size_t nb = tune_bases(w, r->tclass == BJ_CG_TC_PREFILL, bases, sizeof bases / sizeof bases[0]);
+    size_t nb = tune_bases(w, r->tclass == BJ_CG_TC_PREFILL, layout, bases, sizeof bases / sizeof bases[0]);
     double ns;
     r->best_ns = 1e300;
     if (!tune_try(&s, &r->def, &ns, &st, err)) goto out;
@@ -388,12 +404,14 @@ static bj_status tune_class(tune_ws *w, const tune_shape *sh, bj_tune_result *r,
         tune_offer(&s, &bases[i], ns, layout);
         if (ns >= 0 && ns < top_ns && (layout < 0 || bases[i].variant == layout)) { top = bases[i]; top_ns = ns; }
     }
-    if (!tune_descend(&s, top, top_ns, layout, &st, err)) goto out;
-    if (memcmp(&top, &r->def, sizeof top) && !tune_descend(&s, r->def, r->def_ns, layout, &st, err)) goto out;
+    if (!w->o->quick) { /* quick mode: the paths at their default tiles only */
+        if (!tune_descend(&s, top, top_ns, layout, &st, err)) goto out;
+        if (memcmp(&top, &r->def, sizeof top) && !tune_descend(&s, r->def, r->def_ns, layout, &st, err)) goto out;
+    }
     /* Confirm: time the default and the winner again, alternately three times each, each
      * keeping its best figure, so a default measured while the machine was busy gets its
      * chance (a loaded machine shows as large, not small, times). */
-    for (int rep = 0; rep < 3 && memcmp(&r->best, &r->def, sizeof r->best) && !tune_budget_over(w); rep++) {
+    for (int rep = 0; rep < (w->o->quick ? 1 : 3) && memcmp(&r->best, &r->def, sizeof r->best) && !tune_budget_over(w); rep++) {
         double a, b;
         if (tune_measure(w, &r->def, r->T, &a, err) == TUNE_OK && a < r->def_ns) r->def_ns = a;
         if (tune_measure(w, &r->best, r->T, &b, err) == TUNE_OK && b < r->best_ns) r->best_ns = b;
@@ -427,71 +445,137 @@ static bj_status tune_write_db(const bj_cg_target *tgt, bj_tune_report *rep, bj_
     return st;
 }
 
-bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err) {
+/* Quick mode: the shapes by bytes a decode step reads (M x K x count), largest first, so that
+ * the first (whose decode search picks the path the others then try) matters most and a budget
+ * cut leaves the small ones. */
+static int tune_cmp_bytes(const void *a, const void *b) {
+    const bj_cg_tune_shape *x = a, *y = b;
+    uint64_t bx = (uint64_t)x->m * x->k * (uint64_t)x->count, by = (uint64_t)y->m * y->k * (uint64_t)y->count;
+    return bx > by ? -1 : bx < by;
+}
+
+/* The candidates a search of n shapes is estimated to measure (progress only). */
+static int64_t tune_estimate(const bj_tune_opts *o, const bj_cg_target *tgt, size_t n) {
+    tune_ws probe = { .o = o, .t = tgt, .M = 1024, .K = 1024, .wt = BJ_CG_W_TERNARY };
+    bj_cg_kdesc b[BJ_CG_V_COUNT * BJ_CG_ISA_COUNT];
+    int64_t nb = (int64_t)tune_bases(&probe, false, -1, b, sizeof b / sizeof b[0]);
+    if (o->quick) return n ? 1 + nb + 4 + 4 * ((int64_t)n - 1) : 0; /* the first shape's search; 2 + 2 the others */
+    return (1 + nb + 20) * (int64_t)n * BJ_CG_TC_COUNT; /* default + bases + ~10 tiles, twice, per class */
+}
+
+/* One shape's T-classes into rep (decode first: the prefill winner packs as its winner does). */
+static bj_status tune_one_shape(tune_ws *ws, const bj_cg_tune_shape *sh, const bj_cg_target *tgt, bj_tune_report *rep,
+                                bj_error *err) {
+    bj_status st = BJ_OK;
+    for (int tc = 0; st == BJ_OK && tc < BJ_CG_TC_COUNT && !ws->over; tc++) {
+        bj_tune_result *r = &rep->r[rep->n];
+        *r = (bj_tune_result){ .m = sh->m, .k = sh->k, .wtype = sh->wtype, .tclass = (uint8_t)tc,
+                               .T = tc == BJ_CG_TC_DECODE ? 1 : ws->o->t_prefill, .count = sh->count };
+        r->def = sh->def[tc]; /* what engines run without an entry */
+        if (r->def.variant == BJ_CG_V_WCODE) /* its code is the measured (random) weights', so is its key */
+            st = bj_cg_kdesc_init(&r->def, tgt, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, (bj_cg_wtype)sh->wtype, sh->m, sh->k,
+                                  ws->t8, err);
+        int layout = tc == BJ_CG_TC_DECODE ? -1 : rep->r[rep->n - 1].best.variant;
+        if (layout >= 0 && r->def.variant != layout) {
+            /* The decode winner packs differently from the default: prefill's baseline is the
+             * winner with its path's prefill tiles (what engines run without a prefill entry), so
+             * the entry written packs as the decode one and applies (bj_cg_tune_pick_descs). */
+            bj_cg_kdesc d = rep->r[rep->n - 1].best;
+            bj_error ign = { 0 };
+            if (!bj_cg_kdesc_prefill_default(&d, tgt) || d.variant != layout || bj_cg_kdesc_check(&d, tgt, &ign) != BJ_OK)
+                d = rep->r[rep->n - 1].best;
+            r->def = d;
+        }
+        if (st == BJ_OK) st = tune_class(ws, sh, r, layout, err);
+        rep->n++;
+    }
+    return st;
+}
+
+bj_status bj_tune_shapes(const bj_cg_target *tgt, const bj_cg_tune_shape *in, size_t n_shapes, uint64_t bytes2,
+                         const bj_tune_opts *o, bj_tune_report *rep, bj_error *err) {
     memset(rep, 0, sizeof *rep);
     double t0 = tune_now_s();
     if (o->n_threads < 1) return BJ_FAIL(err, BJ_E_INVALID, "thread count must be at least 1");
     if (o->t_prefill < 2 || o->t_prefill > 4096)
         return BJ_FAIL(err, BJ_E_INVALID, "prefill tokens must be in [2, 4096], got %d", o->t_prefill);
-    BJ_TRY(bj_ir_verify(g, err));
-    bj_cg_target tgt;
-    tune_shape *shapes = NULL;
-    size_t n_shapes = 0;
-    uint64_t bytes2;
-    BJ_TRY(tune_shapes(g, o, &tgt, &shapes, &n_shapes, &bytes2, err));
-    bj_status hst = bj_cg_target_check_host(&tgt, err);
-    if (hst != BJ_OK) { free(shapes); return hst; }
-    snprintf(rep->cpu, sizeof rep->cpu, "%s", tgt.cpu);
+    BJ_TRY(bj_cg_target_check_host(tgt, err));
+    snprintf(rep->cpu, sizeof rep->cpu, "%s", tgt->cpu);
     if (o->db_path && *o->db_path) snprintf(rep->db_path, sizeof rep->db_path, "%s", o->db_path);
-    else if (bj_cg_tunedb_default_path(&tgt, o->cache_dir, rep->db_path, sizeof rep->db_path, err) != BJ_OK) {
-        free(shapes);
-        return err->code;
-    }
+    else BJ_TRY(bj_cg_tunedb_default_path(tgt, o->cache_dir, rep->db_path, sizeof rep->db_path, err));
+    bj_cg_tune_shape *shapes = malloc((n_shapes + 1) * sizeof *shapes);
+    if (!shapes) return BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
+    if (n_shapes) memcpy(shapes, in, n_shapes * sizeof *shapes);
+    if (o->quick) qsort(shapes, n_shapes, sizeof *shapes, tune_cmp_bytes);
     bj_cg_cache cache;
     bj_cg_jit *jit = NULL;
     bj_pool *pool = NULL;
-    bj_status st = bj_cg_cache_open(&cache, o->cache_dir, &tgt, o->no_cache, err);
+    bj_status st = bj_cg_cache_open(&cache, o->cache_dir, tgt, o->no_cache, err);
     if (st == BJ_OK) st = bj_cg_jit_create(&jit, err);
     if (st == BJ_OK) st = bj_pool_create(&pool, o->n_threads, err);
     if (st == BJ_OK && !(rep->r = calloc(n_shapes * BJ_CG_TC_COUNT + 1, sizeof *rep->r)))
         st = BJ_FAIL(err, BJ_E_NOMEM, "out of memory");
-    /* Estimated candidates: default + bases + ~10 tiles, twice, per class. */
-    int64_t per = 0;
-    if (st == BJ_OK) {
-        tune_ws probe = { .o = o, .t = &tgt, .M = 1024, .K = 1024, .wt = BJ_CG_W_TERNARY };
-        bj_cg_kdesc b[BJ_CG_V_COUNT * BJ_CG_ISA_COUNT];
-        per = 1 + (int64_t)tune_bases(&probe, true, b, sizeof b / sizeof b[0]) + 20;
-    }
     rep->llc_bytes = tune_llc_bytes();
     rep->stream_bytes = bj_tune_stream_bytes(bytes2);
-    tune_ws w = { .o = o, .t = &tgt, .cache = &cache, .jit = jit, .pool = pool, .model_bytes2 = bytes2,
-                  .t_start = t0, .total = per * (int64_t)n_shapes * BJ_CG_TC_COUNT };
+    tune_ws w = { .o = o, .t = tgt, .cache = &cache, .jit = jit, .pool = pool, .model_bytes2 = bytes2,
+                  .t_start = t0, .total = tune_estimate(o, tgt, n_shapes) };
+    bj_cg_kdesc first[BJ_CG_TC_COUNT]; /* quick mode: the first shape's winners */
     for (size_t i = 0; st == BJ_OK && i < n_shapes && !w.over; i++) {
         tune_ws ws = w;
         memset(ws.packed, 0, sizeof ws.packed);
         st = tune_ws_init(&ws, &shapes[i], err);
-        for (int tc = 0; st == BJ_OK && tc < BJ_CG_TC_COUNT && !ws.over; tc++) {
-            bj_tune_result *r = &rep->r[rep->n];
-            *r = (bj_tune_result){ .m = shapes[i].m, .k = shapes[i].k, .wtype = (uint8_t)shapes[i].wt, .tclass = (uint8_t)tc,
-                                   .T = tc == BJ_CG_TC_DECODE ? 1 : o->t_prefill, .count = shapes[i].count };
-            r->def = shapes[i].def[tc]; /* what engines run without an entry */
-            if (r->def.variant == BJ_CG_V_WCODE) /* its code is the measured (random) weights', so is its key */
-                st = bj_cg_kdesc_init(&r->def, &tgt, BJ_CG_V_WCODE, BJ_CG_ISA_AUTO, shapes[i].wt, shapes[i].m,
-                                      shapes[i].k, ws.t8, err);
-            int layout = tc == BJ_CG_TC_DECODE ? -1 : rep->r[rep->n - 1].best.variant;
-            if (st == BJ_OK) st = tune_class(&ws, &shapes[i], r, layout, err);
-            rep->n++;
-        }
+        size_t r0 = rep->n;
+        if (st == BJ_OK) st = tune_one_shape(&ws, &shapes[i], tgt, rep, err);
+        bool lead = o->quick && !w.only[BJ_CG_TC_DECODE];
+        for (size_t c = 0; lead && r0 + c < rep->n; c++)
+            if (rep->r[r0 + c].measured) {
+                first[rep->r[r0 + c].tclass] = rep->r[r0 + c].best;
+                w.only[rep->r[r0 + c].tclass] = &first[rep->r[r0 + c].tclass];
+            }
         w.done = ws.done;
         w.over = ws.over;
         tune_ws_free(&ws);
     }
     rep->budget_hit = w.over;
-    if (st == BJ_OK && !o->dry_run) st = tune_write_db(&tgt, rep, err);
+    if (st == BJ_OK && !o->dry_run) st = tune_write_db(tgt, rep, err);
     bj_pool_free(pool);
     bj_cg_jit_free(jit);
     free(shapes);
     rep->elapsed_s = tune_now_s() - t0;
     if (st != BJ_OK) bj_tune_report_free(rep);
     return st;
+}
+
+bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err) {
+    memset(rep, 0, sizeof *rep);
+    BJ_TRY(bj_ir_verify(g, err));
+    bj_cg_target tgt;
+    bj_cg_tune_shape *shapes = NULL;
+    size_t n_shapes = 0;
+    uint64_t bytes2;
+    BJ_TRY(tune_graph_shapes(g, o, &tgt, &shapes, &n_shapes, &bytes2, err));
+    bj_status st = bj_tune_shapes(&tgt, shapes, n_shapes, bytes2, o, rep, err);
+    free(shapes);
+    return st;
+}
+
+/* The quick tune of a first start (bj_pipeline_opts.autotune): ud is the engine's
+ * bj_jit_options (threads, kernel cache, progress). */
+bj_status bj_tune_autotune(void *ud, const bj_cg_target *t, const bj_cg_tune_shape *shapes, size_t n, const char *db_path,
+                           bj_error *err) {
+    const bj_jit_options *jo = ud;
+    bj_tune_opts o;
+    bj_tune_opts_default(&o);
+    o.quick = true;
+    o.budget_s = BJ_TUNE_QUICK_BUDGET_S;
+    o.n_threads = jo->n_threads;
+    o.cache_dir = jo->cache_dir;
+    o.no_cache = jo->no_cache;
+    o.db_path = db_path;
+    o.progress = jo->tune_progress;
+    o.progress_ud = jo->tune_progress_ud;
+    bj_tune_report rep;
+    BJ_TRY(bj_tune_shapes(t, shapes, n, 0, &o, &rep, err)); /* streams 2 x LLC, not the model */
+    bj_tune_report_free(&rep);
+    return BJ_OK;
 }

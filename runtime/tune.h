@@ -36,6 +36,12 @@ typedef struct bj_tune_opts {
     int t_prefill;             /* tokens of a prefill call (default 64) */
     double min_gain;           /* a candidate must be this much faster than the default (0.03) */
     bool dry_run;              /* measure and report, write nothing */
+    /* Quick mode (a first start's tune, bj_tune_autotune): shapes largest first; on the first,
+     * the variants and paths at their default tiles (dot2/trit5 on the widest path and the 256-bit
+     * ones; AMX for prefill; prefill only in the decode winner's variant); on the others only
+     * the default and the first shape's winner of each T-class; no tile descent; each timing
+     * >= 10 ms; one confirming pair. */
+    bool quick;
     /* Progress: candidates measured of an estimated total, and what is being measured. */
     void (*progress)(void *ud, int64_t done, int64_t total, const char *note);
     void *progress_ud;
@@ -72,8 +78,19 @@ typedef struct bj_tune_report {
  * that is larger. Below 2 x LLC only when the LLC is unknown. */
 uint64_t bj_tune_stream_bytes(uint64_t model_bytes2);
 
+/* The quick tune's wall-clock budget: shapes not reached have no entry and are tuned at the next start. */
+#define BJ_TUNE_QUICK_BUDGET_S 8.0
+
 void bj_tune_opts_default(bj_tune_opts *o);
 bj_status bj_tune_graph(const bj_graph *g, const bj_tune_opts *o, bj_tune_report *rep, bj_error *err);
+/* The same for given shapes on target t (it must be the host's or one it runs); bytes2: the
+ * model's low-bit weight bytes for bj_tune_stream_bytes (0: 2 x LLC). */
+bj_status bj_tune_shapes(const bj_cg_target *t, const bj_cg_tune_shape *shapes, size_t n, uint64_t bytes2,
+                         const bj_tune_opts *o, bj_tune_report *rep, bj_error *err);
+/* bj_pipeline_opts.autotune for the JIT engine: ud is its bj_jit_options; quick mode,
+ * BJ_TUNE_QUICK_BUDGET_S, its threads and kernel cache, entries written to db_path. */
+bj_status bj_tune_autotune(void *ud, const bj_cg_target *t, const bj_cg_tune_shape *shapes, size_t n, const char *db_path,
+                           bj_error *err);
 void bj_tune_report_free(bj_tune_report *rep);
 /* "dot2/avx2 m1 t4 u1" */
 void bj_tune_desc_str(const bj_cg_kdesc *d, char *buf, size_t cap);

@@ -10,7 +10,8 @@
  * in the IR (a graph bjopt or an earlier run selected), else the cost rule
  * (bj_cg_pick_variant_for: the binary kernel for binary weights); then the tuning database
  * (opts->tune_db / default_tune_db) for the decode kernel and the prefill kernel, or the path's
- * prefill default (bj_cg_kdesc_prefill_default). Where only a library's kernels can be had
+ * prefill default (bj_cg_kdesc_prefill_default). Where the default database lacks a shape of
+ * the model, a bounded quick tune measures it first and writes its entry (below: bj_sk_autotune). Where only a library's kernels can be had
  * (opts->kernel_lookup), a tuned or prefill kernel it lacks is not chosen: the untuned one is.
  * With opts->source (an AOT library's plan), every pick is the one the library was built with.
  * The weights' values are read only where
@@ -33,6 +34,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The tuning database the options name (loaded once per pipeline run into cx). */
 static bj_status bj_sk_tunedb(bj_pass_ctx *cx, const bj_cg_target *t, bj_error *err) {
@@ -132,6 +134,86 @@ static void bj_sk_head(bj_pass_ctx *cx, const bj_graph *g, uint32_t i, const bj_
     k->head_desc = d;
 }
 
+/* ---- the quick tune of a first start -----------------------------------------------------------
+ * Every kernel is exact, so the choice is speed only, and no cost rule is right on every CPU
+ * (on an Ice Lake server the 1.6-bit trit5/avx2 kernel ran a 2560x2560 decode step 1.9x faster
+ * than the rule's dot2/avx512vnni; on a Zen 5 the 256-bit avxvnni kernels won three shapes of
+ * four). So the choice is measured, not modelled: where the default tuning database (the one
+ * next to the kernel cache) has no decode or prefill entry for a shape of this model and the caller gave
+ * a tuner (opts->autotune: the JIT engine's bj_tune_autotune unless --no-autotune), those
+ * shapes go to the tuner, which times them (bounded: runtime/tune.h's quick mode) and writes
+ * their entries; the database is read again and the kernels chosen from it. Once written, an
+ * entry is found like a cached kernel: later starts tune nothing. Not with a forced kernel, a
+ * database named by path or turned off, an AOT library's kernels, or no kernel cache (nothing
+ * to keep the result in). A tuner that fails leaves a warning and the cost rule. */
+static bool bj_sk_autotune_wanted(const bj_pass_ctx *cx) {
+    const bj_pipeline_opts *o = cx->opts;
+    const char *db = cx->kplan.tune_db;
+    return o->autotune && !cx->autotune_tried && !o->variant && !o->no_tune_db && !(o->tune_db && *o->tune_db) &&
+           o->default_tune_db && !o->kernel_lookup && !o->no_cache && db[0] && strcmp(db, "(off)") != 0;
+}
+
+/* The distinct shapes of the plan whose decode or prefill entry the database lacks (a budget
+ * may end between the two), with the kernels chosen for them (the tuner's baselines). */
+static bj_status bj_sk_missing(const bj_pass_ctx *cx, bj_cg_tune_shape **out, size_t *n_out, bj_error *err) {
+    const bj_plan *p = &cx->kplan;
+    bj_cg_tune_shape *s = NULL;
+    size_t n = 0;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (!p->kern[i].set) continue;
+        const bj_cg_tune_pick *pk = &p->kern[i].pick;
+        bj_cg_wtype wt = (bj_cg_wtype)pk->def.wtype;
+        if (cx->have_tdb && bj_cg_tunedb_find(&cx->tdb, wt, pk->def.m, pk->def.k, BJ_CG_TC_DECODE) &&
+            bj_cg_tunedb_find(&cx->tdb, wt, pk->def.m, pk->def.k, BJ_CG_TC_PREFILL))
+            continue;
+        size_t j = 0;
+        while (j < n && !(s[j].m == pk->def.m && s[j].k == pk->def.k && s[j].wtype == wt)) j++;
+        if (j < n) { s[j].count++; continue; }
+        bj_cg_tune_shape *q = realloc(s, (n + 1) * sizeof *q);
+        if (!q) { free(s); return BJ_FAIL(err, BJ_E_NOMEM, "select-kernels: out of memory"); }
+        s = q;
+        s[n++] = (bj_cg_tune_shape){ .m = pk->def.m, .k = pk->def.k, .wtype = (uint8_t)wt, .count = 1,
+                                     .def = { pk->dec, pk->has_pp ? pk->pp : pk->dec } };
+    }
+    *out = s;
+    *n_out = n;
+    return BJ_OK;
+}
+
+static double bj_sk_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runs the quick tune where it is wanted; *ran: entries may have been written (the database
+ * is then to be read again). */
+static bj_status bj_sk_autotune(bj_pass_ctx *cx, const bj_cg_target *t, bool *ran, bj_error *err) {
+    *ran = false;
+    if (!bj_sk_autotune_wanted(cx)) return BJ_OK;
+    cx->autotune_tried = true;
+    bj_cg_tune_shape *s = NULL;
+    size_t n = 0;
+    BJ_TRY(bj_sk_missing(cx, &s, &n, err));
+    if (!n) { free(s); return BJ_OK; }
+    double t0 = bj_sk_now_s();
+    bj_error e2 = { 0 };
+    bj_status st = cx->opts->autotune(cx->opts->autotune_ud, t, s, n, cx->kplan.tune_db, &e2);
+    free(s);
+    cx->kplan.autotune_s = bj_sk_now_s() - t0;
+    if (st == BJ_E_NOMEM) { *err = e2; return st; }
+    if (st != BJ_OK) {
+        snprintf(cx->kplan.tune_warning, sizeof cx->kplan.tune_warning,
+                 "the quick tune failed: %.400s (kernels by the cost rule)", e2.msg);
+        return BJ_OK;
+    }
+    cx->kplan.n_autotuned = (int64_t)n; /* less those still missing: bj_sk_choose */
+    if (cx->have_tdb) bj_cg_tunedb_free(&cx->tdb);
+    cx->have_tdb = cx->tdb_tried = false;
+    *ran = true;
+    return BJ_OK;
+}
+
 /* The plan's kernel table for g, every lowbit matmul chosen; with rewrite, the IR too. */
 static bj_status bj_sk_run(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32_t *counts, const bj_cg_target **tp,
                            bj_error *err) {
@@ -165,16 +247,37 @@ static bj_status bj_sk_run(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32_t 
     return BJ_OK;
 }
 
+/* bj_sk_run, then the quick tune where it is wanted and, when it ran, bj_sk_run again with the
+ * entries it wrote (the second run reads the variants the first left in the IR: the same). */
+static bj_status bj_sk_choose(bj_graph *g, bj_pass_ctx *cx, bool rewrite, uint32_t *counts, const bj_cg_target **tp,
+                              bj_error *err) {
+    BJ_TRY(bj_sk_run(g, cx, rewrite, counts, tp, err));
+    bool ran;
+    char warn[sizeof cx->kplan.tune_warning];
+    BJ_TRY(bj_sk_autotune(cx, *tp, &ran, err));
+    if (!ran) return BJ_OK;
+    memset(counts, 0, BJ_CG_V_COUNT * sizeof *counts);
+    snprintf(warn, sizeof warn, "%s", cx->kplan.tune_warning);
+    BJ_TRY(bj_sk_run(g, cx, rewrite, counts, tp, err));
+    if (!cx->kplan.tune_warning[0]) snprintf(cx->kplan.tune_warning, sizeof cx->kplan.tune_warning, "%s", warn);
+    bj_cg_tune_shape *left;
+    size_t n_left;
+    BJ_TRY(bj_sk_missing(cx, &left, &n_left, err)); /* the budget may have ended before some */
+    free(left);
+    cx->kplan.n_autotuned -= (int64_t)n_left;
+    return BJ_OK;
+}
+
 bj_status bj_pass_select_kernels_plan(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
     uint32_t counts[BJ_CG_V_COUNT] = { 0 };
     const bj_cg_target *t;
-    return bj_sk_run(g, cx, false, counts, &t, err);
+    return bj_sk_choose(g, cx, false, counts, &t, err);
 }
 
 bj_status bj_pass_select_kernels(bj_graph *g, bj_pass_ctx *cx, bj_error *err) {
     uint32_t counts[BJ_CG_V_COUNT] = { 0 };
     const bj_cg_target *t;
-    BJ_TRY(bj_sk_run(g, cx, true, counts, &t, err));
+    BJ_TRY(bj_sk_choose(g, cx, true, counts, &t, err));
     bj_pass_note(cx, "select-kernels", "target %s (%s): %u dot2, %u bitplane, %u wcode, %u bin1, %u trit5; %lld of %lld from the tuning database (%s)",
                  t->cpu, bj_cg_isa_name(bj_cg_best_isa(t)), counts[BJ_CG_V_DOT2], counts[BJ_CG_V_BITPLANE],
                  counts[BJ_CG_V_WCODE], counts[BJ_CG_V_BIN1], counts[BJ_CG_V_TRIT5], (long long)cx->kplan.n_tuned,

@@ -178,6 +178,12 @@ void cli_parse_head(const char *s, bj_jit_options *o) {
         cli_die_usage("--head expects 'exact', 'q8' or 'exact-c', got '%s'", s);
 }
 
+bj_kv_type cli_parse_kv(const char *s) {
+    if (!strcmp(s, "f32")) return BJ_KV_F32;
+    if (!strcmp(s, "f16")) return BJ_KV_F16;
+    cli_die_usage("--kv expects 'f32' or 'f16', got '%s'", s);
+}
+
 int cli_parse_kernel(const char *s) {
     if (!strcmp(s, "auto")) return 0;
     char names[128] = "auto";
@@ -252,6 +258,8 @@ bool cli_model_opt(int c, const char *arg, cli_model_opts *o) {
     case CLI_O_PA: o->pl.print_after = arg; return true;
     case CLI_O_DISABLE: o->pl.disable = arg; return true;
     case CLI_O_TIME_PASSES: o->pl.time_passes = true; return true;
+    case CLI_O_NO_AUTOTUNE: o->jit.no_autotune = true; return true;
+    case CLI_O_KV: o->jit.kv = cli_parse_kv(arg); return true;
     case 'c': o->jit.n_ctx = cli_parse_ctx(arg); return true;
     default: return false;
     }
@@ -314,8 +322,11 @@ void cli_sampling_finish(cli_sampling *s) {
 
 /* ---- opening a model ------------------------------------------------------------------------------ */
 /* Progress of kernel preparation (progress.h: a bar on a terminal, occasional lines on a pipe). */
+static const char tune_label[] = "tuning kernels for this CPU (once; --no-autotune skips)";
+
 static void on_progress(void *ud, int64_t done, int64_t total) {
     cli_progress *p = ud;
+    if (p->active && !strncmp(p->label, tune_label, 14)) cli_progress_end(p); /* the quick tune is over */
     if (!p->active && done <= 1) cli_progress_begin(p, "preparing kernels", total);
     cli_progress_update(p, done, NULL);
 }
@@ -324,12 +335,21 @@ static void on_progress(void *ud, int64_t done, int64_t total) {
  * bar ends when the last matrix is packed, before the kernels' bar begins. */
 static void on_pass_progress(void *ud, const bj_pass_progress *pp) {
     cli_progress *p = ud;
+    if (p->active && !strncmp(p->label, tune_label, 14)) cli_progress_end(p); /* the quick tune is over */
     if (!p->active && pp->items_done == 0) cli_progress_begin_unit(p, "packing weights", pp->total, true);
     char note[64];
     snprintf(note, sizeof note, "%lld of %lld matri%s", (long long)pp->items_done, (long long)pp->items_total,
              pp->items_total == 1 ? "x" : "ces");
     cli_progress_update(p, pp->done, note);
     if (pp->items_done == pp->items_total) cli_progress_end(p);
+}
+
+/* Progress of the quick tune of a first start (select-kernels: the database lacks the model's
+ * shapes); the kernel bar (on_progress, the same cli_progress) takes over after it. */
+static void on_tune_progress(void *ud, int64_t done, int64_t total, const char *note) {
+    cli_progress *p = ud;
+    if (!p->active) cli_progress_begin(p, tune_label, total);
+    cli_progress_update(p, done < total ? done : total, note);
 }
 
 /* A model that will not load: say where its path came from when -m did not give it. */
@@ -387,7 +407,7 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     bj_engine *e;
     *packed_bytes = 0;
     if (!strcmp(o->engine, "ref")) {
-        if (bj_ref_engine_create_ctx(&e, g, o->jit.n_ctx, &err) != BJ_OK) cli_die_error(&err);
+        if (bj_ref_engine_create_kv(&e, g, o->jit.n_ctx, o->jit.kv, &err) != BJ_OK) cli_die_error(&err);
         for (uint32_t i = 0; i < g->n_nodes; i++)
             if (g->nodes[i].op == BJ_OP_WEIGHT && bj_dtype_is_lowbit(g->nodes[i].dtype)) *packed_bytes += g->nodes[i].nbytes;
         return e;
@@ -397,6 +417,8 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     o->jit.progress_ud = &bar;
     o->pl.progress = on_pass_progress;
     o->pl.progress_ud = &pack_bar;
+    o->jit.tune_progress = on_tune_progress;
+    o->jit.tune_progress_ud = &bar;
     bj_jit_report r;
     o->pl.verbose = o->verbose;
     o->pl.out = stderr;
@@ -408,6 +430,8 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
     o->jit.progress_ud = NULL;
     o->pl.progress = NULL;
     o->pl.progress_ud = NULL;
+    o->jit.tune_progress = NULL;
+    o->jit.tune_progress_ud = NULL;
     o->jit.pipeline = NULL;
     if (st != BJ_OK) cli_die_error(&err);
     *packed_bytes = r.packed_bytes;
@@ -443,6 +467,10 @@ static bj_engine *make_engine(cli_model_opts *o, const bj_graph *g, const bj_aot
         fprintf(stderr, "%s: tuning database: %lld of %lld matmuls took their kernel from it (%lld with a prefill kernel); %s\n",
                 bj_cli_prog, (long long)r.n_tuned, (long long)r.n_matmuls, (long long)r.n_tuned_pp,
                 r.tune_db[0] ? r.tune_db : "(none)");
+    if (o->verbose && r.n_autotuned)
+        fprintf(stderr, "%s: quick tune: %lld shape%s measured in %.1f s and kept in the tuning database (shapes the "
+                        "budget did not reach are measured at the next start)\n",
+                bj_cli_prog, (long long)r.n_autotuned, cli_s(r.n_autotuned), r.autotune_s);
     return e;
 }
 

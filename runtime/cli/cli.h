@@ -54,7 +54,7 @@ enum {
     CLI_O_ENGINE = 256, CLI_O_MCPU, CLI_O_MATTR, CLI_O_CACHE_DIR, CLI_O_NO_CACHE,
     CLI_O_TEMP, CLI_O_TOPK, CLI_O_TOPP, CLI_O_MINP, CLI_O_RPEN, CLI_O_RLAST,
     CLI_O_TUNE_DB, CLI_O_NO_TUNE_DB, CLI_O_HEAD, CLI_O_KERNEL,
-    CLI_O_PAA, CLI_O_PA, CLI_O_DISABLE, CLI_O_TIME_PASSES,
+    CLI_O_PAA, CLI_O_PA, CLI_O_DISABLE, CLI_O_TIME_PASSES, CLI_O_NO_AUTOTUNE, CLI_O_KV,
     CLI_O_CMD = 512
 };
 
@@ -77,7 +77,8 @@ typedef struct cli_model_opts {
     { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD }, \
     { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' }, \
     { "print-after-all", no_argument, 0, CLI_O_PAA }, { "print-after", required_argument, 0, CLI_O_PA }, \
-    { "disable-passes", required_argument, 0, CLI_O_DISABLE }, { "time-passes", no_argument, 0, CLI_O_TIME_PASSES }
+    { "disable-passes", required_argument, 0, CLI_O_DISABLE }, { "time-passes", no_argument, 0, CLI_O_TIME_PASSES }, \
+    { "no-autotune", no_argument, 0, CLI_O_NO_AUTOTUNE }, { "kv", required_argument, 0, CLI_O_KV }
 #define CLI_MODEL_SHORTOPTS "m:t:vqc:"
 #define CLI_MODEL_HELP                                                                              \
     "  -m, --model PATH        model directory, .safetensors/.gguf file or bitjitc library (.so)\n"  \
@@ -94,6 +95,7 @@ typedef struct cli_model_opts {
     "      --tune-db PATH      tuning database from `bitjit tune` (default: this CPU's, next to\n"   \
     "                          the kernel cache, when it exists)\n"                                 \
     "      --no-tune-db        ignore the tuning database: kernels by the cost rule only\n"         \
+    CLI_AUTOTUNE_HELP                                                                               \
     "      --head MODE         LM head precision: exact (default: the model's float weights) or\n"  \
     "                          q8 (int8 rows + int8 activations: half the bytes, logits within\n"   \
     "                          a small bound; see docs/perf.md); exact-c: exact in plain C\n"  \
@@ -106,11 +108,19 @@ typedef struct cli_model_opts {
     "      --disable-passes=A,B  run the pipeline without these passes\n"                          \
     "      --time-passes       each pass's time (stderr)\n"                                         \
     CLI_CTX_HELP                                                                                    \
+    CLI_KV_HELP                                                                                     \
     "  -v, --verbose           print load, compile and speed figures on stderr\n"                    \
     "  -q, --quiet             no progress output\n"
 #define CLI_CTX_HELP                                                                                \
     "  -c, --ctx-size N        context (KV cache) in tokens (default: the model's, capped to what\n" \
     "                          fits in half of the memory available, with a note saying so)\n"
+#define CLI_AUTOTUNE_HELP                                                                           \
+    "      --no-autotune       no quick tune when the tuning database lacks this model's shapes\n"  \
+    "                          (by default the first start on a CPU measures them, up to 8 s,\n"  \
+    "                          and keeps the result next to the kernel cache)\n"
+#define CLI_KV_HELP                                                                                 \
+    "      --kv TYPE           KV cache element type: f32 (default) or f16 (half the bytes;\n"     \
+    "                          logits within a bound, see docs/perf.md)\n"
 #define CLI_END_LONGOPTS { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 
 void cli_model_opts_init(cli_model_opts *o);
@@ -119,6 +129,8 @@ void cli_check_chat_template(const char *name);
 /* --head exact|q8|exact-c (the exact head in plain C, for comparisons): sets o->head_q8 /
  * o->head_c; a usage error otherwise. */
 void cli_parse_head(const char *s, bj_jit_options *o);
+/* --kv f32|f16: the KV cache's element type; a usage error otherwise. */
+bj_kv_type cli_parse_kv(const char *s);
 /* --kernel auto|NAME: 0 for auto, else the codegen variant of that name; a usage error otherwise. */
 int cli_parse_kernel(const char *s);
 /* -c/--ctx-size N: a context of at least 1 token (the model's maximum is checked once it is loaded). */

@@ -36,8 +36,8 @@ static int usage_bench(FILE *f) {
             "                       test; json: one object with the header facts and the results\n"
             "      --plot OUT.svg   also draw t/s (tg and pp) against threads, with the decode roofline\n"
             "                       (bandwidth / bytes read per token), as an SVG file\n"
-            "      --mcpu, --mattr, --cache-dir, --no-cache, --tune-db, --no-tune-db, --head, --kernel\n"
-            "                       as for bitjit run\n"
+            "      --mcpu, --mattr, --cache-dir, --no-cache, --tune-db, --no-tune-db, --head, --kernel,\n"
+            "      --no-autotune, --kv  as for bitjit run (bytes/token counts the KV cache at --kv's size)\n"
             "  -h, --help           show this help\n");
     return f == stderr ? 2 : 0;
 }
@@ -65,6 +65,7 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         { "plot", required_argument, 0, O_PLOT },   { "depth", required_argument, 0, O_DEPTH },   { "tune-db", required_argument, 0, CLI_O_TUNE_DB },
         { "no-tune-db", no_argument, 0, CLI_O_NO_TUNE_DB }, { "head", required_argument, 0, CLI_O_HEAD },
         { "kernel", required_argument, 0, CLI_O_KERNEL }, { "ctx-size", required_argument, 0, 'c' },
+        { "no-autotune", no_argument, 0, CLI_O_NO_AUTOTUNE }, { "kv", required_argument, 0, CLI_O_KV },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -96,6 +97,8 @@ static void parse_bench(int argc, char **argv, bench_opts *o) {
         case CLI_O_HEAD: cli_parse_head(optarg, &o->jit); break;
         case CLI_O_KERNEL: o->jit.variant = cli_parse_kernel(optarg); break;
         case 'c': o->jit.n_ctx = cli_parse_ctx(optarg); break;
+        case CLI_O_NO_AUTOTUNE: o->jit.no_autotune = true; break;
+        case CLI_O_KV: o->jit.kv = cli_parse_kv(optarg); break;
         default: cli_bad_option(c, argv, usage_bench);
         }
     }
@@ -451,8 +454,8 @@ static void print_header(const bench_run *b) {
                b->cold.tune_db[0] ? b->cold.tune_db : "none");
     }
     printf("bytes read per token (jit, at position %lld): %.2f MB (ternary weights %.2f MB in kernel layouts; "
-           "head %s)\n", (long long)b->pos, (double)b->bpt * 1e-6, (double)b->cold.packed_bytes * 1e-6,
-           o->jit.head_q8 ? "8-bit (--head q8)" : "exact");
+           "head %s; KV cache %s)\n", (long long)b->pos, (double)b->bpt * 1e-6, (double)b->cold.packed_bytes * 1e-6,
+           o->jit.head_q8 ? "8-bit (--head q8)" : "exact", o->jit.kv == BJ_KV_F16 ? "f16 (--kv f16)" : "f32");
     if (b->nl) print_layouts_md(b);
     printf("\n| engine | threads | test | t/s | tg GB/s | bandwidth GB/s | %% of roofline |\n");
     printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
@@ -480,7 +483,8 @@ static void add_rows(bench_run *b, int k, int nthr, const bj_bench_stat *pp, con
         *r = (bench_row){ .engine = k == 0 ? "jit" : "ref", .threads = nthr, .tg = true, .tokens = o->n,
                           .depth = b->depths[d], .s = tgd[d] };
         if (k == 0 && bw > 0) {
-            uint64_t bytes = bj_bench_bytes_per_token(&b->m.graph, b->cold.packed_bytes, o->jit.head_q8, b->depths[d] + o->n / 2);
+            uint64_t bytes = bj_bench_bytes_per_token(&b->m.graph, b->cold.packed_bytes, o->jit.head_q8, b->depths[d] + o->n / 2,
+                                                      o->jit.kv);
             r->gbs = tgd[d].mean * (double)bytes * 1e-9;
             r->bw = bw;
             r->pct = 100 * r->gbs / bw;
@@ -498,7 +502,7 @@ static void measure(bench_run *b, int k, int nthr) {
     bj_jit_options jo = b->o.jit;
     jo.n_threads = nthr;
     bj_status st = k == 0 ? bj_jit_engine_create(&e, &b->m.graph, &jo, NULL, &err)
-                          : bj_ref_engine_create_ctx(&e, &b->m.graph, jo.n_ctx, &err);
+                          : bj_ref_engine_create_kv(&e, &b->m.graph, jo.n_ctx, jo.kv, &err);
     if (st != BJ_OK) cli_die_error(&err);
     bj_bench_stat pp, tg;
     if (bj_bench_engine(e, b->o.p, b->o.n, b->o.reps, &pp, &tg, &err) != BJ_OK) cli_die_error(&err);
@@ -633,13 +637,13 @@ int bj_cmd_bench(int argc, char **argv) {
     if (b->want_jit) bench_compile(&b->m.graph, &b->o, &b->cold, &b->warm);
     b->nl = b->want_jit ? bench_layouts(&b->m.graph, &b->o.jit, b->lay, 64) : 0;
     b->pos = b->o.p + b->o.n / 2;
-    b->bpt = bj_bench_bytes_per_token(&b->m.graph, b->cold.packed_bytes, b->o.jit.head_q8, b->pos);
+    b->bpt = bj_bench_bytes_per_token(&b->m.graph, b->cold.packed_bytes, b->o.jit.head_q8, b->pos, b->o.jit.kv);
     if (b->want_jit && b->cold.tune_warning[0]) fprintf(stderr, "%s: warning: %s\n", bj_cli_prog, b->cold.tune_warning);
     print_header(b);
     fflush(stdout);
     measure_all(b);
     uint64_t need = bj_bench_resident_need(&b->m.graph, b->want_jit ? b->cold.packed_bytes : 0, b->o.jit.head_q8,
-                                           b->o.p + b->o.n);
+                                           b->o.p + b->o.n, b->o.jit.kv);
     print_memory_md(b, need);
     if (b->o.fmt == FMT_JSON) print_json(b, need);
     if (b->o.plot)

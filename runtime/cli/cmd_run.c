@@ -157,7 +157,7 @@ int bj_cmd_run(int argc, char **argv) {
     if (o.mo.verbose) {
         bj_bench_mem mem;
         bj_bench_mem_read(&mem);
-        uint64_t need = bj_bench_resident_need(&ses.m.graph, ses.packed_bytes, o.mo.jit.head_q8, e->n_past);
+        uint64_t need = bj_bench_resident_need(&ses.m.graph, ses.packed_bytes, o.mo.jit.head_q8, e->n_past, o.mo.jit.kv);
         fprintf(stderr, "%s: peak RSS %.1f MB = %.3fx the weights + KV cache it must keep (%.1f MB: low-bit weights %.1f MB "
                         "as the engine holds them, head %s, norms, KV of %lld positions)\n",
                 bj_cli_prog, (double)mem.peak * 1e-6, need ? (double)mem.peak / (double)need : 0, (double)need * 1e-6,

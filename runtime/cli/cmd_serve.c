@@ -180,7 +180,7 @@ static bj_engine **make_slot_engines(serve_opts *o, cli_session *ses) {
     engines[0] = ses->e;
     for (int i = 1; i < o->parallel; i++) {
         bj_status st;
-        if (!strcmp(o->mo.engine, "ref")) st = bj_ref_engine_create_ctx(&engines[i], &ses->m.graph, o->mo.jit.n_ctx, &err);
+        if (!strcmp(o->mo.engine, "ref")) st = bj_ref_engine_create_kv(&engines[i], &ses->m.graph, o->mo.jit.n_ctx, o->mo.jit.kv, &err);
         else {
             bj_jit_report r;
             o->mo.jit.progress = NULL;

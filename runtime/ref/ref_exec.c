@@ -43,7 +43,8 @@ typedef struct ref_engine {
     bj_engine base;
     const bj_graph *g;
     ref_lowbit *lowbit; /* per node: set for lowbit WEIGHT and WEIGHT_QUANT nodes */
-    bj_kv **kc, **vc;   /* per node: KV cache of ATTENTION nodes, [max_seq, n_kv*head_dim] */
+    void **kc, **vc;    /* per node: KV cache of ATTENTION nodes, [max_seq, n_kv*head_dim] of kv */
+    int kv;             /* the cache's element type (bj_kv_type) */
     ref_value *val;     /* per node, valid during a step */
     uint32_t head;      /* the matmul_f the output reads */
 } ref_engine;
@@ -56,7 +57,7 @@ static bj_status prepare(ref_engine *e, bj_error *err) {
         if (lowbit) BJ_TRY(bj_ir_lowbit_values(g, i, &e->lowbit[i].v, &e->lowbit[i].scale, err));
         else if (n->op == BJ_OP_WEIGHT) BJ_TRY(bj_ir_weight_check(n, err));
         if (n->op == BJ_OP_ATTENTION) {
-            size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * sizeof(bj_kv);
+            size_t sz = (size_t)e->base.max_seq * (size_t)(n->iattr[2] * n->iattr[3]) * bj_rt_kv_elem_bytes(e->kv);
             if (!(e->kc[i] = malloc(sz)) || !(e->vc[i] = malloc(sz)))
                 return BJ_FAIL(err, BJ_E_NOMEM, "out of memory for the KV cache (%zu bytes per layer)", sz);
         }
@@ -99,10 +100,10 @@ static void run_bitlinear(ref_engine *e, const bj_node *n, ref_value *out, int64
 static void run_attention(ref_engine *e, const bj_node *n, ref_value *out, int64_t T) {
     uint32_t id = (uint32_t)(n - e->g->nodes);
     int64_t H = n->iattr[1], Hkv = n->iattr[2], d = n->iattr[3], pos0 = e->base.n_past;
-    bj_rt_kv_store(e->val[n->in[1]].f, e->val[n->in[2]].f, Hkv * d, pos0, 0, T, e->kc[id], e->vc[id]);
+    bj_rt_kv_store(e->val[n->in[1]].f, e->val[n->in[2]].f, Hkv * d, pos0, 0, T, e->kv, e->kc[id], e->vc[id]);
     double *scratch = malloc((size_t)(pos0 + T) * sizeof *scratch);
     BJ_ASSERT(scratch);
-    bj_rt_attention(e->val[n->in[0]].f, e->kc[id], e->vc[id], H, Hkv, d, pos0, T, 0, H, scratch, out->f);
+    bj_rt_attention(e->val[n->in[0]].f, e->kc[id], e->vc[id], e->kv, H, Hkv, d, pos0, T, 0, H, scratch, out->f);
     free(scratch);
 }
 
@@ -192,7 +193,12 @@ bj_status bj_ref_engine_create(bj_engine **out, const bj_graph *g, bj_error *err
 }
 
 bj_status bj_ref_engine_create_ctx(bj_engine **out, const bj_graph *g, int64_t n_ctx, bj_error *err) {
+    return bj_ref_engine_create_kv(out, g, n_ctx, BJ_KV_F32, err);
+}
+
+bj_status bj_ref_engine_create_kv(bj_engine **out, const bj_graph *g, int64_t n_ctx, int kv, bj_error *err) {
     *out = NULL;
+    if (kv != BJ_KV_F32 && kv != BJ_KV_F16) return BJ_FAIL(err, BJ_E_INVALID, "unknown KV cache type %d", kv);
     BJ_TRY(bj_ir_verify(g, err));
     if (n_ctx < 0 || n_ctx > g->max_seq)
         return BJ_FAIL(err, BJ_E_INVALID, "context of %lld tokens asked: the model's is %lld (at least 1)",
@@ -205,6 +211,7 @@ bj_status bj_ref_engine_create_ctx(bj_engine **out, const bj_graph *g, int64_t n
                            .forward = ref_forward, .reset = ref_reset, .free = ref_free };
     e->g = g;
     e->head = head;
+    e->kv = kv;
     size_t n = g->n_nodes;
     e->lowbit = calloc(n, sizeof *e->lowbit);
     e->kc = calloc(n, sizeof *e->kc);

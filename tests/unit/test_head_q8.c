@@ -140,7 +140,7 @@ Test(head_q8, kjv_logits_close_to_the_oracle, .timeout = 300) {
     for (uint32_t i = 0; i < m.graph.n_nodes; i++)
         if (m.graph.nodes[i].op == BJ_OP_MATMUL_F) head = &m.graph.nodes[m.graph.nodes[i].in[1]];
     cr_assert(head);
-    uint64_t exact = bj_bench_bytes_per_token(&m.graph, 0, false, 0), q8 = bj_bench_bytes_per_token(&m.graph, 0, true, 0);
+    uint64_t exact = bj_bench_bytes_per_token(&m.graph, 0, false, 0, 0), q8 = bj_bench_bytes_per_token(&m.graph, 0, true, 0, 0);
     cr_expect_eq(exact - q8, head->nbytes - bj_rt_q8w_bytes(head->shape.d[0], head->shape.d[1]));
     cr_expect_geq(exact, head->nbytes);
     float *logits = malloc((size_t)e->n_vocab * sizeof *logits);

@@ -91,36 +91,94 @@ static void attention_strided(const double *q, const float *kc, const float *vc,
 /* Every path of bj_rt_attention (the AVX2 scores for any d, the AVX2 p.V for d a multiple of
  * 16 up to 256, the C p.V, the strided sum beyond 256) gives the rule's bits: head dims with
  * and without an 8-value tail, cache lengths around multiples of 8 and of the 4-key blocks,
- * one and several query rows, and a head range that is not all heads. */
+ * one and several query rows, and a head range that is not all heads. With an f16 cache
+ * (--kv f16), the bits of the rule over f32 caches holding the same values rounded to f16 (by
+ * the CPU's own vcvtps2ph where it has F16C: an independent rounding). */
+static void attention_case(int kv, int64_t d, int64_t pos0, int64_t T, int64_t h0, int64_t h1);
+
 Test(rt_ops, attention_equals_the_strided_sum) {
-    const int64_t H = 4, Hkv = 2, ds[] = { 1, 7, 8, 12, 16, 48, 64, 80, 128, 256, 264 }, pos0s[] = { 0, 6, 7, 8, 15, 40 },
+    const int64_t H = 4, ds[] = { 1, 7, 8, 12, 16, 48, 64, 80, 128, 256, 264 }, pos0s[] = { 0, 6, 7, 8, 15, 40 },
                   Ts[] = { 1, 3, 9 };
-    for (size_t a = 0; a < sizeof ds / sizeof *ds; a++)
-        for (size_t b = 0; b < sizeof pos0s / sizeof *pos0s; b++)
-            for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++) {
-                int64_t d = ds[a], pos0 = pos0s[b], T = Ts[c], L = pos0 + T, h0 = c == 1 ? 1 : 0, h1 = c == 1 ? 3 : H;
-                double *q = malloc((size_t)(T * H * d) * sizeof *q), *p = malloc((size_t)L * sizeof *p);
-                float *kc = malloc((size_t)(L * Hkv * d) * sizeof *kc), *vc = malloc((size_t)(L * Hkv * d) * sizeof *vc);
-                double *y1 = malloc((size_t)(T * H * d) * sizeof *y1), *y2 = malloc((size_t)(T * H * d) * sizeof *y2);
-                /* q with all 53 bits (as RoPE leaves it), so the score sums round and their order shows */
-                for (int64_t i = 0; i < T * H * d; i++) q[i] = frand() * 2 + frand() * 0x1p-26;
-                for (int64_t i = 0; i < L * Hkv * d; i++) { kc[i] = frand() * 2; vc[i] = frand() * 3; }
-                memset(y1, 0, (size_t)(T * H * d) * sizeof *y1);
-                bj_rt_attention(q, kc, vc, H, Hkv, d, pos0, T, h0, h1, p, y1);
-                attention_strided(q, kc, vc, H, Hkv, d, pos0, T, p, y2);
-                for (int64_t t = 0; t < T; t++)
-                    for (int64_t i = 0; i < H * d; i++) {
-                        int64_t h = i / d, e = t * H * d + i;
-                        if (h < h0 || h >= h1) {
-                            cr_expect_eq(y1[e], 0.0, "d %lld: head %lld is outside [%lld, %lld) but was written",
-                                         (long long)d, (long long)h, (long long)h0, (long long)h1);
-                            continue;
-                        }
-                        cr_expect_eq(memcmp(&y1[e], &y2[e], sizeof *y1), 0, "d %lld pos0 %lld T %lld elem %lld: %.17g vs %.17g",
-                                     (long long)d, (long long)pos0, (long long)T, (long long)e, y1[e], y2[e]);
-                    }
-                free(q); free(kc); free(vc); free(p); free(y1); free(y2);
+    for (int kv = 0; kv < 2; kv++)
+        for (size_t a = 0; a < sizeof ds / sizeof *ds; a++)
+            for (size_t b = 0; b < sizeof pos0s / sizeof *pos0s; b++)
+                for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++)
+                    attention_case(kv, ds[a], pos0s[b], Ts[c], c == 1 ? 1 : 0, c == 1 ? 3 : H);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("f16c"))) static float f16c_round(float x) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT)));
+}
+#endif
+
+/* f32 to f16 to f32, nearest even: F16C where the CPU has it, else the library's rule. */
+static float round_f16(float x) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("f16c")) return f16c_round(x);
+#endif
+    return bj_f16_to_f32(bj_f32_to_f16(x));
+}
+
+/* The f16 cache's bound against the f32 one, per output of head h at row t: a key value moves
+ * by at most u|k| + 2^-25 (u = 2^-11; 2^-25 below f16's normal range), so a score by at most
+ * delta = sum_i |q_i| (u|k_i| + 2^-25) / sqrt(d), the weights p_j / sum p by a factor within
+ * e^(+-2 delta_max), and the output, an average of values each within u|v| + 2^-25, by at most
+ *   u vmax + 2^-25 + (e^(2 delta_max) - 1) 2 vmax        (vmax: max |v| over the positions). */
+static double f16_bound(const double *qr, const float *kc, const float *vc, int64_t Wkv, int64_t ho, int64_t L, int64_t d) {
+    const double u = 0x1p-11, lo = 0x1p-25;
+    double dmax = 0, vmax = 0;
+    for (int64_t j = 0; j < L; j++) {
+        double del = 0;
+        for (int64_t i = 0; i < d; i++) {
+            del += fabs(qr[i]) * (u * fabs(kc[j * Wkv + ho + i]) + lo);
+            vmax = fmax(vmax, fabs(vc[j * Wkv + ho + i]));
+        }
+        dmax = fmax(dmax, del / sqrt((double)d));
+    }
+    return u * vmax + lo + expm1(2 * dmax) * 2 * vmax;
+}
+
+static void attention_case(int kv, int64_t d, int64_t pos0, int64_t T, int64_t h0, int64_t h1) {
+    const int64_t H = 4, Hkv = 2, L = pos0 + T, nkv = L * Hkv * d, ny = T * H * d;
+    double *q = malloc((size_t)ny * sizeof *q), *p = malloc((size_t)L * sizeof *p);
+    float *kc = malloc((size_t)nkv * sizeof *kc), *vc = malloc((size_t)nkv * sizeof *vc);
+    float *k32 = malloc((size_t)nkv * sizeof *k32), *v32 = malloc((size_t)nkv * sizeof *v32);
+    uint16_t *kh = malloc((size_t)nkv * 2), *vh = malloc((size_t)nkv * 2);
+    double *y1 = malloc((size_t)ny * sizeof *y1), *y2 = malloc((size_t)ny * sizeof *y2), *y3 = malloc((size_t)ny * sizeof *y3);
+    cr_assert(q && p && kc && vc && k32 && v32 && kh && vh && y1 && y2 && y3);
+    /* q with all 53 bits (as RoPE leaves it), so the score sums round and their order shows */
+    for (int64_t i = 0; i < ny; i++) q[i] = frand() * 2 + frand() * 0x1p-26;
+    for (int64_t i = 0; i < nkv; i++) { k32[i] = kc[i] = frand() * 2; v32[i] = vc[i] = frand() * 3; }
+    for (int64_t i = 0; kv == 1 && i < nkv; i++) {
+        kh[i] = bj_f32_to_f16(kc[i]);
+        vh[i] = bj_f32_to_f16(vc[i]);
+        float rk = round_f16(kc[i]), rv = round_f16(vc[i]);
+        cr_assert(bj_f16_to_f32(kh[i]) == rk && bj_f16_to_f32(vh[i]) == rv, "f16 rounding of %.9g / %.9g", kc[i], vc[i]);
+        kc[i] = rk;
+        vc[i] = rv;
+    }
+    memset(y1, 0, (size_t)ny * sizeof *y1);
+    bj_rt_attention(q, kv ? (void *)kh : kc, kv ? (void *)vh : vc, kv, H, Hkv, d, pos0, T, h0, h1, p, y1);
+    attention_strided(q, kc, vc, H, Hkv, d, pos0, T, p, y2);
+    attention_strided(q, k32, v32, H, Hkv, d, pos0, T, p, y3);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < H * d; i++) {
+            int64_t h = i / d, e = t * H * d + i;
+            if (h < h0 || h >= h1) {
+                cr_expect_eq(y1[e], 0.0, "d %lld: head %lld is outside [%lld, %lld) but was written", (long long)d,
+                             (long long)h, (long long)h0, (long long)h1);
+                continue;
             }
+            cr_expect_eq(memcmp(&y1[e], &y2[e], sizeof *y1), 0, "kv %d d %lld pos0 %lld T %lld elem %lld: %.17g vs %.17g",
+                         kv, (long long)d, (long long)pos0, (long long)T, (long long)e, y1[e], y2[e]);
+            if (kv != 1) continue;
+            double bound = f16_bound(q + t * H * d + h * d, k32, v32, Hkv * d, (h / (H / Hkv)) * d, pos0 + t + 1, d);
+            cr_expect_leq(fabs(y1[e] - y3[e]), bound, "f16 cache, d %lld pos0 %lld elem %lld: |%.9g - %.9g| over the bound %g",
+                          (long long)d, (long long)pos0, (long long)e, y1[e], y3[e], bound);
+        }
+    free(q); free(kc); free(vc); free(k32); free(v32); free(kh); free(vh); free(p); free(y1); free(y2); free(y3);
 }
 
 /* RoPE as HF computes it, written out: the angle pos * theta^(-2i/d) in f32, its cos and sin

@@ -183,6 +183,73 @@ Test(tune, short_tune_keeps_oracle_outputs, .timeout = 900) {
     bj_model_free(&m);
 }
 
+/* The quick tune of a first start (select-kernels + bj_tune_autotune): an engine over a fresh
+ * kernel cache measures every kjv shape, writes the default database there with a decode entry
+ * for each, takes its kernels from it and keeps the reference engine's bits; a second engine
+ * over the same cache tunes nothing; --no-autotune (no_autotune) and --no-cache tune nothing
+ * and write no database. */
+static void autotune_engine(const bj_graph *g, const char *cache, bool no_autotune, bool no_cache, bj_jit_report *r) {
+    bj_jit_options o;
+    bj_jit_options_default(&o);
+    o.n_threads = 2;
+    o.cache_dir = cache;
+    o.no_autotune = no_autotune;
+    o.no_cache = no_cache;
+    bj_engine *e;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_jit_engine_create(&e, g, &o, r, &err), BJ_OK, "%s", err.msg);
+    cr_expect_eq(r->tune_warning[0], 0, "%s", r->tune_warning);
+    if (r->n_autotuned) expect_ref_logits(e, g, "quick-tuned");
+    bj_engine_free(e);
+}
+
+Test(tune, autotune_on_first_start, .timeout = 600) {
+    bj_model m;
+    load(&m);
+    char cache[4096], cmd[4200];
+    tmp_path(cache, sizeof cache, "autotune-cache");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
+    cr_assert_eq(system(cmd), 0);
+    bj_jit_report r;
+    autotune_engine(&m.graph, cache, true, false, &r); /* --no-autotune: nothing measured or written */
+    cr_expect_eq(r.n_autotuned, 0);
+    cr_expect_eq(r.n_tuned, 0);
+    cr_expect_neq(access(r.tune_db, F_OK), 0, "--no-autotune wrote %s", r.tune_db);
+    autotune_engine(&m.graph, cache, false, true, &r); /* --no-cache: nowhere to keep it */
+    cr_expect_eq(r.n_autotuned, 0);
+
+    autotune_engine(&m.graph, cache, false, false, &r);
+    printf("[autotune] kjv: %lld shapes in %.2f s; %lld of %lld matmuls from %s\n", (long long)r.n_autotuned,
+           r.autotune_s, (long long)r.n_tuned, (long long)r.n_matmuls, r.tune_db);
+    cr_assert_gt(r.n_autotuned, 0, "the first start tuned nothing");
+    cr_expect_gt(r.n_tuned, 0, "no matmul takes its kernel from the new entries");
+    /* A busy machine may spend the budget before the last shapes: later starts tune those
+     * (found like cached kernels: a start with every entry tunes nothing). */
+    for (int start = 0; start < 8 && r.autotune_s > 0; start++) autotune_engine(&m.graph, cache, false, false, &r);
+    cr_expect_eq(r.autotune_s, 0, "a start with every entry tuned again");
+    cr_expect_eq(r.n_tuned, r.n_matmuls, "every matmul takes its kernel from the entries");
+    bj_cg_target t;
+    bj_error err = { 0 };
+    cr_assert_eq(bj_cg_target_detect(&t, NULL, NULL, &err), BJ_OK, "%s", err.msg);
+    bj_cg_tunedb db;
+    bool found = false;
+    char warn[512];
+    cr_assert_eq(bj_cg_tunedb_load(&db, &t, r.tune_db, &found, warn, sizeof warn, &err), BJ_OK, "%s", err.msg);
+    cr_assert(found, "no database at %s (%s)", r.tune_db, warn);
+    for (uint32_t i = 0; i < m.graph.n_nodes; i++) {
+        const bj_node *n = &m.graph.nodes[i];
+        if (n->op != BJ_OP_MATMUL_T && n->op != BJ_OP_BITLINEAR) continue;
+        const bj_node *w = &m.graph.nodes[n->op == BJ_OP_BITLINEAR ? n->in[2] : n->in[1]];
+        cr_expect_not_null(bj_cg_tunedb_find(&db, BJ_CG_W_TERNARY, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1],
+                                             BJ_CG_TC_DECODE), "no entry for %s", w->name);
+        cr_expect_not_null(bj_cg_tunedb_find(&db, BJ_CG_W_TERNARY, (uint32_t)w->shape.d[0], (uint32_t)w->shape.d[1],
+                                             BJ_CG_TC_PREFILL), "no prefill entry for %s", w->name);
+    }
+    bj_cg_tunedb_free(&db);
+    cr_assert_eq(system(cmd), 0);
+    bj_model_free(&m);
+}
+
 Test(tune, forced_database_keeps_outputs, .timeout = 600) {
     bj_model m;
     load(&m);
