@@ -225,7 +225,11 @@ jobs = [lambda: llama_family("falcon3-tiny", {"quant_method": "bitnet", "linear_
                                               "quantization_mode": "online", "use_rms_norm": True,
                                               "rms_norm_eps": 1e-6}, True, "llama3"),
         bitnet158]
-for j in jobs:
+# FAMILIES=name,name runs only those (each run draws its own random weights from the seed)
+only = [f for f in os.environ.get("FAMILIES", "").split(",") if f]
+names = ["falcon3-tiny", "falcone-tiny", "bitnet158-tiny"]
+for name, j in zip(names, jobs):
+    if only and name not in only: continue
     try: j()
     except Exception: say(traceback.format_exc())
 try:

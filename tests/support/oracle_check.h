@@ -29,11 +29,22 @@
 #define BJ_ORACLE_FLIP_TOL 0.15
 static const bj_oracle_case bj_oracle_boundary_cases[] = {
     { "models/kjv-bitnet-11m/oracle.json", "master", "Blessed are the", -1 }, /* kjv-bitnet-11m/master */
-    /* falcone-tiny: the f64 transcription of the oracle's own script (scripts/oracles/families_ref.py
-     * with every f32 made f64, scripts/oracles/families_f64_probe.py) differs from the f32 oracle by
-     * 0.138077 here, as bitjit does; its greedy ids agree */
-    { "models/falcone-tiny/oracle.json", "master", "For God so loved the world,", -1 },
+    /* falcone-tiny (HF transformers 5.17 oracle, made on the device's Xeon): the f64 transcription
+     * of the oracle's forward (scripts/oracles/families_f64_probe.py models/falcone-tiny master 1)
+     * differs from the f32 oracle by 0.739789 here, as bitjit does (0.739790); its greedy ids agree
+     * on all 48. This model's logits are ~100x kjv's (tied, unit-variance embedding rows: max
+     * |logit| 181), and a flipped activation moves them in proportion: see bj_test_flip_tol. */
+    { "models/falcone-tiny/oracle.json", "master", "And I saw a new heaven", -1 },
 };
+
+/* The tolerance of a rounding-boundary case: BJ_ORACLE_FLIP_TOL, or 0.5% of the oracle's largest
+ * |logit| where that is more (one int8 level of one activation moves every logit in proportion to
+ * the logits' scale). */
+static inline double bj_test_flip_tol(const double *want, int64_t n) {
+    double m = 0;
+    for (int64_t v = 0; v < n; v++) m = fmax(m, fabs(want[v]));
+    return fmax(BJ_ORACLE_FLIP_TOL, 0.005 * m);
+}
 
 static inline bool bj_test_oracle_boundary(const char *oracle, const char *key, const char *prompt) {
     return bj_test_oracle_case(bj_oracle_boundary_cases, sizeof bj_oracle_boundary_cases / sizeof *bj_oracle_boundary_cases,
@@ -181,7 +192,7 @@ static inline void bj_test_oracle_check(bj_engine *e, const bj_tokenizer *tok, c
                 int64_t a[5], b[5];
                 bj_test_top5(logits, NULL, e->n_vocab, a);
                 bj_test_top5(NULL, want, e->n_vocab, b);
-                cr_expect_lt(maxdiff, BJ_ORACLE_FLIP_TOL, "%s '%s': logits differ by %g", c->what, text, maxdiff);
+                cr_expect_lt(maxdiff, bj_test_flip_tol(want, e->n_vocab), "%s '%s': logits differ by %g", c->what, text, maxdiff);
                 cr_expect_arr_eq(a, b, sizeof a, "%s '%s': top-5 tokens differ from the oracle's", c->what, text);
             } else {
                 cr_expect_lt(maxdiff, BJ_ORACLE_LOGIT_TOL, "%s '%s': logits differ by %g", c->what, text, maxdiff);

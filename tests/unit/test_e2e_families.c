@@ -175,7 +175,7 @@ Test(e2e_families, falcone_gguf_refused) {
 static void check_spm_cases(const bj_tokenizer *tok, const char *what) {
     json_t *o = bj_test_load_json("models/bitnet158-tiny/oracle.json"), *cases = json_object_get(o, "tokenizer"), *c;
     size_t i;
-    cr_assert_gt(json_array_size(cases), 10);
+    cr_assert_geq(json_array_size(cases), 10);
     json_array_foreach(cases, i, c) {
         const char *text = json_string_value(json_object_get(c, "text"));
         size_t n_want, n;
