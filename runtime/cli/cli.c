@@ -368,6 +368,9 @@ bj_aot_lib *cli_load_model(const char *path, bj_model *m, bj_jit_options *jo) {
     }
     if (jo->mcpu || jo->mattr)
         cli_die_usage("%s", "--mcpu/--mattr do not apply to a bitjitc library: it is built for its CPU");
+    if (jo->tune_db && *jo->tune_db)
+        cli_die_usage("%s", "--tune-db does not apply to a bitjitc library: its kernels were chosen when it was built "
+                            "(bitjitc --tune-db)");
     if (bj_aot_load(&lib, m, path, &err) != BJ_OK) die_model_error(&err);
     bj_aot_jit_options(lib, jo);
     return lib;

@@ -268,6 +268,22 @@ Test(aot_cli, no_partial_output, .timeout = 120) {
 }
 
 /* An ELF file that is not a bitjitc library is refused cleanly. */
+/* A library's kernels were chosen for its CPU and tuning database when it was built: flags that
+ * would choose them again are refused with exit 2, not ignored. */
+Test(aot_cli, library_refuses_cpu_and_tuning_flags, .timeout = 120) {
+    char lib[4096], args[8192], out[16384], cmd[12288];
+    tmp_path(lib, sizeof lib, "flags.so");
+    snprintf(args, sizeof args, "'%s/packed' -o '%s'", MODEL_DIR, lib);
+    cr_assert_eq(bitjitc(args, out, sizeof out), 0, "%s", out);
+    const char *flags[][2] = { { "--mcpu x86-64", "--mcpu" }, { "--mattr +avx2", "--mattr" }, { "--tune-db /tmp/x.db", "--tune-db" } };
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' run -m '%s' %s -n 2 --ids", BJ_BITJIT_EXE, lib, flags[i][0]);
+        cr_expect_eq(sh(cmd, out, sizeof out), 2, "%s: %s", flags[i][0], out);
+        cr_expect(strstr(out, flags[i][1]) && strstr(out, "bitjitc library"), "%s: %s", flags[i][0], out);
+    }
+    unlink(lib);
+}
+
 Test(aot_cli, rejects_foreign_library) {
     char out[16384], cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s' run -m /bin/true -n 2 --ids", BJ_BITJIT_EXE);
