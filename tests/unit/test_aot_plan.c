@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 
 #include "compiler/aot.h"
+#include "support/files.h"
 #include "support/oracle_check.h"
 #include "support/shell.h"
 
@@ -177,13 +178,6 @@ static bool entry_of(const lib_bytes *b, uint32_t kind, int skip, size_t *off, s
     return false;
 }
 
-static void write_bytes(const char *path, const uint8_t *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f);
-    cr_assert_eq(fwrite(p, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-}
-
 /* bitjit run on lib exits 1 (never a signal) with an error containing want. */
 static void expect_cli_error(const char *lib, const char *want) {
     char cmd[8192], out[16384];
@@ -204,7 +198,7 @@ Test(aot_plan, damaged_packed_weights_are_refused, .timeout = 300) {
     cr_assert(entry_of(&b, BJ_AOT_E_PACKED, 3, &off, &size), "no packed weights in the library");
     cr_expect_eq(off % BJ_AOT_PAGE, 0u, "packed weights at file offset %zu are not on a page of their own", off);
     b.p[off + size / 2] ^= 0x10; /* one bit of one code: a different model, which must not run */
-    write_bytes(bad, b.p, b.n);
+    write_all(bad, (const char *)b.p, b.n);
     bj_error err = { 0 };
     bj_model m;
     bj_aot_lib *l;
@@ -233,7 +227,7 @@ Test(aot_plan, damaged_plan_is_refused, .timeout = 300) {
     size_t off, size;
     cr_assert(entry_of(&b, BJ_AOT_E_PLAN, 0, &off, &size), "no plan in the library");
     b.p[off + 5] = 'z'; /* not a hex digit: the first line's def descriptor */
-    write_bytes(bad, b.p, b.n);
+    write_all(bad, (const char *)b.p, b.n);
     bj_error err = { 0 };
     bj_model m;
     bj_aot_lib *l = NULL;
@@ -246,7 +240,7 @@ Test(aot_plan, damaged_plan_is_refused, .timeout = 300) {
     read_lib(lib, &b);
     cr_assert(entry_of(&b, BJ_AOT_E_PLAN, 0, &off, &size));
     memcpy(b.p + off + 6, "c8", 2);
-    write_bytes(bad, b.p, b.n);
+    write_all(bad, (const char *)b.p, b.n);
     cr_expect_eq(bj_aot_load(&l, &m, bad, &err), BJ_E_FORMAT);
     cr_expect(strstr(err.msg, "plan is damaged"), "%s", err.msg);
     free(b.p);
@@ -262,7 +256,7 @@ Test(aot_plan, truncated_library_is_refused, .timeout = 300) {
     read_lib(lib, &b);
     size_t cuts[] = { b.n / 2, b.bundle + 4096, 64 };
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-        write_bytes(bad, b.p, cuts[i]);
+        write_all(bad, (const char *)b.p, cuts[i]);
         bj_error err = { 0 };
         bj_model m;
         bj_aot_lib *l = NULL;

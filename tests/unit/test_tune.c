@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/files.h"
 #include "support/oracle_check.h"
 #include "support/shell.h"
 
@@ -90,27 +91,6 @@ static void expect_ref_logits(bj_engine *e, const bj_graph *g, const char *what)
     free(a);
     free(b);
     bj_engine_free(ref);
-}
-
-static void write_text(const char *path, const char *text, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s", path);
-    cr_assert_eq(fwrite(text, 1, n, f), n);
-    fclose(f);
-}
-
-static char *read_text(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    buf[len] = 0;
-    *n = (size_t)len;
-    return buf;
 }
 
 /* A database for this host that forces, for every distinct kjv shape, decode = bitplane on the
@@ -297,34 +277,34 @@ Test(tune, bad_databases_warn_and_fall_back, .timeout = 600) {
     tmp_path(bad, sizeof bad, "bad.txt");
     write_forced_db(&m.graph, good);
     size_t n;
-    char *text = read_text(good, &n);
+    char *text = read_all(good, &n);
 
-    write_text(bad, text, n / 2); /* truncated mid-line */
+    write_all(bad, text, n / 2); /* truncated mid-line */
     expect_fallback(&m, bad, true, "truncated");
     char *cut = strstr(text, "\nend ");
     cr_assert_not_null(cut);
-    write_text(bad, text, (size_t)(cut - text) + 1); /* truncated at a line: no end record */
+    write_all(bad, text, (size_t)(cut - text) + 1); /* truncated at a line: no end record */
     expect_fallback(&m, bad, true, "no end record");
     char junk[4096];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 131 + 7);
-    write_text(bad, junk, sizeof junk);
+    write_all(bad, junk, sizeof junk);
     expect_fallback(&m, bad, true, "garbage");
-    write_text(bad, "", 0);
+    write_all(bad, "", 0);
     expect_fallback(&m, bad, true, "empty");
 
     char *other = malloc(n + 64);
     snprintf(other, n + 64, "bitjit-tunedb 99\n%s", strchr(text, '\n') + 1);
-    write_text(bad, other, strlen(other));
+    write_all(bad, other, strlen(other));
     expect_fallback(&m, bad, true, "other version");
     char *cpu = strstr(text, "\ncpu ");
     cr_assert_not_null(cpu);
     snprintf(other, n + 64, "%.*s\ncpu not-this-cpu%s", (int)(cpu - text), text, strchr(cpu + 1, '\n'));
-    write_text(bad, other, strlen(other));
+    write_all(bad, other, strlen(other));
     expect_fallback(&m, bad, true, "other cpu");
     char *abi = strstr(text, "\nabi ");
     cr_assert_not_null(abi);
     snprintf(other, n + 64, "%.*s\nabi 999%s", (int)(abi - text), text, strchr(abi + 1, '\n'));
-    write_text(bad, other, strlen(other));
+    write_all(bad, other, strlen(other));
     expect_fallback(&m, bad, true, "other abi");
 
     /* Well-formed file, entries the target or the generators refuse: ignored silently. */
